@@ -1,0 +1,74 @@
+"""
+The single-process broker: a push reaches the sessions of this process.
+
+It is the embedded default and the reference the Redis broker is tested
+against: same answers, one node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from zope.interface import implementer
+
+from realtime.delivery import Fanout, Frame
+from realtime.interfaces import IBroker, ISessionRegistry
+from realtime.values import Envelope, PushResult, ToAll, ToSessions, ToUids
+
+
+@implementer(IBroker)
+class MemoryBroker:
+    """
+    Delivers each envelope to the sessions it addresses in C{registry}.
+    """
+
+    def __init__(self, registry: ISessionRegistry, fanout: Fanout) -> None:
+        self.registry = registry
+        self.fanout = fanout
+
+    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
+        """
+        Frame C{envelope} once and write it to every session it addresses.
+        """
+        frame = Frame(envelope.payload, envelope.isBinary)
+        target = envelope.target
+        registry = self.registry
+        if isinstance(target, ToUids):
+            if len(target.uids) == 1:
+                uid = target.uids[0]
+                return self.fanout.deliver(registry.sessionsOf(uid), frame).addCallback(
+                    lambda n: PushResult(n, {uid: n})
+                )
+            uids = tuple(dict.fromkeys(target.uids))
+            ds = [self.fanout.deliver(registry.sessionsOf(uid), frame) for uid in uids]
+            return gatherResults(ds).addCallback(
+                lambda counts: PushResult(sum(counts), dict(zip(uids, counts, strict=False)))
+            )
+        if isinstance(target, ToAll):
+            sessions = registry.allSessions()
+        elif isinstance(target, ToSessions):
+            sessions = tuple(
+                s for s in map(registry.get, dict.fromkeys(target.ids)) if s is not None
+            )
+        else:
+            raise TypeError(f"unknown target {target!r}")
+        return self.fanout.deliver(sessions, frame).addCallback(PushResult)
+
+    def connectionCount(self, uid: str) -> Deferred[int]:
+        """
+        How many sessions C{uid} holds here.
+        """
+        return succeed(len(self.registry.sessionsOf(uid)))
+
+    def stats(self) -> Deferred[dict[str, Any]]:
+        """
+        Connection and uid counts of this process.
+        """
+        return succeed(
+            {
+                "connections": len(self.registry),
+                "uids": self.registry.uidCount(),
+                "pendingDeliveries": self.fanout.pending,
+            }
+        )

@@ -1,0 +1,42 @@
+"""
+The WebSocket close codes this server sends, in one place so the README, the
+clients and the tests agree on them.
+
+1000-2999 are RFC 6455's; 4000-4999 are reserved for applications.
+"""
+
+NORMAL = 1000
+GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
+UNSUPPORTED_DATA = 1003
+INVALID_PAYLOAD = 1007
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+#: the session could not keep up with what it was sent; reconnect later
+SLOW_CONSUMER = 1013
+
+#: the first message did not authenticate the connection
+AUTH_FAILED = 4001
+#: no first message arrived within the authentication timeout
+AUTH_TIMEOUT = 4002
+#: the identity is not allowed to do what it asked
+FORBIDDEN = 4003
+#: the backend closed this session on purpose
+KICKED = 4004
+
+DESCRIPTIONS = {
+    NORMAL: "normal closure",
+    GOING_AWAY: "server shutting down",
+    PROTOCOL_ERROR: "WebSocket protocol error",
+    UNSUPPORTED_DATA: "unsupported data (e.g. binary where text is expected)",
+    INVALID_PAYLOAD: "invalid UTF-8 in a text message",
+    POLICY_VIOLATION: "policy violation",
+    MESSAGE_TOO_BIG: "message larger than --max-message-size",
+    INTERNAL_ERROR: "internal server error",
+    SLOW_CONSUMER: "slow consumer: too much unread data queued; reconnect",
+    AUTH_FAILED: "authentication failed (first message)",
+    AUTH_TIMEOUT: "no authentication message within the timeout",
+    FORBIDDEN: "forbidden",
+    KICKED: "closed by the backend",
+}

@@ -1,0 +1,135 @@
+"""
+Fan-out: a message is framed once and written to each recipient.
+
+Framing happens once per message, not once per connection (L{Frame}).  The
+write itself is C{transport.write}, which Twisted buffers until the reactor's
+next write pass, so every frame queued for one connection in one reactor tick
+leaves in one C{send} system call.  Audiences larger than C{chunkSize} are
+written over several reactor turns so handshakes, pings and other pushes keep
+flowing during a 100,000-connection broadcast; deliveries are started in the
+order they were asked for, so a connection never sees a later push before an
+earlier one.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import Sequence
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from realtime.interfaces import ISession
+
+_SHORT = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def frameMessage(payload: bytes, isBinary: bool = False) -> bytes:
+    """
+    The bytes of one unmasked, unfragmented, uncompressed server frame.
+    """
+    b0 = 0x82 if isBinary else 0x81
+    n = len(payload)
+    if n < 126:
+        return bytes((b0, n)) + payload
+    if n < 65536:
+        return _SHORT.pack(b0, 126, n) + payload
+    return _LONG.pack(b0, 127, n) + payload
+
+
+class Frame:
+    """
+    A message ready to be written to any number of sessions.
+
+    @ivar wire: the frame's bytes, for sessions without compression (and for
+        compressed sessions too: RFC 7692 lets a sender mix uncompressed
+        messages in, and compressing once per connection is exactly the cost
+        fan-out is avoiding).
+    """
+
+    __slots__ = ("payload", "isBinary", "wire")
+
+    def __init__(self, payload: bytes, isBinary: bool = False) -> None:
+        self.payload = payload
+        self.isBinary = isBinary
+        self.wire = frameMessage(payload, isBinary)
+
+
+class _Job:
+    __slots__ = ("sessions", "frame", "position", "count", "deferred")
+
+    def __init__(self, sessions: Sequence[ISession], frame: Frame) -> None:
+        self.sessions = sessions
+        self.frame = frame
+        self.position = 0
+        self.count = 0
+        self.deferred: Deferred[int] = Deferred()
+
+
+class Fanout:
+    """
+    Writes frames to sessions, at most C{chunkSize} writes per reactor turn
+    once a delivery is too large to finish at once.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: IReactorTime, chunkSize: int = 5000) -> None:
+        self._reactor = reactor
+        self.chunkSize = chunkSize
+        self._jobs: deque[_Job] = deque()
+        self._scheduled = False
+
+    @property
+    def pending(self) -> int:
+        """
+        Deliveries waiting for a later reactor turn.
+        """
+        return len(self._jobs)
+
+    def deliver(self, sessions: Sequence[ISession], frame: Frame) -> Deferred[int]:
+        """
+        Write C{frame} to each of C{sessions} (a snapshot).
+
+        @return: a Deferred firing with how many sessions accepted it.
+        """
+        if not self._jobs and len(sessions) <= self.chunkSize:
+            count = 0
+            for session in sessions:
+                if session.sendPrepared(frame):
+                    count += 1
+            return succeed(count)
+        job = _Job(sessions, frame)
+        self._jobs.append(job)
+        self._schedule()
+        return job.deferred
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._reactor.callLater(0, self._runChunk)
+
+    def _runChunk(self) -> None:
+        self._scheduled = False
+        budget = self.chunkSize
+        jobs = self._jobs
+        while jobs and budget > 0:
+            job = jobs[0]
+            sessions = job.sessions
+            frame = job.frame
+            end = min(job.position + budget, len(sessions))
+            count = 0
+            for i in range(job.position, end):
+                if sessions[i].sendPrepared(frame):
+                    count += 1
+            budget -= end - job.position
+            job.position = end
+            job.count += count
+            if end == len(sessions):
+                jobs.popleft()
+                job.deferred.callback(job.count)
+        if jobs:
+            self._schedule()

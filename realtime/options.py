@@ -1,0 +1,268 @@
+"""
+``twistd realtime`` options: the command line, a TOML file, and checks.
+
+Every option can also come from the file given with ``--config`` (its keys
+are the long option names); the command line wins over the file, and the
+file over the defaults.  Bad values are refused at startup with a message
+that names the option.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from typing import Any, Sequence
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactor
+from twisted.python import usage
+
+from realtime import __version__
+from realtime.discovery import describe, discover
+
+#: (name, short, default, help): None means "not given"; see Options.defaults
+PARAMETERS: list[tuple[str, str | None, str]] = [
+    ("port", "p", "WebSocket and web endpoint (default tcp:8080)"),
+    ("api-port", None, "HTTP push API endpoint, or 'none' (default tcp:8081:interface=127.0.0.1)"),
+    ("push-port", None, "line-JSON push endpoint (Workerman Text protocol), or 'none' (default tcp:5678:interface=127.0.0.1)"),
+    ("auth", "a", "auth plugin: NAME or NAME:KEY=VALUE:... (default uid-first-packet)"),
+    ("routing", "r", "routing plugin: NAME or NAME:KEY=VALUE:... (default uid)"),
+    ("api-key", None, "key the HTTP API requires as 'Authorization: Bearer KEY' (default: read --api-key-file)"),
+    ("api-key-file", None, "file holding the API key, created with a random key if missing (default realtime-api.key)"),
+    ("max-message-size", None, "largest message in bytes, from clients and from backends (default 1048576)"),
+    ("ping-interval", None, "seconds between pings to each client; a client silent that long is dropped; 0 disables (default 30)"),
+    ("max-queued-bytes", None, "unread bytes a client may fall behind by before it is dropped as a slow consumer (default 4194304)"),
+    ("config", "c", "TOML file with any of these options (keys are the long option names)"),
+]
+
+DEFAULTS: dict[str, Any] = {
+    "port": "tcp:8080",
+    "api-port": "tcp:8081:interface=127.0.0.1",
+    "push-port": "tcp:5678:interface=127.0.0.1",
+    "auth": "uid-first-packet",
+    "routing": "uid",
+    "api-key": None,
+    "api-key-file": "realtime-api.key",
+    "max-message-size": 1024 * 1024,
+    "ping-interval": 30.0,
+    "max-queued-bytes": 4 * 1024 * 1024,
+    "config": None,
+    "auth-option": [],
+    "routing-option": [],
+    "plugin-dir": [],
+    "allowed-origin": [],
+    "list-plugins": False,
+}
+
+LISTS = ("auth-option", "routing-option", "plugin-dir", "allowed-origin")
+ENDPOINTS = ("port", "api-port", "push-port")
+
+
+def splitPluginSpec(option: str, spec: str) -> tuple[str, dict[str, str]]:
+    """
+    ``wechat:token=abc:window=60`` -> C{("wechat", {"token": "abc", "window": "60"})}.
+    """
+    name, *pairs = spec.split(":")
+    if not name:
+        raise usage.UsageError(f"--{option} needs a plugin name")
+    return name, parsePairs(option + "-option", pairs)
+
+
+def parsePairs(option: str, pairs: Sequence[str]) -> dict[str, str]:
+    """
+    C{["k=v", ...]} -> C{{"k": "v"}}, refusing anything without C{=}.
+    """
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise usage.UsageError(f"--{option} wants KEY=VALUE, not {pair!r}")
+        result[key.strip()] = value
+    return result
+
+
+def readConfig(path: str) -> dict[str, Any]:
+    """
+    The options in a TOML file, keyed by long option name.
+
+    ``auth-option`` / ``routing-option`` may be tables (``[auth-option]``
+    with ``token = "..."``) or lists of ``"KEY=VALUE"``.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise usage.UsageError(f"--config {path!r}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise usage.UsageError(f"--config {path!r}: {e}") from None
+    config: dict[str, Any] = {}
+    for rawKey, value in data.items():
+        key = rawKey.replace("_", "-")
+        if key not in DEFAULTS or key in ("config", "list-plugins"):
+            raise usage.UsageError(f"--config {path!r}: unknown option {rawKey!r}")
+        if key in ("auth-option", "routing-option") and isinstance(value, dict):
+            value = [f"{k}={v}" for k, v in value.items()]
+        if key in LISTS:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise usage.UsageError(f"--config {path!r}: {rawKey!r} must be a list of strings")
+        elif isinstance(value, (dict, list)):
+            raise usage.UsageError(f"--config {path!r}: {rawKey!r} must be a single value")
+        config[key] = value if key in LISTS else str(value)
+    return config
+
+
+def checkEndpoint(option: str, description: str) -> str:
+    """
+    C{description} if it is a valid server endpoint string (or 'none').
+    """
+    if description == "none" and option != "port":
+        return description
+    try:
+        serverFromString(MemoryReactor(), description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise usage.UsageError(f"--{option} {description!r} is not a valid endpoint: {e}") from None
+    return description
+
+
+def checkNumber(option: str, raw: Any, *, integer: bool, minimum: float) -> Any:
+    """
+    C{raw} as a number of at least C{minimum}.
+    """
+    try:
+        value = int(raw) if integer else float(raw)
+    except (TypeError, ValueError):
+        kind = "a whole number" if integer else "a number"
+        raise usage.UsageError(f"--{option} must be {kind}, not {raw!r}") from None
+    if not value >= minimum or value == float("inf"):
+        raise usage.UsageError(f"--{option} must be >= {minimum:g}, not {raw!r}")
+    return value
+
+
+def loadApiKey(path: str) -> tuple[str, bool]:
+    """
+    The API key in C{path}; a random one is written there (mode 0600) first
+    if the file does not exist.
+
+    @return: the key, and whether it was just created.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            key = f.read().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(key + "\n")
+        return key, True
+    except OSError as e:
+        raise usage.UsageError(f"--api-key-file {path!r}: {e.strerror}") from None
+    if not key:
+        raise usage.UsageError(f"--api-key-file {path!r} is empty")
+    return key, False
+
+
+class Options(usage.Options):
+    """
+    ``twistd realtime`` options.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "A WebSocket push server. With no options it serves WebSocket and the demo page on :8080, "
+        "the HTTP push API on 127.0.0.1:8081 and the line-JSON push port on 127.0.0.1:5678, "
+        "with uid-first-packet auth and uid routing. Listeners are Twisted endpoint strings "
+        "(tcp:, ssl:, unix:). See --list-plugins for the auth and routing plugins."
+    )
+    optParameters = [[name, short, None, text] for name, short, text in PARAMETERS]
+    optFlags = [["list-plugins", None, "list every auth and routing plugin with its options, and exit"]]
+
+    def __init__(self, reactor: Any = None) -> None:
+        usage.Options.__init__(self)
+        self._reactor = reactor
+        for key in LISTS:
+            self[key] = []
+
+    def opt_version(self) -> None:
+        """
+        Print the version and exit.
+        """
+        print(f"realtime {__version__}")
+        raise SystemExit(0)
+
+    def opt_auth_option(self, pair: str) -> None:
+        """
+        KEY=VALUE option for the auth plugin (repeatable).
+        """
+        self["auth-option"].append(pair)
+
+    def opt_routing_option(self, pair: str) -> None:
+        """
+        KEY=VALUE option for the routing plugin (repeatable).
+        """
+        self["routing-option"].append(pair)
+
+    def opt_plugin_dir(self, directory: str) -> None:
+        """
+        Directory of dropin plugin files to load (repeatable; default ./plugins when it exists).
+        """
+        self["plugin-dir"].append(directory)
+
+    def opt_allowed_origin(self, origin: str) -> None:
+        """
+        Origin allowed to open WebSockets, wildcards allowed (repeatable; default: any).
+        """
+        self["allowed-origin"].append(origin)
+
+    def postOptions(self) -> None:
+        """
+        Merge the config file and the defaults, then check every value.
+        """
+        config = readConfig(self["config"]) if self["config"] else {}
+        for key, default in DEFAULTS.items():
+            if key in LISTS:
+                self[key] = list(self[key]) or list(config.get(key, default))
+            elif self.get(key) is None or (key == "list-plugins" and not self[key]):
+                self[key] = config.get(key, default)
+        for option in ENDPOINTS:
+            checkEndpoint(option, self[option])
+        self["max-message-size"] = checkNumber("max-message-size", self["max-message-size"], integer=True, minimum=1)
+        self["ping-interval"] = checkNumber("ping-interval", self["ping-interval"], integer=False, minimum=0)
+        self["max-queued-bytes"] = checkNumber(
+            "max-queued-bytes", self["max-queued-bytes"], integer=True, minimum=65536
+        )
+        self["auth-name"], authOptions = splitPluginSpec("auth", self["auth"])
+        self["routing-name"], routingOptions = splitPluginSpec("routing", self["routing"])
+        self["auth-options"] = {**authOptions, **parsePairs("auth-option", self["auth-option"])}
+        self["routing-options"] = {**routingOptions, **parsePairs("routing-option", self["routing-option"])}
+        if not self["plugin-dir"] and os.path.isdir("plugins"):
+            self["plugin-dir"] = ["plugins"]
+        if self["api-key"] is not None and not str(self["api-key"]).strip():
+            raise usage.UsageError("--api-key must not be empty")
+        self.buildPlugins()
+
+    def buildPlugins(self) -> None:
+        """
+        Discover the plugins and build the chosen ones, so that an unknown
+        name or a bad plugin option stops the start with a clear message.
+        """
+        catalog = discover(self["plugin-dir"])
+        self["plugin-problems"] = catalog.problems
+        if self["list-plugins"]:
+            print(describe(catalog), end="")
+            raise SystemExit(0)
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        authFactory = catalog.auth.find(self["auth-name"])
+        routingFactory = catalog.routing.find(self["routing-name"])
+        try:
+            self["authenticator"] = authFactory.buildAuthenticator(self["auth-options"], reactor)
+        except ValueError as e:
+            raise usage.UsageError(f"--auth {e}") from None
+        try:
+            self["strategy"] = routingFactory.buildRoutingStrategy(self["routing-options"], reactor)
+        except ValueError as e:
+            raise usage.UsageError(f"--routing {e}") from None

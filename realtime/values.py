@@ -1,0 +1,199 @@
+"""
+Immutable values that cross the boundary between the pure core and the shell.
+
+Authenticators and routing strategies answer with these instead of doing I/O,
+so they can be tested with plain values in and values out, and so the shell
+(``protocol.py``) is the only place that turns a decision into bytes on a wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from realtime import closecodes
+
+
+def _frozenMapping() -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeRequest:
+    """
+    What an authenticator may look at when a client opens a WebSocket.
+
+    Header names are lower-case.  ``params`` maps each query parameter to all
+    of its values, like ``urllib.parse.parse_qs``.  It is a copy of what
+    Autobahn parsed so that plugins never import Autobahn.
+    """
+
+    path: str
+    params: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    protocols: tuple[str, ...] = ()
+    origin: str | None = None
+    peer: str = ""
+
+    def param(self, name: str) -> str | None:
+        """
+        The first value of query parameter C{name}, or C{None}.
+        """
+        values = self.params.get(name)
+        return values[0] if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """
+    Who a connection belongs to, as an authenticator established it.
+
+    @ivar uid: the user the backend pushes to; one uid may hold many sessions.
+    @ivar channels: channel names (or ``fnmatch`` patterns) this identity may
+        subscribe to.
+    @ivar claims: free-form facts from the credential (JWT claims, ...).
+    @ivar subprotocol: the WebSocket subprotocol to echo in the handshake
+        response, which must be one the client offered.
+    """
+
+    uid: str
+    channels: frozenset[str] = frozenset()
+    claims: Mapping[str, Any] = field(default_factory=_frozenMapping)
+    subprotocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """
+    The connection is authenticated as C{identity}.
+    """
+
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    """
+    The connection is refused.
+
+    At the handshake C{code} is an HTTP status (401, 403); after the socket is
+    open (first-message auth) it is a WebSocket close code (4001, ...).
+    """
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitFirstMessage:
+    """
+    Accept the upgrade, but let the first message decide who this is.
+
+    Nothing but that first message is accepted until it does; after
+    C{timeout} seconds of silence the connection is closed with
+    L{closecodes.AUTH_TIMEOUT}.
+    """
+
+    timeout: float
+    subprotocol: str | None = None
+
+
+HandshakeDecision = Accept | Deny | AwaitFirstMessage
+FirstMessageDecision = Accept | Deny
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """
+    Send C{payload} back to the session that sent the message.
+    """
+
+    payload: bytes
+    isBinary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """
+    Send C{payload} to each of C{sessions}, framed once.
+    """
+
+    sessions: tuple[Any, ...]
+    payload: bytes
+    isBinary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """
+    Tell the sender its message was not accepted, as an error frame; the
+    connection stays open.
+    """
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """
+    Close the sender's connection with a WebSocket close code.
+    """
+
+    code: int = closecodes.NORMAL
+    reason: str = ""
+
+
+Action = Reply | Deliver | Refuse | Close
+
+
+@dataclass(frozen=True, slots=True)
+class ToUids:
+    """
+    A backend push addressed to every session of each uid.
+    """
+
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToAll:
+    """
+    A backend push addressed to every authenticated session.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ToSessions:
+    """
+    A push addressed to sessions by their ids.
+    """
+
+    ids: tuple[str, ...]
+
+
+Target = ToUids | ToAll | ToSessions
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """
+    A message on its way from a backend to sessions.
+    """
+
+    target: Target
+    payload: bytes
+    isBinary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """
+    What a backend is told about its push.
+
+    @ivar delivered: connections the message was written to.
+    @ivar uids: per addressed uid, how many connections it reached.
+    """
+
+    delivered: int
+    uids: Mapping[str, int] = field(default_factory=_frozenMapping)

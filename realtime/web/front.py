@@ -1,0 +1,133 @@
+"""
+One port for WebSocket and web: the first request of a connection decides.
+
+A connection whose first request asks for a WebSocket upgrade is handed to
+Autobahn with the bytes already read, so the handshake is parsed once and no
+twisted.web channel or request objects stay attached to a long-lived socket.
+Anything else is handed to the twisted.web C{Site} (the demo page,
+``realtime.js``, metrics), which also mounts Autobahn's
+C{WebSocketResource} at ``/ws`` for upgrades that arrive on a reused
+keep-alive connection.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IAddress, IProtocolFactory
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import ProtocolWrapper
+
+from realtime.timers import Timeout, TimeoutWheel
+
+#: an HTTP request head larger than this is not a WebSocket handshake we
+#: accept; twisted.web answers it (431/400)
+MAX_HEAD = 16 * 1024
+
+
+def isUpgradeRequest(head: bytes) -> bool:
+    """
+    Whether an HTTP request head asks to upgrade to WebSocket.
+    """
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"upgrade":
+            return b"websocket" in value.lower()
+    return False
+
+
+class FrontProtocol(Protocol):
+    """
+    Reads until the end of the first request head, then steps aside.
+    """
+
+    def __init__(self, front: FrontFactory, addr: IAddress) -> None:
+        self._front = front
+        self._addr = addr
+        self._buffer = b""
+        self._timeout: Timeout | None = None
+
+    def connectionMade(self) -> None:
+        """
+        A client that never finishes its request head is dropped.
+        """
+        self._timeout = self._front.wheel.schedule(self._front.headTimeout, self._timedOut)
+
+    def _timedOut(self) -> None:
+        self._timeout = None
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Buffer until the head is complete, then hand over.
+        """
+        buffer = self._buffer + data if self._buffer else data
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0 and len(buffer) <= MAX_HEAD:
+            self._buffer = buffer
+            return
+        self._buffer = b""
+        if end >= 0 and isUpgradeRequest(buffer[:end]):
+            target = self._front.websocket
+        else:
+            target = self._front.web
+        self._handOver(target.buildProtocol(self._addr), buffer)
+
+    def _handOver(self, protocol: Protocol | None, data: bytes) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        transport = self.transport
+        if protocol is None:
+            transport.loseConnection()
+            return
+        if isinstance(transport, ProtocolWrapper):
+            transport.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        protocol.makeConnection(transport)
+        protocol.dataReceived(data)
+
+    def connectionLost(self, reason: object = None) -> None:
+        """
+        Gone before handing over.
+        """
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+
+
+class FrontFactory(Factory):
+    """
+    The factory listening on ``--port``.
+    """
+
+    noisy = False
+
+    def __init__(
+        self, websocket: IProtocolFactory, web: IProtocolFactory, wheel: TimeoutWheel, headTimeout: float = 10.0
+    ) -> None:
+        self.websocket = websocket
+        self.web = web
+        self.wheel = wheel
+        self.headTimeout = headTimeout
+
+    def buildProtocol(self, addr: IAddress) -> FrontProtocol:
+        """
+        A sniffer for the connection.
+        """
+        return FrontProtocol(self, addr)
+
+    def doStart(self) -> None:
+        """
+        Start the factories we hand connections to.
+        """
+        Factory.doStart(self)
+        self.websocket.doStart()
+        self.web.doStart()
+
+    def doStop(self) -> None:
+        """
+        And stop them.
+        """
+        self.websocket.doStop()
+        self.web.doStop()
+        Factory.doStop(self)

@@ -1,0 +1,36 @@
+"""
+The web side of ``--port``: the page at ``/`` and WebSocket at ``/ws`` for
+upgrades that arrive on a reused keep-alive connection (fresh connections are
+handed to Autobahn directly by C{realtime.web.front}).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+
+
+def staticBytes(name: str) -> bytes:
+    """
+    A file shipped in C{realtime/web/static}.
+    """
+    return importlib.resources.files("realtime.web").joinpath("static", name).read_bytes()
+
+
+def buildWebSite(websocket: WebSocketServerFactory) -> Site:
+    """
+    The C{Site} that serves the non-WebSocket requests of ``--port``.
+    """
+    root = Resource()
+    page = Data(staticBytes("index.html"), "text/html; charset=utf-8")
+    root.putChild(b"", page)
+    root.putChild(b"ws", WebSocketResource(websocket))
+    site = Site(root)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

@@ -1,0 +1,136 @@
+"""
+Helpers for driving the server in tests: raw WebSocket bytes for in-memory
+transports, and a real in-process server on loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from realtime.delivery import Fanout
+from realtime.protocol import RealtimeServerFactory
+from realtime.registry import SessionRegistry
+from realtime.timers import TimeoutWheel
+
+PEER = IPv4Address("TCP", "127.0.0.1", 50000)
+KEY = base64.b64encode(b"0123456789abcdef").decode()
+
+
+class TolerantTransport(StringTransport):
+    """
+    A C{StringTransport} that, like a real TCP transport, lets Autobahn
+    unregister a producer it never registered, and records aborts.
+    """
+
+    aborted = False
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+        self.streaming = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        if self.producer is not None:
+            raise RuntimeError("producer already registered")
+        self.producer = producer
+        self.streaming = streaming
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.loseConnection()
+
+
+def handshake(path: str = "/", headers: dict[str, str] | None = None, protocols: list[str] | None = None) -> bytes:
+    """
+    A browser's opening handshake.
+    """
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: localhost:8080",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {KEY}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if protocols:
+        lines.append("Sec-WebSocket-Protocol: " + ", ".join(protocols))
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def clientFrame(payload: bytes, opcode: int = 1, fin: bool = True) -> bytes:
+    """
+    A masked client frame.
+    """
+    mask = os.urandom(4)
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + masked
+
+
+def closeFrame(code: int, reason: bytes = b"") -> bytes:
+    """
+    A masked client close frame.
+    """
+    return clientFrame(struct.pack("!H", code) + reason, opcode=8)
+
+
+def splitResponse(data: bytes) -> tuple[bytes, bytes]:
+    """
+    The HTTP response head and the WebSocket bytes after it.
+    """
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete HTTP response in {data[:200]!r}"
+    return head, rest
+
+
+def serverFrames(data: bytes) -> list[tuple[int, bytes]]:
+    """
+    Parse unmasked server frames into C{(opcode, payload)}.
+    """
+    frames = []
+    while data:
+        b0, b1 = data[0], data[1]
+        n = b1 & 0x7F
+        offset = 2
+        if n == 126:
+            (n,) = struct.unpack("!H", data[2:4])
+            offset = 4
+        elif n == 127:
+            (n,) = struct.unpack("!Q", data[2:10])
+            offset = 10
+        frames.append((b0 & 0x0F, data[offset : offset + n]))
+        data = data[offset + n :]
+    return frames
+
+
+def closeCode(payload: bytes) -> tuple[int, str]:
+    """
+    The code and reason of a close frame's payload.
+    """
+    return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+
+
+def buildFactory(authenticator: Any, strategy: Any, reactor: Any, **kw: Any) -> RealtimeServerFactory:
+    """
+    A factory wired like C{tap.buildService} does, on C{reactor}.
+    """
+    registry = SessionRegistry()
+    factory = RealtimeServerFactory(
+        authenticator, strategy, registry, Fanout(reactor), TimeoutWheel(reactor), sessionPrefix="t.", **kw
+    )
+    factory.setProtocolOptions(failByDrop=False)
+    return factory

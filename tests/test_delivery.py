@@ -1,0 +1,125 @@
+"""
+Tests for L{realtime.delivery}.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from realtime.delivery import Fanout, Frame, frameMessage
+from tests.fakes import FakeSession
+
+
+class FrameTests(SynchronousTestCase):
+    """
+    Frames are RFC 6455 server frames: FIN, opcode, unmasked length.
+    """
+
+    def test_short(self) -> None:
+        """
+        Up to 125 bytes the length fits in the second byte.
+        """
+        self.assertEqual(frameMessage(b"hello"), b"\x81\x05hello")
+        self.assertEqual(frameMessage(b"\x00\x01", True), b"\x82\x02\x00\x01")
+        self.assertEqual(frameMessage(b""), b"\x81\x00")
+
+    def test_medium(self) -> None:
+        """
+        126..65535 bytes use the 16-bit length.
+        """
+        self.assertEqual(frameMessage(b"x" * 126)[:4], b"\x81\x7e\x00\x7e")
+        self.assertEqual(frameMessage(b"x" * 65535)[:4], b"\x81\x7e\xff\xff")
+
+    def test_long(self) -> None:
+        """
+        65536 bytes and more use the 64-bit length.
+        """
+        wire = frameMessage(b"x" * 65536, True)
+        self.assertEqual(wire[:10], b"\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00")
+        self.assertEqual(len(wire), 65536 + 10)
+
+    def test_frame(self) -> None:
+        """
+        L{Frame} keeps the payload for compressed sessions and the wire bytes
+        for the rest.
+        """
+        f = Frame(b"hi", False)
+        self.assertEqual((f.payload, f.isBinary, f.wire), (b"hi", False, b"\x81\x02hi"))
+
+
+class TurnClock(Clock):
+    """
+    A L{Clock} whose C{advance(0)} is one reactor turn: like the real
+    reactor, calls scheduled during a turn run in the next one.
+    """
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        due = [c for c in self.calls if c.getTime() <= self.seconds()]
+        for call in due:
+            self.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
+class FanoutTests(SynchronousTestCase):
+    """
+    Small deliveries finish at once; large ones are chunked over reactor
+    turns without reordering.
+    """
+
+    def setUp(self) -> None:
+        self.clock = TurnClock()
+        self.fanout = Fanout(self.clock, chunkSize=10)
+
+    def test_small(self) -> None:
+        """
+        An audience within one chunk is written at once; closed sessions are
+        not counted.
+        """
+        sessions = [FakeSession("u"), FakeSession("v"), FakeSession("w", open=False)]
+        d = self.fanout.deliver(sessions, Frame(b"m"))
+        self.assertEqual(self.successResultOf(d), 2)
+        self.assertEqual(sessions[0].sent, [(b"m", False)])
+        self.assertEqual(sessions[2].sent, [])
+
+    def test_chunked(self) -> None:
+        """
+        A large audience is written C{chunkSize} sessions per reactor turn.
+        """
+        sessions = [FakeSession(str(i)) for i in range(25)]
+        d = self.fanout.deliver(sessions, Frame(b"m"))
+        self.assertNoResult(d)
+        self.assertEqual(sum(len(s.sent) for s in sessions), 0)
+        self.clock.advance(0)
+        self.assertEqual(sum(len(s.sent) for s in sessions), 10)
+        self.assertEqual(self.fanout.pending, 1)
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), 25)
+        self.assertEqual(self.fanout.pending, 0)
+
+    def test_orderKept(self) -> None:
+        """
+        A small delivery asked for while a large one is in progress waits its
+        turn, so no session sees the later message first.
+        """
+        sessions = [FakeSession(str(i)) for i in range(25)]
+        big = self.fanout.deliver(sessions, Frame(b"first"))
+        small = self.fanout.deliver([sessions[-1]], Frame(b"second"))
+        self.assertNoResult(small)
+        for _ in range(5):
+            self.clock.advance(0)
+        self.assertEqual(self.successResultOf(big), 25)
+        self.assertEqual(self.successResultOf(small), 1)
+        self.assertEqual(sessions[-1].sent, [(b"first", False), (b"second", False)])
+
+    def test_sessionClosesMidway(self) -> None:
+        """
+        A session that closes between chunks is skipped and not counted.
+        """
+        sessions = [FakeSession(str(i)) for i in range(15)]
+        d = self.fanout.deliver(sessions, Frame(b"m"))
+        self.clock.advance(0)
+        sessions[14].open = False
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), 14)

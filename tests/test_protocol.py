@@ -1,0 +1,377 @@
+"""
+Tests for L{realtime.protocol}: the Autobahn shell, driven with raw bytes
+over an in-memory transport and a fake clock.
+"""
+
+from __future__ import annotations
+
+import json
+
+import txaio
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from txaio.testutil import replace_loop
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from realtime import closecodes
+from realtime.auth.anonymous import AnonymousAuthenticator
+from realtime.auth.firstpacket import FirstPacketAuthenticator
+from realtime.delivery import Frame
+from realtime.interfaces import IAuthenticator, ISession
+from realtime.routing.chat import ChatStrategy
+from realtime.routing.echo import EchoStrategy
+from realtime.routing.uid import UidStrategy
+from realtime.values import Accept, Deny, HandshakeRequest, Identity
+from tests.support import (
+    PEER,
+    TolerantTransport,
+    buildFactory,
+    clientFrame,
+    closeCode,
+    handshake,
+    serverFrames,
+    splitResponse,
+)
+
+txaio.use_twisted()
+
+
+@implementer(IAuthenticator)
+class ScriptedAuthenticator:
+    """
+    Answers the handshake and first message with values (or Deferreds) set
+    by the test.
+    """
+
+    def __init__(self, handshakeAnswer: object, firstAnswer: object = None) -> None:
+        self.handshakeAnswer = handshakeAnswer
+        self.firstAnswer = firstAnswer
+        self.requests: list[HandshakeRequest] = []
+
+    def checkHandshake(self, request: HandshakeRequest) -> object:
+        self.requests.append(request)
+        return self.handshakeAnswer
+
+    def checkFirstMessage(self, request: HandshakeRequest, payload: bytes, isBinary: bool) -> object:
+        return self.firstAnswer
+
+    def warnings(self) -> list[str]:
+        return []
+
+
+class ProtocolTestCase(SynchronousTestCase):
+    """
+    Connect in-memory clients to a factory under a fake clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        loop = replace_loop(self.clock)
+        loop.__enter__()
+        self.addCleanup(loop.__exit__, None, None, None)
+
+    def serve(self, authenticator: object, strategy: object, **kw: object) -> None:
+        self.factory = buildFactory(authenticator, strategy, self.clock, **kw)
+        self.registry = self.factory.registry
+
+    def connect(self, request: bytes | None = None) -> tuple[object, TolerantTransport]:
+        proto = self.factory.buildProtocol(PEER)
+        transport = TolerantTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(request or handshake())
+        return proto, transport
+
+    def opened(self, transport: TolerantTransport) -> list[tuple[int, bytes]]:
+        head, rest = splitResponse(transport.value())
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        return serverFrames(rest)
+
+    def frames(self, transport: TolerantTransport) -> list[tuple[int, bytes]]:
+        """
+        Frames written since the last call.
+        """
+        data = transport.value()
+        transport.clear()
+        if data.startswith(b"HTTP/1.1"):
+            data = splitResponse(data)[1]
+        return serverFrames(data)
+
+
+class HandshakeTests(ProtocolTestCase):
+    """
+    The authenticator decides at the handshake.
+    """
+
+    def test_acceptRegisters(self) -> None:
+        """
+        An accepted connection is upgraded and indexed by its uid, and is an
+        L{ISession}.
+        """
+        self.serve(AnonymousAuthenticator(), EchoStrategy())
+        proto, transport = self.connect()
+        self.assertEqual(self.opened(transport), [])
+        self.assertTrue(verifyObject(ISession, proto))
+        self.assertEqual(self.registry.sessionsOf(proto.uid), (proto,))
+        self.assertTrue(proto.sessionId.startswith("t."))
+
+    def test_denyIsHttpError(self) -> None:
+        """
+        A C{Deny} is an HTTP error response with the reason; no session opens.
+        """
+        self.serve(ScriptedAuthenticator(Deny(401, "bad signature")), EchoStrategy())
+        proto, transport = self.connect()
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 401 bad signature\r\n"), transport.value())
+        self.assertEqual(len(self.registry), 0)
+        self.assertEqual(self.factory.authFailures, {"bad signature": 1})
+
+    def test_requestSeenByAuthenticator(self) -> None:
+        """
+        The authenticator sees path, query, lower-case headers and protocols.
+        """
+        auth = ScriptedAuthenticator(Accept(Identity("u", subprotocol="p2")))
+        self.serve(auth, EchoStrategy())
+        proto, transport = self.connect(handshake("/ws?uid=7&x=1&x=2", {"X-Token": "t"}, ["p1", "p2"]))
+        [request] = auth.requests
+        self.assertEqual(request.path, "/ws")
+        self.assertEqual(request.param("uid"), "7")
+        self.assertEqual(request.params["x"], ["1", "2"])
+        self.assertEqual(request.headers["x-token"], "t")
+        self.assertEqual(request.protocols, ("p1", "p2"))
+        head, _ = splitResponse(transport.value())
+        self.assertIn(b"Sec-WebSocket-Protocol: p2\r\n", head)
+
+    def test_subprotocolNotOffered(self) -> None:
+        """
+        An authenticator choosing a subprotocol the client did not offer is a
+        server error, not a broken handshake.
+        """
+        self.serve(ScriptedAuthenticator(Accept(Identity("u", subprotocol="zz"))), EchoStrategy())
+        proto, transport = self.connect(handshake(protocols=["p1"]))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 500"), transport.value())
+
+    def test_asyncAccept(self) -> None:
+        """
+        An authenticator may answer with a Deferred.
+        """
+        d: Deferred[object] = Deferred()
+        self.serve(ScriptedAuthenticator(d), EchoStrategy())
+        proto, transport = self.connect()
+        self.assertEqual(transport.value(), b"")
+        d.callback(Accept(Identity("late")))
+        self.opened(transport)
+        self.assertEqual(len(self.registry.sessionsOf("late")), 1)
+
+
+class FirstMessageTests(ProtocolTestCase):
+    """
+    First-message authentication: nothing else is accepted until it decides,
+    and silence is closed.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.serve(FirstPacketAuthenticator(self.clock, 10.0, None), UidStrategy())
+
+    def test_firstMessageIsUid(self) -> None:
+        """
+        The first message names the uid; the session joins then, not before.
+        """
+        proto, transport = self.connect()
+        self.opened(transport)
+        self.assertEqual(len(self.registry), 0)
+        proto.dataReceived(clientFrame(b"uid1"))
+        self.assertEqual(self.registry.sessionsOf("uid1"), (proto,))
+        self.assertEqual(self.frames(transport), [])
+
+    def test_timeout(self) -> None:
+        """
+        A client silent for the timeout is closed with 4002.
+        """
+        proto, transport = self.connect()
+        self.opened(transport)
+        transport.clear()
+        self.clock.advance(9.9)
+        self.assertEqual(self.frames(transport), [])
+        self.clock.advance(0.5)
+        [(opcode, payload)] = self.frames(transport)
+        self.assertEqual((opcode, closeCode(payload)), (8, (closecodes.AUTH_TIMEOUT, "authentication timeout")))
+        self.assertEqual(self.factory.authFailures, {"timeout": 1})
+
+    def test_timeoutCancelled(self) -> None:
+        """
+        Once authenticated, the timeout never fires.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(clientFrame(b"uid1"))
+        transport.clear()
+        self.clock.advance(60)
+        self.assertEqual(self.frames(transport), [])
+        self.assertEqual(len(self.factory.wheel), 0)
+
+    def test_denied(self) -> None:
+        """
+        A refused first message closes with 4001 and the reason.
+        """
+        proto, transport = self.connect()
+        transport.clear()
+        proto.dataReceived(clientFrame(b"\x01", opcode=2))
+        [(opcode, payload)] = self.frames(transport)
+        self.assertEqual(
+            closeCode(payload), (closecodes.AUTH_FAILED, "first message must be text (the uid), not binary")
+        )
+        self.assertEqual(len(self.registry), 0)
+
+    def test_afterAuthRouted(self) -> None:
+        """
+        Messages after the first are routed: uid routing answers an error frame.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(clientFrame(b"uid1") + clientFrame(b"hello?"))
+        [(opcode, payload)] = self.frames(transport)
+        self.assertEqual(opcode, 1)
+        self.assertEqual(json.loads(payload)["code"], "push-only")
+
+    def test_closeLeavesRegistry(self) -> None:
+        """
+        A closed session is gone from the registry and owns no timer.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(clientFrame(b"uid1"))
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(self.registry), 0)
+
+    def test_lostBeforeAuth(self) -> None:
+        """
+        A connection lost while waiting leaves no timer behind.
+        """
+        proto, transport = self.connect()
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(self.factory.wheel), 0)
+
+
+class AsyncFirstMessageTests(ProtocolTestCase):
+    """
+    An asynchronous first-message check holds later messages until it decides.
+    """
+
+    def test_earlyMessagesKept(self) -> None:
+        """
+        Messages sent while the check is pending are routed, in order, after it.
+        """
+        d: Deferred[object] = Deferred()
+        from realtime.values import AwaitFirstMessage
+
+        self.serve(ScriptedAuthenticator(AwaitFirstMessage(5), d), EchoStrategy())
+        proto, transport = self.connect()
+        transport.clear()
+        proto.dataReceived(clientFrame(b"me") + clientFrame(b"one") + clientFrame(b"two"))
+        self.assertEqual(self.frames(transport), [])
+        d.callback(Accept(Identity("me")))
+        self.assertEqual(self.frames(transport), [(1, b"one"), (1, b"two")])
+
+    def test_failureLoggedAndClosed(self) -> None:
+        """
+        A failing check is logged and the connection closed with 1011.
+        """
+        d: Deferred[object] = Deferred()
+        from realtime.values import AwaitFirstMessage
+
+        self.serve(ScriptedAuthenticator(AwaitFirstMessage(5), d), EchoStrategy())
+        proto, transport = self.connect()
+        transport.clear()
+        proto.dataReceived(clientFrame(b"me"))
+        d.errback(RuntimeError("db down"))
+        [(opcode, payload)] = self.frames(transport)
+        self.assertEqual(closeCode(payload)[0], closecodes.INTERNAL_ERROR)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class RoutingTests(ProtocolTestCase):
+    """
+    Routing actions reach the wire.
+    """
+
+    def test_echoTextAndBinary(self) -> None:
+        """
+        Echo keeps text as text and binary as binary.
+        """
+        self.serve(AnonymousAuthenticator(), EchoStrategy())
+        proto, transport = self.connect()
+        transport.clear()
+        proto.dataReceived(clientFrame("héllo".encode()) + clientFrame(b"\x00\xff", opcode=2))
+        self.assertEqual(self.frames(transport), [(1, "héllo".encode()), (2, b"\x00\xff")])
+
+    def test_chat(self) -> None:
+        """
+        Chat relays to the others and not back to the sender.
+        """
+        self.serve(AnonymousAuthenticator(), ChatStrategy())
+        (a, ta), (_b, tb), (_c, tc) = self.connect(), self.connect(), self.connect()
+        for t in (ta, tb, tc):
+            t.clear()
+        a.dataReceived(clientFrame(b"hi all"))
+        self.assertEqual(self.frames(ta), [])
+        self.assertEqual(self.frames(tb), [(1, b"hi all")])
+        self.assertEqual(self.frames(tc), [(1, b"hi all")])
+
+
+class SlowConsumerTests(ProtocolTestCase):
+    """
+    A session that stops reading is dropped instead of growing memory.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.serve(AnonymousAuthenticator(), EchoStrategy(), maxQueuedBytes=1000, slowConsumerTimeout=30)
+        self.proto, self.transport = self.connect()
+        self.transport.clear()
+
+    def test_producerRegistered(self) -> None:
+        """
+        The session registers itself as the transport's streaming producer.
+        """
+        self.assertIs(self.transport.producer, self.proto)
+        self.assertTrue(self.transport.streaming)
+
+    def test_overLimitWhilePaused(self) -> None:
+        """
+        More than C{maxQueuedBytes} queued while paused drops the session
+        with 1013.
+        """
+        self.proto.pauseProducing()
+        frame = Frame(b"x" * 400)
+        self.assertTrue(self.proto.sendPrepared(frame))
+        self.assertTrue(self.proto.sendPrepared(frame))
+        self.assertFalse(self.proto.sendPrepared(frame))
+        self.assertFalse(self.proto.sendPrepared(frame))
+        frames = self.frames(self.transport)
+        self.assertEqual([op for op, _ in frames], [1, 1, 8])
+        self.assertEqual(closeCode(frames[-1][1]), (closecodes.SLOW_CONSUMER, "slow consumer"))
+        self.assertEqual(self.factory.slowConsumers, 1)
+
+    def test_resumeResets(self) -> None:
+        """
+        A session that catches up starts counting from zero again.
+        """
+        self.proto.pauseProducing()
+        self.proto.sendPrepared(Frame(b"x" * 900))
+        self.proto.resumeProducing()
+        self.proto.pauseProducing()
+        self.assertTrue(self.proto.sendPrepared(Frame(b"x" * 900)))
+        self.clock.advance(29)
+        self.proto.resumeProducing()
+        self.clock.advance(10)
+        self.assertEqual(self.factory.slowConsumers, 0)
+
+    def test_pausedTooLong(self) -> None:
+        """
+        A session paused longer than the slow-consumer timeout is dropped.
+        """
+        self.proto.pauseProducing()
+        self.clock.advance(31)
+        [(opcode, payload)] = self.frames(self.transport)
+        self.assertEqual(closeCode(payload)[0], closecodes.SLOW_CONSUMER)
