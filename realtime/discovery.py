@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Generic, Iterable, Sequence, TypeVar
 
+import twisted.plugins
 from twisted.plugin import getCache, getPlugins
 from twisted.python import usage
 from twisted.python.modules import getModule
@@ -22,7 +23,6 @@ from zope.interface import Interface
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
-import twisted.plugins
 from realtime.interfaces import IAuthenticatorFactory, IRoutingStrategyFactory
 
 T = TypeVar("T")

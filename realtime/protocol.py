@@ -45,7 +45,7 @@ MAX_EARLY_MESSAGES = 32
 _STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
-def handshakeRequest(request: ConnectionRequest) -> HandshakeRequest:
+def handshakeRequest(request: ConnectionRequest, peerHost: str = "") -> HandshakeRequest:
     """
     Copy what Autobahn parsed into our own value, so plugins never see Autobahn.
     """
@@ -56,6 +56,7 @@ def handshakeRequest(request: ConnectionRequest) -> HandshakeRequest:
         protocols=tuple(request.protocols),
         origin=request.origin,
         peer=request.peer,
+        peerHost=peerHost,
     )
 
 
@@ -82,7 +83,9 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
     backend pushes to.
     """
 
-    log = Logger()
+    #: ours; C{self.log} is Autobahn's txaio logger, whose level
+    #: C{txaio.set_global_log_level} controls
+    _log = Logger()
 
     sessionId: str = ""
     identity: Identity | None = None
@@ -104,7 +107,7 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
         Ask the authenticator; a C{Deny} becomes an HTTP error response, so a
         refused client never holds an open socket.
         """
-        self.handshake = handshakeRequest(request)
+        self.handshake = handshakeRequest(request, getattr(self.transport.getPeer(), "host", ""))
         decision = self.factory.authenticator.checkHandshake(self.handshake)
         if isinstance(decision, Deferred):
             return decision.addCallback(self._handshakeDecided)
@@ -163,7 +166,7 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
             actions = self.factory.strategy.route(self, payload, isBinary, self.factory.registry)
             self.perform(actions)
         except Exception:
-            self.log.failure("routing a message from {session} failed", session=self.sessionId)
+            self._log.failure("routing a message from {session} failed", session=self.sessionId)
             self.close(closecodes.INTERNAL_ERROR, "internal error")
 
     def _firstMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -207,7 +210,7 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
 
     def _firstMessageFailed(self, failure: Failure) -> None:
         self._authPending = None
-        self.log.failure("authenticating {peer} failed", failure, peer=self.peer)
+        self._log.failure("authenticating {peer} failed", failure, peer=self.peer)
         if self.state == _STATE_OPEN:
             self.close(closecodes.INTERNAL_ERROR, "authentication error")
 
@@ -288,7 +291,7 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
             return
         self._dropped = True
         self.factory.countSlowConsumer()
-        self.log.info(
+        self._log.info(
             "dropping slow consumer {session} (uid {uid}, {peer})",
             session=self.sessionId,
             uid=self.uid,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import txaio
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -19,10 +20,9 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IReactorCore, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from realtime import closecodes
-from realtime.api.http import buildApiResource
+from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
@@ -155,6 +155,9 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
     """
     L{makeService} with the reactor given, for tests.
     """
+    # Autobahn logs every frame at debug level through txaio; twistd's log
+    # observer keeps everything, so set the level where txaio filters.
+    txaio.set_global_log_level("info")
     notes: list[str] = []
     warnings = list(options["authenticator"].warnings())
     registry = SessionRegistry()
@@ -196,8 +199,7 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
                 f"HTTP API key {'generated into' if created else 'read from'} {options['api-key-file']} "
                 "(send it as 'Authorization: Bearer <key>')"
             )
-        api = Site(buildApiResource(broker, apiKey, options["max-message-size"], reactor))
-        api.displayTracebacks = False
+        api = buildApiSite(broker, apiKey, options["max-message-size"], reactor)
         api.noisy = False
         Listener(reactor, "api-port", options["api-port"], api).setServiceParent(top)
     if options["push-port"] != "none":

@@ -24,7 +24,9 @@ class HandshakeRequest:
     What an authenticator may look at when a client opens a WebSocket.
 
     Header names are lower-case.  ``params`` maps each query parameter to all
-    of its values, like ``urllib.parse.parse_qs``.  It is a copy of what
+    of its values, like ``urllib.parse.parse_qs``.  ``peer`` is Autobahn's
+    descriptor (``tcp4:127.0.0.1:52914``); ``peerHost`` is just the address of
+    the socket's other end (``127.0.0.1``, ``::1``), empty for Unix sockets.  It is a copy of what
     Autobahn parsed so that plugins never import Autobahn.
     """
 
@@ -34,6 +36,7 @@ class HandshakeRequest:
     protocols: tuple[str, ...] = ()
     origin: str | None = None
     peer: str = ""
+    peerHost: str = ""
 
     def param(self, name: str) -> str | None:
         """

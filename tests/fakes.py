@@ -5,12 +5,15 @@ checked with C{verifyObject} in C{tests/test_fakes.py}.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from realtime import closecodes
 from realtime.delivery import Frame
-from realtime.interfaces import ISession
-from realtime.values import Identity
+from realtime.interfaces import IBroker, ISession
+from realtime.values import Envelope, Identity, PushResult
 
 
 @implementer(ISession)
@@ -52,3 +55,26 @@ class FakeSession:
         The text frames received, decoded.
         """
         return [p.decode("utf-8") for p, b in self.sent if not b]
+
+
+@implementer(IBroker)
+class ManualBroker:
+    """
+    A broker whose publish Deferreds the test fires by hand, in any order.
+
+    @ivar published: C{(envelope, deferred)} for each publish, in order.
+    """
+
+    def __init__(self) -> None:
+        self.published: list[tuple[Envelope, Deferred[PushResult]]] = []
+
+    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
+        d: Deferred[PushResult] = Deferred()
+        self.published.append((envelope, d))
+        return d
+
+    def connectionCount(self, uid: str) -> Deferred[int]:
+        return succeed(0)
+
+    def stats(self) -> Deferred[dict[str, Any]]:
+        return succeed({})

@@ -10,7 +10,8 @@ import importlib.resources
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
-from twisted.web.resource import Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
@@ -22,11 +23,23 @@ def staticBytes(name: str) -> bytes:
     return importlib.resources.files("realtime.web").joinpath("static", name).read_bytes()
 
 
+class WebRoot(Resource):
+    """
+    The root of the web side; unknown paths are plain, escaped 404s.
+    """
+
+    def getChild(self, path: bytes, request: object) -> IResource:
+        """
+        Anything not put here is not found.
+        """
+        return notFound()
+
+
 def buildWebSite(websocket: WebSocketServerFactory) -> Site:
     """
     The C{Site} that serves the non-WebSocket requests of ``--port``.
     """
-    root = Resource()
+    root = WebRoot()
     page = Data(staticBytes("index.html"), "text/html; charset=utf-8")
     root.putChild(b"", page)
     root.putChild(b"ws", WebSocketResource(websocket))

@@ -1,0 +1,399 @@
+"""
+The HTTP push API: JSON in, JSON out, for backends.
+
+Every request carries ``Authorization: Bearer <key>``.  The endpoints::
+
+    POST /api/push       {"uid": "u1" | ["u1", "u2"], "data": <any JSON>}
+        -> 200 {"status": "delivered" | "offline", "delivered": 3, "uids": {"u1": 2, "u2": 1}}
+    POST /api/broadcast  {"data": <any JSON>}
+        -> 200 {"status": "delivered" | "offline", "delivered": 120}
+    GET  /api/online?uid=u1[&uid=u2...]
+        -> 200 {"online": {"u1": 2, "u2": 0}}
+    GET  /api/stats
+        -> 200 {"connections": 120, "uids": 80, ..., "uptime": 3600.5}
+
+``/api/online`` has one shape for one uid or many: each uid mapped to its
+connection count (0 when offline).  ``"delivered"`` counts connections, not
+uids; ``"offline"`` means none.  A string ``data`` reaches the browser as
+exactly that text; any other JSON value as its compact JSON (``{"a":1}``).
+A uid may be an integer (taken as its decimal text), as PHP often sends it.
+
+Errors are ``{"error": {"code": ..., "message": ...}}``::
+
+    400 bad_json                body empty, not UTF-8, or not JSON (the message says where)
+    400 invalid_request         not an object; "uid" or "data" missing or of the wrong type
+    401 unauthorized            Authorization missing, malformed, or the wrong key
+    404 not_found               no such endpoint
+    405 method_not_allowed      with an Allow header
+    413 payload_too_large       body over the configured limit
+    415 unsupported_media_type  a Content-Type other than JSON (a missing one is accepted)
+    500 internal_error          logged with its traceback
+
+Serve it with L{ApiSite} (or L{buildApiSite}): its requests discard a body
+beyond the limit as it arrives, so an oversized upload is never held in
+memory or spooled to disk.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from io import BytesIO
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+from realtime.api.lineproto import LineError, targetUids
+from realtime.interfaces import IBroker
+from realtime.values import Envelope, PushResult, ToAll, ToUids
+
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+
+_Answer = tuple[int, dict[str, Any]]
+_Action = Callable[[IRequest], "Deferred[_Answer] | _Answer"]
+
+
+class ApiError(Exception):
+    """
+    A request refused with an HTTP status and a JSON error body.
+    """
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[bytes, bytes] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request", message)
+
+
+def _refuseConstant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _isJson(contentType: bytes) -> bool:
+    mediaType = contentType.split(b";", 1)[0].strip().lower()
+    return mediaType == b"application/json" or mediaType.endswith(b"+json")
+
+
+def messagePayload(data: object) -> bytes:
+    """
+    The text a client receives for the JSON value C{data}.
+
+    A string is sent as itself, not quoted, so a backend can send plain text
+    (or JSON it serialised itself) and the page gets exactly that.
+
+    @raise ApiError: for a lone surrogate (a C{\\ud800} escape): not UTF-8.
+    """
+    try:
+        if isinstance(data, str):
+            return data.encode("utf-8")
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid('"data" is not valid Unicode (a lone surrogate escape)') from None
+
+
+def pushAnswer(result: PushResult, withUids: bool) -> dict[str, Any]:
+    """
+    The JSON answer to a push or a broadcast.
+    """
+    answer: dict[str, Any] = {"status": "delivered" if result.delivered else "offline", "delivered": result.delivered}
+    if withUids:
+        answer["uids"] = dict(result.uids)
+    return answer
+
+
+class ApiRequest(server.Request):
+    """
+    A request that keeps at most C{site.maxBodySize} bytes of its body.
+
+    Twisted's own request spools a large body to a temporary file (blocking
+    disk writes on the reactor thread) and keeps all of it; this one keeps a
+    body in memory up to the limit and drops the rest as it arrives, so the
+    resource can answer 413 having held nothing.
+
+    @ivar bodyTooLarge: C{True} once the body is known to exceed the limit.
+    """
+
+    bodyTooLarge = False
+    maxBodySize = DEFAULT_MAX_BODY_SIZE
+    _bodyLength = 0
+
+    def gotLength(self, length: int | None) -> None:
+        """
+        Take the site's limit, and refuse a declared length over it before
+        any of the body arrives.
+        """
+        self.maxBodySize = getattr(getattr(self.channel, "site", None), "maxBodySize", DEFAULT_MAX_BODY_SIZE)
+        self.content = BytesIO()
+        if length is not None and length > self.maxBodySize:
+            self.bodyTooLarge = True
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """
+        Keep C{data} while the body is within the limit; once it is not,
+        drop what was kept and everything after it.
+        """
+        if self.bodyTooLarge:
+            return
+        self._bodyLength += len(data)
+        if self._bodyLength > self.maxBodySize:
+            self.bodyTooLarge = True
+            self.content = BytesIO()
+            return
+        self.content.write(data)
+
+
+class ApiSite(server.Site):
+    """
+    The site serving the API: L{ApiRequest}s, no form parsing.
+
+    @ivar maxBodySize: the largest request body accepted, in bytes.
+    """
+
+    def __init__(self, resource: IResource, maxBodySize: int = DEFAULT_MAX_BODY_SIZE, **kwargs: Any) -> None:
+        super().__init__(resource, requestFactory=ApiRequest, parsePOSTFormSubmission=False, **kwargs)
+        self.maxBodySize = maxBodySize
+
+
+class _Endpoint(Resource):
+    """
+    One path under the API; C{method} C{None} is the not-found endpoint.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api: ApiResource, method: bytes | None = None, action: _Action | None = None) -> None:
+        super().__init__()
+        self._api = api
+        self._method = method
+        self._action = action
+
+    def render(self, request: IRequest) -> bytes | int:
+        if request.postpath:
+            return self._api.serve(request, None, None)
+        return self._api.serve(request, self._method, self._action)
+
+
+class _Branch(Resource):
+    """
+    A resource whose own path and unknown children answer a JSON 404.
+    """
+
+    _notFound: _Endpoint
+
+    def getChild(self, path: bytes, request: IRequest) -> Resource:
+        return self._notFound
+
+    def render(self, request: IRequest) -> bytes | int:
+        return self._notFound.render(request)
+
+
+class _Root(_Branch):
+    """
+    The site root: C{/api}, and a JSON 404 for anything else.
+    """
+
+    def __init__(self, api: ApiResource) -> None:
+        super().__init__()
+        self.putChild(b"api", api)
+        self._notFound = _Endpoint(api)
+
+
+class ApiResource(_Branch):
+    """
+    C{/api}: authenticates every request, then runs its endpoint.
+
+    @ivar requests: requests served.
+    @ivar pushes: pushes and broadcasts published.
+    @ivar errors: requests answered with an error status.
+    """
+
+    log = Logger()
+
+    def __init__(self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime) -> None:
+        super().__init__()
+        if not apiKey:
+            raise ValueError("the API key must not be empty")
+        self.broker = broker
+        self.maxBodySize = maxBodySize
+        self._apiKey = apiKey.encode("utf-8")
+        self._reactor = reactor
+        self._started = reactor.seconds()
+        self.requests = self.pushes = self.errors = 0
+        self._notFound = _Endpoint(self)
+        self.putChild(b"push", _Endpoint(self, b"POST", self._push))
+        self.putChild(b"broadcast", _Endpoint(self, b"POST", self._broadcast))
+        self.putChild(b"online", _Endpoint(self, b"GET", self._online))
+        self.putChild(b"stats", _Endpoint(self, b"GET", self._stats))
+
+    # -- the request cycle ---------------------------------------------------
+
+    def serve(self, request: IRequest, method: bytes | None, action: _Action | None) -> bytes | int:
+        """
+        Authenticate first (so a stranger learns nothing about which paths
+        exist), then route and run C{action}: JSON whatever happens, and
+        nothing written after the client has gone.
+        """
+        self.requests += 1
+        request.setHeader(b"Cache-Control", b"no-store")
+        try:
+            self._authenticate(request)
+            if method is None or action is None:
+                raise ApiError(404, "not_found", f"no such endpoint: {request.path.decode('latin-1')}")
+            if request.method != method:
+                raise ApiError(
+                    405, "method_not_allowed", f"use {method.decode()} for this endpoint", {b"Allow": method}
+                )
+        except ApiError as e:
+            return self._encode(request, *self._errorAnswer(request, e))
+        gone: list[bool] = [False]
+        request.notifyFinish().addBoth(lambda _: gone.__setitem__(0, True))
+        d: Deferred[_Answer] = maybeDeferred(action, request)
+        d.addErrback(self._ebAnswer, request)
+        d.addCallback(self._cbFinish, request, gone)
+        d.addErrback(lambda f: self.log.failure("could not answer an API request", f))
+        return server.NOT_DONE_YET
+
+    def _ebAnswer(self, failure: Failure, request: IRequest) -> _Answer:
+        if failure.check(ApiError):
+            return self._errorAnswer(request, failure.value)
+        method, path = request.method.decode("latin-1"), request.path.decode("latin-1")
+        self.log.failure("API request {method} {path} failed", failure, method=method, path=path)
+        return self._errorAnswer(request, ApiError(500, "internal_error", "internal error; see the server log"))
+
+    def _cbFinish(self, answer: _Answer, request: IRequest, gone: list[bool]) -> None:
+        if not gone[0]:
+            request.write(self._encode(request, *answer))
+            request.finish()
+
+    def _errorAnswer(self, request: IRequest, error: ApiError) -> _Answer:
+        self.errors += 1
+        for name, value in error.headers.items():
+            request.setHeader(name, value)
+        return error.status, {"error": {"code": error.code, "message": error.message}}
+
+    @staticmethod
+    def _encode(request: IRequest, status: int, body: dict[str, Any]) -> bytes:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", b"%d" % len(data))
+        return data
+
+    def _authenticate(self, request: IRequest) -> None:
+        header = request.getHeader(b"authorization")
+        scheme, _, token = (header or b"").strip().partition(b" ")
+        token = token.strip()
+        if header is None:
+            problem, challenge = "missing Authorization header; expected: Bearer <key>", b""
+        elif scheme.lower() != b"bearer" or not token:
+            problem, challenge = "malformed Authorization header; expected: Bearer <key>", b""
+        elif not hmac.compare_digest(token, self._apiKey):
+            problem, challenge = "wrong API key", b', error="invalid_token"'
+        else:
+            return
+        raise ApiError(401, "unauthorized", problem, {b"WWW-Authenticate": b'Bearer realm="realtime"' + challenge})
+
+    def _jsonBody(self, request: IRequest) -> dict[str, Any]:
+        contentType = request.getHeader(b"content-type")
+        if contentType and not _isJson(contentType):
+            wanted = f"expected Content-Type application/json, not {contentType.decode('latin-1')}"
+            raise ApiError(415, "unsupported_media_type", wanted)
+        tooLarge = ApiError(413, "payload_too_large", f"request body longer than {self.maxBodySize} bytes")
+        if getattr(request, "bodyTooLarge", False):
+            raise tooLarge
+        raw = request.content.read(self.maxBodySize + 1)
+        if len(raw) > self.maxBodySize:
+            raise tooLarge
+        if not raw.strip():
+            raise ApiError(400, "bad_json", "empty body; expected a JSON object")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ApiError(400, "bad_json", f"body is not UTF-8 (byte {e.start})") from None
+        try:
+            body = json.loads(text, parse_constant=_refuseConstant)
+        except json.JSONDecodeError as e:
+            raise ApiError(400, "bad_json", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        except RecursionError:
+            raise ApiError(400, "bad_json", "invalid JSON: nested too deeply") from None
+        except ValueError as e:
+            raise ApiError(400, "bad_json", f"invalid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise _invalid("expected a JSON object")
+        return body
+
+    @staticmethod
+    def _data(body: dict[str, Any]) -> bytes:
+        if "data" not in body:
+            raise _invalid('missing "data"')
+        return messagePayload(body["data"])
+
+    # -- endpoints -----------------------------------------------------------
+
+    def _push(self, request: IRequest) -> Deferred[_Answer]:
+        body = self._jsonBody(request)
+        if "uid" not in body:
+            raise _invalid('missing "uid"')
+        try:
+            uids = targetUids(body["uid"])
+        except LineError as e:
+            raise _invalid(str(e)) from None
+        envelope = Envelope(ToUids(uids), self._data(body), False)
+        self.pushes += 1
+        d = self.broker.publish(envelope)
+        return d.addCallback(lambda result: (200, pushAnswer(result, True)))
+
+    def _broadcast(self, request: IRequest) -> Deferred[_Answer]:
+        body = self._jsonBody(request)
+        if "uid" in body:
+            raise _invalid('a broadcast goes to everyone: drop "uid", or use /api/push')
+        envelope = Envelope(ToAll(), self._data(body), False)
+        self.pushes += 1
+        d = self.broker.publish(envelope)
+        return d.addCallback(lambda result: (200, pushAnswer(result, False)))
+
+    def _online(self, request: IRequest) -> Deferred[_Answer]:
+        raw = request.args.get(b"uid") or []
+        try:
+            uids = tuple(dict.fromkeys(value.decode("utf-8") for value in raw))
+        except UnicodeDecodeError:
+            raise _invalid('"uid" is not UTF-8') from None
+        if not uids or not all(uids):
+            raise _invalid('give each uid as a non-empty "uid" query parameter: /api/online?uid=u1&uid=u2')
+        d = gatherResults([self.broker.connectionCount(uid) for uid in uids], consumeErrors=True)
+        return d.addCallback(lambda counts: (200, {"online": dict(zip(uids, counts, strict=True))}))
+
+    def _stats(self, request: IRequest) -> Deferred[_Answer]:
+        uptime = round(self._reactor.seconds() - self._started, 3)
+        return self.broker.stats().addCallback(lambda stats: (200, {**stats, "uptime": uptime}))
+
+
+def buildApiResource(broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime) -> IResource:
+    """
+    The API's root resource, with everything under C{/api}.
+
+    @param apiKey: the bearer key every request must carry; must not be empty.
+    @param maxBodySize: the largest request body accepted, in bytes (the
+        L{ApiSite} serving this should have the same limit).
+    @param reactor: the clock for C{uptime}.
+    """
+    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor))
+
+
+def buildApiSite(broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime) -> ApiSite:
+    """
+    The API resource served by an L{ApiSite} with the same body limit, ready
+    to give to an endpoint's C{listen}.
+    """
+    return ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor), maxBodySize, reactor=reactor)

@@ -1,0 +1,379 @@
+"""
+The line port: the internal push port of the Workerman push service.
+
+A backend opens a TCP connection and writes one JSON object per line::
+
+    {"uid": "uid1", "percent": "88%"}\\n
+
+and reads ``ok`` (at least one connection got it) or ``fail`` back, one
+answer line per request line, in order.  Exactly as Workerman's
+``sendMessageByUid($uid, $buffer)`` did, the message the browser receives is
+the whole line (the raw JSON text, without its line ending), not a field of
+it, so existing pages keep working unchanged.
+
+Beyond Workerman:
+
+- ``"uid"`` may be a list of uids (``ok`` if any connection got it), and an
+  integer uid is taken as its decimal text, because PHP's ``json_encode`` of a
+  numeric user id gives a number and Workerman matched it all the same;
+- ``{"broadcast": true, ...}`` instead of ``"uid"`` pushes the line to every
+  connection;
+- a line that cannot be pushed is answered with one ``error: ...`` line
+  naming the problem instead of a dropped connection or a silent ``fail``,
+  and the connection stays usable;
+- lines may end in ``\\r\\n``; empty lines are ignored.
+
+The error lines are::
+
+    error: line is not UTF-8
+    error: invalid JSON (Expecting value at column 1)
+    error: expected a JSON object
+    error: missing "uid" (or "broadcast": true)
+    error: give either "uid" or "broadcast": true, not both
+    error: "uid" must be a non-empty string or a list of them
+    error: line longer than 65536 bytes
+    error: internal error
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from realtime.interfaces import IBroker
+from realtime.values import Envelope, PushResult, Target, ToAll, ToUids
+
+#: how many answers one connection may have outstanding before it is no longer
+#: read from; it is read again once half of them are answered
+MAX_PENDING = 64
+
+_OK = b"ok"
+_FAIL = b"fail"
+_INTERNAL = b"error: internal error"
+_UID_TYPE = '"uid" must be a non-empty string or a list of them'
+
+
+class LineError(ValueError):
+    """
+    A request line that cannot be pushed; C{str()} is the text after
+    ``error: ``.
+    """
+
+
+def targetUids(value: object) -> tuple[str, ...]:
+    """
+    The uids a request's ``"uid"`` field addresses.
+
+    Shared by the line port and the HTTP API so both accept the same uids.
+
+    @param value: a decoded JSON value: a string, an integer (PHP sends
+        numeric ids as numbers), or a non-empty list of those.
+    @raise LineError: for anything else, an empty uid, or a uid that cannot be
+        encoded (a lone surrogate from a C{\\ud800} escape).
+    """
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise LineError(_UID_TYPE)
+    uids = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = str(item)
+        if not isinstance(item, str) or not item:
+            raise LineError(_UID_TYPE)
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LineError('"uid" is not valid Unicode') from None
+        uids.append(item)
+    return tuple(uids)
+
+
+def parseLine(line: bytes) -> Target:
+    """
+    Where a request line asks its own text to be pushed.
+
+    Pure, so every malformed case is tested without a connection.
+
+    @param line: one line, without its line ending.
+    @raise LineError: naming what is wrong with it.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LineError("line is not UTF-8") from None
+    try:
+        request = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LineError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise LineError("invalid JSON (nested too deeply)") from None
+    except ValueError as e:
+        # e.g. an integer longer than Python's conversion limit
+        raise LineError(f"invalid JSON ({e})") from None
+    if not isinstance(request, dict):
+        raise LineError("expected a JSON object")
+    broadcast = bool(request.get("broadcast"))
+    if "uid" in request:
+        if broadcast:
+            raise LineError('give either "uid" or "broadcast": true, not both')
+        return ToUids(targetUids(request["uid"]))
+    if broadcast:
+        return ToAll()
+    raise LineError('missing "uid" (or "broadcast": true)')
+
+
+@implementer(IPushProducer, IHalfCloseableProtocol)
+class LinePushProtocol(LineReceiver):
+    """
+    One backend connection to the line port.
+
+    Requests are published as soon as they arrive, but answered strictly in
+    the order they came: each line takes a place in C{_pending} and answers
+    leave from its head only, however the broker's Deferreds fire.  The
+    connection stops being read while C{MAX_PENDING} answers are outstanding
+    or while the backend is not reading its answers (the protocol is its own
+    transport's producer), so a backend that floods the port cannot grow this
+    process's memory.
+
+    @ivar factory: the L{LinePushFactory}, for the broker and the counters.
+    """
+
+    delimiter = b"\n"
+    log = Logger()
+    factory: LinePushFactory
+
+    def __init__(self) -> None:
+        self._pending: deque[list[bytes | None]] = deque()
+        self._pausedBy: set[str] = set()
+        self._discarding = False
+        self._lost = False
+        self._readClosed = False
+
+    def connectionMade(self) -> None:
+        """
+        Become the transport's producer, so answers that pile up unread stop
+        the reading of more requests.
+        """
+        self.factory.connections += 1
+        self.transport.registerProducer(self, True)
+
+    def readConnectionLost(self) -> None:
+        """
+        The backend shut down its sending side (``nc -N``, ``shutdown()``
+        after the last line): answer what is in flight, then close.
+        """
+        self._readClosed = True
+        self.dataReceived(b"\n" if self._buffer.strip() else b"")
+        self._flush()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Nothing to do: we never half-close.
+        """
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """
+        Pushes still in flight go on; their answers are dropped.
+        """
+        self._lost = True
+        self.factory.connections -= 1
+
+    # -- reading -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split lines like C{LineReceiver}, but an overlong line costs only that
+        line: it is reported once, and reading resumes after its newline.
+
+        C{LineReceiver.dataReceived} hands everything after an overlong line
+        to C{lineLengthExceeded} in one piece and cannot resume within the same
+        call, hence this replacement.
+        """
+        if self._busyReceiving:
+            self._buffer += data
+            return
+        self._busyReceiving = True
+        try:
+            buffer = self._buffer + data if self._buffer else data
+            self._buffer = b""
+            start = 0
+            while not self.paused and not self._lost:
+                end = buffer.find(b"\n", start)
+                if end < 0:
+                    break
+                line = buffer[start:end]
+                start = end + 1
+                if self._discarding:
+                    self._discarding = False
+                    continue
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if len(line) > self.MAX_LENGTH:
+                    self.lineLengthExceeded(line)
+                    self._discarding = False
+                    continue
+                self.lineReceived(line)
+            rest = buffer[start:]
+            if self.paused or self._lost:
+                self._buffer = rest
+            elif self._discarding:
+                self._buffer = b""
+            elif len(rest) > self.MAX_LENGTH + 1:
+                # no newline yet, and too long already even allowing for \r
+                self.lineLengthExceeded(rest)
+            else:
+                self._buffer = rest
+        finally:
+            self._busyReceiving = False
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        Report the overlong line once and discard it up to its newline; the
+        connection stays open, unlike C{LineReceiver}'s default.
+        """
+        self._discarding = True
+        self._buffer = b""
+        self._answerError(f"error: line longer than {self.MAX_LENGTH} bytes".encode())
+
+    def lineReceived(self, line: bytes) -> None:
+        """
+        Publish the line to where it asks, or answer why it cannot be.
+        """
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            return
+        try:
+            target = parseLine(line)
+        except LineError as e:
+            self._answerError(b"error: " + str(e).encode("utf-8"))
+            return
+        factory = self.factory
+        factory.pushes += 1
+        slot: list[bytes | None] = [None]
+        self._pending.append(slot)
+        if len(self._pending) >= MAX_PENDING:
+            self._pauseReading("pending")
+        d: Deferred[PushResult] = maybeDeferred(factory.broker.publish, Envelope(target, line, False))
+        d.addCallbacks(self._cbPublished, self._ebPublished)
+        d.addCallback(self._fill, slot)
+        d.addErrback(lambda f: self.log.failure("could not answer a line port request", f))
+
+    def _cbPublished(self, result: PushResult) -> bytes:
+        if result.delivered > 0:
+            self.factory.delivered += 1
+            return _OK
+        self.factory.undelivered += 1
+        return _FAIL
+
+    def _ebPublished(self, failure: Failure) -> bytes:
+        self.log.failure("line port push failed", failure)
+        self.factory.errors += 1
+        return _INTERNAL
+
+    # -- answering, in order -------------------------------------------------
+
+    def _answerError(self, answer: bytes) -> None:
+        """
+        Answer a line that needs no broker, after every earlier answer.
+        """
+        self.factory.errors += 1
+        self._pending.append([answer])
+        self._flush()
+
+    def _fill(self, answer: bytes, slot: list[bytes | None]) -> None:
+        slot[0] = answer
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        while pending and pending[0][0] is not None:
+            answer = pending.popleft()[0]
+            if not self._lost:
+                self.sendLine(answer)  # type: ignore[arg-type]
+        if len(pending) <= MAX_PENDING // 2:
+            self._resumeReading("pending")
+        if self._readClosed and not pending and not self._lost:
+            self.transport.loseConnection()
+
+    # -- flow control --------------------------------------------------------
+
+    def _pauseReading(self, reason: str) -> None:
+        if not self._pausedBy and not self._lost:
+            self.paused = True
+            self.transport.pauseProducing()
+        self._pausedBy.add(reason)
+
+    def _resumeReading(self, reason: str) -> None:
+        if reason not in self._pausedBy:
+            return
+        self._pausedBy.discard(reason)
+        if not self._pausedBy and not self._lost:
+            self.paused = False
+            self.transport.resumeProducing()
+            self.dataReceived(b"")
+
+    def pauseProducing(self) -> None:
+        """
+        The backend is not reading its answers: stop reading its requests.
+        """
+        self._pauseReading("writes")
+
+    def resumeProducing(self) -> None:
+        """
+        The answers drained: read requests again.
+        """
+        self._resumeReading("writes")
+
+    def stopProducing(self) -> None:
+        """
+        The transport is going away: nothing more will be answered.
+        """
+        self._lost = True
+
+
+class LinePushFactory(Factory):
+    """
+    Builds L{LinePushProtocol}s sharing one broker and one set of counters.
+
+    @ivar pushes: request lines published to the broker.
+    @ivar delivered: pushes answered ``ok``.
+    @ivar undelivered: pushes answered ``fail`` (nobody connected).
+    @ivar errors: lines answered ``error: ...`` (malformed, overlong, or the
+        broker failed).
+    @ivar connections: backend connections open now.
+    """
+
+    protocol = LinePushProtocol
+
+    def __init__(self, broker: IBroker, maxLineLength: int = 65536) -> None:
+        """
+        @param broker: where pushes go.
+        @param maxLineLength: the longest line accepted, in bytes without its
+            line ending; longer lines are answered with an error and skipped.
+        """
+        self.broker = broker
+        self.maxLineLength = maxLineLength
+        self.pushes = 0
+        self.delivered = 0
+        self.undelivered = 0
+        self.errors = 0
+        self.connections = 0
+
+    def buildProtocol(self, addr: Any) -> LinePushProtocol:
+        """
+        A protocol that accepts lines up to C{maxLineLength} bytes.
+        """
+        p: LinePushProtocol = self.protocol()
+        p.factory = self
+        p.MAX_LENGTH = self.maxLineLength
+        return p

@@ -1,0 +1,399 @@
+"""
+A blocking client for backends, and the ``realtime-push`` command.
+
+Django views, Flask handlers, cron jobs and shell scripts push with this; it
+uses the standard library only and imports neither Twisted nor Autobahn, so
+it can be vendored into a backend that never runs the server.  Each client
+holds one connection and is not thread-safe: give each thread its own::
+
+    api = HttpPushClient("http://127.0.0.1:8081", apiKey="...")
+    api.push("uid1", {"percent": "88%"})   # {"status": "delivered", "delivered": 1, "uids": {"uid1": 1}}
+    with LinePushClient("127.0.0.1", 5678) as line:
+        line.push("uid1", {"percent": "88%"})   # True: ok
+
+The command line::
+
+    realtime-push push uid1 '{"percent": "88%"}'        # exit 0 delivered, 1 offline, 2 error
+    realtime-push push uid1 uid2 'plain text'
+    realtime-push --via line push uid1 '{"percent": "88%"}'
+    realtime-push broadcast '"maintenance at 22:00"'
+    realtime-push online uid1 uid2                       # exit 0 if any is online, else 1
+    realtime-push stats
+    realtime-push sign uid1 --secret S --ttl 3600        # a first packet for verify=hmac
+
+``--url`` defaults to C{$REALTIME_API_URL} or C{http://127.0.0.1:8081},
+``--api-key`` to C{$REALTIME_API_KEY}, else the file C{realtime-api.key} in
+the current directory.  DATA is sent as JSON if it parses as JSON, else as
+text.  Through the line port the pushed message is the request line itself,
+so a JSON object DATA gives the line's fields and anything else is sent as
+C{{"uid": ..., "data": DATA}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import sys
+import time
+from typing import Any, Mapping, Sequence, TextIO
+from urllib.parse import quote, urlsplit
+
+# signFirstPacket is provided by the module __getattr__ below
+__all__ = ["HttpPushClient", "LinePushClient", "PushError", "signFirstPacket", "main"]  # noqa: F822
+
+DEFAULT_URL = "http://127.0.0.1:8081"
+DEFAULT_LINE = "127.0.0.1:5678"
+API_KEY_FILE = "realtime-api.key"
+
+
+def __getattr__(name: str) -> Any:
+    """
+    Re-export C{signFirstPacket} lazily: its module imports Twisted, which a
+    backend that only pushes should not have to load.
+    """
+    if name == "signFirstPacket":
+        from realtime.auth.firstpacket import signFirstPacket
+
+        return signFirstPacket
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class PushError(Exception):
+    """
+    The server refused a request, or could not be reached.
+
+    @ivar status: the HTTP status; 0 when there was no HTTP answer (the line
+        port, or a connection failure).
+    @ivar code: the API's error code (C{"unauthorized"}, ...); for the line
+        port C{"line_error"}; C{"connection_failed"} when unreachable.
+    @ivar message: what the server said.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}" if status else f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class HttpPushClient:
+    """
+    The HTTP API, over one keep-alive connection.
+
+    A request on a reused connection that the server had already closed (it
+    went idle, or the server restarted) is sent once more on a new one; no
+    other request is ever repeated.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, apiKey: str = "", timeout: float = 10.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._prefix = parts.path.rstrip("/")
+        self._apiKey = apiKey
+        self.timeout = timeout
+        self._connection: http.client.HTTPConnection | None = None
+
+    def push(self, uidOrUids: str | int | Sequence[str], data: Any) -> dict[str, Any]:
+        """
+        Push C{data} to every connection of one uid or of several.
+
+        @param data: a string (received as that text) or any JSON value
+            (received as its compact JSON).
+        @return: C{{"status": "delivered"|"offline", "delivered": N, "uids": {uid: N}}}.
+        """
+        uid: Any = uidOrUids if isinstance(uidOrUids, (str, int)) else list(uidOrUids)
+        return self._request("POST", "/api/push", {"uid": uid, "data": data})
+
+    def broadcast(self, data: Any) -> dict[str, Any]:
+        """
+        Push C{data} to every connection.
+
+        @return: C{{"status": "delivered"|"offline", "delivered": N}}.
+        """
+        return self._request("POST", "/api/broadcast", {"data": data})
+
+    def online(self, *uids: str) -> dict[str, Any]:
+        """
+        @return: C{{"online": {uid: connections, ...}}}.
+        """
+        if not uids:
+            raise ValueError("online() needs at least one uid")
+        query = "&".join("uid=" + quote(uid, safe="") for uid in uids)
+        return self._request("GET", "/api/online?" + query, None)
+
+    def stats(self) -> dict[str, Any]:
+        """
+        @return: the server's counters (C{connections}, C{uids}, C{uptime}, ...).
+        """
+        return self._request("GET", "/api/stats", None)
+
+    def close(self) -> None:
+        """
+        Close the connection; the next request opens a new one.
+        """
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> HttpPushClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+
+    def _request(self, method: str, path: str, body: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self._apiKey}", "Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):
+            reused = self._connection is not None
+            connection = self._connection = self._connection or self._connect()
+            try:
+                connection.request(method, self._prefix + path, payload, headers)
+                response = connection.getresponse()
+                raw = response.read()
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                # RemoteDisconnected is a ConnectionResetError: the server closed the idle connection
+                if reused and attempt == 0 and isinstance(e, (BrokenPipeError, ConnectionResetError)):
+                    continue
+                raise PushError(0, "connection_failed", str(e) or type(e).__name__) from e
+            if response.will_close:
+                self.close()
+            return _decodeAnswer(response.status, response.reason, raw)
+        raise AssertionError("unreachable")
+
+
+def _decodeAnswer(status: int, reason: str, raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        body = None
+    if status >= 400:
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            raise PushError(status, str(error.get("code", "http_error")), str(error.get("message", reason)))
+        raise PushError(status, "http_error", reason)
+    if not isinstance(body, dict):
+        raise PushError(status, "bad_response", "the server did not answer a JSON object")
+    return body
+
+
+class LinePushClient:
+    """
+    The line port (Workerman's Text protocol), over one TCP connection.
+
+    The message pushed is the request line itself, as Workerman's
+    C{sendMessageByUid($uid, $buffer)} did, so C{fields} are what the page
+    receives, together with C{"uid"}.  A request on a reused connection whose
+    answer never came because the server had closed it is sent once more.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 5678, timeout: float = 5) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._socket: socket.socket | None = None
+        self._reader: Any = None
+
+    def push(self, uid: str | int | Sequence[str], fields: Mapping[str, Any]) -> bool:
+        """
+        Push C{{"uid": uid, **fields}} to every connection of C{uid}.
+
+        @return: C{True} if at least one connection got it (``ok``), C{False}
+            if none did (``fail``).
+        @raise PushError: if the server answered ``error: ...``.
+        """
+        return self._send({"uid": uid if isinstance(uid, (str, int)) else list(uid)}, fields)
+
+    def broadcast(self, fields: Mapping[str, Any]) -> bool:
+        """
+        Push C{{"broadcast": true, **fields}} to every connection.
+
+        @return: C{True} if at least one connection got it.
+        """
+        return self._send({"broadcast": True}, fields)
+
+    def close(self) -> None:
+        """
+        Close the connection; the next push opens a new one.
+        """
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def __enter__(self) -> LinePushClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, target: dict[str, Any], fields: Mapping[str, Any]) -> bool:
+        if "uid" in fields or "broadcast" in fields:
+            raise ValueError('fields must not contain "uid" or "broadcast"')
+        line = json.dumps({**target, **fields}, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+        for attempt in (0, 1):
+            reused = self._socket is not None
+            try:
+                if self._socket is None:
+                    self._socket = socket.create_connection((self.host, self.port), timeout=self.timeout)
+                    self._reader = self._socket.makefile("rb")
+                self._socket.sendall(line)
+                answer = self._reader.readline(65536)
+            except OSError as e:
+                self.close()
+                if reused and attempt == 0 and isinstance(e, (BrokenPipeError, ConnectionResetError)):
+                    continue
+                raise PushError(0, "connection_failed", str(e) or type(e).__name__) from e
+            if not answer:
+                self.close()
+                if reused and attempt == 0:
+                    continue
+                raise PushError(0, "connection_failed", "the server closed the connection")
+            text = answer.decode("utf-8", "replace").rstrip("\r\n")
+            if text == "ok":
+                return True
+            if text == "fail":
+                return False
+            if not answer.endswith(b"\n"):
+                self.close()
+            raise PushError(0, "line_error", text.removeprefix("error: "))
+        raise AssertionError("unreachable")
+
+
+# -- the command line --------------------------------------------------------
+
+
+def findApiKey(environ: Mapping[str, str], directory: str) -> str | None:
+    """
+    The API key from C{$REALTIME_API_KEY}, else from C{realtime-api.key} in
+    C{directory} (where the server writes the key it generated), else C{None}.
+    """
+    key = environ.get("REALTIME_API_KEY")
+    if key:
+        return key
+    try:
+        with open(os.path.join(directory, API_KEY_FILE), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def parseData(text: str) -> Any:
+    """
+    C{text} as JSON if it parses, else C{text} itself.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realtime-push", description="Push to a realtime server.")
+    parser.add_argument(
+        "--via", choices=("http", "line"), default="http", help="push through the HTTP API or the line port"
+    )
+    parser.add_argument("--url", default=None, help=f"HTTP API URL (default $REALTIME_API_URL or {DEFAULT_URL})")
+    parser.add_argument("--api-key", default=None, help=f"API key (default $REALTIME_API_KEY, else ./{API_KEY_FILE})")
+    parser.add_argument("--line", default=DEFAULT_LINE, metavar="HOST:PORT", help="line port (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    push = commands.add_parser("push", help="push DATA to every connection of each UID")
+    push.add_argument("uids", nargs="+", metavar="UID")
+    push.add_argument("data", metavar="DATA")
+    broadcast = commands.add_parser("broadcast", help="push DATA to every connection")
+    broadcast.add_argument("data", metavar="DATA")
+    online = commands.add_parser("online", help="how many connections each UID holds")
+    online.add_argument("uids", nargs="+", metavar="UID")
+    commands.add_parser("stats", help="the server's counters")
+    sign = commands.add_parser("sign", help="a signed first packet for --auth uid-first-packet verify=hmac")
+    sign.add_argument("uid", metavar="UID")
+    sign.add_argument("--secret", required=True)
+    sign.add_argument("--ttl", type=int, default=3600, help="seconds it stays valid (default %(default)s)")
+    return parser
+
+
+def _lineAddress(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--line wants HOST:PORT, not {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _table(rows: Mapping[str, Any]) -> str:
+    width = max((len(str(k)) for k in rows), default=0)
+    return "\n".join(f"{str(k).ljust(width)}  {v}" for k, v in rows.items())
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "sign":
+        from realtime.auth.firstpacket import signFirstPacket
+
+        print(signFirstPacket(args.secret.encode("utf-8"), args.uid, int(time.time()) + args.ttl), file=out)
+        return 0
+    uids = getattr(args, "uids", [])
+    target = uids[0] if len(uids) == 1 else uids
+    if args.via == "line" and args.command in ("push", "broadcast"):
+        host, port = _lineAddress(args.line)
+        data = parseData(args.data)
+        fields = data if isinstance(data, dict) else {"data": data}
+        with LinePushClient(host, port, args.timeout) as line:
+            ok = line.push(target, fields) if args.command == "push" else line.broadcast(fields)
+        print("ok" if ok else "fail", file=out)
+        return 0 if ok else 1
+    apiKey = args.api_key or findApiKey(os.environ, os.getcwd())
+    if not apiKey:
+        raise ValueError(f"no API key: pass --api-key, set REALTIME_API_KEY, or put it in ./{API_KEY_FILE}")
+    url = args.url or os.environ.get("REALTIME_API_URL") or DEFAULT_URL
+    with HttpPushClient(url, apiKey, args.timeout) as api:
+        if args.command == "push":
+            answer = api.push(target, parseData(args.data))
+        elif args.command == "broadcast":
+            answer = api.broadcast(parseData(args.data))
+        elif args.command == "online":
+            online = api.online(*uids)["online"]
+            print(_table(online), file=out)
+            return 0 if any(online.values()) else 1
+        else:
+            print(_table(api.stats()), file=out)
+            return 0
+    print(json.dumps(answer, ensure_ascii=False), file=out)
+    return 0 if answer.get("status") == "delivered" else 1
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """
+    The ``realtime-push`` console script.
+
+    @return: the exit status: 0 delivered (or ok, or someone online), 1
+        offline (or fail, or nobody online), 2 an error, reported in one line
+        on C{stderr}.
+    """
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        return _run(args, out)
+    except (PushError, ValueError, OSError) as e:
+        print(f"realtime-push: error: {e}", file=err)
+        return 2

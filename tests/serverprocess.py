@@ -1,0 +1,177 @@
+"""
+A real ``twistd -n realtime`` in a subprocess, on ports the kernel picks.
+
+The server logs the address each listener bound (``--port listening on
+127.0.0.1:40123``); the harness reads those lines instead of guessing free
+ports, so parallel runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LISTENING = re.compile(r"--(port|api-port|push-port) listening on (\S+):(\d+)")
+API_KEY = "integration-test-key"
+
+
+def twistdCommand() -> list[str]:
+    """
+    The twistd of this interpreter's environment.
+    """
+    candidate = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if os.path.exists(candidate):
+        return [candidate]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def environment() -> dict[str, str]:
+    """
+    The environment for a server or CLI subprocess: the source tree first on
+    the path, so the code under test is this checkout's.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ServerProcess:
+    """
+    Start with C{start()}, read C{ports}, stop with C{stop()}.
+    """
+
+    def __init__(self, *args: str, cwd: str | None = None, defaultPorts: bool = True, apiKey: str | None = API_KEY):
+        self.args = list(args)
+        if defaultPorts:
+            self.args = [
+                "--port",
+                "tcp:0:interface=127.0.0.1",
+                "--api-port",
+                "tcp:0:interface=127.0.0.1",
+                "--push-port",
+                "tcp:0:interface=127.0.0.1",
+            ] + self.args
+        if apiKey is not None:
+            self.args += ["--api-key", apiKey]
+        self.apiKey = apiKey
+        self._ownDir = cwd is None
+        self.cwd = cwd or tempfile.mkdtemp(prefix="realtime-it-")
+        self.ports: dict[str, int] = {}
+        self.lines: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+        self._changed = threading.Condition()
+
+    @property
+    def output(self) -> str:
+        """
+        Everything the server printed so far.
+        """
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def start(self, timeout: float = 20.0, expect: Sequence[str] | None = None) -> ServerProcess:
+        """
+        Start the server and wait until every expected listener is bound.
+        """
+        command = twistdCommand() + ["-n", "--pidfile=", "realtime"] + self.args
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.cwd,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        wanted = set(expect if expect is not None else ("port", "api-port", "push-port"))
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not wanted <= set(self.ports):
+                if self.process.poll() is not None and not self._reading:
+                    raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.stop()
+                    raise RuntimeError(f"server did not start in {timeout}s:\n" + "\n".join(self.lines))
+                self._changed.wait(min(remaining, 0.2))
+        return self
+
+    _reading = True
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                match = LISTENING.search(line)
+                if match:
+                    self.ports[match.group(1)] = int(match.group(3))
+                self._changed.notify_all()
+        with self._changed:
+            self._reading = False
+            self._changed.notify_all()
+
+    def waitFor(self, text: str, timeout: float = 10.0) -> str:
+        """
+        Wait until a line containing C{text} is printed, and return it.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._reading:
+                    raise AssertionError(f"{text!r} not printed; output:\n" + "\n".join(self.lines))
+                self._changed.wait(min(remaining, 0.2))
+
+    def url(self, path: str = "/") -> str:
+        """
+        The WebSocket URL of C{path}.
+        """
+        return f"ws://127.0.0.1:{self.ports['port']}{path}"
+
+    def apiUrl(self) -> str:
+        """
+        The HTTP API base URL.
+        """
+        return f"http://127.0.0.1:{self.ports['api-port']}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """
+        Stop the server (SIGTERM: a clean shutdown) and return its exit status.
+        """
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def run(args: Sequence[str], cwd: str | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """
+    Run ``twistd -n realtime ARGS`` to completion (for options that exit).
+    """
+    return subprocess.run(
+        twistdCommand() + ["-n", "--pidfile=", "realtime", *args],
+        cwd=cwd or tempfile.mkdtemp(prefix="realtime-it-"),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,496 @@
+"""
+Tests for L{realtime.api.lineproto}: the Workerman-compatible line port.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from realtime.api.lineproto import MAX_PENDING, LineError, LinePushFactory, LinePushProtocol, parseLine
+from realtime.broker.memory import MemoryBroker
+from realtime.delivery import Fanout
+from realtime.interfaces import IBroker
+from realtime.registry import SessionRegistry
+from realtime.values import Envelope, PushResult, ToAll, ToUids
+from tests.fakes import FakeSession, ManualBroker
+
+
+@implementer(IBroker)
+class RaisingBroker(ManualBroker):
+    """
+    A broker whose publish raises instead of returning a Deferred.
+    """
+
+    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
+        raise RuntimeError("broker is broken")
+
+
+def connect(broker: IBroker, maxLineLength: int = 65536) -> tuple[LinePushFactory, LinePushProtocol, StringTransport]:
+    """
+    A line-port connection on an in-memory transport.
+    """
+    factory = LinePushFactory(broker, maxLineLength)
+    proto = factory.buildProtocol(None)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return factory, proto, transport
+
+
+def answers(transport: StringTransport) -> list[bytes]:
+    """
+    The answer lines written so far, and forget them.
+    """
+    value = transport.value()
+    transport.clear()
+    return value.split(b"\n")[:-1]
+
+
+class FakeBrokerTests(SynchronousTestCase):
+    """
+    The hand-driven brokers provide L{IBroker}.
+    """
+
+    def test_verified(self) -> None:
+        """
+        L{ManualBroker} and L{RaisingBroker} provide L{IBroker}.
+        """
+        self.assertTrue(verifyObject(IBroker, ManualBroker()))
+        self.assertTrue(verifyObject(IBroker, RaisingBroker()))
+
+
+class ParseLineTests(SynchronousTestCase):
+    """
+    L{parseLine} turns a request line into a target or a L{LineError}.
+    """
+
+    def test_targets(self) -> None:
+        """
+        A uid, a list of uids, an integer uid and a broadcast.
+        """
+        self.assertEqual(parseLine(b'{"uid": "uid1", "percent": "88%"}'), ToUids(("uid1",)))
+        self.assertEqual(parseLine(b'{"uid": ["a", "b"]}'), ToUids(("a", "b")))
+        self.assertEqual(parseLine(b'{"uid": 42}'), ToUids(("42",)))
+        self.assertEqual(parseLine(b'{"broadcast": true, "x": 1}'), ToAll())
+        self.assertEqual(parseLine(b'{"uid": "u", "broadcast": false}'), ToUids(("u",)))
+
+    def test_errors(self) -> None:
+        """
+        Each malformed line raises a L{LineError} naming its problem.
+        """
+        uidType = '"uid" must be a non-empty string or a list of them'
+        cases = {
+            b"not json": "invalid JSON (Expecting value at column 1)",
+            b'{"uid": "u1"': "invalid JSON (Expecting ',' delimiter at column 13)",
+            b"[1, 2]": "expected a JSON object",
+            b'"uid1"': "expected a JSON object",
+            b'{"percent": "88%"}': 'missing "uid" (or "broadcast": true)',
+            b'{"broadcast": false}': 'missing "uid" (or "broadcast": true)',
+            b'{"uid": "u", "broadcast": true}': 'give either "uid" or "broadcast": true, not both',
+            b'{"uid": null}': uidType,
+            b'{"uid": 1.5}': uidType,
+            b'{"uid": true}': uidType,
+            b'{"uid": ""}': uidType,
+            b'{"uid": []}': uidType,
+            b'{"uid": ["a", 2.5]}': uidType,
+            b'{"uid": {"a": 1}}': uidType,
+            b'{"uid": "\\ud800"}': '"uid" is not valid Unicode',
+            b"\xff\xfe{}": "line is not UTF-8",
+            b"[" * 100000: "invalid JSON (nested too deeply)",
+        }
+        for line, message in cases.items():
+            with self.assertRaises(LineError, msg=line[:40]) as caught:
+                parseLine(line)
+            self.assertEqual(str(caught.exception), message)
+
+    def test_hugeInteger(self) -> None:
+        """
+        An integer too long for Python to convert is invalid JSON, not a
+        crash.
+        """
+        with self.assertRaises(LineError) as caught:
+            parseLine(b'{"uid": ' + b"1" * 5000 + b"}")
+        self.assertTrue(str(caught.exception).startswith("invalid JSON ("))
+
+
+class MemoryBrokerLineTests(SynchronousTestCase):
+    """
+    The line port against the real L{MemoryBroker}, observed through
+    L{FakeSession}s.
+    """
+
+    def setUp(self) -> None:
+        self.registry = SessionRegistry()
+        self.broker = MemoryBroker(self.registry, Fanout(Clock()))
+        self.factory, self.proto, self.transport = connect(self.broker)
+
+    def session(self, uid: str) -> FakeSession:
+        """
+        A session of C{uid}, added to the registry.
+        """
+        s = FakeSession(uid)
+        self.registry.add(s)
+        return s
+
+    def test_ok(self) -> None:
+        """
+        A line addressed to a connected uid is pushed, as the whole line, to
+        every session of that uid, and answered C{ok}.
+        """
+        a, b, other = self.session("uid1"), self.session("uid1"), self.session("uid2")
+        line = b'{"uid":"uid1","percent":"88%"}'
+        self.proto.dataReceived(line + b"\n")
+        self.assertEqual(answers(self.transport), [b"ok"])
+        self.assertEqual(a.sent, [(line, False)])
+        self.assertEqual(b.texts, ['{"uid":"uid1","percent":"88%"}'])
+        self.assertEqual(other.sent, [])
+        self.assertEqual((self.factory.pushes, self.factory.delivered, self.factory.undelivered), (1, 1, 0))
+
+    def test_payloadIsTheLineVerbatim(self) -> None:
+        """
+        The pushed text is the line exactly as written (spacing, key order,
+        escapes, non-ASCII), not a re-encoding of it.
+        """
+        s = self.session("uid1")
+        line = '{ "percent" : "88%",  "uid" : "uid1", "note": "caf\u00e9 \\u00e9" }'.encode()
+        self.proto.dataReceived(line + b"\n")
+        self.assertEqual(answers(self.transport), [b"ok"])
+        self.assertEqual(s.sent, [(line, False)])
+
+    def test_fail(self) -> None:
+        """
+        A line addressed to a uid with no connection is answered C{fail}.
+        """
+        self.session("someoneElse")
+        self.proto.dataReceived(b'{"uid":"uid1"}\n')
+        self.assertEqual(answers(self.transport), [b"fail"])
+        self.assertEqual((self.factory.pushes, self.factory.delivered, self.factory.undelivered), (1, 0, 1))
+
+    def test_listOfUids(self) -> None:
+        """
+        A list of uids is C{ok} when any of them got it, C{fail} when none.
+        """
+        a = self.session("a")
+        self.proto.dataReceived(b'{"uid":["nobody","a"]}\n{"uid":["x","y"]}\n')
+        self.assertEqual(answers(self.transport), [b"ok", b"fail"])
+        self.assertEqual(a.texts, ['{"uid":["nobody","a"]}'])
+
+    def test_integerUid(self) -> None:
+        """
+        An integer uid, as PHP encodes numeric ids, reaches the sessions of
+        its decimal text.
+        """
+        s = self.session("42")
+        self.proto.dataReceived(b'{"uid":42,"n":1}\n')
+        self.assertEqual(answers(self.transport), [b"ok"])
+        self.assertEqual(s.texts, ['{"uid":42,"n":1}'])
+
+    def test_broadcast(self) -> None:
+        """
+        C{"broadcast": true} pushes the line to every session.
+        """
+        a, b = self.session("a"), self.session("b")
+        line = b'{"broadcast":true,"news":"hi"}'
+        self.proto.dataReceived(line + b"\n")
+        self.assertEqual(answers(self.transport), [b"ok"])
+        self.assertEqual((a.sent, b.sent), ([(line, False)], [(line, False)]))
+
+    def test_broadcastToNobody(self) -> None:
+        """
+        A broadcast nobody receives is answered C{fail}.
+        """
+        self.proto.dataReceived(b'{"broadcast":1}\n')
+        self.assertEqual(answers(self.transport), [b"fail"])
+
+    def test_crlf(self) -> None:
+        """
+        A line ending in CRLF is pushed without its CR.
+        """
+        s = self.session("u1")
+        self.proto.dataReceived(b'{"uid":"u1"}\r\n')
+        self.assertEqual(answers(self.transport), [b"ok"])
+        self.assertEqual(s.texts, ['{"uid":"u1"}'])
+
+    def test_emptyLinesIgnored(self) -> None:
+        """
+        Empty and blank lines get no answer.
+        """
+        self.session("u1")
+        self.proto.dataReceived(b'\n\r\n  \n{"uid":"u1"}\n\n')
+        self.assertEqual(answers(self.transport), [b"ok"])
+        self.assertEqual(self.factory.errors, 0)
+
+    def test_byteByByte(self) -> None:
+        """
+        Lines split across many reads are answered the same way.
+        """
+        s = self.session("u1")
+        for byte in b'{"uid":"u1"}\r\nnope\n{"uid":"u2"}\n':
+            self.proto.dataReceived(bytes([byte]))
+        self.assertEqual(
+            answers(self.transport),
+            [b"ok", b"error: invalid JSON (Expecting value at column 1)", b"fail"],
+        )
+        self.assertEqual(s.texts, ['{"uid":"u1"}'])
+
+    def test_malformedThenUsable(self) -> None:
+        """
+        Every malformed line gets exactly one error line, and the connection
+        keeps working: the good line after it is answered C{ok}.
+        """
+        s = self.session("u1")
+        cases = [
+            (b"not json", b"error: invalid JSON (Expecting value at column 1)"),
+            (b"[1]", b"error: expected a JSON object"),
+            (b'{"percent":"88%"}', b'error: missing "uid" (or "broadcast": true)'),
+            (b'{"uid":1.5}', b'error: "uid" must be a non-empty string or a list of them'),
+            (b'{"uid":["a",null]}', b'error: "uid" must be a non-empty string or a list of them'),
+            (b"\xc3\x28", b"error: line is not UTF-8"),
+        ]
+        for line, error in cases:
+            self.proto.dataReceived(line + b'\n{"uid":"u1"}\n')
+            self.assertEqual(answers(self.transport), [error, b"ok"], line)
+            self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(len(s.sent), len(cases))
+        self.assertEqual(self.factory.errors, len(cases))
+        self.assertEqual(self.factory.pushes, len(cases))
+
+
+class LongLineTests(SynchronousTestCase):
+    """
+    An overlong line is reported once and skipped; the connection survives.
+    """
+
+    def setUp(self) -> None:
+        self.registry = SessionRegistry()
+        self.session = FakeSession("u1")
+        self.registry.add(self.session)
+        broker = MemoryBroker(self.registry, Fanout(Clock()))
+        self.factory, self.proto, self.transport = connect(broker, maxLineLength=100)
+
+    def test_overlongCompleteLine(self) -> None:
+        """
+        A complete line over the limit is answered with one error line, and
+        the line after it in the same read is handled.
+        """
+        longLine = b'{"uid":"u1","x":"' + b"x" * 200 + b'"}'
+        self.proto.dataReceived(longLine + b'\n{"uid":"u1"}\n')
+        self.assertEqual(answers(self.transport), [b"error: line longer than 100 bytes", b"ok"])
+        self.assertEqual(self.session.texts, ['{"uid":"u1"}'])
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_overlongAcrossReads(self) -> None:
+        """
+        A line that grows past the limit over several reads is reported once,
+        is not buffered while it keeps coming, and reading resumes after its
+        newline.
+        """
+        self.proto.dataReceived(b'{"uid":"u1","x":"' + b"x" * 150)
+        self.assertEqual(answers(self.transport), [b"error: line longer than 100 bytes"])
+        for _ in range(100):
+            self.proto.dataReceived(b"y" * 1000)
+            self.assertEqual(self.proto.clearLineBuffer(), b"")
+        self.proto.dataReceived(b'yy"}\n{"uid":"u1"}\n')
+        self.assertEqual(answers(self.transport), [b"ok"])
+        self.assertEqual(self.session.texts, ['{"uid":"u1"}'])
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.factory.errors, 1)
+
+    def test_exactlyAtLimit(self) -> None:
+        """
+        A line of exactly the limit is accepted, with or without a CR.
+        """
+        line = b'{"uid":"u1","x":"' + b"x" * (100 - 19) + b'"}'
+        self.assertEqual(len(line), 100)
+        self.proto.dataReceived(line[:50])
+        self.proto.dataReceived(line[50:] + b"\r")
+        self.proto.dataReceived(b"\n" + line + b"\n")
+        self.assertEqual(answers(self.transport), [b"ok", b"ok"])
+
+    def test_oneOverLimit(self) -> None:
+        """
+        One byte over the limit is refused.
+        """
+        line = b'{"uid":"u1","x":"' + b"x" * (101 - 19) + b'"}'
+        self.assertEqual(len(line), 101)
+        self.proto.dataReceived(line + b"\r\n")
+        self.assertEqual(answers(self.transport), [b"error: line longer than 100 bytes"])
+
+
+class OrderingTests(SynchronousTestCase):
+    """
+    Answers leave in the order the lines came, whatever order the broker
+    answers in.
+    """
+
+    def setUp(self) -> None:
+        self.broker = ManualBroker()
+        self.factory, self.proto, self.transport = connect(self.broker)
+
+    def test_outOfOrder(self) -> None:
+        """
+        Three pushes answered by the broker last-first are answered to the
+        backend first-first, and an error line between them waits its turn.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\nbad\n{"uid":"c"}\n')
+        self.assertEqual([e.target for e, _ in self.broker.published], [ToUids(("a",)), ToUids(("b",)), ToUids(("c",))])
+        [(ea, da), (eb, db), (ec, dc)] = self.broker.published
+        self.assertEqual(ea.payload, b'{"uid":"a"}')
+        dc.callback(PushResult(1, {"c": 1}))
+        db.callback(PushResult(2, {"b": 2}))
+        self.assertEqual(self.transport.value(), b"")
+        da.callback(PushResult(0, {"a": 0}))
+        self.assertEqual(
+            answers(self.transport),
+            [b"fail", b"ok", b"error: invalid JSON (Expecting value at column 1)", b"ok"],
+        )
+
+    def test_partialFlush(self) -> None:
+        """
+        Answers leave as soon as everything before them is answered.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\n{"uid":"c"}\n')
+        [(_, da), (_, db), (_, dc)] = self.broker.published
+        db.callback(PushResult(1))
+        da.callback(PushResult(1))
+        self.assertEqual(answers(self.transport), [b"ok", b"ok"])
+        dc.callback(PushResult(0))
+        self.assertEqual(answers(self.transport), [b"fail"])
+
+    def test_brokerFailure(self) -> None:
+        """
+        A failed publish is logged and answered C{error: internal error}; the
+        connection stays usable.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n')
+        self.broker.published[0][1].errback(RuntimeError("redis went away"))
+        self.assertEqual(answers(self.transport), [b"error: internal error"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.proto.dataReceived(b'{"uid":"a"}\n')
+        self.broker.published[1][1].callback(PushResult(1))
+        self.assertEqual(answers(self.transport), [b"ok"])
+        self.assertEqual(self.factory.errors, 1)
+
+    def test_brokerRaises(self) -> None:
+        """
+        A broker that raises synchronously is answered like one that fails.
+        """
+        factory, proto, transport = connect(RaisingBroker())
+        proto.dataReceived(b'{"uid":"a"}\n')
+        self.assertEqual(answers(transport), [b"error: internal error"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_answersAfterDisconnectDropped(self) -> None:
+        """
+        A push still in flight when the backend disconnects completes, but
+        nothing is written for it.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n')
+        self.proto.connectionLost(None)
+        self.broker.published[0][1].callback(PushResult(1))
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual((self.factory.delivered, self.factory.connections), (1, 0))
+
+
+class FlowControlTests(SynchronousTestCase):
+    """
+    A backend cannot make the port hold unbounded work.
+    """
+
+    def setUp(self) -> None:
+        self.broker = ManualBroker()
+        self.factory, self.proto, self.transport = connect(self.broker)
+
+    def test_tooManyPending(self) -> None:
+        """
+        After C{MAX_PENDING} unanswered pushes the connection is no longer
+        read; the lines already received wait and are handled once half of
+        the answers are out.
+        """
+        self.assertIs(self.transport.producer, self.proto)
+        extra = 5
+        self.proto.dataReceived(b"".join(b'{"uid":"u%d"}\n' % i for i in range(MAX_PENDING + extra)))
+        self.assertEqual(len(self.broker.published), MAX_PENDING)
+        self.assertEqual(self.transport.producerState, "paused")
+        for _, d in self.broker.published[: MAX_PENDING // 2 - 1]:
+            d.callback(PushResult(1))
+        self.assertEqual(self.transport.producerState, "paused")
+        self.broker.published[MAX_PENDING // 2 - 1][1].callback(PushResult(1))
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(len(self.broker.published), MAX_PENDING + extra)
+        for _, d in self.broker.published[MAX_PENDING // 2 :]:
+            d.callback(PushResult(0))
+        self.assertEqual(answers(self.transport), [b"ok"] * (MAX_PENDING // 2) + [b"fail"] * (MAX_PENDING // 2 + extra))
+
+    def test_unreadAnswers(self) -> None:
+        """
+        While the transport says the backend is not reading its answers, its
+        requests are not read either; they are once it catches up.
+        """
+        self.proto.pauseProducing()
+        self.assertEqual(self.transport.producerState, "paused")
+        self.proto.dataReceived(b'{"uid":"a"}\n')
+        self.assertEqual(self.broker.published, [])
+        self.proto.resumeProducing()
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(len(self.broker.published), 1)
+
+    def test_bothReasons(self) -> None:
+        """
+        Reading resumes only when neither reason to pause holds.
+        """
+        self.proto.dataReceived(b"".join(b'{"uid":"u%d"}\n' % i for i in range(MAX_PENDING)))
+        self.proto.pauseProducing()
+        for _, d in self.broker.published:
+            d.callback(PushResult(1))
+        self.assertEqual(self.transport.producerState, "paused")
+        self.proto.resumeProducing()
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_connectionCount(self) -> None:
+        """
+        The factory counts open backend connections.
+        """
+        self.assertEqual(self.factory.connections, 1)
+        other = self.factory.buildProtocol(None)
+        other.makeConnection(StringTransport())
+        self.assertEqual(self.factory.connections, 2)
+        other.connectionLost(None)
+        self.assertEqual(self.factory.connections, 1)
+
+
+class HalfCloseTests(SynchronousTestCase):
+    """
+    A backend that shuts down its sending side after the last line (``nc -N``)
+    still gets every answer, then the connection closes.
+    """
+
+    def test_answersThenCloses(self) -> None:
+        """
+        Pending answers are written after the read side closes, and only then
+        is the connection closed; a last line without a newline counts.
+        """
+        broker = ManualBroker()
+        factory, proto, transport = connect(broker)
+        self.assertTrue(IHalfCloseableProtocol.providedBy(proto))
+        proto.dataReceived(b'{"uid": "a"}\n{"uid": "b"}')
+        proto.readConnectionLost()
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(broker.published), 2)
+        broker.published[1][1].callback(PushResult(0))
+        broker.published[0][1].callback(PushResult(1))
+        self.assertEqual(answers(transport), [b"ok", b"fail"])
+        self.assertTrue(transport.disconnecting)
+
+    def test_nothingPending(self) -> None:
+        """
+        With nothing in flight, the connection closes at once.
+        """
+        factory, proto, transport = connect(ManualBroker())
+        proto.readConnectionLost()
+        self.assertTrue(transport.disconnecting)

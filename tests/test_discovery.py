@@ -1,0 +1,149 @@
+"""
+Tests for L{realtime.discovery}: built-ins and third-party plugins are found
+the same way, checked, and broken ones reported by file name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+
+import twisted.plugins
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from realtime.discovery import PluginSet, addPluginDirectories, describe, discover
+from realtime.interfaces import IAuthenticator, IAuthenticatorFactory, IRoutingStrategyFactory
+from realtime.values import Accept, Deny, HandshakeRequest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLE = os.path.join(os.path.dirname(HERE), "plugins", "example_auth.py")
+
+BROKEN = "import this_module_does_not_exist_anywhere\n"
+
+NOT_A_PLUGIN = '''
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+from realtime.interfaces import IAuthenticatorFactory
+
+@implementer(IPlugin, IAuthenticatorFactory)
+class Half:
+    name = "half"
+    # no description, options or buildAuthenticator: verifyObject refuses it
+
+half = Half()
+'''
+
+
+class PluginDirectoryMixin:
+    """
+    A fresh plugin directory whose files get unique module names, taken off
+    C{twisted.plugins.__path__} and C{sys.modules} again after the test.
+    """
+
+    def pluginDirectory(self) -> str:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.addCleanup(self._forget, directory)
+        return directory
+
+    def addFile(self, directory: str, text: str | None = None, source: str | None = None) -> str:
+        name = f"rt_test_{uuid.uuid4().hex[:12]}"
+        path = os.path.join(directory, name + ".py")
+        if source is not None:
+            shutil.copy(source, path)
+        else:
+            with open(path, "w") as f:
+                f.write(text or "")
+        return name
+
+    def _forget(self, directory: str) -> None:
+        path = os.path.abspath(directory)
+        while path in twisted.plugins.__path__:
+            twisted.plugins.__path__.remove(path)
+        for name in [m for m in sys.modules if m.startswith("twisted.plugins.rt_test_")]:
+            del sys.modules[name]
+
+
+class DiscoveryTests(PluginDirectoryMixin, SynchronousTestCase):
+    """
+    L{discover} finds plugins over C{twisted.plugins}.
+    """
+
+    def test_builtins(self) -> None:
+        """
+        The built-in plugins are found through getPlugins and are verified.
+        """
+        catalog = discover()
+        self.assertTrue({"uid-first-packet", "anonymous", "wechat", "token"} <= set(catalog.auth.byName))
+        self.assertTrue({"uid", "chat", "echo"} <= set(catalog.routing.byName))
+        for plugin in catalog.auth.byName.values():
+            self.assertTrue(verifyObject(IAuthenticatorFactory, plugin))
+        for plugin in catalog.routing.byName.values():
+            self.assertTrue(verifyObject(IRoutingStrategyFactory, plugin))
+
+    def test_exampleFromPluginDir(self) -> None:
+        """
+        The shipped example, dropped in a plugin directory, is discovered,
+        listed and works.
+        """
+        directory = self.pluginDirectory()
+        self.addFile(directory, source=EXAMPLE)
+        catalog = discover([directory])
+        factory = catalog.auth.find("proxy-header")
+        self.assertIn("proxy-header", describe(catalog))
+        self.assertIn("trusted-peer=...", describe(catalog))
+        auth = factory.buildAuthenticator({"trusted-peer": "10.0.0.1"}, Clock())
+        self.assertTrue(verifyObject(IAuthenticator, auth))
+        request = HandshakeRequest("/", {}, {"x-forwarded-user": "alice"}, peerHost="10.0.0.1")
+        self.assertEqual(auth.checkHandshake(request).identity.uid, "alice")
+        self.assertIsInstance(auth.checkHandshake(request), Accept)
+        direct = HandshakeRequest("/", {}, {"x-forwarded-user": "alice"}, peerHost="10.9.9.9")
+        self.assertEqual(auth.checkHandshake(direct), Deny(403, "connect through the proxy"))
+
+    def test_brokenFileReported(self) -> None:
+        """
+        A dropin that fails to import is reported by file name, and the other
+        plugins, in the same directory and elsewhere, are still found.
+        """
+        directory = self.pluginDirectory()
+        broken = self.addFile(directory, BROKEN)
+        self.addFile(directory, source=EXAMPLE)
+        catalog = discover([directory])
+        self.flushLoggedErrors(ImportError)
+        [problem] = [p for p in catalog.problems if broken in p]
+        self.assertIn(os.path.join(os.path.abspath(directory), broken + ".py"), problem)
+        self.assertIn("this_module_does_not_exist_anywhere", problem)
+        self.assertIn("proxy-header", catalog.auth.byName)
+        self.assertIn("wechat", catalog.auth.byName)
+        self.assertIn(broken, describe(catalog))
+
+    def test_notProvidingReported(self) -> None:
+        """
+        A plugin claiming an interface it does not provide is refused by
+        verifyObject and reported.
+        """
+        directory = self.pluginDirectory()
+        self.addFile(directory, NOT_A_PLUGIN)
+        catalog = discover([directory])
+        self.assertNotIn("half", catalog.auth.byName)
+        self.assertTrue(any("does not provide IAuthenticatorFactory" in p for p in catalog.problems), catalog.problems)
+
+    def test_unknownName(self) -> None:
+        """
+        An unknown name is refused with the list of known ones.
+        """
+        plugins: PluginSet[object] = PluginSet("auth", "auth", {"b": object(), "a": object()})
+        e = self.assertRaises(usage.UsageError, plugins.find, "zz")
+        self.assertEqual(str(e), "unknown auth 'zz' (--auth); available: a, b")
+
+    def test_missingDirectory(self) -> None:
+        """
+        A plugin directory that does not exist is refused by name.
+        """
+        e = self.assertRaises(usage.UsageError, addPluginDirectories, ["/no/such/dir"])
+        self.assertIn("/no/such/dir", str(e))

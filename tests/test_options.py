@@ -1,0 +1,177 @@
+"""
+Tests for L{realtime.options}: defaults, the TOML file, and refusals that
+name the option.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from realtime.auth.firstpacket import FirstPacketAuthenticator
+from realtime.options import Options, loadApiKey
+from realtime.routing.chat import ChatStrategy
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    C{twistd realtime} options.
+    """
+
+    def setUp(self) -> None:
+        self.home = os.path.abspath(self.mktemp())
+        os.makedirs(self.home)
+        cwd = os.getcwd()
+        os.chdir(self.home)
+        self.addCleanup(os.chdir, cwd)
+
+    def options(self, *argv: str) -> Options:
+        options = Options(reactor=Clock())
+        options.parseOptions(list(argv))
+        return options
+
+    def refused(self, *argv: str) -> str:
+        return str(self.assertRaises(usage.UsageError, self.options, *argv))
+
+    def config(self, text: str) -> str:
+        path = os.path.join(self.home, "realtime.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_defaults(self) -> None:
+        """
+        No options: WebSocket on 8080, API and push port on 127.0.0.1 only,
+        uid-first-packet auth and uid routing.
+        """
+        o = self.options()
+        self.assertEqual(o["port"], "tcp:8080")
+        self.assertEqual(o["api-port"], "tcp:8081:interface=127.0.0.1")
+        self.assertEqual(o["push-port"], "tcp:5678:interface=127.0.0.1")
+        self.assertEqual((o["auth-name"], o["routing-name"]), ("uid-first-packet", "uid"))
+        self.assertIsInstance(o["authenticator"], FirstPacketAuthenticator)
+        self.assertEqual(o["max-message-size"], 1048576)
+        self.assertEqual(o["ping-interval"], 30.0)
+
+    def test_pluginOptions(self) -> None:
+        """
+        Plugin options come as C{NAME:K=V} or repeated C{--auth-option}.
+        """
+        o = self.options("--auth", "uid-first-packet:verify=hmac", "--auth-option", "secret=k", "--routing", "chat")
+        self.assertEqual(o["auth-options"], {"verify": "hmac", "secret": "k"})
+        self.assertEqual(o["authenticator"].secret, b"k")
+        self.assertIsInstance(o["strategy"], ChatStrategy)
+
+    def test_refusals(self) -> None:
+        """
+        Each bad value is refused with a message naming its option.
+        """
+        cases = [
+            (("--port", "nonsense:1"), "--port 'nonsense:1' is not a valid endpoint"),
+            (("--api-port", "tcp:notaport"), "--api-port 'tcp:notaport' is not a valid endpoint"),
+            (("--max-message-size", "-1"), "--max-message-size must be >= 1"),
+            (("--max-message-size", "big"), "--max-message-size must be a whole number"),
+            (("--ping-interval", "soon"), "--ping-interval must be a number"),
+            (("--auth", "nope"), "unknown auth 'nope' (--auth); available: "),
+            (("--routing", "nope"), "unknown routing 'nope' (--routing); available: "),
+            (("--auth-option", "novalue"), "--auth-option wants KEY=VALUE, not 'novalue'"),
+            (("--auth", "uid-first-packet", "--auth-option", "timeout=x"), "--auth uid-first-packet: option 'timeout'"),
+            (("--api-key", " "), "--api-key must not be empty"),
+            (("--plugin-dir", "/no/such"), "--plugin-dir '/no/such' is not a directory"),
+        ]
+        for argv, message in cases:
+            self.assertIn(message, self.refused(*argv), argv)
+
+    def test_unknownListsAvailable(self) -> None:
+        """
+        An unknown auth name lists the available ones.
+        """
+        message = self.refused("--auth", "nope")
+        for name in ("anonymous", "token", "uid-first-packet", "wechat"):
+            self.assertIn(name, message)
+
+    def test_disablePorts(self) -> None:
+        """
+        The internal ports can be turned off with C{none}; the WebSocket port cannot.
+        """
+        o = self.options("--api-port", "none", "--push-port", "none")
+        self.assertEqual((o["api-port"], o["push-port"]), ("none", "none"))
+        self.assertIn("--port 'none'", self.refused("--port", "none"))
+
+    def test_config(self) -> None:
+        """
+        A TOML file supplies options; the command line wins over it.
+        """
+        path = self.config(
+            'port = "tcp:9000"\nrouting = "chat"\nmax-message-size = 2048\nping_interval = 5\n'
+            'allowed-origin = ["https://a.example"]\n[auth-option]\ntimeout = "3"\n'
+        )
+        o = self.options("--config", path, "--port", "tcp:9001")
+        self.assertEqual(o["port"], "tcp:9001")
+        self.assertEqual(o["routing-name"], "chat")
+        self.assertEqual(o["max-message-size"], 2048)
+        self.assertEqual(o["ping-interval"], 5.0)
+        self.assertEqual(o["allowed-origin"], ["https://a.example"])
+        self.assertEqual(o["authenticator"].timeout, 3.0)
+
+    def test_configRefusals(self) -> None:
+        """
+        Unknown keys, bad TOML and a missing file are refused naming the file.
+        """
+        self.assertIn("unknown option 'colour'", self.refused("--config", self.config('colour = "red"\n')))
+        self.assertIn("realtime.toml", self.refused("--config", self.config("port = \n")))
+        self.assertIn("--config '/no/such.toml'", self.refused("--config", "/no/such.toml"))
+        self.assertIn("must be >= 1", self.refused("--config", self.config("max-message-size = 0\n")))
+
+    def test_listPlugins(self) -> None:
+        """
+        C{--list-plugins} prints every plugin with its options and exits 0.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        e = self.assertRaises(SystemExit, self.options, "--list-plugins")
+        self.assertEqual(e.code, 0)
+        text = out.getvalue()
+        for name in ("uid-first-packet", "wechat", "token", "anonymous", "uid", "chat", "echo"):
+            self.assertIn(f"  {name} ", text)
+        self.assertIn("secret=...", text)
+
+    def test_defaultPluginDir(self) -> None:
+        """
+        C{./plugins} is searched when it exists.
+        """
+        self.assertEqual(self.options()["plugin-dir"], [])
+        os.makedirs("plugins")
+        self.assertEqual(self.options()["plugin-dir"], ["plugins"])
+
+
+class ApiKeyTests(SynchronousTestCase):
+    """
+    The API key file is created once with a random key, private to its owner.
+    """
+
+    def test_createdThenRead(self) -> None:
+        """
+        A missing file is created (mode 0600) with a random key; later starts
+        read the same key.
+        """
+        path = self.mktemp()
+        key, created = loadApiKey(path)
+        self.assertTrue(created)
+        self.assertGreaterEqual(len(key), 30)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        self.assertEqual(loadApiKey(path), (key, False))
+        self.assertNotEqual(loadApiKey(self.mktemp())[0], key)
+
+    def test_empty(self) -> None:
+        """
+        An empty key file is refused, not used as an empty key.
+        """
+        path = self.mktemp()
+        open(path, "w").close()
+        self.assertIn("is empty", str(self.assertRaises(usage.UsageError, loadApiKey, path)))
