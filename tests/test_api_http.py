@@ -307,15 +307,22 @@ class BodyTests(MemoryApiTestCase):
 
     def test_contentType(self) -> None:
         """
-        A non-JSON Content-Type is 415; JSON with parameters, a +json type and
-        no Content-Type at all are accepted.
+        A multipart body is 415; anything else is parsed as JSON, including
+        what C{curl -d} labels as a form.
         """
         body = json.dumps({"uid": "u1", "data": "x"}).encode()
-        r = self.api.request("POST", "/api/push", body, headers={"Content-Type": "text/plain"})
+        r = self.api.request("POST", "/api/push", body, headers={"Content-Type": "multipart/form-data; boundary=x"})
         self.assertEqual(r.error, (415, "unsupported_media_type"))
-        r = self.api.request("POST", "/api/push", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
-        self.assertEqual(r.error, (415, "unsupported_media_type"))
-        for contentType in ("application/json; charset=utf-8", "Application/JSON", "application/vnd.x+json", None):
+        r = self.api.request("POST", "/api/push", b"uid=u1&data=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(r.error, (400, "bad_json"))
+        for contentType in (
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/vnd.x+json",
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            None,
+        ):
             r = self.api.request("POST", "/api/push", body, headers={"Content-Type": contentType})
             self.assertEqual(r.status, 200, contentType)
 

@@ -26,7 +26,7 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     404 not_found               no such endpoint
     405 method_not_allowed      with an Allow header
     413 payload_too_large       body over the configured limit
-    415 unsupported_media_type  a Content-Type other than JSON (a missing one is accepted)
+    415 unsupported_media_type  a multipart body (a file upload form is never JSON)
     500 internal_error          logged with its traceback
 
 Serve it with L{ApiSite} (or L{buildApiSite}): its requests discard a body
@@ -80,9 +80,8 @@ def _refuseConstant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _isJson(contentType: bytes) -> bool:
-    mediaType = contentType.split(b";", 1)[0].strip().lower()
-    return mediaType == b"application/json" or mediaType.endswith(b"+json")
+def _isMultipart(contentType: bytes) -> bool:
+    return contentType.split(b";", 1)[0].strip().lower().startswith(b"multipart/")
 
 
 def messagePayload(data: object) -> bytes:
@@ -306,8 +305,11 @@ class ApiResource(_Branch):
 
     def _jsonBody(self, request: IRequest) -> dict[str, Any]:
         contentType = request.getHeader(b"content-type")
-        if contentType and not _isJson(contentType):
-            wanted = f"expected Content-Type application/json, not {contentType.decode('latin-1')}"
+        # The body is parsed as JSON whatever the Content-Type says: `curl -d`
+        # labels JSON as a form, and refusing that would only be pedantic.
+        # A multipart body is a form upload, never JSON.
+        if contentType and _isMultipart(contentType):
+            wanted = f"expected a JSON body, not {contentType.decode('latin-1')}"
             raise ApiError(415, "unsupported_media_type", wanted)
         tooLarge = ApiError(413, "payload_too_large", f"request body longer than {self.maxBodySize} bytes")
         if getattr(request, "bodyTooLarge", False):
