@@ -48,14 +48,16 @@ class Frame:
         compressed sessions too: RFC 7692 lets a sender mix uncompressed
         messages in, and compressing once per connection is exactly the cost
         fan-out is avoiding).
+    @ivar offset: the message's offset in its channel's history, if kept.
     """
 
-    __slots__ = ("payload", "isBinary", "wire")
+    __slots__ = ("payload", "isBinary", "wire", "offset")
 
-    def __init__(self, payload: bytes, isBinary: bool = False) -> None:
+    def __init__(self, payload: bytes, isBinary: bool = False, offset: int | None = None) -> None:
         self.payload = payload
         self.isBinary = isBinary
         self.wire = frameMessage(payload, isBinary)
+        self.offset = offset
 
 
 class _Job:

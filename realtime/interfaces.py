@@ -83,6 +83,10 @@ class ISession(Interface):
     sessionId = Attribute("str: unique within this server process")
     identity = Attribute("realtime.values.Identity")
     uid = Attribute("str: identity.uid")
+    subscriptions = Attribute(
+        "dict[str, realtime.subscription.Subscription] | None: this session's channels, "
+        "created by the hub on the first subscribe"
+    )
 
     def sendPrepared(frame):
         """
@@ -90,6 +94,23 @@ class ISession(Interface):
 
         @return: C{True} if queued; C{False} if the session is closing or was
             dropped as a slow consumer.
+        """
+
+    def holdDeliveries():
+        """
+        Keep frames sent from now on back (in order) until
+        C{releaseDeliveries}: used while offline messages are fetched, so
+        they arrive before anything pushed meanwhile.
+        """
+
+    def releaseDeliveries(first):
+        """
+        Write the frames C{first}, then everything held back, and stop holding.
+        """
+
+    def isOpen():
+        """
+        @return: whether frames can still be written to this session.
         """
 
     def close(code, reason):
@@ -197,4 +218,147 @@ class IBroker(Interface):
         """
         @return: a Deferred firing with a C{dict} of counters
             (C{connections}, C{uids}, ...).
+        """
+
+    def presence(channel):
+        """
+        @return: a Deferred firing with C{{"channel": ..., "uids": {uid:
+            subscriptions}, "connections": n}}.
+        """
+
+
+class IChannelAuthorizer(Interface):
+    """
+    Optionally provided by an L{IAuthenticator} that decides, per channel,
+    what an identity may do; without it, an identity may subscribe to the
+    channels (``fnmatch`` patterns) in C{Identity.channels}, to its own
+    ``user:<uid>`` channel, and to namespaces marked public.
+    """
+
+    def maySubscribe(identity, channel):
+        """
+        @return: C{bool}, or a Deferred firing with one.
+        """
+
+    def mayPublish(identity, channel):
+        """
+        Asked only for namespaces where clients may publish at all.
+
+        @return: C{bool}, or a Deferred firing with one.
+        """
+
+
+class IPushFraming(Interface):
+    """
+    Optionally provided by an L{IRoutingStrategy} whose clients expect
+    backend pushes inside its own protocol's frames.
+    """
+
+    def framePush(payload, isBinary):
+        """
+        @return: C{(payload, isBinary)} as the client should receive the push.
+        """
+
+
+#: seconds a uid stays known after its last connection (30 days)
+SEEN_RETENTION = 30 * 24 * 3600.0
+
+
+class IMessageStore(Interface):
+    """
+    Where messages wait: channel history with offsets (for resuming
+    subscribers) and offline queues (for uids with no connection).
+
+    Every method answers a Deferred and never blocks the reactor: a store on
+    disk does its I/O in a thread.  Times are given by the caller (the
+    reactor's clock), so tests drive retention with a C{Clock}.
+    """
+
+    def append(stream, payload, isBinary, retention, now):
+        """
+        Keep a message in C{stream}'s history under the stream's next offset.
+
+        Offsets start at 1 and grow by one per message within an epoch; the
+        epoch (a random string) changes only when the stream's history is
+        lost (a memory store restarted, a database deleted), which is how a
+        resuming client learns that an offset no longer means what it did.
+        Appends to one stream complete in the order they were asked for.
+        Retention is enforced here: older messages beyond
+        C{retention.maxCount}, or older than C{retention.ttl}, are dropped.
+
+        @param stream: C{str}, a channel name.
+        @param payload: C{bytes}.
+        @param isBinary: C{bool}.
+        @param retention: C{realtime.values.Retention}.
+        @param now: C{float}, seconds since the epoch.
+        @return: a Deferred firing with a C{realtime.values.StoredMessage}.
+        """
+
+    def history(stream, since, now):
+        """
+        What C{stream} holds after position C{since}.
+
+        @param since: a C{realtime.values.Position}, or C{None} for no
+            messages, only the current position.
+        @return: a Deferred firing with a C{realtime.values.History}: the
+            stream's current epoch and top offset, the messages after
+            C{since} in offset order, and C{recovered}, which is C{False} when
+            C{since} cannot be served without a gap (another epoch, an offset
+            older than the oldest kept, or beyond the top) - the client must
+            then be told it lost messages.
+        """
+
+    def queueOffline(uid, payload, isBinary, limits, now):
+        """
+        Keep a push for C{uid}, who has no connection, until it connects.
+
+        @param limits: C{realtime.values.OfflineLimits} (how many, how long).
+        @return: a Deferred firing with C{True} if queued, C{False} if the
+            uid's queue is full (the push is refused, not silently dropped).
+        """
+
+    def takeOffline(uid, now):
+        """
+        Remove and return C{uid}'s unexpired queued pushes, oldest first.
+
+        @return: a Deferred firing with a C{list} of
+            C{realtime.values.StoredMessage}.
+        """
+
+    def markSeen(uid, now):
+        """
+        Remember that C{uid} connected at C{now}: only uids seen within
+        C{SEEN_RETENTION} seconds get an offline queue, so a push to a uid
+        that never connected (a typo, a stale id) is answered as undelivered
+        instead of being kept for nobody.
+
+        @return: a Deferred.
+        """
+
+    def wasSeen(uid, now):
+        """
+        @return: a Deferred firing with whether C{uid} connected within the
+            last C{SEEN_RETENTION} seconds.
+        """
+
+    def offlineUids(now):
+        """
+        @return: a Deferred firing with the C{set} of uids that have
+            unexpired pushes waiting (read once at startup, so that a
+            connecting uid with nothing waiting costs no store access).
+        """
+
+    def prune(now):
+        """
+        Drop expired history and offline messages, and uids not seen within
+        C{SEEN_RETENTION}.
+
+        @return: a Deferred firing with how many messages were dropped.
+        """
+
+    def close():
+        """
+        Release the store (at shutdown).
+
+        @return: a Deferred.
         """

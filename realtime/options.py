@@ -20,6 +20,7 @@ from twisted.python import usage
 
 from realtime import __version__
 from realtime.discovery import describe, discover
+from realtime.namespaces import NamespaceRules, parseNamespaceSpec
 
 #: (name, short, default, help): None means "not given"; see Options.defaults
 PARAMETERS: list[tuple[str, str | None, str]] = [
@@ -33,6 +34,9 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("max-message-size", None, "largest message in bytes, from clients and from backends (default 1048576)"),
     ("ping-interval", None, "seconds between pings to each client; a client silent that long is dropped; 0 disables (default 30)"),
     ("max-queued-bytes", None, "unread bytes a client may fall behind by before it is dropped as a slow consumer (default 4194304)"),
+    ("store", None, "message store for history and offline queues: sqlite:PATH or memory (default sqlite:realtime.sqlite3)"),
+    ("offline-ttl", None, "seconds a push to a uid without connections waits for it; 0 disables the offline queue (default 86400)"),
+    ("offline-max", None, "pushes that may wait per uid; more are refused (default 100)"),
     ("config", "c", "TOML file with any of these options (keys are the long option names)"),
 ]
 
@@ -47,7 +51,11 @@ DEFAULTS: dict[str, Any] = {
     "max-message-size": 1024 * 1024,
     "ping-interval": 30.0,
     "max-queued-bytes": 4 * 1024 * 1024,
+    "store": "sqlite:realtime.sqlite3",
+    "offline-ttl": 86400.0,
+    "offline-max": 100,
     "config": None,
+    "namespace": [],
     "auth-option": [],
     "routing-option": [],
     "plugin-dir": [],
@@ -55,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "list-plugins": False,
 }
 
-LISTS = ("auth-option", "routing-option", "plugin-dir", "allowed-origin")
+LISTS = ("auth-option", "routing-option", "plugin-dir", "allowed-origin", "namespace")
 ENDPOINTS = ("port", "api-port", "push-port")
 
 
@@ -103,6 +111,13 @@ def readConfig(path: str) -> dict[str, Any]:
             raise usage.UsageError(f"--config {path!r}: unknown option {rawKey!r}")
         if key in ("auth-option", "routing-option") and isinstance(value, dict):
             value = [f"{k}={v}" for k, v in value.items()]
+        if key == "namespace" and isinstance(value, dict):
+            value = [
+                ":".join([pattern] + [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in opts.items()])
+                if isinstance(opts, dict)
+                else pattern
+                for pattern, opts in value.items()
+            ]
         if key in LISTS:
             if isinstance(value, str):
                 value = [value]
@@ -210,6 +225,13 @@ class Options(usage.Options):
         """
         self["plugin-dir"].append(directory)
 
+    def opt_namespace(self, spec: str) -> None:
+        """
+        Channel rules PATTERN:KEY=VALUE:... e.g. 'news:*:history=100:ttl=3600:presence=true';
+        keys: history, ttl, presence, publish, public (repeatable; first match wins).
+        """
+        self["namespace"].append(spec)
+
     def opt_allowed_origin(self, origin: str) -> None:
         """
         Origin allowed to open WebSockets, wildcards allowed (repeatable; default: any).
@@ -233,6 +255,15 @@ class Options(usage.Options):
         self["max-queued-bytes"] = checkNumber(
             "max-queued-bytes", self["max-queued-bytes"], integer=True, minimum=65536
         )
+        self["offline-ttl"] = checkNumber("offline-ttl", self["offline-ttl"], integer=False, minimum=0)
+        self["offline-max"] = checkNumber("offline-max", self["offline-max"], integer=True, minimum=1)
+        store = str(self["store"])
+        if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
+            raise usage.UsageError(f"--store must be memory or sqlite:PATH, not {store!r}")
+        try:
+            self["namespace-rules"] = NamespaceRules(parseNamespaceSpec(spec) for spec in self["namespace"])
+        except ValueError as e:
+            raise usage.UsageError(f"--namespace {e}") from None
         self["auth-name"], authOptions = splitPluginSpec("auth", self["auth"])
         self["routing-name"], routingOptions = splitPluginSpec("routing", self["routing"])
         self["auth-options"] = {**authOptions, **parsePairs("auth-option", self["auth-option"])}

@@ -21,13 +21,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from realtime import closecodes
+from realtime import channelproto, closecodes
 from realtime.delivery import Fanout, Frame
-from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession, ISessionRegistry
+from realtime.hub import Hub, RequestError
+from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
 from realtime.timers import Timeout, TimeoutWheel
 from realtime.values import (
     Accept,
     AwaitFirstMessage,
+    Call,
     Close,
     Deliver,
     Deny,
@@ -99,6 +101,8 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
     _pausedBytes = 0
     _pauseTimeout: Timeout | None = None
     _dropped = False
+    _held: list[Frame] | None = None
+    subscriptions: dict[str, Any] | None = None
 
     # -- handshake -----------------------------------------------------------
 
@@ -227,8 +231,26 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
                 self.sendMessage(errorFrame(action.code, action.message), False)
             elif isinstance(action, Close):
                 self.close(validCloseCode(action.code, closecodes.POLICY_VIOLATION), action.reason)
+            elif isinstance(action, Call):
+                request = action.request
+                self.factory.hub.request(self, request).addCallbacks(
+                    self._cbAnswer, self._ebAnswer, callbackArgs=(request.id,), errbackArgs=(request.id,)
+                )
             else:
                 raise TypeError(f"unknown routing action {action!r}")
+
+    def _cbAnswer(self, result: dict[str, Any], requestId: Any) -> None:
+        if self.state == _STATE_OPEN:
+            self.sendMessage(channelproto.encodeReply(requestId, result), False)
+
+    def _ebAnswer(self, failure: Failure, requestId: Any) -> None:
+        if failure.check(RequestError):
+            code, message = failure.value.code, failure.value.message
+        else:
+            self._log.failure("request {id!r} from {session} failed", failure, id=requestId, session=self.sessionId)
+            code, message = "internal", "internal error"
+        if self.state == _STATE_OPEN:
+            self.sendMessage(channelproto.encodeError(requestId, code, message), False)
 
     # -- ISession ------------------------------------------------------------
 
@@ -238,6 +260,9 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
         """
         if self.state != _STATE_OPEN or self._dropped:
             return False
+        if self._held is not None:
+            self._held.append(frame)
+            return True
         if self._paused:
             self._pausedBytes += len(frame.wire)
             if self._pausedBytes > self.factory.maxQueuedBytes:
@@ -245,6 +270,29 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
                 return False
         self.transport.write(frame.wire)
         return True
+
+    def isOpen(self) -> bool:
+        """
+        Whether frames can still be written.
+        """
+        return self.state == _STATE_OPEN and not self._dropped
+
+    def holdDeliveries(self) -> None:
+        """
+        Hold frames back until C{releaseDeliveries}.
+        """
+        if self._held is None:
+            self._held = []
+
+    def releaseDeliveries(self, first: Iterable[Frame] = ()) -> None:
+        """
+        Write C{first}, then what was held, and stop holding.
+        """
+        held, self._held = self._held or [], None
+        for frame in first:
+            self.sendPrepared(frame)
+        for frame in held:
+            self.sendPrepared(frame)
 
     def close(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
         """
@@ -329,7 +377,7 @@ class RealtimeServerFactory(WebSocketServerFactory):
         self,
         authenticator: IAuthenticator,
         strategy: IRoutingStrategy,
-        registry: ISessionRegistry,
+        hub: Hub,
         fanout: Fanout,
         wheel: TimeoutWheel,
         *,
@@ -341,7 +389,8 @@ class RealtimeServerFactory(WebSocketServerFactory):
         WebSocketServerFactory.__init__(self, server=server)
         self.authenticator = authenticator
         self.strategy = strategy
-        self.registry = registry
+        self.hub = hub
+        self.registry = hub.registry
         self.fanout = fanout
         self.wheel = wheel
         self.maxQueuedBytes = maxQueuedBytes
@@ -361,16 +410,16 @@ class RealtimeServerFactory(WebSocketServerFactory):
 
     def sessionOpened(self, session: ISession) -> None:
         """
-        An authenticated session joins the registry.
+        An authenticated session joins the hub.
         """
         self.openedSessions += 1
-        self.registry.add(session)
+        self.hub.sessionOpened(session)
 
     def sessionClosed(self, session: ISession) -> None:
         """
-        A session leaves the registry.
+        A session leaves the hub.
         """
-        self.registry.discard(session)
+        self.hub.sessionClosed(session)
 
     def countAuthFailure(self, reason: str) -> None:
         """

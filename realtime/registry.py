@@ -8,7 +8,7 @@ session leaves every index in one call.
 
 from __future__ import annotations
 
-from typing import Collection
+from typing import Any, Collection
 
 from zope.interface import implementer
 
@@ -21,11 +21,15 @@ class SessionRegistry:
     Sessions by id and by uid, in the order they joined.
     """
 
-    __slots__ = ("_byId", "_byUid")
+    __slots__ = ("_byId", "_byUid", "_channels", "_present")
 
     def __init__(self) -> None:
         self._byId: dict[str, ISession] = {}
         self._byUid: dict[str, list[ISession]] = {}
+        # channel -> subscriptions (an insertion-ordered set)
+        self._channels: dict[str, dict[Any, None]] = {}
+        # channel -> uid -> how many of the uid's subscriptions are in it
+        self._present: dict[str, dict[str, int]] = {}
 
     def add(self, session: ISession) -> None:
         """
@@ -87,3 +91,66 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._byId)
+
+    # -- channels --------------------------------------------------------------
+
+    def subscribe(self, subscription: Any) -> bool:
+        """
+        Index C{subscription} (with C{channel}, C{uid} and C{sendPrepared})
+        under its channel.
+
+        @return: whether its uid just became present in the channel (its
+            first subscription there): the moment to announce a join.
+        """
+        members = self._channels.get(subscription.channel)
+        if members is None:
+            members = self._channels[subscription.channel] = {}
+            self._present[subscription.channel] = {}
+        if subscription in members:
+            return False
+        members[subscription] = None
+        present = self._present[subscription.channel]
+        count = present.get(subscription.uid, 0)
+        present[subscription.uid] = count + 1
+        return count == 0
+
+    def unsubscribe(self, subscription: Any) -> bool:
+        """
+        Forget C{subscription}.
+
+        @return: whether its uid just left the channel (its last
+            subscription there): the moment to announce a leave.
+        """
+        members = self._channels.get(subscription.channel)
+        if members is None or subscription not in members:
+            return False
+        del members[subscription]
+        present = self._present[subscription.channel]
+        count = present[subscription.uid] - 1
+        if count:
+            present[subscription.uid] = count
+        else:
+            del present[subscription.uid]
+        if not members:
+            del self._channels[subscription.channel]
+            del self._present[subscription.channel]
+        return count == 0
+
+    def subscribersOf(self, channel: str) -> Collection[Any]:
+        """
+        The subscriptions of C{channel}, as a snapshot.
+        """
+        members = self._channels.get(channel)
+        return tuple(members) if members else ()
+
+    def presenceOf(self, channel: str) -> dict[str, int]:
+        """
+        The uids subscribed to C{channel}, each with its subscription count.
+        """
+        return dict(self._present.get(channel, {}))
+
+    def channelCount(self) -> int:
+        """
+        How many channels have at least one subscriber.
+        """
+        return len(self._channels)

@@ -26,10 +26,14 @@ from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
+from realtime.hub import Hub
+from realtime.interfaces import IMessageStore, IPushFraming
 from realtime.options import Options, loadApiKey
 from realtime.protocol import RealtimeServerFactory
 from realtime.registry import SessionRegistry
+from realtime.store.memory import MemoryMessageStore
 from realtime.timers import TimeoutWheel
+from realtime.values import OfflineLimits
 from realtime.web.front import FrontFactory
 from realtime.web.site import buildWebSite
 
@@ -79,6 +83,52 @@ class Listener(StreamServerEndpointService):
         address = f"{host.host}:{host.port}" if hasattr(host, "port") else str(getattr(host, "name", host))
         log.info("--{option} listening on {address}", option=self.option, address=address)
         return port
+
+
+def openStore(spec: str, reactor: Any) -> IMessageStore:
+    """
+    The store ``--store`` names: C{memory}, or C{sqlite:PATH}.
+    """
+    if spec == "memory":
+        return MemoryMessageStore()
+    from realtime.store.sqlite import SQLiteMessageStore
+
+    return SQLiteMessageStore(spec[len("sqlite:") :], reactor)
+
+
+class StoreService(Service):
+    """
+    Prunes expired history and offline messages once a minute, and closes
+    the store after everything else has stopped.
+    """
+
+    def __init__(self, store: IMessageStore, reactor: Any, interval: float = 60.0) -> None:
+        self._store = store
+        self._reactor = reactor
+        self._prune = LoopingCall(self._pruneNow)
+        self._prune.clock = reactor
+        self._interval = interval
+
+    def _pruneNow(self) -> Deferred[None]:
+        return self._store.prune(self._reactor.seconds()).addErrback(
+            lambda f: log.failure("pruning the message store failed", f)
+        )
+
+    def startService(self) -> None:
+        """
+        Start pruning.
+        """
+        Service.startService(self)
+        self._prune.start(self._interval, now=False)
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop pruning and close the store.
+        """
+        Service.stopService(self)
+        if self._prune.running:
+            self._prune.stop()
+        return self._store.close()
 
 
 class SessionsService(Service):
@@ -163,12 +213,24 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
     registry = SessionRegistry()
     wheel = TimeoutWheel(reactor)
     fanout = Fanout(reactor)
-    broker = MemoryBroker(registry, fanout)
+    store = openStore(options["store"], reactor)
+    strategy = options["strategy"]
+    hub = Hub(
+        reactor,
+        registry,
+        MemoryBroker(registry, fanout),
+        store,
+        options["namespace-rules"],
+        OfflineLimits(options["offline-max"], options["offline-ttl"]) if options["offline-ttl"] > 0 else None,
+        authorizer=options["authenticator"],
+        framePush=strategy.framePush if IPushFraming.providedBy(strategy) else None,
+    )
+    broker = hub
 
     factory = RealtimeServerFactory(
         options["authenticator"],
-        options["strategy"],
-        registry,
+        strategy,
+        hub,
         fanout,
         wheel,
         maxQueuedBytes=options["max-queued-bytes"],
@@ -186,8 +248,9 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
     )
 
     top = MultiService()
+    StoreService(store, reactor).setServiceParent(top)
     SessionsService(reactor, registry, wheel).setServiceParent(top)
-    front = FrontFactory(factory, buildWebSite(factory), wheel)
+    front = FrontFactory(factory, buildWebSite(factory, reactor), wheel)
     Listener(reactor, "port", options["port"], front).setServiceParent(top)
 
     if options["api-port"] != "none":
@@ -213,6 +276,7 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
     notes.append(f"auth {options['auth-name']}, routing {options['routing-name']}")
     StartupReport(warnings, options["plugin-problems"], notes).setServiceParent(top)
 
+    top.hub = hub  # type: ignore[attr-defined]
     top.registry = registry  # type: ignore[attr-defined]
     top.broker = broker  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]

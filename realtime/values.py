@@ -147,7 +147,17 @@ class Close:
     reason: str = ""
 
 
-Action = Reply | Deliver | Refuse | Close
+@dataclass(frozen=True, slots=True)
+class Call:
+    """
+    Hand a parsed request to the hub, which answers it (the channels
+    protocol: subscribe, publish, ...).
+    """
+
+    request: Any
+
+
+Action = Reply | Deliver | Refuse | Close | Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +177,15 @@ class ToAll:
 
 
 @dataclass(frozen=True, slots=True)
+class ToChannel:
+    """
+    A message addressed to every subscriber of a channel.
+    """
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToSessions:
     """
     A push addressed to sessions by their ids.
@@ -175,18 +194,23 @@ class ToSessions:
     ids: tuple[str, ...]
 
 
-Target = ToUids | ToAll | ToSessions
+Target = ToUids | ToAll | ToSessions | ToChannel
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """
     A message on its way from a backend to sessions.
+
+    @ivar offset: the message's offset in its channel's history, so that a
+        subscriber still catching up from history can tell a live copy of
+        a message it already has from a new one.
     """
 
     target: Target
     payload: bytes
     isBinary: bool = False
+    offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +220,83 @@ class PushResult:
 
     @ivar delivered: connections the message was written to.
     @ivar uids: per addressed uid, how many connections it reached.
+    @ivar queued: uids without a connection whose push waits in their
+        offline queue.
+    @ivar refused: uids without a connection whose offline queue is full.
+    @ivar offset: for a channel message kept in history, its offset.
+    @ivar epoch: and the epoch of that offset.
     """
 
     delivered: int
     uids: Mapping[str, int] = field(default_factory=_frozenMapping)
+    queued: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
+    offset: int | None = None
+    epoch: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """
+    Where a subscriber is in a stream: the last offset it has, in an epoch.
+    """
+
+    epoch: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """
+    How much history a stream keeps: at most C{maxCount} messages, none
+    older than C{ttl} seconds.
+    """
+
+    maxCount: int
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineLimits:
+    """
+    How many pushes a uid without connections may have waiting, for how long.
+    """
+
+    maxCount: int
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """
+    A message as a store keeps it.
+
+    @ivar offset: its place in its stream (history) or queue (offline).
+    @ivar timestamp: when it was stored, seconds since the epoch.
+    @ivar epoch: the stream's epoch when stored (history; empty for offline
+        queues).
+    """
+
+    offset: int
+    payload: bytes
+    isBinary: bool
+    timestamp: float
+    epoch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """
+    The answer to a history query.
+
+    @ivar epoch: the stream's current epoch.
+    @ivar offset: the stream's top offset (0 if it never had a message).
+    @ivar messages: the messages after the asked position, in order.
+    @ivar recovered: whether C{messages} are exactly everything after the
+        asked position (C{False}: another epoch, or a gap).
+    """
+
+    epoch: str
+    offset: int
+    messages: tuple[StoredMessage, ...]
+    recovered: bool

@@ -12,7 +12,7 @@ from zope.interface import implementer
 
 from realtime import closecodes
 from realtime.delivery import Frame
-from realtime.interfaces import IBroker, ISession
+from realtime.interfaces import IBroker, IMessageStore, ISession
 from realtime.values import Envelope, Identity, PushResult
 
 
@@ -32,15 +32,41 @@ class FakeSession:
         self.open = open
         self.sent: list[tuple[bytes, bool]] = []
         self.closed: tuple[int, str] | None = None
+        self.subscriptions: dict[str, Any] | None = None
+        self._held: list[Frame] | None = None
 
     def sendPrepared(self, frame: Frame) -> bool:
         """
-        Record C{frame} if open.
+        Record C{frame} if open (or hold it while holding).
         """
         if not self.open:
             return False
+        if self._held is not None:
+            self._held.append(frame)
+            return True
         self.sent.append((frame.payload, frame.isBinary))
         return True
+
+    def holdDeliveries(self) -> None:
+        """
+        Hold frames back.
+        """
+        if self._held is None:
+            self._held = []
+
+    def releaseDeliveries(self, first: Any = ()) -> None:
+        """
+        Record C{first}, then what was held.
+        """
+        held, self._held = self._held or [], None
+        for frame in list(first) + held:
+            self.sendPrepared(frame)
+
+    def isOpen(self) -> bool:
+        """
+        Whether it is open.
+        """
+        return self.open
 
     def close(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
         """
@@ -78,3 +104,78 @@ class ManualBroker:
 
     def stats(self) -> Deferred[dict[str, Any]]:
         return succeed({})
+
+    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
+        return succeed({"channel": channel, "uids": {}, "connections": 0})
+
+
+@implementer(IMessageStore)
+class GatedStore:
+    """
+    A real store whose answers wait at a gate until the test opens it, in
+    the order they were asked for: a store on disk answers later, and the
+    hub must be right whatever happens in between.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gated = True
+        self._waiting: list[tuple[Deferred[Any], Deferred[Any]]] = []
+
+    def _gate(self, d: Deferred[Any]) -> Deferred[Any]:
+        if not self.gated and not self._waiting:
+            return d
+        outer: Deferred[Any] = Deferred()
+        self._waiting.append((d, outer))
+        return outer
+
+    def open(self, count: int | None = None) -> None:
+        """
+        Let the next C{count} (default: all) waiting answers through, in order.
+        """
+        n = len(self._waiting) if count is None else count
+        for _ in range(n):
+            inner, outer = self._waiting.pop(0)
+            inner.chainDeferred(outer)
+
+    def drain(self) -> None:
+        """
+        Open the gate until nothing waits, including answers asked for by
+        callbacks of earlier ones.
+        """
+        while self._waiting:
+            self.open()
+
+    @property
+    def waiting(self) -> int:
+        """
+        How many answers wait at the gate.
+        """
+        return len(self._waiting)
+
+    def append(self, *a: Any) -> Deferred[Any]:
+        return self._gate(self.inner.append(*a))
+
+    def history(self, *a: Any) -> Deferred[Any]:
+        return self._gate(self.inner.history(*a))
+
+    def queueOffline(self, *a: Any) -> Deferred[Any]:
+        return self._gate(self.inner.queueOffline(*a))
+
+    def takeOffline(self, *a: Any) -> Deferred[Any]:
+        return self._gate(self.inner.takeOffline(*a))
+
+    def markSeen(self, *a: Any) -> Deferred[Any]:
+        return self._gate(self.inner.markSeen(*a))
+
+    def wasSeen(self, *a: Any) -> Deferred[Any]:
+        return self._gate(self.inner.wasSeen(*a))
+
+    def offlineUids(self, *a: Any) -> Deferred[Any]:
+        return self._gate(self.inner.offlineUids(*a))
+
+    def prune(self, *a: Any) -> Deferred[Any]:
+        return self._gate(self.inner.prune(*a))
+
+    def close(self) -> Deferred[Any]:
+        return self.inner.close()

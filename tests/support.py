@@ -13,7 +13,11 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
+from realtime.hub import Hub
+from realtime.interfaces import IPushFraming
+from realtime.namespaces import NamespaceRules
 from realtime.protocol import RealtimeServerFactory
 from realtime.registry import SessionRegistry
 from realtime.timers import TimeoutWheel
@@ -124,13 +128,26 @@ def closeCode(payload: bytes) -> tuple[int, str]:
     return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
 
 
-def buildFactory(authenticator: Any, strategy: Any, reactor: Any, **kw: Any) -> RealtimeServerFactory:
+def buildHub(reactor: Any, store: Any = None, rules: NamespaceRules | None = None, **kw: Any) -> Hub:
+    """
+    A hub over a memory broker, wired like C{tap.buildService} does.
+    """
+    registry = SessionRegistry()
+    fanout = Fanout(reactor)
+    return Hub(reactor, registry, MemoryBroker(registry, fanout), store, rules or NamespaceRules(), **kw)
+
+
+def buildFactory(
+    authenticator: Any, strategy: Any, reactor: Any, hub: Hub | None = None, **kw: Any
+) -> RealtimeServerFactory:
     """
     A factory wired like C{tap.buildService} does, on C{reactor}.
     """
-    registry = SessionRegistry()
+    if hub is None:
+        framing = strategy.framePush if IPushFraming.providedBy(strategy) else None
+        hub = buildHub(reactor, offline=None, framePush=framing)
     factory = RealtimeServerFactory(
-        authenticator, strategy, registry, Fanout(reactor), TimeoutWheel(reactor), sessionPrefix="t.", **kw
+        authenticator, strategy, hub, hub.broker.fanout, TimeoutWheel(reactor), sessionPrefix="t.", **kw
     )
     factory.setProtocolOptions(failByDrop=False)
     return factory

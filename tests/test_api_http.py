@@ -16,7 +16,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from realtime.api.http import ApiRequest, ApiResource, ApiSite, buildApiResource, buildApiSite, messagePayload
+from realtime.api.http import ApiResource, buildApiResource, buildApiSite, messagePayload
+from realtime.api.limits import ApiRequest, ApiSite
 from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
 from realtime.interfaces import IBroker
@@ -501,7 +502,7 @@ class QueryTests(MemoryApiTestCase):
         self.session("b")
         self.api.clock.advance(12.5)
         r = self.api.request("GET", "/api/stats")
-        self.assertEqual(r.json, {"connections": 3, "uids": 2, "pendingDeliveries": 0, "uptime": 12.5})
+        self.assertEqual(r.json, {"connections": 3, "uids": 2, "channels": 0, "pendingDeliveries": 0, "uptime": 12.5})
 
 
 class DeferredTests(SynchronousTestCase):

@@ -47,7 +47,7 @@ class FrontTests(SynchronousTestCase):
         loop.__enter__()
         self.addCleanup(loop.__exit__, None, None, None)
         self.ws = buildFactory(AnonymousAuthenticator(), EchoStrategy(), self.clock)
-        self.front = FrontFactory(self.ws, buildWebSite(self.ws), TimeoutWheel(self.clock), headTimeout=5)
+        self.front = FrontFactory(self.ws, buildWebSite(self.ws, self.clock), TimeoutWheel(self.clock), headTimeout=5)
         self.transport = TolerantTransport()
         self.proto = self.front.buildProtocol(PEER)
         self.transport.protocol = self.proto

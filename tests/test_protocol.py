@@ -375,3 +375,95 @@ class SlowConsumerTests(ProtocolTestCase):
         self.clock.advance(31)
         [(opcode, payload)] = self.frames(self.transport)
         self.assertEqual(closeCode(payload)[0], closecodes.SLOW_CONSUMER)
+
+
+class ChannelsProtocolTests(ProtocolTestCase):
+    """
+    The channels protocol through the shell: every request gets exactly one
+    reply, errors keep the connection open.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        from realtime.namespaces import NamespaceRules, parseNamespaceSpec
+        from realtime.routing.channels import ChannelsStrategy
+        from realtime.store.memory import MemoryMessageStore
+        from tests.support import buildHub
+
+        strategy = ChannelsStrategy()
+        rules = NamespaceRules([parseNamespaceSpec("room:*:public=true:publish=true:presence=true")])
+        hub = buildHub(self.clock, MemoryMessageStore(), rules, offline=None, framePush=strategy.framePush)
+        self.serve(AnonymousAuthenticator(), strategy, hub=hub)
+
+    def send(self, proto: object, transport: TolerantTransport, *requests: object) -> list[dict]:
+        data = b"".join(
+            clientFrame(r if isinstance(r, bytes) else json.dumps(r).encode(), opcode=2 if r == b"\x00" else 1)
+            for r in requests
+        )
+        proto.dataReceived(data)
+        return [json.loads(p) for op, p in self.frames(transport) if op == 1]
+
+    def test_errorsKeepConnection(self) -> None:
+        """
+        Bad JSON, a non-object, an unknown op, a missing field and a binary
+        message each get an error reply; the connection then still works.
+        """
+        proto, transport = self.connect()
+        transport.clear()
+        replies = self.send(
+            proto,
+            transport,
+            b"{nope",
+            [1, 2],
+            {"id": 1, "op": "dance"},
+            {"id": 2, "op": "subscribe"},
+            {"id": 3, "op": "subscribe", "channel": "bad channel"},
+            {"id": 4, "op": "ping"},
+        )
+        self.assertEqual(
+            [(r["id"], r["ok"], r.get("error", {}).get("code")) for r in replies],
+            [
+                (None, False, "bad_json"),
+                (None, False, "bad_request"),
+                (1, False, "unknown_op"),
+                (2, False, "bad_request"),
+                (3, False, "bad_channel"),
+                (4, True, None),
+            ],
+        )
+        proto.dataReceived(clientFrame(b"\x00", opcode=2))
+        [(opcode, payload)] = self.frames(transport)
+        self.assertEqual(json.loads(payload)["error"]["code"], "bad_request")
+
+    def test_subscribePublishPresence(self) -> None:
+        """
+        Two clients in a room: join event, publish with an offset, presence.
+        """
+        (a, ta), (b, tb) = self.connect(), self.connect()
+        ta.clear()
+        tb.clear()
+        [reply] = self.send(a, ta, {"id": "s", "op": "subscribe", "channel": "room:1"})
+        self.assertEqual((reply["id"], reply["ok"], reply["result"]["offset"]), ("s", True, 0))
+        self.send(b, tb, {"id": 1, "op": "subscribe", "channel": "room:1"})
+        [join] = [json.loads(p) for _, p in self.frames(ta)]
+        self.assertEqual((join["type"], join["uid"]), ("join", b.uid))
+        replies = self.send(b, tb, {"id": 2, "op": "publish", "channel": "room:1", "data": {"text": "hi"}})
+        message, reply = replies
+        self.assertEqual((message["type"], message["offset"], message["data"]), ("message", 1, {"text": "hi"}))
+        self.assertEqual((reply["id"], reply["result"]["offset"], reply["result"]["delivered"]), (2, 1, 2))
+        [seen] = [json.loads(p) for _, p in self.frames(ta)]
+        self.assertEqual(seen, message)
+        [presence] = self.send(a, ta, {"id": 3, "op": "presence", "channel": "room:1"})
+        self.assertEqual(presence["result"]["connections"], 2)
+
+    def test_pushFramed(self) -> None:
+        """
+        A backend push arrives as a C{push} message.
+        """
+        from realtime.values import Envelope, ToUids
+
+        proto, transport = self.connect()
+        transport.clear()
+        self.factory.hub.publish(Envelope(ToUids((proto.uid,)), b"hello"))
+        [(opcode, payload)] = self.frames(transport)
+        self.assertEqual(json.loads(payload), {"type": "push", "data": "hello"})

@@ -4,9 +4,14 @@ The HTTP push API: JSON in, JSON out, for backends.
 Every request carries ``Authorization: Bearer <key>``.  The endpoints::
 
     POST /api/push       {"uid": "u1" | ["u1", "u2"], "data": <any JSON>}
-        -> 200 {"status": "delivered" | "offline", "delivered": 3, "uids": {"u1": 2, "u2": 1}}
+        -> 200 {"status": "delivered" | "queued" | "offline", "delivered": 3, "uids": {"u1": 2, "u2": 1},
+                "queued": ["u3"], "refused": ["u4"]}
     POST /api/broadcast  {"data": <any JSON>}
         -> 200 {"status": "delivered" | "offline", "delivered": 120}
+    POST /api/publish    {"channel": "news", "data": <any JSON>}
+        -> 200 {"status": "published", "channel": "news", "offset": 42, "epoch": "9f3a", "delivered": 7}
+    GET  /api/presence?channel=chat:lobby
+        -> 200 {"channel": "chat:lobby", "uids": {"alice": 1}, "connections": 1}
     GET  /api/online?uid=u1[&uid=u2...]
         -> 200 {"online": {"u1": 2, "u2": 0}}
     GET  /api/stats
@@ -38,7 +43,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from io import BytesIO
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -49,11 +53,11 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, targetUids
 from realtime.interfaces import IBroker
-from realtime.values import Envelope, PushResult, ToAll, ToUids
-
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+from realtime.namespaces import validChannel
+from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
 
 _Answer = tuple[int, dict[str, Any]]
 _Action = Callable[[IRequest], "Deferred[_Answer] | _Answer"]
@@ -105,63 +109,20 @@ def pushAnswer(result: PushResult, withUids: bool) -> dict[str, Any]:
     """
     The JSON answer to a push or a broadcast.
     """
-    answer: dict[str, Any] = {"status": "delivered" if result.delivered else "offline", "delivered": result.delivered}
+    if result.delivered:
+        status = "delivered"
+    elif result.queued:
+        status = "queued"
+    else:
+        status = "offline"
+    answer: dict[str, Any] = {"status": status, "delivered": result.delivered}
     if withUids:
         answer["uids"] = dict(result.uids)
+        if result.queued:
+            answer["queued"] = list(result.queued)
+        if result.refused:
+            answer["refused"] = list(result.refused)
     return answer
-
-
-class ApiRequest(server.Request):
-    """
-    A request that keeps at most C{site.maxBodySize} bytes of its body.
-
-    Twisted's own request spools a large body to a temporary file (blocking
-    disk writes on the reactor thread) and keeps all of it; this one keeps a
-    body in memory up to the limit and drops the rest as it arrives, so the
-    resource can answer 413 having held nothing.
-
-    @ivar bodyTooLarge: C{True} once the body is known to exceed the limit.
-    """
-
-    bodyTooLarge = False
-    maxBodySize = DEFAULT_MAX_BODY_SIZE
-    _bodyLength = 0
-
-    def gotLength(self, length: int | None) -> None:
-        """
-        Take the site's limit, and refuse a declared length over it before
-        any of the body arrives.
-        """
-        self.maxBodySize = getattr(getattr(self.channel, "site", None), "maxBodySize", DEFAULT_MAX_BODY_SIZE)
-        self.content = BytesIO()
-        if length is not None and length > self.maxBodySize:
-            self.bodyTooLarge = True
-
-    def handleContentChunk(self, data: bytes) -> None:
-        """
-        Keep C{data} while the body is within the limit; once it is not,
-        drop what was kept and everything after it.
-        """
-        if self.bodyTooLarge:
-            return
-        self._bodyLength += len(data)
-        if self._bodyLength > self.maxBodySize:
-            self.bodyTooLarge = True
-            self.content = BytesIO()
-            return
-        self.content.write(data)
-
-
-class ApiSite(server.Site):
-    """
-    The site serving the API: L{ApiRequest}s, no form parsing.
-
-    @ivar maxBodySize: the largest request body accepted, in bytes.
-    """
-
-    def __init__(self, resource: IResource, maxBodySize: int = DEFAULT_MAX_BODY_SIZE, **kwargs: Any) -> None:
-        super().__init__(resource, requestFactory=ApiRequest, parsePOSTFormSubmission=False, **kwargs)
-        self.maxBodySize = maxBodySize
 
 
 class _Endpoint(Resource):
@@ -232,6 +193,8 @@ class ApiResource(_Branch):
         self._notFound = _Endpoint(self)
         self.putChild(b"push", _Endpoint(self, b"POST", self._push))
         self.putChild(b"broadcast", _Endpoint(self, b"POST", self._broadcast))
+        self.putChild(b"publish", _Endpoint(self, b"POST", self._publish))
+        self.putChild(b"presence", _Endpoint(self, b"GET", self._presence))
         self.putChild(b"online", _Endpoint(self, b"GET", self._online))
         self.putChild(b"stats", _Endpoint(self, b"GET", self._stats))
 
@@ -364,6 +327,30 @@ class ApiResource(_Branch):
         self.pushes += 1
         d = self.broker.publish(envelope)
         return d.addCallback(lambda result: (200, pushAnswer(result, False)))
+
+    def _publish(self, request: IRequest) -> Deferred[_Answer]:
+        body = self._jsonBody(request)
+        channel = body.get("channel")
+        if not validChannel(channel):
+            raise _invalid('"channel" must be a channel name (letters, digits and _-:.@/=+~#$%&!, up to 200)')
+        if "data" not in body:
+            raise _invalid('missing "data"')
+        data = json.dumps(body["data"], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        self.pushes += 1
+        d = self.broker.publish(Envelope(ToChannel(channel), data, False))
+        return d.addCallback(
+            lambda r: (
+                200,
+                {"status": "published", "channel": channel, "offset": r.offset, "epoch": r.epoch, "delivered": r.delivered},
+            )
+        )
+
+    def _presence(self, request: IRequest) -> Deferred[_Answer]:
+        raw = request.args.get(b"channel") or [b""]
+        channel = raw[0].decode("utf-8", "replace")
+        if not validChannel(channel):
+            raise _invalid('give the channel as a "channel" query parameter: /api/presence?channel=chat:lobby')
+        return self.broker.presence(channel).addCallback(lambda presence: (200, presence))
 
     def _online(self, request: IRequest) -> Deferred[_Answer]:
         raw = request.args.get(b"uid") or []

@@ -5,8 +5,12 @@ A backend opens a TCP connection and writes one JSON object per line::
 
     {"uid": "uid1", "percent": "88%"}\\n
 
-and reads ``ok`` (at least one connection got it) or ``fail`` back, one
-answer line per request line, in order.  Exactly as Workerman's
+and reads ``ok`` (at least one connection got it), ``queued`` (nobody
+is connected; the push waits in the uid's offline queue and is delivered,
+once, when the uid connects) or ``fail`` (neither: no connection and no
+offline queue, or the queue is full) back, one answer line per request
+line, in order.  With the offline queue off (``--offline-ttl 0``) the
+answers are exactly Workerman's ``ok`` and ``fail``.  Exactly as Workerman's
 ``sendMessageByUid($uid, $buffer)`` did, the message the browser receives is
 the whole line (the raw JSON text, without its line ending), not a field of
 it, so existing pages keep working unchanged.
@@ -58,6 +62,7 @@ MAX_PENDING = 64
 
 _OK = b"ok"
 _FAIL = b"fail"
+_QUEUED = b"queued"
 _INTERNAL = b"error: internal error"
 _UID_TYPE = '"uid" must be a non-empty string or a list of them'
 
@@ -272,6 +277,9 @@ class LinePushProtocol(LineReceiver):
         if result.delivered > 0:
             self.factory.delivered += 1
             return _OK
+        if result.queued:
+            self.factory.queued += 1
+            return _QUEUED
         self.factory.undelivered += 1
         return _FAIL
 
@@ -347,6 +355,7 @@ class LinePushFactory(Factory):
 
     @ivar pushes: request lines published to the broker.
     @ivar delivered: pushes answered ``ok``.
+    @ivar queued: pushes answered ``queued`` (kept for a uid without connections).
     @ivar undelivered: pushes answered ``fail`` (nobody connected).
     @ivar errors: lines answered ``error: ...`` (malformed, overlong, or the
         broker failed).
@@ -365,6 +374,7 @@ class LinePushFactory(Factory):
         self.maxLineLength = maxLineLength
         self.pushes = 0
         self.delivered = 0
+        self.queued = 0
         self.undelivered = 0
         self.errors = 0
         self.connections = 0

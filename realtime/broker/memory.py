@@ -13,8 +13,9 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from zope.interface import implementer
 
 from realtime.delivery import Fanout, Frame
-from realtime.interfaces import IBroker, ISessionRegistry
-from realtime.values import Envelope, PushResult, ToAll, ToSessions, ToUids
+from realtime.interfaces import IBroker
+from realtime.registry import SessionRegistry
+from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToSessions, ToUids
 
 
 @implementer(IBroker)
@@ -23,7 +24,7 @@ class MemoryBroker:
     Delivers each envelope to the sessions it addresses in C{registry}.
     """
 
-    def __init__(self, registry: ISessionRegistry, fanout: Fanout) -> None:
+    def __init__(self, registry: SessionRegistry, fanout: Fanout) -> None:
         self.registry = registry
         self.fanout = fanout
 
@@ -45,7 +46,10 @@ class MemoryBroker:
             return gatherResults(ds).addCallback(
                 lambda counts: PushResult(sum(counts), dict(zip(uids, counts, strict=False)))
             )
-        if isinstance(target, ToAll):
+        if isinstance(target, ToChannel):
+            frame.offset = envelope.offset
+            sessions = registry.subscribersOf(target.name)
+        elif isinstance(target, ToAll):
             sessions = registry.allSessions()
         elif isinstance(target, ToSessions):
             sessions = tuple(
@@ -69,6 +73,14 @@ class MemoryBroker:
             {
                 "connections": len(self.registry),
                 "uids": self.registry.uidCount(),
+                "channels": self.registry.channelCount(),
                 "pendingDeliveries": self.fanout.pending,
             }
         )
+
+    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
+        """
+        Who is subscribed to C{channel} here.
+        """
+        uids = self.registry.presenceOf(channel)
+        return succeed({"channel": channel, "uids": uids, "connections": sum(uids.values())})

@@ -7,6 +7,7 @@ handed to Autobahn directly by C{realtime.web.front}).
 from __future__ import annotations
 
 import importlib.resources
+from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
@@ -35,15 +36,16 @@ class WebRoot(Resource):
         return notFound()
 
 
-def buildWebSite(websocket: WebSocketServerFactory) -> Site:
+def buildWebSite(websocket: WebSocketServerFactory, reactor: Any = None) -> Site:
     """
     The C{Site} that serves the non-WebSocket requests of ``--port``.
     """
     root = WebRoot()
     page = Data(staticBytes("index.html"), "text/html; charset=utf-8")
     root.putChild(b"", page)
+    root.putChild(b"realtime.js", Data(staticBytes("realtime.js"), "application/javascript; charset=utf-8"))
     root.putChild(b"ws", WebSocketResource(websocket))
-    site = Site(root)
+    site = Site(root, reactor=reactor)
     site.displayTracebacks = False
     site.noisy = False
     return site

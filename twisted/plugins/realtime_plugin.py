@@ -13,6 +13,7 @@ from realtime.auth.anonymous import AnonymousAuthenticatorFactory
 from realtime.auth.firstpacket import FirstPacketAuthenticatorFactory
 from realtime.auth.token import TokenAuthenticatorFactory
 from realtime.auth.wechat import WeChatAuthenticatorFactory
+from realtime.routing.channels import ChannelsStrategyFactory
 from realtime.routing.chat import ChatStrategyFactory
 from realtime.routing.echo import EchoStrategyFactory
 from realtime.routing.uid import UidStrategyFactory
@@ -32,3 +33,4 @@ weChatAuth = WeChatAuthenticatorFactory()
 uidRouting = UidStrategyFactory()
 chatRouting = ChatStrategyFactory()
 echoRouting = EchoStrategyFactory()
+channelsRouting = ChannelsStrategyFactory()

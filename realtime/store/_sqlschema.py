@@ -1,0 +1,375 @@
+"""
+The SQLite store's file: its schema, opening a connection, and the statements
+each operation runs.
+
+Everything here runs in the store's one worker thread, never in the
+reactor's; C{realtime.store.sqlite} is the reactor side that hands it work.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from realtime.interfaces import SEEN_RETENTION
+from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
+
+SCHEMA_VERSION = 1
+
+OpenHook = Callable[[sqlite3.Connection], None]
+Operation = tuple[Callable[..., Any], tuple[Any, ...]]
+
+BUSY_TIMEOUT_MS = 5000
+
+_TABLES = (
+    """
+    CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )
+    """,
+    # maxCount and ttl are the retention of the latest append (NULL for a
+    # stream only ever read), so pruning needs no caller to say it again.
+    """
+    CREATE TABLE IF NOT EXISTS streams (
+        name TEXT PRIMARY KEY,
+        epoch TEXT NOT NULL,
+        top INTEGER NOT NULL,
+        maxCount INTEGER,
+        ttl REAL
+    )
+    """,
+    # Clustered on (stream, offset): a history read is one range scan.
+    """
+    CREATE TABLE IF NOT EXISTS messages (
+        stream TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        binary INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (stream, offset)
+    ) WITHOUT ROWID
+    """,
+    # AUTOINCREMENT: a seq is never reused, even after the newest row of the
+    # table is taken, so offsets of offline pushes only ever grow.
+    """
+    CREATE TABLE IF NOT EXISTS offline (
+        uid TEXT NOT NULL,
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        expires REAL NOT NULL,
+        binary INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS offline_uid ON offline (uid, seq)",
+    # uids that connected lately: only they get an offline queue
+    """
+    CREATE TABLE IF NOT EXISTS seen (
+        uid TEXT PRIMARY KEY,
+        last REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
+
+class SchemaError(Exception):
+    """
+    The file was written by a newer version of the store, which this one must
+    not modify.
+    """
+
+
+def connect(path: str, openHook: OpenHook | None = None) -> sqlite3.Connection:
+    """
+    Open C{path}, tune it and make sure it holds our schema.
+
+    The connection is in autocommit mode (C{isolation_level=None}): the store
+    issues C{BEGIN IMMEDIATE}/C{COMMIT} itself, so that one batch of work is
+    exactly one transaction, and C{IMMEDIATE} takes the write lock up front
+    rather than failing half-way if another process holds it.
+
+    @param openHook: called with the new connection before any statement,
+        like C{adbapi}'s C{cp_openfun} (tests install a trace callback here).
+    @raise SchemaError: if the file's schema is newer than ours.
+    """
+    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    try:
+        if openHook is not None:
+            openHook(connection)
+        # WAL: readers never block the writer, and a commit is one append to
+        # the log; with synchronous=NORMAL it is not fsynced, which loses at
+        # most the last transactions on power loss, never the file.
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        createSchema(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def createSchema(connection: sqlite3.Connection) -> None:
+    """
+    Create the tables if they are missing and record the schema version, in
+    one transaction; running it again on a current file changes nothing.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _TABLES:
+            connection.execute(statement)
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schemaVersion'").fetchone()
+        if row is None:
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('schemaVersion', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise SchemaError(f"schema version {row[0]} is newer than {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+class StoreClosedError(RuntimeError):
+    """
+    The store was asked for work before C{start} or after C{close}.
+    """
+
+
+@dataclass
+class _StreamRow:
+    """
+    A row of C{streams} as the current transaction sees it, with the top
+    advanced by the appends of this batch and not yet written back.
+
+    @ivar lastTimestamp: the newest message's timestamp; appends never go
+        below it, so that expiry only ever removes a prefix of a stream.
+    """
+
+    epoch: str
+    top: int
+    maxCount: int | None
+    ttl: float | None
+    lastTimestamp: float
+    changed: bool = False
+
+    @property
+    def floor(self) -> int:
+        """
+        The highest offset that C{maxCount} has dropped (0 if none), whether
+        or not its row is deleted yet.
+        """
+        return 0 if self.maxCount is None else max(0, self.top - self.maxCount)
+
+
+class Database:
+    """
+    The connection and everything done with it.  Only the pool's thread
+    calls these methods, one job at a time.
+    """
+
+    def __init__(self) -> None:
+        self.connection: sqlite3.Connection | None = None
+        self._streams: dict[str, _StreamRow] = {}
+
+    def open(self, path: str, openHook: OpenHook | None) -> None:
+        """
+        Connect and create the schema (see L{connect}).
+        """
+        self.connection = connect(path, openHook)
+
+    def close(self) -> None:
+        """
+        Close the connection, if it was opened.
+        """
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self.connection is None:
+            raise StoreClosedError("the database is not open")
+        return self.connection
+
+    def runBatch(self, operations: Sequence[Operation]) -> list[Any]:
+        """
+        Run C{operations} in order in one transaction and answer their results.
+
+        Stream rows are cached only for the duration of the batch: they are
+        written back once at its end, and forgotten whether it commits or
+        rolls back, so the cache can never disagree with the file.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            results = [operation(self, *args) for operation, args in operations]
+            self._saveStreams()
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            self._streams.clear()
+        return results
+
+    def _stream(self, name: str) -> _StreamRow:
+        """
+        The row of stream C{name}, created with a new epoch if it is new -
+        also for a read, so the position a reader is given stays valid once
+        messages arrive.
+        """
+        row = self._streams.get(name)
+        if row is not None:
+            return row
+        db = self._db
+        found = db.execute("SELECT epoch, top, maxCount, ttl FROM streams WHERE name = ?", (name,)).fetchone()
+        if found is None:
+            row = _StreamRow(secrets.token_hex(8), 0, None, None, -math.inf)
+            db.execute("INSERT INTO streams (name, epoch, top) VALUES (?, ?, 0)", (name, row.epoch))
+        else:
+            last = db.execute(
+                "SELECT ts FROM messages WHERE stream = ? ORDER BY offset DESC LIMIT 1", (name,)
+            ).fetchone()
+            row = _StreamRow(*found, lastTimestamp=-math.inf if last is None else last[0])
+        self._streams[name] = row
+        return row
+
+    def _saveStreams(self) -> None:
+        """
+        Write back the streams this batch appended to, and delete what their
+        C{maxCount} no longer keeps: once per stream per batch, not per append.
+        """
+        changed = [(name, row) for name, row in self._streams.items() if row.changed]
+        if not changed:
+            return
+        db = self._db
+        db.executemany(
+            "UPDATE streams SET top = ?, maxCount = ?, ttl = ? WHERE name = ?",
+            [(row.top, row.maxCount, row.ttl, name) for name, row in changed],
+        )
+        db.executemany(
+            "DELETE FROM messages WHERE stream = ? AND offset <= ?",
+            [(name, row.floor) for name, row in changed if row.floor > 0],
+        )
+        for _, row in changed:
+            row.changed = False
+
+    def append(self, stream: str, payload: bytes, isBinary: bool, retention: Retention, now: float) -> StoredMessage:
+        """
+        Insert under the next offset; the stream row and the trimming wait
+        for the end of the batch (L{_saveStreams}).
+        """
+        row = self._stream(stream)
+        row.top += 1
+        row.maxCount, row.ttl = retention.maxCount, retention.ttl
+        row.lastTimestamp = max(now, row.lastTimestamp)
+        row.changed = True
+        self._db.execute(
+            "INSERT INTO messages (stream, offset, ts, binary, payload) VALUES (?, ?, ?, ?, ?)",
+            (stream, row.top, row.lastTimestamp, int(isBinary), payload),
+        )
+        return StoredMessage(row.top, payload, isBinary, row.lastTimestamp, row.epoch)
+
+    def history(self, stream: str, since: Position | None, now: float) -> History:
+        """
+        One range scan of the kept, unexpired messages after C{since}.
+
+        Because kept messages are consecutive offsets (trimming and expiry
+        both remove a prefix), C{recovered} follows from the first row: the
+        position is served without a gap iff it is not below the trimmed
+        floor and the next message is exactly C{since.offset + 1} (or there
+        is none because C{since} is the top).
+        """
+        row = self._stream(stream)
+        if since is None:
+            return History(row.epoch, row.top, (), True)
+        sameEpoch = since.epoch == row.epoch
+        if sameEpoch and since.offset > row.top:
+            return History(row.epoch, row.top, (), False)
+        after = max(since.offset, row.floor) if sameEpoch else row.floor
+        ttl = math.inf if row.ttl is None else row.ttl
+        rows = self._db.execute(
+            "SELECT offset, ts, binary, payload FROM messages"
+            " WHERE stream = ? AND offset > ? AND ts + ? > ? ORDER BY offset",
+            (stream, after, ttl, now),
+        ).fetchall()
+        messages = tuple(
+            StoredMessage(offset, payload, bool(binary), ts, row.epoch) for offset, ts, binary, payload in rows
+        )
+        if not sameEpoch or since.offset < row.floor:
+            recovered = False
+        elif messages:
+            recovered = messages[0].offset == since.offset + 1
+        else:
+            recovered = since.offset == row.top
+        return History(row.epoch, row.top, messages, recovered)
+
+    def queueOffline(self, uid: str, payload: bytes, isBinary: bool, limits: OfflineLimits, now: float) -> bool:
+        """
+        Insert unless C{uid} already has C{limits.maxCount} unexpired pushes.
+        """
+        db = self._db
+        (waiting,) = db.execute("SELECT count(*) FROM offline WHERE uid = ? AND expires > ?", (uid, now)).fetchone()
+        if waiting >= limits.maxCount:
+            return False
+        db.execute(
+            "INSERT INTO offline (uid, ts, expires, binary, payload) VALUES (?, ?, ?, ?, ?)",
+            (uid, now, now + limits.ttl, int(isBinary), payload),
+        )
+        return True
+
+    def takeOffline(self, uid: str, now: float) -> list[StoredMessage]:
+        """
+        Delete all of C{uid}'s rows, answering the unexpired ones in order.
+        """
+        db = self._db
+        rows = db.execute(
+            "SELECT seq, ts, binary, payload FROM offline WHERE uid = ? AND expires > ? ORDER BY seq", (uid, now)
+        ).fetchall()
+        db.execute("DELETE FROM offline WHERE uid = ?", (uid,))
+        return [StoredMessage(seq, payload, bool(binary), ts) for seq, ts, binary, payload in rows]
+
+    def markSeen(self, uid: str, now: float) -> None:
+        """
+        Record C{uid}'s latest connection.
+        """
+        self._db.execute(
+            "INSERT INTO seen (uid, last) VALUES (?, ?) ON CONFLICT (uid) DO UPDATE SET last = max(last, excluded.last)",
+            (uid, now),
+        )
+
+    def wasSeen(self, uid: str, now: float) -> bool:
+        """
+        Whether C{uid} connected within L{SEEN_RETENTION}.
+        """
+        row = self._db.execute("SELECT last FROM seen WHERE uid = ?", (uid,)).fetchone()
+        return row is not None and now - row[0] < SEEN_RETENTION
+
+    def offlineUids(self, now: float) -> set[str]:
+        """
+        The uids with unexpired pushes waiting.
+        """
+        return {uid for (uid,) in self._db.execute("SELECT DISTINCT uid FROM offline WHERE expires > ?", (now,))}
+
+    def prune(self, now: float) -> int:
+        """
+        Delete expired rows.  Trimming owed by earlier appends of this batch
+        is done first, so it is not counted as expiry.
+        """
+        self._saveStreams()
+        db = self._db
+        dropped = db.execute(
+            "DELETE FROM messages WHERE ts + (SELECT ttl FROM streams WHERE streams.name = messages.stream) <= ?",
+            (now,),
+        ).rowcount
+        dropped += db.execute("DELETE FROM offline WHERE expires <= ?", (now,)).rowcount
+        db.execute("DELETE FROM seen WHERE last <= ?", (now - SEEN_RETENTION,))
+        return dropped

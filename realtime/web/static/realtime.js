@@ -1,0 +1,224 @@
+/*
+ * realtime.js: the browser client of realtime's channels protocol.
+ *
+ * No dependencies, no build step: load it from the server itself
+ * (<script src="/realtime.js"></script>) and it works offline.
+ *
+ *   var rt = new Realtime("ws://127.0.0.1:8080/ws?token=...");
+ *   rt.subscribe("news", function (data, message) { ... });
+ *   rt.publish("chat:lobby", {text: "hi"}).then(function (result) { ... });
+ *   rt.presence("chat:lobby").then(function (p) { ... });
+ *   rt.onpush = function (text) { ... };          // pushes addressed to this uid
+ *
+ * It reconnects by itself with exponential backoff and jitter, and on every
+ * reconnect resubscribes each channel from the last offset it received, so
+ * messages published while it was away arrive, in order, exactly once.  When
+ * the server can no longer serve that position (history expired, server
+ * store reset) the channel's onlost callback says so instead of pretending.
+ *
+ * Options (second argument):
+ *   firstMessage  text sent first on every connection (uid-first-packet auth)
+ *   protocols     WebSocket subprotocols (e.g. a WeChat-style signature)
+ *   minDelay      first reconnect delay in ms (500)
+ *   maxDelay      largest reconnect delay in ms (30000)
+ *   timeout       ms before a request without a reply fails (10000)
+ *   storage       a Storage (window.sessionStorage) to keep positions across
+ *                 page reloads; positions are kept in memory otherwise
+ */
+(function (root) {
+  "use strict";
+
+  function Realtime(url, options) {
+    if (!(this instanceof Realtime)) { return new Realtime(url, options); }
+    options = options || {};
+    this.url = url;
+    this.options = options;
+    this.minDelay = options.minDelay || 500;
+    this.maxDelay = options.maxDelay || 30000;
+    this.timeout = options.timeout || 10000;
+    this.storage = options.storage || null;
+    this.channels = {};        // name -> {handler, onlost, epoch, offset, active}
+    this.pending = {};         // request id -> {resolve, reject, timer}
+    this.nextId = 1;
+    this.attempt = 0;
+    this.closedByUser = false;
+    this.socket = null;
+    this.connected = false;
+    this.onpush = null;        // function (text)
+    this.onevent = null;       // function (event): join / leave
+    this.onstatus = null;      // function ("connecting" | "open" | "closed", detail)
+    this.connect();
+  }
+
+  Realtime.prototype._status = function (status, detail) {
+    if (this.onstatus) { this.onstatus(status, detail); }
+  };
+
+  Realtime.prototype.connect = function () {
+    var self = this;
+    self.closedByUser = false;
+    self._status("connecting", {attempt: self.attempt});
+    var socket = self.options.protocols ? new WebSocket(self.url, self.options.protocols) : new WebSocket(self.url);
+    self.socket = socket;
+    socket.onopen = function () {
+      if (socket !== self.socket) { return; }
+      self.attempt = 0;
+      self.connected = true;
+      if (self.options.firstMessage) { socket.send(self.options.firstMessage); }
+      self._status("open");
+      Object.keys(self.channels).forEach(function (name) { self._sendSubscribe(name); });
+    };
+    socket.onmessage = function (e) {
+      if (socket === self.socket) { self._received(e.data); }
+    };
+    socket.onclose = function (e) {
+      if (socket !== self.socket) { return; }
+      self.connected = false;
+      self.socket = null;
+      Object.keys(self.channels).forEach(function (name) { self.channels[name].active = false; });
+      self._failPending("connection closed");
+      self._status("closed", {code: e.code, reason: e.reason});
+      if (!self.closedByUser) { self._reconnectLater(); }
+    };
+  };
+
+  Realtime.prototype._reconnectLater = function () {
+    var self = this;
+    var delay = Math.min(self.maxDelay, self.minDelay * Math.pow(2, self.attempt));
+    delay = delay / 2 + Math.random() * delay / 2;
+    self.attempt += 1;
+    self._timer = setTimeout(function () { self.connect(); }, delay);
+  };
+
+  Realtime.prototype.close = function () {
+    this.closedByUser = true;
+    clearTimeout(this._timer);
+    if (this.socket) { this.socket.close(1000); }
+  };
+
+  Realtime.prototype._position = function (name) {
+    var channel = this.channels[name];
+    if (channel.epoch === undefined && this.storage) {
+      try {
+        var saved = JSON.parse(this.storage.getItem("realtime:" + name) || "null");
+        if (saved) { channel.epoch = saved.epoch; channel.offset = saved.offset; }
+      } catch (err) { /* a corrupt entry is no position */ }
+    }
+    return channel.epoch === undefined ? null : {epoch: channel.epoch, offset: channel.offset};
+  };
+
+  Realtime.prototype._remember = function (name, epoch, offset) {
+    var channel = this.channels[name];
+    if (!channel || epoch === undefined || epoch === null) { return; }
+    channel.epoch = epoch;
+    channel.offset = offset;
+    if (this.storage) {
+      try { this.storage.setItem("realtime:" + name, JSON.stringify({epoch: epoch, offset: offset})); } catch (err) { }
+    }
+  };
+
+  /* Subscribe to a channel; handler(data, message) gets each message.
+   * onlost(result) is called when a resume could not be served. */
+  Realtime.prototype.subscribe = function (name, handler, onlost) {
+    this.channels[name] = this.channels[name] || {};
+    this.channels[name].handler = handler;
+    this.channels[name].onlost = onlost || null;
+    if (this.connected) { return this._sendSubscribe(name); }
+    return Promise.resolve(null);
+  };
+
+  Realtime.prototype._sendSubscribe = function (name) {
+    var self = this;
+    var since = self._position(name);
+    var request = {op: "subscribe", channel: name};
+    if (since) { request.since = since; }
+    return self._request(request).then(function (result) {
+      var channel = self.channels[name];
+      if (!channel) { return result; }
+      channel.active = true;
+      if (since && result.recovered === false && channel.onlost) { channel.onlost(result); }
+      // messages released before this reply may already have moved the
+      // position past result.offset: never move it back
+      if (result.epoch !== undefined &&
+          (channel.epoch !== result.epoch || channel.offset === undefined || result.offset > channel.offset)) {
+        self._remember(name, result.epoch, result.offset);
+      }
+      return result;
+    });
+  };
+
+  Realtime.prototype.unsubscribe = function (name) {
+    delete this.channels[name];
+    if (this.storage) { this.storage.removeItem("realtime:" + name); }
+    return this.connected ? this._request({op: "unsubscribe", channel: name}) : Promise.resolve(null);
+  };
+
+  Realtime.prototype.publish = function (name, data) {
+    return this._request({op: "publish", channel: name, data: data});
+  };
+
+  Realtime.prototype.presence = function (name) {
+    return this._request({op: "presence", channel: name});
+  };
+
+  Realtime.prototype.ping = function () {
+    return this._request({op: "ping"});
+  };
+
+  Realtime.prototype._request = function (request) {
+    var self = this;
+    if (!self.connected) { return Promise.reject(new Error("not connected")); }
+    request.id = self.nextId++;
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () {
+        delete self.pending[request.id];
+        reject(new Error("no reply to " + request.op + " within " + self.timeout + " ms"));
+      }, self.timeout);
+      self.pending[request.id] = {resolve: resolve, reject: reject, timer: timer};
+      self.socket.send(JSON.stringify(request));
+    });
+  };
+
+  Realtime.prototype._failPending = function (why) {
+    var pending = this.pending;
+    this.pending = {};
+    Object.keys(pending).forEach(function (id) {
+      clearTimeout(pending[id].timer);
+      pending[id].reject(new Error(why));
+    });
+  };
+
+  Realtime.prototype._received = function (text) {
+    var message;
+    try { message = JSON.parse(text); } catch (err) { message = null; }
+    if (!message || typeof message !== "object" || !message.type) {
+      if (this.onpush) { this.onpush(text); }
+      return;
+    }
+    if (message.type === "reply") {
+      var waiting = this.pending[message.id];
+      if (!waiting) { return; }
+      delete this.pending[message.id];
+      clearTimeout(waiting.timer);
+      if (message.ok) { waiting.resolve(message.result); } else {
+        var error = new Error(message.error.message);
+        error.code = message.error.code;
+        waiting.reject(error);
+      }
+    } else if (message.type === "message") {
+      var channel = this.channels[message.channel];
+      if (!channel) { return; }
+      if (message.offset !== undefined) {
+        if (channel.epoch === message.epoch && message.offset <= channel.offset) { return; }
+        this._remember(message.channel, message.epoch, message.offset);
+      }
+      if (channel.handler) { channel.handler(message.data, message); }
+    } else if (message.type === "push") {
+      if (this.onpush) { this.onpush(message.data); }
+    } else if (this.onevent) {
+      this.onevent(message);
+    }
+  };
+
+  if (typeof module === "object" && module.exports) { module.exports = Realtime; } else { root.Realtime = Realtime; }
+})(typeof self !== "undefined" ? self : this);

@@ -1,0 +1,40 @@
+"""
+The shared fakes provide the interfaces they stand in for.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from realtime.interfaces import IBroker, IMessageStore, ISession
+from realtime.store.memory import MemoryMessageStore
+from tests.fakes import FakeSession, GatedStore, ManualBroker
+
+
+class FakesTests(SynchronousTestCase):
+    """
+    C{verifyObject} for every fake.
+    """
+
+    def test_fakes(self) -> None:
+        """
+        L{FakeSession}, L{ManualBroker} and L{GatedStore} provide their interfaces.
+        """
+        self.assertTrue(verifyObject(ISession, FakeSession("u")))
+        self.assertTrue(verifyObject(IBroker, ManualBroker()))
+        self.assertTrue(verifyObject(IMessageStore, GatedStore(MemoryMessageStore())))
+
+    def test_gateKeepsOrder(self) -> None:
+        """
+        Answers leave the gate in the order they were asked for.
+        """
+        from realtime.values import Retention
+
+        store = GatedStore(MemoryMessageStore())
+        got = []
+        for i in range(3):
+            store.append("c", b"%d" % i, False, Retention(10, 60), 0.0).addCallback(lambda m: got.append(m.offset))
+        self.assertEqual(store.waiting, 3)
+        store.open(1)
+        self.assertEqual(got, [1])
+        store.open()
+        self.assertEqual(got, [1, 2, 3])
