@@ -22,8 +22,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime import channelproto, closecodes
+from realtime.channels import RequestError
 from realtime.delivery import Fanout, Frame
-from realtime.hub import Hub, RequestError
+from realtime.hub import Hub
 from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
 from realtime.timers import Timeout, TimeoutWheel
 from realtime.values import (

@@ -16,9 +16,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from realtime.channelproto import Request, encodePush
-from realtime.hub import MAX_SUBSCRIPTIONS, Hub, KeyedSerializer, RequestError
+from realtime.channels import MAX_SUBSCRIPTIONS, RequestError
+from realtime.hub import Hub
 from realtime.interfaces import IBroker, IChannelAuthorizer
 from realtime.namespaces import NamespaceRules, parseNamespaceSpec
+from realtime.offline import KeyedSerializer
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, Identity, OfflineLimits, Position, ToAll, ToChannel, ToUids
 from tests.fakes import FakeSession, GatedStore
@@ -204,6 +206,20 @@ class OfflineTests(HubTestCase):
         self.assertEqual(waiting.texts, [])
         self.store.open()
         self.assertEqual(waiting.texts, ["waiting"])
+
+    def test_queuedWhileLoading(self) -> None:
+        """
+        A push queued before the hub learnt which uids have pushes waiting is
+        still delivered at the uid's next connection.
+        """
+        self.known("u1")
+        self.store.gated = True
+        self.build()
+        d = self.hub.publish(Envelope(ToUids(("u1",)), b"early"))
+        self.store.drain()
+        self.assertEqual(self.successResultOf(d).queued, ("u1",))
+        self.store.gated = False
+        self.assertEqual(self.connect("u1").texts, ["early"])
 
     def test_disabled(self) -> None:
         """
