@@ -294,11 +294,16 @@ class Group:
 def plan(quick: bool, capacity: int) -> list[Group]:
     """
     The groups of a run; C{--quick} shortens every window.
+
+    Beyond ~25,000 connections the generator spreads them over several
+    loopback source addresses: one address has only ip_local_port_range
+    ports (~28k) toward one server port.
     """
+    sources = ["--sources", str(capacity // 20000 + 1)] if capacity > 25000 else []
     return [
         Group("fanout-1k", 1000, "fanout"),
         Group("load-10k", 10000, "unicast-rate,unicast-max,fanout"),
-        Group("idle", capacity, "idle", ["--baseline-after", "2000"]),
+        Group("idle", capacity, "idle", ["--baseline-after", "2000", *sources]),
     ]
 
 
@@ -524,7 +529,7 @@ def generatorEvidence(runs: list[dict[str, Any]]) -> str:
     reached: if it drove the fastest peer harder than ours while not using
     its whole core, it is not what limits ours.
     """
-    lines = ["generator headroom (median over rounds):"]
+    lines = ["generator headroom (medians; 'core busy in all' includes interrupts and other processes on that core):"]
     for group, scenario in (("fanout-1k", "fanout"), ("load-10k", "fanout"), ("load-10k", "unicast-max")):
         best: dict[str, list[tuple[float, float, float]]] = {}
         for run in runs:
@@ -540,7 +545,7 @@ def generatorEvidence(runs: list[dict[str, Any]]) -> str:
             rate = statistics.median(v[0] for v in values)
             cpu = statistics.median(v[1] for v in values)
             core = statistics.median(v[2] for v in values)
-            parts.append(f"{peer} {rate / 1000:.0f}k/s (generator process {cpu:.0%}, its core {core:.0%} busy)")
+            parts.append(f"{peer} {rate / 1000:.0f}k/s (generator {cpu:.0%} of a core; core {core:.0%} busy in all)")
         lines.append(f"  {group} {scenario}: " + ", ".join(parts))
     return "\n".join(lines)
 
@@ -548,11 +553,14 @@ def generatorEvidence(runs: list[dict[str, Any]]) -> str:
 # -- profiling -----------------------------------------------------------------
 
 
-def collapsedSummary(path: str, top: int = 25) -> str:
+def collapsedSummary(path: str, top: int = 22) -> str:
     """
-    Self and inclusive time per function from py-spy's collapsed stacks.
+    Self and inclusive time per function from py-spy's collapsed stacks,
+    plus self time per source line (where a system call shows up as the
+    line that makes it, e.g. C{untilConcludes} around C{socket.send}).
     """
-    selfTime: dict[str, int] = {}
+    selfLines: dict[str, int] = {}
+    selfFunctions: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
     with open(path) as f:
@@ -563,15 +571,20 @@ def collapsedSummary(path: str, top: int = 25) -> str:
             n = int(count)
             total += n
             frames = [re.sub(r" \(.*/(site-packages|lib/python3\.\d+)/", " (", frame) for frame in stack.split(";")]
-            selfTime[frames[-1]] = selfTime.get(frames[-1], 0) + n
-            for frame in set(frames):
-                inclusive[frame] = inclusive.get(frame, 0) + n
-    out = [f"{total} samples", "", "self time:"]
-    for frame, n in sorted(selfTime.items(), key=lambda kv: -kv[1])[:top]:
-        out.append(f"  {100 * n / total:5.1f}%  {frame}")
-    out += ["", "inclusive time:"]
-    for frame, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
-        out.append(f"  {100 * n / total:5.1f}%  {frame}")
+            functions = [re.sub(r":\d+\)$", ")", frame) for frame in frames]
+            selfLines[frames[-1]] = selfLines.get(frames[-1], 0) + n
+            selfFunctions[functions[-1]] = selfFunctions.get(functions[-1], 0) + n
+            for function in set(functions):
+                inclusive[function] = inclusive.get(function, 0) + n
+    out = [f"{total} samples (only while the server runs Python or is in a system call; idle waits excluded)"]
+    for title, table in (
+        ("self time by function", selfFunctions),
+        ("self time by line", selfLines),
+        ("inclusive time by function", inclusive),
+    ):
+        out += ["", f"{title}:"]
+        for frame, n in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            out.append(f"  {100 * n / total:5.1f}%  {frame}")
     return "\n".join(out)
 
 

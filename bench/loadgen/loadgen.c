@@ -61,6 +61,7 @@ static struct {
     int size, pipeline, window;
     long maxInflight;
     int pid;
+    int sources;  /* >1: connection i binds to 127.0.0.(2 + i % sources), for more than ~28k connections */
     int baselineAfter;
     double connectTimeout, drainTimeout;
     int verbose;
@@ -477,6 +478,13 @@ static void connStart(Conn *c) {
     if (fd < 0) die("socket: %s (raise the open-file limit)", strerror(errno));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (opt.sources > 1) {
+        /* one source address has only ip_local_port_range ports (~28k) toward one server port */
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7F000002u + c->idx % (uint32_t)opt.sources);
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("bind to a source address: %s", strerror(errno));
+    }
     c->fd = fd;
     c->state = ST_CONNECTING;
     inflightConnects++;
@@ -793,7 +801,11 @@ static int drain(uint64_t wantB, uint64_t wantU) {
 }
 
 static void runFanout(void) {
-    int window = opt.window > 0 ? opt.window : (opt.connections >= 65536 ? 2 : 65536 / opt.connections);
+    /* at most 4 MiB of messages in flight over all connections (65,536
+     * deliveries of 64 bytes): deep enough to keep any server busy, far
+     * below any slow-consumer limit whatever the message size */
+    long perBroadcast = (long)opt.connections * opt.size;
+    int window = opt.window > 0 ? opt.window : (int)((4L << 20) / perBroadcast);
     if (window < 2) window = 2;
     beginScenario("fanout");
     for (int i = 0; i < opt.connections; i++) conns[i].lastB = bseq;
@@ -837,6 +849,9 @@ static void runUnicast(const char *name, double rate) {
     uint64_t n = (uint64_t)opt.connections;
     uint64_t t0 = nowNs(), tm = t0 + (uint64_t)(opt.warmup * 1e9), tend = tm + (uint64_t)(opt.duration * 1e9);
     uint64_t interval = rate > 0 ? (uint64_t)(1e9 / rate) : 0;
+    /* answered but not yet received: bounded in count and, for big messages, to 64 MiB */
+    uint64_t maxInflight = (uint64_t)opt.maxInflight;
+    if (maxInflight > (64ull << 20) / (uint64_t)opt.size) maxInflight = (64ull << 20) / (uint64_t)opt.size;
     Snap a = {0}, b;
     for (;;) {
         uint64_t now = nowNs();
@@ -854,7 +869,7 @@ static void runUnicast(const char *name, double rate) {
             pump(next > now ? next - now : 0);
         } else {
             uint64_t inflight = (line.ok - startOk) + lineOutstanding() - (cnt.deliveredU - startU);
-            while (lineOutstanding() < (size_t)opt.pipeline && inflight < (uint64_t)opt.maxInflight) {
+            while (lineOutstanding() < (size_t)opt.pipeline && inflight < maxInflight) {
                 lineQueue(0, (uint32_t)(rnd() % n), ++useq, nowNs());
                 sent++;
                 inflight++;
@@ -1051,7 +1066,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port P --push-port P --stats-port P [--key K] [-n N] [--scenarios fanout,unicast-max,unicast-rate,idle]\n"
             "               [--warmup S] [--duration S] [--rate R] [--size B] [--pipeline K] [--window W] [--conc C]\n"
-            "               [--pid PID] [--baseline-after N] [--hold S] [--host H]\n"
+            "               [--pid PID] [--baseline-after N] [--hold S] [--host H] [--drain-timeout S]\n"
+            "               [--sources K]   (bind to 127.0.0.2..K+1: beyond ~28k connections)\n"
             "       loadgen --selftest\n");
     exit(2);
 }
@@ -1084,6 +1100,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--pid")) opt.pid = atoi(v);
         else if (!strcmp(a, "--baseline-after")) opt.baselineAfter = atoi(v);
         else if (!strcmp(a, "--connect-timeout")) opt.connectTimeout = atof(v);
+        else if (!strcmp(a, "--drain-timeout")) opt.drainTimeout = atof(v);
+        else if (!strcmp(a, "--sources")) opt.sources = atoi(v);
         else usage();
     }
     if (!opt.port || !opt.pushPort || !opt.statsPort || opt.connections < 1) usage();
