@@ -20,6 +20,7 @@ The command line::
     realtime-push online uid1 uid2                       # exit 0 if any is online, else 1
     realtime-push stats
     realtime-push sign uid1 --secret S --ttl 3600        # a first packet for verify=hmac
+    realtime-push subscribe news:sport --since 9f3a:41   # JSON lines until ^C (loads Twisted)
 
 ``--url`` defaults to C{$REALTIME_API_URL} or C{http://127.0.0.1:8081},
 ``--api-key`` to C{$REALTIME_API_KEY}, else the file C{realtime-api.key} in
@@ -46,6 +47,7 @@ __all__ = ["HttpPushClient", "LinePushClient", "PushError", "signFirstPacket", "
 
 DEFAULT_URL = "http://127.0.0.1:8081"
 DEFAULT_LINE = "127.0.0.1:5678"
+DEFAULT_WS_URL = "ws://127.0.0.1:8080/ws"
 API_KEY_FILE = "realtime-api.key"
 
 
@@ -328,6 +330,11 @@ def _parser() -> argparse.ArgumentParser:
     sign.add_argument("uid", metavar="UID")
     sign.add_argument("--secret", required=True)
     sign.add_argument("--ttl", type=int, default=3600, help="seconds it stays valid (default %(default)s)")
+    sub = commands.add_parser("subscribe", help="print each message of CHANNELs as a JSON line until interrupted")
+    sub.add_argument("channels", nargs="+", metavar="CHANNEL")
+    sub.add_argument("--url", dest="wsUrl", metavar="URL", default=DEFAULT_WS_URL, help="default %(default)s")
+    sub.add_argument("--since", metavar="EPOCH:OFFSET", help="resume from this position (one CHANNEL only)")
+    sub.add_argument("--first-message", metavar="UID", help="sent first on each connection (uid-first-packet auth)")
     return parser
 
 
@@ -393,7 +400,14 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2
     try:
-        return _run(args, out)
+        return _subscribe(args, out, err) if args.command == "subscribe" else _run(args, out)
     except (PushError, ValueError, OSError) as e:
         print(f"realtime-push: error: {e}", file=err)
         return 2
+
+
+def _subscribe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``subscribe``, the one command that needs Twisted, imports it only here: this module stays stdlib-only."""
+    from realtime.subscriber import follow
+
+    return follow(args.wsUrl, args.channels, args.since, args.first_message, out, err)
