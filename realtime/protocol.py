@@ -39,6 +39,7 @@ from realtime.values import (
     Refuse,
     Reply,
 )
+from realtime.writer import TurnWriter, sendNow
 
 #: how many messages a client may send while its first message is still being
 #: checked by an asynchronous authenticator; they are handled, in order, once
@@ -103,6 +104,7 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
     _pauseTimeout: Timeout | None = None
     _dropped = False
     _held: list[Frame] | None = None
+    _outgoing: list[bytes] | None = None
     subscriptions: dict[str, Any] | None = None
 
     # -- handshake -----------------------------------------------------------
@@ -269,8 +271,37 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
             if self._pausedBytes > self.factory.maxQueuedBytes:
                 self._dropSlowConsumer()
                 return False
-        self.transport.write(frame.wire)
+        self.factory.writer.write(self, frame.wire)
         return True
+
+    # -- writing: one send per connection per reactor turn ---------------------
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """
+        Everything Autobahn writes (handshake responses, replies, pongs,
+        close frames) joins the frames of this turn, in order.
+        """
+        if sync or chopsize:
+            self.flushOutgoing()
+            WebSocketServerProtocol.sendData(self, data, sync, chopsize)
+        else:
+            self.factory.writer.write(self, data)
+
+    def flushOutgoing(self) -> None:
+        """
+        Send what this turn queued, with one write.
+        """
+        outgoing, self._outgoing = self._outgoing, None
+        if outgoing and self.transport is not None:
+            sendNow(self.transport, outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        """
+        What is queued goes out before the transport closes (an abort then
+        discards whatever the kernel did not take at once).
+        """
+        self.flushOutgoing()
+        WebSocketServerProtocol._closeConnection(self, abort)
 
     def isOpen(self) -> bool:
         """
@@ -354,6 +385,7 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
         """
         Leave every index and cancel every timer this connection owns.
         """
+        self._outgoing = None
         if self._authTimeout is not None:
             self._authTimeout.cancel()
             self._authTimeout = None
@@ -381,6 +413,7 @@ class RealtimeServerFactory(WebSocketServerFactory):
         hub: Hub,
         fanout: Fanout,
         wheel: TimeoutWheel,
+        writer: TurnWriter,
         *,
         server: str = "realtime",
         maxQueuedBytes: int = 4 * 1024 * 1024,
@@ -394,6 +427,7 @@ class RealtimeServerFactory(WebSocketServerFactory):
         self.registry = hub.registry
         self.fanout = fanout
         self.wheel = wheel
+        self.writer = writer
         self.maxQueuedBytes = maxQueuedBytes
         self.slowConsumerTimeout = slowConsumerTimeout
         self._sessionPrefix = sessionPrefix

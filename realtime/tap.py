@@ -36,6 +36,7 @@ from realtime.timers import TimeoutWheel
 from realtime.values import OfflineLimits
 from realtime.web.front import FrontFactory
 from realtime.web.site import buildWebSite
+from realtime.writer import TurnWriter
 
 __all__ = ["Options", "makeService"]
 
@@ -233,6 +234,7 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
         hub,
         fanout,
         wheel,
+        TurnWriter(reactor),
         maxQueuedBytes=options["max-queued-bytes"],
         sessionPrefix=secrets.token_hex(3) + ".",
     )

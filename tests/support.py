@@ -21,6 +21,7 @@ from realtime.namespaces import NamespaceRules
 from realtime.protocol import RealtimeServerFactory
 from realtime.registry import SessionRegistry
 from realtime.timers import TimeoutWheel
+from realtime.writer import TurnWriter
 
 PEER = IPv4Address("TCP", "127.0.0.1", 50000)
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -147,7 +148,14 @@ def buildFactory(
         framing = strategy.framePush if IPushFraming.providedBy(strategy) else None
         hub = buildHub(reactor, offline=None, framePush=framing)
     factory = RealtimeServerFactory(
-        authenticator, strategy, hub, hub.broker.fanout, TimeoutWheel(reactor), sessionPrefix="t.", **kw
+        authenticator,
+        strategy,
+        hub,
+        hub.broker.fanout,
+        TimeoutWheel(reactor),
+        TurnWriter(reactor),
+        sessionPrefix="t.",
+        **kw,
     )
     factory.setProtocolOptions(failByDrop=False)
     return factory

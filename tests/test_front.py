@@ -62,6 +62,7 @@ class FrontTests(SynchronousTestCase):
         self.proto.dataReceived(data[:20])
         self.assertEqual(self.transport.value(), b"")
         self.proto.dataReceived(data[20:] + clientFrame(b"ping me"))
+        self.clock.advance(0)
         self.assertIsInstance(self.transport.protocol, RealtimeServerProtocol)
         head, rest = splitResponse(self.transport.value())
         self.assertTrue(head.startswith(b"HTTP/1.1 101"))

@@ -83,9 +83,11 @@ class ProtocolTestCase(SynchronousTestCase):
         transport = TolerantTransport()
         proto.makeConnection(transport)
         proto.dataReceived(request or handshake())
+        self.clock.advance(0)
         return proto, transport
 
     def opened(self, transport: TolerantTransport) -> list[tuple[int, bytes]]:
+        self.clock.advance(0)
         head, rest = splitResponse(transport.value())
         self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
         return serverFrames(rest)
@@ -94,6 +96,7 @@ class ProtocolTestCase(SynchronousTestCase):
         """
         Frames written since the last call.
         """
+        self.clock.advance(0)
         data = transport.value()
         transport.clear()
         if data.startswith(b"HTTP/1.1"):
