@@ -588,7 +588,7 @@ def collapsedSummary(path: str, top: int = 22) -> str:
     return "\n".join(out)
 
 
-def profile(duration: float, stamp: str) -> None:
+def profile(duration: float, stamp: str, scenarios: tuple[str, ...] = ("fanout", "unicast-max")) -> None:
     """
     Profile our server with py-spy during the fan-out and unicast-max
     scenarios at 10,000 connections: a flame graph (SVG) and collapsed stacks
@@ -597,7 +597,7 @@ def profile(duration: float, stamp: str) -> None:
     pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(pyspy):
         raise SystemExit("py-spy is not installed: pip install py-spy (into the server's environment)")
-    for scenario in ("fanout", "unicast-max"):
+    for scenario in scenarios:
         running = Ours().start()
         try:
             window = 2 * duration + 4
@@ -645,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", help="comma-separated groups to run (fanout-1k,load-10k,idle)")
     parser.add_argument("--capacity", type=int, help="connections held in the idle group (default: fd limit - 1000)")
     parser.add_argument("--profile", action="store_true", help="py-spy our server instead of comparing peers")
+    parser.add_argument(
+        "--profile-scenarios", default="fanout,unicast-max", help="scenarios to profile (fanout,unicast-max,idle)"
+    )
     parser.add_argument("--verbose", action="store_true", help="show the generator's progress")
     parser.add_argument(
         "--nice",
@@ -661,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     build()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     if args.profile:
-        profile(10.0, stamp)
+        profile(10.0, stamp, tuple(args.profile_scenarios.split(",")))
         return 0
 
     quick = args.quick

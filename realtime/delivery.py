@@ -109,6 +109,19 @@ class Fanout:
         self._schedule()
         return job.deferred
 
+    def deliverNow(self, sessions: Sequence[ISession], frame: Frame) -> int | None:
+        """
+        Like L{deliver}, synchronously: the count, or C{None} (and nothing
+        written) when the delivery would have to wait its turn or be chunked.
+        """
+        if self._jobs or len(sessions) > self.chunkSize:
+            return None
+        count = 0
+        for session in sessions:
+            if session.sendPrepared(frame):
+                count += 1
+        return count
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True

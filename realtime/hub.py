@@ -104,6 +104,24 @@ class Hub:
             d.addCallback(self.offline.queueMissing, envelope.payload, envelope.isBinary)
         return d
 
+    def publishNow(self, envelope: Envelope) -> PushResult | None:
+        """
+        L{publish} without Deferreds where the answer needs no waiting: a
+        push to uids that all have a connection here (or with no offline
+        queue), or to everyone.  C{None}, with nothing done, otherwise.
+        """
+        target = envelope.target
+        fast = getattr(self.broker, "publishNow", None)
+        if fast is None or isinstance(target, ToChannel):
+            return None
+        if self.offline is not None and isinstance(target, ToUids):
+            sessionsOf = self.registry.sessionsOf
+            for uid in target.uids:
+                if not sessionsOf(uid):
+                    return None
+        payload, isBinary = self._frame(envelope.payload, envelope.isBinary)
+        return fast(Envelope(target, payload, isBinary))
+
     def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
         """
         Append C{data} (JSON text) to the channel's history if it keeps one,

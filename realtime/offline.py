@@ -28,6 +28,10 @@ from realtime.values import Envelope, OfflineLimits, PushResult, ToUids
 #: how often, at most, a connecting uid's "seen" time is written
 SEEN_REFRESH = 3600.0
 
+#: seconds connections' "seen" times are collected before being written
+#: together: a connection costs the store nothing by itself
+SEEN_FLUSH_DELAY = 1.0
+
 Framing = Callable[[bytes, bool], "tuple[bytes, bool]"]
 
 
@@ -106,6 +110,8 @@ class OfflineQueues:
         self._serial = KeyedSerializer()
         self.queued = self.refused = self.delivered = 0
         self._seen: dict[str, float] = {}
+        self._unsaved: dict[str, float] = {}
+        self._saving: Any = None
         # uids with pushes waiting; None until the store answered, while
         # which every connecting uid is drained and every uid queued is
         # remembered apart to be added to the store's answer
@@ -140,12 +146,34 @@ class OfflineQueues:
             if len(self._seen) > 1_000_000:
                 self._seen.clear()
             self._seen[uid] = now
-            self._store.markSeen(uid, now).addErrback(lambda f: self.log.failure("recording {uid} failed", f, uid=uid))
+            self._unsaved[uid] = now
+            if self._saving is None:
+                self._saving = self._reactor.callLater(SEEN_FLUSH_DELAY, self.saveSeen)
         # a push being queued for this uid right now is in the serializer:
         # drain after it, or it would wait for the next connection
         if self._waiting is None or uid in self._waiting or uid in self._serial:
             session.holdDeliveries()
             self._serial.run(uid, lambda: self._drain(session)).addErrback(self._ebDrain, session)
+
+    def saveSeen(self) -> None:
+        """
+        Write the uids that connected since the last call, in one turn (so
+        the store commits them together).
+        """
+        self._saving = None
+        unsaved, self._unsaved = self._unsaved, {}
+        for uid, when in unsaved.items():
+            self._store.markSeen(uid, when).addErrback(
+                lambda f, uid=uid: self.log.failure("recording {uid} failed", f, uid=uid)
+            )
+
+    def stop(self) -> None:
+        """
+        Write what is unsaved now (at shutdown, before the store closes).
+        """
+        if self._saving is not None and self._saving.active():
+            self._saving.cancel()
+        self.saveSeen()
 
     def _drain(self, session: ISession) -> Deferred[None]:
         if not session.isOpen():

@@ -41,6 +41,23 @@ from realtime.values import (
 )
 from realtime.writer import TurnWriter, sendNow
 
+#: seconds an asynchronous authenticator may take to decide a handshake
+HANDSHAKE_TIMEOUT = 10.0
+
+#: what Autobahn keeps of the opening handshake, not needed once the
+#: connection is authenticated: dropped to keep an idle connection small
+HANDSHAKE_ATTRIBUTES = (
+    "http_headers",
+    "http_request_data",
+    "http_response_data",
+    "http_status_line",
+    "http_request_uri",
+    "http_request_params",
+    "websocket_protocols",
+    "websocket_extensions",
+    "_wskey",
+)
+
 #: how many messages a client may send while its first message is still being
 #: checked by an asynchronous authenticator; they are handled, in order, once
 #: it is accepted
@@ -117,10 +134,23 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
         self.handshake = handshakeRequest(request, getattr(self.transport.getPeer(), "host", ""))
         decision = self.factory.authenticator.checkHandshake(self.handshake)
         if isinstance(decision, Deferred):
+            # Autobahn's own handshake timer is off (the front port already
+            # read the whole head); a slow authenticator gets this one
+            self._authTimeout = self.factory.wheel.schedule(HANDSHAKE_TIMEOUT, self._handshakeTimedOut)
             return decision.addCallback(self._handshakeDecided)
         return self._handshakeDecided(decision)
 
+    def _handshakeTimedOut(self) -> None:
+        self._authTimeout = None
+        self.factory.countAuthFailure("handshake timeout")
+        self.failHandshake("authentication took too long", 503)
+
     def _handshakeDecided(self, decision: object) -> str | None:
+        if self._authTimeout is not None:
+            self._authTimeout.cancel()
+            self._authTimeout = None
+        elif self.state != WebSocketServerProtocol.STATE_CONNECTING:
+            raise ConnectionDeny(503, "authentication took too long")
         if isinstance(decision, Accept):
             self.identity = decision.identity
             self.uid = decision.identity.uid
@@ -151,8 +181,14 @@ class RealtimeServerProtocol(WebSocketServerProtocol):
             self._join()
 
     def _join(self) -> None:
+        self._forgetHandshake()
         self._registered = True
         self.factory.sessionOpened(self)
+
+    def _forgetHandshake(self) -> None:
+        self.handshake = None
+        for name in HANDSHAKE_ATTRIBUTES:
+            self.__dict__.pop(name, None)
 
     def _authTimedOut(self) -> None:
         self._authTimeout = None
@@ -435,6 +471,39 @@ class RealtimeServerFactory(WebSocketServerFactory):
         self.authFailures: dict[str, int] = {}
         self.slowConsumers = 0
         self.openedSessions = 0
+
+    _configured: type | None = None
+
+    def setProtocolOptions(self, **options: Any) -> None:
+        """
+        Autobahn's, then forget the configured protocol class.
+        """
+        WebSocketServerFactory.setProtocolOptions(self, **options)
+        self._configured = None
+
+    def buildProtocol(self, addr: Any) -> RealtimeServerProtocol:
+        """
+        A protocol of a class that carries this factory's options itself.
+
+        Autobahn copies some 30 options from the factory into every
+        protocol instance (and pretty-prints them, for a debug log that is
+        off); a subclass holding them as class attributes makes both
+        unnecessary: less memory per idle connection, faster handshakes.
+        """
+        configured = self._configured
+        if configured is None:
+            names = WebSocketServerProtocol.CONFIG_ATTRS
+            # a function stored on a class would become a method: keep
+            # callables (perMessageCompressionAccept) plain
+            attributes: dict[str, Any] = {
+                name: staticmethod(value) if callable(value) else value
+                for name, value in ((name, getattr(self, name)) for name in names)
+            }
+            attributes["CONFIG_ATTRS"] = ()
+            configured = self._configured = type(self.protocol.__name__, (self.protocol,), attributes)
+        protocol = configured()
+        protocol.factory = self
+        return protocol
 
     def nextSessionId(self) -> str:
         """

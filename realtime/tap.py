@@ -103,8 +103,9 @@ class StoreService(Service):
     the store after everything else has stopped.
     """
 
-    def __init__(self, store: IMessageStore, reactor: Any, interval: float = 60.0) -> None:
+    def __init__(self, store: IMessageStore, reactor: Any, hub: Hub, interval: float = 60.0) -> None:
         self._store = store
+        self._hub = hub
         self._reactor = reactor
         self._prune = LoopingCall(self._pruneNow)
         self._prune.clock = reactor
@@ -129,6 +130,8 @@ class StoreService(Service):
         Service.stopService(self)
         if self._prune.running:
             self._prune.stop()
+        if self._hub.offline is not None:
+            self._hub.offline.stop()
         return self._store.close()
 
 
@@ -245,12 +248,15 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
         autoPingInterval=ping,
         autoPingTimeout=ping,
         failByDrop=False,
+        # the front port reads the whole request head (under its own
+        # timeout) before Autobahn sees it; slow authenticators have theirs
+        openHandshakeTimeout=0,
         perMessageCompressionAccept=acceptDeflate,
         allowedOrigins=options["allowed-origin"] or ["*"],
     )
 
     top = MultiService()
-    StoreService(store, reactor).setServiceParent(top)
+    StoreService(store, reactor, hub).setServiceParent(top)
     SessionsService(reactor, registry, wheel).setServiceParent(top)
     front = FrontFactory(factory, buildWebSite(factory, reactor), wheel)
     Listener(reactor, "port", options["port"], front).setServiceParent(top)

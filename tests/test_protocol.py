@@ -169,6 +169,46 @@ class HandshakeTests(ProtocolTestCase):
         self.assertEqual(len(self.registry.sessionsOf("late")), 1)
 
 
+class SlowHandshakeTests(ProtocolTestCase):
+    """
+    An authenticator that does not answer in time is answered for it.
+    """
+
+    def test_timeout(self) -> None:
+        """
+        After C{HANDSHAKE_TIMEOUT} the client gets a 503; a late answer
+        changes nothing.
+        """
+        from realtime.protocol import HANDSHAKE_TIMEOUT
+
+        d: Deferred[object] = Deferred()
+        self.serve(ScriptedAuthenticator(d), EchoStrategy())
+        proto, transport = self.connect()
+        self.clock.advance(HANDSHAKE_TIMEOUT + 1)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 503 authentication took too long"), transport.value())
+        transport.clear()
+        d.callback(Accept(Identity("late")))
+        self.clock.advance(0)
+        self.assertNotIn(b"101", transport.value())
+        self.assertEqual(len(self.registry), 0)
+        self.assertEqual(self.factory.authFailures, {"handshake timeout": 1})
+
+    def test_handshakeForgotten(self) -> None:
+        """
+        Once authenticated, what only the handshake needed is dropped.
+        """
+        from realtime.protocol import HANDSHAKE_ATTRIBUTES
+
+        self.serve(AnonymousAuthenticator(), EchoStrategy())
+        proto, transport = self.connect()
+        self.assertIsNone(proto.handshake)
+        for name in HANDSHAKE_ATTRIBUTES:
+            self.assertNotIn(name, proto.__dict__)
+        self.assertNotIn("maxMessagePayloadSize", proto.__dict__)
+        self.assertEqual(proto.maxMessagePayloadSize, self.factory.maxMessagePayloadSize)
+        self.assertIs(proto.perMessageCompressionAccept, self.factory.perMessageCompressionAccept)
+
+
 class FirstMessageTests(ProtocolTestCase):
     """
     First-message authentication: nothing else is accepted until it decides,

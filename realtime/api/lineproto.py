@@ -264,6 +264,18 @@ class LinePushProtocol(LineReceiver):
             return
         factory = self.factory
         factory.pushes += 1
+        if not self._pending and factory.publishNow is not None:
+            # the common case, answered at once: no Deferreds per push
+            try:
+                result = factory.publishNow(Envelope(target, line, False))
+            except Exception:
+                self.log.failure("line port push failed")
+                factory.errors += 1
+                self.sendLine(_INTERNAL)
+                return
+            if result is not None:
+                self.sendLine(self._cbPublished(result))
+                return
         slot: list[bytes | None] = [None]
         self._pending.append(slot)
         if len(self._pending) >= MAX_PENDING:
@@ -371,6 +383,8 @@ class LinePushFactory(Factory):
             line ending; longer lines are answered with an error and skipped.
         """
         self.broker = broker
+        #: the broker's synchronous fast path, if it has one (L{Hub.publishNow})
+        self.publishNow = getattr(broker, "publishNow", None)
         self.maxLineLength = maxLineLength
         self.pushes = 0
         self.delivered = 0

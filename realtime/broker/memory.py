@@ -59,6 +59,27 @@ class MemoryBroker:
             raise TypeError(f"unknown target {target!r}")
         return self.fanout.deliver(sessions, frame).addCallback(PushResult)
 
+    def publishNow(self, envelope: Envelope) -> PushResult | None:
+        """
+        L{publish} without Deferreds, for the line port's hot path: the
+        result, or C{None} (and nothing delivered) when the delivery must
+        wait for a chunked one before it.
+        """
+        target = envelope.target
+        registry = self.registry
+        fanout = self.fanout
+        if isinstance(target, ToUids):
+            audiences = [(uid, registry.sessionsOf(uid)) for uid in dict.fromkeys(target.uids)]
+            if fanout.pending or sum(len(s) for _, s in audiences) > fanout.chunkSize:
+                return None
+            frame = Frame(envelope.payload, envelope.isBinary)
+            uids = {uid: fanout.deliverNow(sessions, frame) or 0 for uid, sessions in audiences}
+            return PushResult(sum(uids.values()), uids)
+        if isinstance(target, ToAll):
+            count = fanout.deliverNow(registry.allSessions(), Frame(envelope.payload, envelope.isBinary))
+            return None if count is None else PushResult(count)
+        return None
+
     def connectionCount(self, uid: str) -> Deferred[int]:
         """
         How many sessions C{uid} holds here.
