@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
+from itertools import islice
 from typing import Sequence
 
 from twisted.internet.defer import Deferred, succeed
@@ -128,23 +129,50 @@ class Fanout:
             self._reactor.callLater(0, self._runChunk)
 
     def _runChunk(self) -> None:
+        """
+        Write up to C{chunkSize} sessions' worth of the waiting deliveries.
+
+        Deliveries waiting one after the other for the same audience (the
+        same snapshot, at the same position: broadcasts between two
+        connects) are written together, all their frames to one session
+        before the next, so each session's frames leave in one send().
+        """
         self._scheduled = False
         budget = self.chunkSize
         jobs = self._jobs
         while jobs and budget > 0:
-            job = jobs[0]
-            sessions = job.sessions
-            frame = job.frame
-            end = min(job.position + budget, len(sessions))
-            count = 0
-            for i in range(job.position, end):
-                if sessions[i].sendPrepared(frame):
-                    count += 1
-            budget -= end - job.position
-            job.position = end
-            job.count += count
+            head = jobs[0]
+            sessions = head.sessions
+            start = head.position
+            group = [head]
+            for job in islice(jobs, 1, None):
+                if job.sessions is not sessions or job.position != start:
+                    break
+                group.append(job)
+            end = min(start + budget, len(sessions))
+            if len(group) == 1:
+                frame = head.frame
+                count = 0
+                for i in range(start, end):
+                    if sessions[i].sendPrepared(frame):
+                        count += 1
+                head.count += count
+            else:
+                frames = [job.frame for job in group]
+                counts = [0] * len(group)
+                for i in range(start, end):
+                    session = sessions[i]
+                    for k, frame in enumerate(frames):
+                        if session.sendPrepared(frame):
+                            counts[k] += 1
+                for job, count in zip(group, counts, strict=True):
+                    job.count += count
+            budget -= end - start
+            for job in group:
+                job.position = end
             if end == len(sessions):
-                jobs.popleft()
-                job.deferred.callback(job.count)
+                for job in group:
+                    jobs.popleft()
+                    job.deferred.callback(job.count)
         if jobs:
             self._schedule()

@@ -21,10 +21,14 @@ class SessionRegistry:
     Sessions by id and by uid, in the order they joined.
     """
 
-    __slots__ = ("_byId", "_byUid", "_channels", "_present")
+    __slots__ = ("_byId", "_byUid", "_channels", "_present", "_all")
 
     def __init__(self) -> None:
         self._byId: dict[str, ISession] = {}
+        # the snapshot allSessions() hands out, until sessions change: many
+        # broadcasts between two connects share it, which lets the fan-out
+        # write their frames to each session together
+        self._all: tuple[ISession, ...] | None = None
         self._byUid: dict[str, list[ISession]] = {}
         # channel -> subscriptions (an insertion-ordered set)
         self._channels: dict[str, dict[Any, None]] = {}
@@ -38,6 +42,7 @@ class SessionRegistry:
         if session.sessionId in self._byId:
             return
         self._byId[session.sessionId] = session
+        self._all = None
         peers = self._byUid.get(session.uid)
         if peers is None:
             self._byUid[session.uid] = [session]
@@ -51,6 +56,7 @@ class SessionRegistry:
         if self._byId.get(session.sessionId) is not session:
             return
         del self._byId[session.sessionId]
+        self._all = None
         peers = self._byUid[session.uid]
         if len(peers) == 1:
             del self._byUid[session.uid]
@@ -73,9 +79,11 @@ class SessionRegistry:
 
     def allSessions(self) -> Collection[ISession]:
         """
-        Every session, as a snapshot.
+        Every session, as a snapshot (the same object until sessions change).
         """
-        return tuple(self._byId.values())
+        if self._all is None:
+            self._all = tuple(self._byId.values())
+        return self._all
 
     def uids(self) -> Collection[str]:
         """

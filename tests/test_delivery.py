@@ -123,3 +123,20 @@ class FanoutTests(SynchronousTestCase):
         sessions[14].open = False
         self.clock.advance(0)
         self.assertEqual(self.successResultOf(d), 14)
+
+    def test_sameAudienceTogether(self) -> None:
+        """
+        Deliveries waiting for the same audience are written together: each
+        session gets all their frames in the same reactor turn, in order.
+        """
+        sessions = tuple(FakeSession(str(i)) for i in range(25))
+        ds = [self.fanout.deliver(sessions, Frame(b"m%d" % n)) for n in range(3)]
+        other = self.fanout.deliver(tuple(sessions[:5]), Frame(b"other"))
+        self.clock.advance(0)
+        self.assertEqual([len(s.sent) for s in sessions[:12]], [3] * 10 + [0, 0])
+        for _ in range(3):
+            self.clock.advance(0)
+        self.assertEqual([self.successResultOf(d) for d in ds], [25, 25, 25])
+        self.assertEqual(self.successResultOf(other), 5)
+        self.assertEqual(sessions[0].sent, [(b"m0", False), (b"m1", False), (b"m2", False), (b"other", False)])
+        self.assertEqual(sessions[24].sent, [(b"m0", False), (b"m1", False), (b"m2", False)])

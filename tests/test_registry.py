@@ -83,3 +83,19 @@ class SessionRegistryTests(SynchronousTestCase):
         for s in registry.allSessions():
             registry.discard(s)
         self.assertEqual(len(registry), 0)
+
+    def test_snapshotShared(self) -> None:
+        """
+        C{allSessions} hands out the same snapshot until sessions change.
+        """
+        registry = SessionRegistry()
+        a, b = FakeSession("u", "a"), FakeSession("v", "b")
+        registry.add(a)
+        first = registry.allSessions()
+        self.assertIs(registry.allSessions(), first)
+        registry.add(b)
+        second = registry.allSessions()
+        self.assertIsNot(second, first)
+        self.assertEqual(second, (a, b))
+        registry.discard(a)
+        self.assertEqual(registry.allSessions(), (b,))
