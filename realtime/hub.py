@@ -60,6 +60,7 @@ class Hub:
             if offline is not None and store is not None
             else None
         )
+        self._brokerNow = getattr(broker, "publishNow", None)
         self.channels = ChannelRequests(reactor, registry, broker, store, rules, self.publishToChannel, authorizer)
 
     def _frame(self, payload: bytes, isBinary: bool) -> tuple[bytes, bool]:
@@ -111,15 +112,17 @@ class Hub:
         queue), or to everyone.  C{None}, with nothing done, otherwise.
         """
         target = envelope.target
-        fast = getattr(self.broker, "publishNow", None)
-        if fast is None or isinstance(target, ToChannel):
+        fast = self._brokerNow
+        if fast is None or type(target) is ToChannel:
             return None
-        if self.offline is not None and isinstance(target, ToUids):
-            sessionsOf = self.registry.sessionsOf
+        if self.offline is not None and type(target) is ToUids:
+            hasSessions = self.registry.hasSessions
             for uid in target.uids:
-                if not sessionsOf(uid):
+                if not hasSessions(uid):
                     return None
-        payload, isBinary = self._frame(envelope.payload, envelope.isBinary)
+        if self._framePush is None:
+            return fast(envelope)
+        payload, isBinary = self._framePush(envelope.payload, envelope.isBinary)
         return fast(Envelope(target, payload, isBinary))
 
     def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:

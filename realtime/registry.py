@@ -77,6 +77,12 @@ class SessionRegistry:
         peers = self._byUid.get(uid)
         return tuple(peers) if peers else ()
 
+    def hasSessions(self, uid: str) -> bool:
+        """
+        Whether C{uid} holds a session (no snapshot made).
+        """
+        return uid in self._byUid
+
     def allSessions(self) -> Collection[ISession]:
         """
         Every session, as a snapshot (the same object until sessions change).

@@ -32,6 +32,8 @@ class SessionRegistryTests(SynchronousTestCase):
         self.assertEqual(registry.sessionsOf("u1"), (a, b))
         self.assertEqual(registry.sessionsOf("u2"), (c,))
         self.assertEqual(registry.sessionsOf("nobody"), ())
+        self.assertTrue(registry.hasSessions("u1"))
+        self.assertFalse(registry.hasSessions("nobody"))
         self.assertEqual(len(registry), 3)
         self.assertEqual(registry.uidCount(), 2)
         self.assertIs(registry.get("b"), b)

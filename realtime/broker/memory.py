@@ -68,6 +68,17 @@ class MemoryBroker:
         target = envelope.target
         registry = self.registry
         fanout = self.fanout
+        if type(target) is ToUids and len(target.uids) == 1:
+            # one uid (nearly every push): no intermediate collections
+            if fanout.pending:
+                return None
+            uid = target.uids[0]
+            frame = Frame(envelope.payload, envelope.isBinary)
+            count = 0
+            for session in registry.sessionsOf(uid):
+                if session.sendPrepared(frame):
+                    count += 1
+            return PushResult(count, {uid: count})
         if isinstance(target, ToUids):
             audiences = [(uid, registry.sessionsOf(uid)) for uid in dict.fromkeys(target.uids)]
             if fanout.pending or sum(len(s) for _, s in audiences) > fanout.chunkSize:
