@@ -75,6 +75,8 @@ class Fanout:
     """
     Writes frames to sessions, at most C{chunkSize} writes per reactor turn
     once a delivery is too large to finish at once.
+
+    @ivar delivered: frames sessions accepted, in all (for the metrics).
     """
 
     log = Logger()
@@ -84,6 +86,7 @@ class Fanout:
         self.chunkSize = chunkSize
         self._jobs: deque[_Job] = deque()
         self._scheduled = False
+        self.delivered = 0
 
     @property
     def pending(self) -> int:
@@ -103,6 +106,7 @@ class Fanout:
             for session in sessions:
                 if session.sendPrepared(frame):
                     count += 1
+            self.delivered += count
             return succeed(count)
         job = _Job(sessions, frame)
         self._jobs.append(job)
@@ -130,6 +134,7 @@ class Fanout:
             budget -= end - job.position
             job.position = end
             job.count += count
+            self.delivered += count
             if end == len(sessions):
                 jobs.popleft()
                 job.deferred.callback(job.count)
