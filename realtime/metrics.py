@@ -18,7 +18,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 
 from realtime import __version__
 from realtime.instrument import CountingStrategy, LatencyHistogram
@@ -30,8 +29,8 @@ MAX_REASONS = 50
 
 class ReactorLag(Service):
     """
-    How late the reactor runs a call it was asked to run every C{interval}
-    seconds: how long something blocked it, as the clients felt it.
+    How late the reactor runs a call it was asked to run C{interval}
+    seconds later: how long something blocked it, as the clients felt it.
 
     @ivar last: the lateness of the latest tick, in seconds.
     """
@@ -39,18 +38,19 @@ class ReactorLag(Service):
     def __init__(self, reactor: IReactorTime, interval: float = 1.0, window: int = 60) -> None:
         self._reactor = reactor
         self._interval = interval
-        self._expected = 0.0
+        self._due = 0.0
+        self._call: Any = None
         self.last = 0.0
         self._recent: deque[float] = deque(maxlen=window)
-        self._call = LoopingCall(self._tick)
-        self._call.clock = reactor
+
+    def _schedule(self) -> None:
+        self._due = self._reactor.seconds() + self._interval
+        self._call = self._reactor.callLater(self._interval, self._tick)
 
     def _tick(self) -> None:
-        now = self._reactor.seconds()
-        if self._expected:
-            self.last = max(0.0, now - self._expected)
-            self._recent.append(self.last)
-        self._expected = now + self._interval
+        self.last = max(0.0, self._reactor.seconds() - self._due)
+        self._recent.append(self.last)
+        self._schedule()
 
     def worst(self) -> float:
         """
@@ -63,15 +63,15 @@ class ReactorLag(Service):
         Start ticking.
         """
         Service.startService(self)
-        self._call.start(self._interval, now=True)
+        self._schedule()
 
     def stopService(self) -> None:
         """
         Stop ticking.
         """
         Service.stopService(self)
-        if self._call.running:
-            self._call.stop()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
 
 
 class ServerCounters:
