@@ -169,6 +169,28 @@ def test_defaultServerExplains(visitors: Any) -> None:
         waitUntil(lambda: api(server, "GET", "/api/online?uid=uid1")[1]["online"]["uid1"] == 1)
         assert linePush(server.ports["push-port"], b'{"uid":"uid1","percent":"88%"}\n') == [b"ok"]
         page.waitForLine('{"uid":"uid1","percent":"88%"}', "push")
+        # a push that happens to have a "type" field is still a push
+        assert linePush(server.ports["push-port"], b'{"uid":"uid1","type":"order","id":7}\n') == [b"ok"]
+        page.waitForLine('"type":"order"', "push")
+    finally:
+        server.stop()
+
+
+def test_relayChat(visitors: Any) -> None:
+    """
+    Against C{--routing chat} (seed 004's relay) the page chats without
+    the channels protocol: each message reaches the other page.
+    """
+    server = ServerProcess("--auth", "anonymous", "--routing", "chat").start()
+    try:
+        ivan = visitors(pageUrl(server))
+        assert ivan.mode == "relay"
+        ivan.join("ivan")
+        judy = visitors(pageUrl(server)).join("judy")
+        waitUntil(lambda: api(server, "GET", "/api/stats")[1]["connections"] == 2)
+        ivan.say("relay works")
+        assert "relay works" in judy.waitForLine("relay works", "theirs")
+        ivan.waitForLine("relay works", "mine")
     finally:
         server.stop()
 
