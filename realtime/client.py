@@ -380,7 +380,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             print(_table(online), file=out)
             return 0 if any(online.values()) else 1
         else:
-            print(_table(api.stats()), file=out)
+            from realtime.statstable import formatStats
+            print(formatStats(api.stats()), file=out)
             return 0
     print(json.dumps(answer, ensure_ascii=False), file=out)
     return 0 if answer.get("status") == "delivered" else 1

@@ -76,6 +76,8 @@ class Fanout:
     """
     Writes frames to sessions, at most C{chunkSize} writes per reactor turn
     once a delivery is too large to finish at once.
+
+    @ivar delivered: frames sessions accepted, in all (for the metrics).
     """
 
     log = Logger()
@@ -85,6 +87,7 @@ class Fanout:
         self.chunkSize = chunkSize
         self._jobs: deque[_Job] = deque()
         self._scheduled = False
+        self.delivered = 0
 
     @property
     def pending(self) -> int:
@@ -104,6 +107,7 @@ class Fanout:
             for session in sessions:
                 if session.sendPrepared(frame):
                     count += 1
+            self.delivered += count
             return succeed(count)
         job = _Job(sessions, frame)
         self._jobs.append(job)
@@ -121,6 +125,7 @@ class Fanout:
         for session in sessions:
             if session.sendPrepared(frame):
                 count += 1
+        self.delivered += count
         return count
 
     def _schedule(self) -> None:
@@ -157,6 +162,7 @@ class Fanout:
                     if sessions[i].sendPrepared(frame):
                         count += 1
                 head.count += count
+                self.delivered += count
             else:
                 frames = [job.frame for job in group]
                 counts = [0] * len(group)
@@ -167,6 +173,7 @@ class Fanout:
                             counts[k] += 1
                 for job, count in zip(group, counts, strict=True):
                     job.count += count
+                self.delivered += sum(counts)
             budget -= end - start
             for job in group:
                 job.position = end

@@ -63,6 +63,27 @@ class Hub:
         self._brokerNow = getattr(broker, "publishNow", None)
         self.channels = ChannelRequests(reactor, registry, broker, store, rules, self.publishToChannel, authorizer)
 
+    @property
+    def queuedPushes(self) -> int:
+        """
+        Pushes kept in offline queues.
+        """
+        return self.offline.queued if self.offline is not None else 0
+
+    @property
+    def refusedPushes(self) -> int:
+        """
+        Pushes refused because the uid's offline queue was full.
+        """
+        return self.offline.refused if self.offline is not None else 0
+
+    @property
+    def deliveredOffline(self) -> int:
+        """
+        Queued pushes delivered at their uid's next connection.
+        """
+        return self.offline.delivered if self.offline is not None else 0
+
     def _frame(self, payload: bytes, isBinary: bool) -> tuple[bytes, bool]:
         return self._framePush(payload, isBinary) if self._framePush else (payload, isBinary)
 
@@ -163,10 +184,9 @@ class Hub:
 
         def add(stats: dict[str, Any]) -> dict[str, Any]:
             stats = dict(stats)
-            if self.offline is not None:
-                stats["offlineQueued"] = self.offline.queued
-                stats["offlineRefused"] = self.offline.refused
-                stats["offlineDelivered"] = self.offline.delivered
+            stats["offlineQueued"] = self.queuedPushes
+            stats["offlineRefused"] = self.refusedPushes
+            stats["offlineDelivered"] = self.deliveredOffline
             return stats
 
         return self.broker.stats().addCallback(add)

@@ -37,6 +37,7 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("store", None, "message store for history and offline queues: sqlite:PATH or memory (default sqlite:realtime.sqlite3)"),
     ("offline-ttl", None, "seconds a push to a uid without connections waits for it; 0 disables the offline queue (default 86400)"),
     ("offline-max", None, "pushes that may wait per uid; more are refused (default 100)"),
+    ("log-format", None, "text or json: one JSON object per line, where twistd would log (default text)"),
     ("config", "c", "TOML file with any of these options (keys are the long option names)"),
 ]
 
@@ -54,16 +55,18 @@ DEFAULTS: dict[str, Any] = {
     "store": "sqlite:realtime.sqlite3",
     "offline-ttl": 86400.0,
     "offline-max": 100,
+    "log-format": "text",
     "config": None,
     "namespace": [],
     "auth-option": [],
     "routing-option": [],
     "plugin-dir": [],
     "allowed-origin": [],
+    "api-cors-origin": ["*"],
     "list-plugins": False,
 }
 
-LISTS = ("auth-option", "routing-option", "plugin-dir", "allowed-origin", "namespace")
+LISTS = ("auth-option", "routing-option", "plugin-dir", "allowed-origin", "api-cors-origin", "namespace")
 ENDPOINTS = ("port", "api-port", "push-port")
 
 
@@ -238,6 +241,13 @@ class Options(usage.Options):
         """
         self["allowed-origin"].append(origin)
 
+    def opt_api_cors_origin(self, origin: str) -> None:
+        """
+        Origin of pages that may call the HTTP API from a browser (with the key), wildcards allowed,
+        'none' for no page (repeatable; default: any, since every call needs the key).
+        """
+        self["api-cors-origin"].append(origin)
+
     def postOptions(self) -> None:
         """
         Merge the config file and the defaults, then check every value.
@@ -257,6 +267,8 @@ class Options(usage.Options):
         )
         self["offline-ttl"] = checkNumber("offline-ttl", self["offline-ttl"], integer=False, minimum=0)
         self["offline-max"] = checkNumber("offline-max", self["offline-max"], integer=True, minimum=1)
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError(f"--log-format must be text or json, not {self['log-format']!r}")
         store = str(self["store"])
         if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
             raise usage.UsageError(f"--store must be memory or sqlite:PATH, not {store!r}")

@@ -9,7 +9,7 @@ registry, the fan-out, the broker and the three listeners.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Callable
 
 import txaio
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
@@ -19,15 +19,19 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IReactorCore, IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 
 from realtime import closecodes
+from realtime.api.cors import CorsPolicy
 from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
 from realtime.hub import Hub
+from realtime.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram
 from realtime.interfaces import IMessageStore, IPushFraming
+from realtime.logs import observerFor
+from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.options import Options, loadApiKey
 from realtime.protocol import RealtimeServerFactory
 from realtime.registry import SessionRegistry
@@ -35,6 +39,7 @@ from realtime.store.memory import MemoryMessageStore
 from realtime.timers import TimeoutWheel
 from realtime.values import OfflineLimits
 from realtime.web.front import FrontFactory
+from realtime.web.ops import HealthResource, MetricsResource, PageConfigResource, ReadyResource
 from realtime.web.site import buildWebSite
 from realtime.writer import TurnWriter
 
@@ -196,16 +201,63 @@ class StartupReport(Service):
             log.warn("*" * 72)
 
 
+class RealtimeService(MultiService):
+    """
+    The whole server.  With C{--log-format json} it hands twistd its log
+    observer: twistd asks the application for an C{ILogObserver} component
+    before starting to log, and this is the one moment a service made by a
+    plugin can set it.
+    """
+
+    logObserver: Any = None
+
+    def setServiceParent(self, parent: Any) -> Any:
+        """
+        Join the application, and set its log observer if we have one.
+        """
+        if self.logObserver is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.logObserver)
+        return MultiService.setServiceParent(self, parent)
+
+
+def pageDescription(options: Options, apiListener: Listener | None) -> Callable[[], dict[str, Any]]:
+    """
+    What C{/config.json} tells the demo page: the plugins, the rules of its
+    chat channel, and the HTTP API's port (the page still needs the key).
+    """
+    chat = options["namespace-rules"].match("chat:lobby")
+
+    def describe() -> dict[str, Any]:
+        port = getattr(getattr(apiListener, "port", None), "getHost", lambda: None)()
+        return {
+            "routing": options["routing-name"],
+            "auth": options["auth-name"],
+            "chat": {
+                "channel": "chat:lobby",
+                "public": chat.public,
+                "publish": chat.publish,
+                "presence": chat.presence,
+                "history": chat.history,
+            },
+            "api": {"port": getattr(port, "port", None), "cors": bool(CorsPolicy(options["api-cors-origin"]).origins)},
+        }
+
+    return describe
+
+
 def makeService(options: Options) -> MultiService:
     """
     Build the server from checked options.
     """
     from twisted.internet import reactor
 
-    return buildService(options, reactor)
+    service = buildService(options, reactor)
+    if options["log-format"] == "json":
+        service.logObserver = observerFor(getattr(options, "parent", None))
+    return service
 
 
-def buildService(options: Options, reactor: IReactorCore) -> MultiService:
+def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     """
     L{makeService} with the reactor given, for tests.
     """
@@ -230,10 +282,12 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
         framePush=strategy.framePush if IPushFraming.providedBy(strategy) else None,
     )
     broker = hub
+    counting = CountingStrategy(strategy)
+    latency = LatencyHistogram()
 
     factory = RealtimeServerFactory(
         options["authenticator"],
-        strategy,
+        counting,
         hub,
         fanout,
         wheel,
@@ -255,10 +309,31 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
         allowedOrigins=options["allowed-origin"] or ["*"],
     )
 
-    top = MultiService()
+    counters = ServerCounters(
+        authName=options["auth-name"],
+        routingName=options["routing-name"],
+        brokerName="memory",
+        broker=broker,
+        hub=hub,
+        fanout=fanout,
+        factory=factory,
+        strategy=counting,
+        latency=latency,
+    )
+    top = RealtimeService()
     StoreService(store, reactor, hub).setServiceParent(top)
-    SessionsService(reactor, registry, wheel).setServiceParent(top)
-    front = FrontFactory(factory, buildWebSite(factory, reactor), wheel)
+    sessions = SessionsService(reactor, registry, wheel)
+    sessions.setServiceParent(top)
+    counters.lag = ReactorLag(reactor)
+    counters.lag.setServiceParent(top)
+    apiListener: Listener | None = None
+    web = {
+        b"metrics": MetricsResource(buildMetricsRegistry(counters)),
+        b"healthz": HealthResource(),
+        b"readyz": ReadyResource(reactor, broker, store, lambda: not sessions.running),
+        b"config.json": PageConfigResource(lambda: pageDescription(options, apiListener)()),
+    }
+    front = FrontFactory(factory, buildWebSite(factory, reactor, web), wheel)
     Listener(reactor, "port", options["port"], front).setServiceParent(top)
 
     if options["api-port"] != "none":
@@ -270,12 +345,17 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
                 f"HTTP API key {'generated into' if created else 'read from'} {options['api-key-file']} "
                 "(send it as 'Authorization: Bearer <key>')"
             )
-        api = buildApiSite(broker, apiKey, options["max-message-size"], reactor)
+        apiBroker = InstrumentedBroker(broker, "http", latency, reactor, counters.snapshot)
+        cors = CorsPolicy(options["api-cors-origin"])
+        api = buildApiSite(apiBroker, apiKey, options["max-message-size"], reactor, cors)
         api.noisy = False
-        Listener(reactor, "api-port", options["api-port"], api).setServiceParent(top)
+        counters.api = api.api
+        apiListener = Listener(reactor, "api-port", options["api-port"], api)
+        apiListener.setServiceParent(top)
     if options["push-port"] != "none":
-        line = LinePushFactory(broker, options["max-message-size"])
+        line = LinePushFactory(InstrumentedBroker(broker, "line", latency, reactor), options["max-message-size"])
         line.noisy = False
+        counters.line = line
         Listener(reactor, "push-port", options["push-port"], line).setServiceParent(top)
     for option in ("api-port", "push-port"):
         description = options[option]
@@ -288,4 +368,5 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
     top.registry = registry  # type: ignore[attr-defined]
     top.broker = broker  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
+    top.counters = counters  # type: ignore[attr-defined]
     return top

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,42 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def freePorts(count: int) -> list[int]:
+    """
+    C{count} distinct TCP ports free on loopback right now, for a server
+    that must come back on the same ports after a restart.
+
+    The kernel picks them; they are held together until all are chosen, so
+    they differ, then released for the server to bind (a race only with
+    another process binding the same ephemeral port in between).
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def fixedPortArgs(ports: Sequence[int]) -> list[str]:
+    """
+    The listener options for C{ports} (web, API, line), on loopback.
+    """
+    web, api, line = ports
+    return [
+        "--port",
+        f"tcp:{web}:interface=127.0.0.1",
+        "--api-port",
+        f"tcp:{api}:interface=127.0.0.1",
+        "--push-port",
+        f"tcp:{line}:interface=127.0.0.1",
+    ]
 
 
 def run(args: Sequence[str], cwd: str | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

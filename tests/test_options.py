@@ -103,6 +103,18 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((o["api-port"], o["push-port"]), ("none", "none"))
         self.assertIn("--port 'none'", self.refused("--port", "none"))
 
+    def test_operations(self) -> None:
+        """
+        C{--log-format} is text (default) or json; C{--api-cors-origin}
+        defaults to any origin, repeats, and takes C{none}.
+        """
+        o = self.options()
+        self.assertEqual((o["log-format"], o["api-cors-origin"]), ("text", ["*"]))
+        o = self.options("--log-format", "json", "--api-cors-origin", "https://a", "--api-cors-origin", "https://b")
+        self.assertEqual((o["log-format"], o["api-cors-origin"]), ("json", ["https://a", "https://b"]))
+        self.assertEqual(self.options("--api-cors-origin", "none")["api-cors-origin"], ["none"])
+        self.assertIn("--log-format must be text or json", self.refused("--log-format", "xml"))
+
     def test_config(self) -> None:
         """
         A TOML file supplies options; the command line wins over it.

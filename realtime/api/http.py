@@ -53,6 +53,7 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from realtime.api.cors import CorsPolicy
 from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, targetUids
 from realtime.interfaces import IBroker
@@ -180,8 +181,9 @@ class ApiResource(_Branch):
 
     log = Logger()
 
-    def __init__(self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime) -> None:
+    def __init__(self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None) -> None:
         super().__init__()
+        self.cors = cors or CorsPolicy(())
         if not apiKey:
             raise ValueError("the API key must not be empty")
         self.broker = broker
@@ -208,6 +210,9 @@ class ApiResource(_Branch):
         """
         self.requests += 1
         request.setHeader(b"Cache-Control", b"no-store")
+        preflight = self.cors.handle(request, method)
+        if preflight is not None:
+            return preflight
         try:
             self._authenticate(request)
             if method is None or action is None:
@@ -368,7 +373,9 @@ class ApiResource(_Branch):
         return self.broker.stats().addCallback(lambda stats: (200, {**stats, "uptime": uptime}))
 
 
-def buildApiResource(broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime) -> IResource:
+def buildApiResource(
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None
+) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
 
@@ -376,13 +383,18 @@ def buildApiResource(broker: IBroker, apiKey: str, maxBodySize: int, reactor: IR
     @param maxBodySize: the largest request body accepted, in bytes (the
         L{ApiSite} serving this should have the same limit).
     @param reactor: the clock for C{uptime}.
+    @param cors: which pages may call it from a browser (default: none).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor))
+    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors))
 
 
-def buildApiSite(broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime) -> ApiSite:
+def buildApiSite(
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None
+) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
-    to give to an endpoint's C{listen}.
+    to give to an endpoint's C{listen}; its C{ApiResource} is C{site.api}.
     """
-    return ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor), maxBodySize, reactor=reactor)
+    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors), maxBodySize, reactor=reactor)
+    site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
+    return site

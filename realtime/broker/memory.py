@@ -78,6 +78,7 @@ class MemoryBroker:
             for session in registry.sessionsOf(uid):
                 if session.sendPrepared(frame):
                     count += 1
+            fanout.delivered += count
             return PushResult(count, {uid: count})
         if isinstance(target, ToUids):
             audiences = [(uid, registry.sessionsOf(uid)) for uid in dict.fromkeys(target.uids)]

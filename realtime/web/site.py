@@ -1,13 +1,15 @@
 """
-The web side of ``--port``: the page at ``/`` and WebSocket at ``/ws`` for
+The web side of ``--port``: the demo page at ``/`` with its files
+(``realtime.js``, ``demo.js``, ``demo.css``), WebSocket at ``/ws`` for
 upgrades that arrive on a reused keep-alive connection (fresh connections are
-handed to Autobahn directly by C{realtime.web.front}).
+handed to Autobahn directly by C{realtime.web.front}), and whatever else
+C{tap.py} mounts (``/metrics``, ``/healthz``, ``/readyz``, ``/config.json``).
 """
 
 from __future__ import annotations
 
 import importlib.resources
-from typing import Any
+from typing import Any, Mapping
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
@@ -36,15 +38,30 @@ class WebRoot(Resource):
         return notFound()
 
 
-def buildWebSite(websocket: WebSocketServerFactory, reactor: Any = None) -> Site:
+#: the files of the page, by name, with their content types
+STATIC_FILES = {
+    "realtime.js": "application/javascript; charset=utf-8",
+    "demo.js": "application/javascript; charset=utf-8",
+    "demo.css": "text/css; charset=utf-8",
+}
+
+
+def buildWebSite(
+    websocket: WebSocketServerFactory, reactor: Any = None, extra: Mapping[bytes, IResource] | None = None
+) -> Site:
     """
     The C{Site} that serves the non-WebSocket requests of ``--port``.
+
+    @param extra: more resources to mount at the root, by path segment.
     """
     root = WebRoot()
     page = Data(staticBytes("index.html"), "text/html; charset=utf-8")
     root.putChild(b"", page)
-    root.putChild(b"realtime.js", Data(staticBytes("realtime.js"), "application/javascript; charset=utf-8"))
+    for name, contentType in STATIC_FILES.items():
+        root.putChild(name.encode("ascii"), Data(staticBytes(name), contentType))
     root.putChild(b"ws", WebSocketResource(websocket))
+    for path, resource in (extra or {}).items():
+        root.putChild(path, resource)
     site = Site(root, reactor=reactor)
     site.displayTracebacks = False
     site.noisy = False

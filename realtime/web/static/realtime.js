@@ -8,13 +8,24 @@
  *   rt.subscribe("news", function (data, message) { ... });
  *   rt.publish("chat:lobby", {text: "hi"}).then(function (result) { ... });
  *   rt.presence("chat:lobby").then(function (p) { ... });
+ *   rt.send("raw text");                          // routing chat / echo: no protocol
  *   rt.onpush = function (text) { ... };          // pushes addressed to this uid
+ *   rt.onevent = function (event) { ... };        // join, leave, error frames
+ *   rt.onstatus = function (status, detail) { ... };   // connecting, open, closed
+ *   rt.onsubscribed = function (name, result, error) { ... };  // every subscribe
+ *                       // reply, resumes included ({recovered, missed}); error if refused
  *
  * It reconnects by itself with exponential backoff and jitter, and on every
  * reconnect resubscribes each channel from the last offset it received, so
  * messages published while it was away arrive, in order, exactly once.  When
  * the server can no longer serve that position (history expired, server
  * store reset) the channel's onlost callback says so instead of pretending.
+ * When the browser comes back online it reconnects at once, not after the
+ * backoff.
+ *
+ * It also works against servers that do not speak the channels protocol
+ * (routing uid or chat): every text that is not one of the protocol's frames
+ * goes to onpush, as it arrived.
  *
  * Options (second argument):
  *   firstMessage  text sent first on every connection (uid-first-packet auth)
@@ -47,8 +58,19 @@
     this.onpush = null;        // function (text)
     this.onevent = null;       // function (event): join / leave
     this.onstatus = null;      // function ("connecting" | "open" | "closed", detail)
+    this.onsubscribed = null;  // function (name, result, error)
+    var self = this;
+    if (root.addEventListener) {
+      // the browser regained a network: try now rather than after the backoff
+      root.addEventListener("online", function () {
+        if (!self.socket && !self.closedByUser) { clearTimeout(self._timer); self.connect(); }
+      });
+    }
     this.connect();
   }
+
+  // the frames of the channels protocol; anything else is a push as it arrived
+  var FRAME_TYPES = {reply: true, message: true, push: true, join: true, leave: true, error: true};
 
   Realtime.prototype._status = function (status, detail) {
     if (this.onstatus) { this.onstatus(status, detail); }
@@ -66,7 +88,12 @@
       self.connected = true;
       if (self.options.firstMessage) { socket.send(self.options.firstMessage); }
       self._status("open");
-      Object.keys(self.channels).forEach(function (name) { self._sendSubscribe(name); });
+      Object.keys(self.channels).forEach(function (name) {
+        // a resubscribe that fails is reported, not left as an unhandled rejection
+        self._sendSubscribe(name).catch(function (err) {
+          if (self.onsubscribed) { self.onsubscribed(name, null, err); }
+        });
+      });
     };
     socket.onmessage = function (e) {
       if (socket === self.socket) { self._received(e.data); }
@@ -143,6 +170,7 @@
           (channel.epoch !== result.epoch || channel.offset === undefined || result.offset > channel.offset)) {
         self._remember(name, result.epoch, result.offset);
       }
+      if (self.onsubscribed) { self.onsubscribed(name, result); }
       return result;
     });
   };
@@ -151,6 +179,14 @@
     delete this.channels[name];
     if (this.storage) { this.storage.removeItem("realtime:" + name); }
     return this.connected ? this._request({op: "unsubscribe", channel: name}) : Promise.resolve(null);
+  };
+
+  /* Send a raw text message, for servers without the channels protocol
+   * (routing chat or echo).  Returns false when not connected. */
+  Realtime.prototype.send = function (text) {
+    if (!this.connected) { return false; }
+    this.socket.send(text);
+    return true;
   };
 
   Realtime.prototype.publish = function (name, data) {
@@ -191,7 +227,7 @@
   Realtime.prototype._received = function (text) {
     var message;
     try { message = JSON.parse(text); } catch (err) { message = null; }
-    if (!message || typeof message !== "object" || !message.type) {
+    if (!message || typeof message !== "object" || !FRAME_TYPES.hasOwnProperty(message.type)) {
       if (this.onpush) { this.onpush(text); }
       return;
     }

@@ -1,0 +1,186 @@
+"""
+The operator's endpoints on the web side of ``--port``:
+
+``/metrics``
+    Prometheus text format, built from the live counters at each scrape.
+``/healthz``
+    Liveness: 200 while the reactor answers requests at all.
+``/readyz``
+    Readiness: 200 when the broker answers and the store completes a read
+    within C{timeout} seconds, 503 (with what failed) otherwise and while
+    shutting down, so a load balancer stops sending clients here first.
+``/config.json``
+    What the demo page needs to know to explain itself: the routing and
+    auth plugins, the rules of its chat channel, where the HTTP API is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import CollectorRegistry
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+
+#: the store key /readyz reads: never a real uid (uids have no control characters)
+READY_PROBE_UID = "\x00readyz"
+
+
+def jsonBody(request: IRequest, status: int, body: object) -> bytes:
+    """
+    Answer C{request} with C{body} as JSON, never cached.
+    """
+    data = json.dumps(body).encode("utf-8")
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return data
+
+
+class MetricsResource(Resource):
+    """
+    ``/metrics`` in the Prometheus text format (version 0.0.4, which every
+    scraper reads).
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: IRequest) -> bytes:
+        """
+        Collect and encode.
+        """
+        request.setHeader(b"Content-Type", CONTENT_TYPE_PLAIN_0_0_4.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        return generate_latest(self.registry)
+
+
+class HealthResource(Resource):
+    """
+    ``/healthz``: the process is alive and its reactor serves requests.
+    """
+
+    isLeaf = True
+
+    def render_GET(self, request: IRequest) -> bytes:
+        """
+        Always fine, if it answers at all.
+        """
+        return jsonBody(request, 200, {"status": "ok"})
+
+
+class ReadyResource(Resource):
+    """
+    ``/readyz``: the broker and the store answer, in time.
+
+    Concurrent probes share one check, so a flood of requests costs the
+    store one read at a time.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        broker: Any,
+        store: Any,
+        stopping: Callable[[], bool],
+        timeout: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self._broker = broker
+        self._store = store
+        self._stopping = stopping
+        self.timeout = timeout
+        self._waiting: list[Deferred[dict[str, str]]] | None = None
+
+    def _probe(self, name: str, check: Callable[[], Any]) -> Deferred[str]:
+        d: Deferred[Any] = maybeDeferred(check)
+        d.addTimeout(self.timeout, self._reactor)  # type: ignore[arg-type]
+
+        def failed(failure: Failure) -> str:
+            self.log.warn("readiness check {name} failed: {why}", name=name, why=failure.getErrorMessage() or failure.type)
+            return f"failed: {failure.getErrorMessage() or failure.type.__name__}"
+
+        return d.addCallbacks(lambda _: "ok", failed)
+
+    def check(self) -> Deferred[dict[str, str]]:
+        """
+        Run (or join) one readiness check.
+
+        @return: each check's name and C{"ok"} or why it failed.
+        """
+        done: Deferred[dict[str, str]] = Deferred()
+        if self._waiting is not None:
+            self._waiting.append(done)
+            return done
+        self._waiting = [done]
+
+        def brokerUp() -> Any:
+            if not getattr(self._broker, "connected", True):
+                raise RuntimeError("broker not connected")
+            return self._broker.stats()
+
+        probes = [
+            self._probe("broker", brokerUp),
+            self._probe("store", lambda: self._store.wasSeen(READY_PROBE_UID, self._reactor.seconds())),
+        ]
+
+        def finished(results: list[str]) -> None:
+            waiting, self._waiting = self._waiting or [], None
+            answer = {"broker": results[0], "store": results[1]}
+            for d in waiting:
+                d.callback(answer)
+
+        gatherResults(probes).addCallback(finished)
+        return done
+
+    def render_GET(self, request: IRequest) -> int | bytes:
+        """
+        503 while stopping; otherwise check, and answer 200 or 503.
+        """
+        if self._stopping():
+            return jsonBody(request, 503, {"ready": False, "checks": {"server": "stopping"}})
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def answer(checks: dict[str, str]) -> None:
+            if gone:
+                return
+            ready = all(result == "ok" for result in checks.values()) and not self._stopping()
+            request.write(jsonBody(request, 200 if ready else 503, {"ready": ready, "checks": checks}))
+            request.finish()
+
+        self.check().addCallback(answer).addErrback(lambda f: self.log.failure("answering /readyz failed", f))
+        return server.NOT_DONE_YET
+
+
+class PageConfigResource(Resource):
+    """
+    ``/config.json``: what the demo page adapts to.  It holds no secret:
+    plugin names, the chat channel's rules and the API's port.
+    """
+
+    isLeaf = True
+
+    def __init__(self, describe: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._describe = describe
+
+    def render_GET(self, request: IRequest) -> bytes:
+        """
+        The description, as JSON.
+        """
+        return jsonBody(request, 200, self._describe())
