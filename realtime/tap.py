@@ -172,15 +172,13 @@ def buildService(options: Options, reactor: IReactorCore) -> MultiService:
         fanout,
         wheel,
         maxQueuedBytes=options["max-queued-bytes"],
+        maxMessageSize=options["max-message-size"],
         sessionPrefix=secrets.token_hex(3) + ".",
     )
     ping = options["ping-interval"]
     factory.setProtocolOptions(
-        maxMessagePayloadSize=options["max-message-size"],
-        maxFramePayloadSize=options["max-message-size"],
         autoPingInterval=ping,
         autoPingTimeout=ping,
-        failByDrop=False,
         perMessageCompressionAccept=acceptDeflate,
         allowedOrigins=options["allowed-origin"] or ["*"],
     )

@@ -129,8 +129,6 @@ def buildFactory(authenticator: Any, strategy: Any, reactor: Any, **kw: Any) -> 
     A factory wired like C{tap.buildService} does, on C{reactor}.
     """
     registry = SessionRegistry()
-    factory = RealtimeServerFactory(
+    return RealtimeServerFactory(
         authenticator, strategy, registry, Fanout(reactor), TimeoutWheel(reactor), sessionPrefix="t.", **kw
     )
-    factory.setProtocolOptions(failByDrop=False)
-    return factory
