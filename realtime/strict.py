@@ -4,7 +4,7 @@ Autobahn itself, fall short.  Everything here is checked end to end by
 C{tests/test_conformance.py} and by the Autobahn testsuite
 (C{tests/conformance/}).
 
-Three corrections:
+Four corrections:
 
  - I{A failed connection gets a close frame, after what was already queued.}
    Twisted's C{abortConnection} closes the socket at once and discards the
@@ -30,6 +30,10 @@ Three corrections:
    limit, which always exposes an oversized message, and
    L{StrictProtocol.onMessageEnd} refuses anything over the limit itself.
    Inflating stays bounded: a bomb is still stopped at the budget.
+ - I{Nothing is handled after our close frame.}  Autobahn still delivers
+   messages that complete after we started the closing handshake (shutdown,
+   slow consumer, refused authentication); an answer to one cannot be sent
+   (RFC 6455 section 5.5.1) and Autobahn raises trying, so they are dropped.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from twisted.python.failure import Failure
 from realtime import closecodes
 from realtime.timers import Timeout
 
+_STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
 _STATE_CLOSED = WebSocketServerProtocol.STATE_CLOSED
 
 
@@ -75,9 +80,13 @@ class StrictProtocol:
 
     def onMessageEnd(self) -> None:
         """
-        Refuse a message over the limit that Autobahn let through (see the
-        module docstring); hand on every other.
+        Refuse a message over the limit that Autobahn let through, drop one
+        that completes after our close frame (see the module docstring); hand
+        on every other.
         """
+        if self.state != _STATE_OPEN:  # type: ignore[attr-defined]
+            self.message_data = None
+            return
         limit = self.factory.maxMessageSize  # type: ignore[attr-defined]
         if limit and not self.failedByMe:  # type: ignore[attr-defined]
             size = sum(len(part) for part in self.message_data)  # type: ignore[attr-defined]

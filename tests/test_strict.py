@@ -1,8 +1,8 @@
 """
 Tests for L{realtime.strict}, in memory under a fake clock: what happens to
-the TCP connection once the closing handshake is done, and the exact
-message limit.  (End to end, over real sockets and with compression, the
-same behaviour is checked by C{tests/test_conformance.py}.)
+the TCP connection once the closing handshake is done, the exact message
+limit, and messages after our close frame.  (End to end, over real sockets
+and with compression, C{tests/test_conformance.py} checks the same.)
 """
 
 from __future__ import annotations
@@ -107,9 +107,10 @@ class LingerTests(ProtocolTestCase):
         self.assertFalse(self.transport.aborted)
 
 
-class LimitTests(SynchronousTestCase):
+class DeliveryTests(SynchronousTestCase):
     """
-    The limit is exact, with Autobahn's budget one byte over it.
+    Which messages are handed on: up to the exact limit (Autobahn's budget
+    is one byte over it), and none after our close frame.
     """
 
     def setUp(self) -> None:
@@ -143,3 +144,17 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(data[0], 0x88)
         self.assertEqual(int.from_bytes(data[2:4], "big"), closecodes.MESSAGE_TOO_BIG)
         self.assertNotIn(b"after", data)
+
+    def test_nothingAfterOurClose(self) -> None:
+        """
+        A message completing after the server's close frame is not handled:
+        no answer is attempted (which Autobahn would refuse with an error).
+        """
+        proto = self.factory.buildProtocol(PEER)
+        transport = TolerantTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(handshake())
+        proto.close(closecodes.GOING_AWAY, "bye")
+        transport.clear()
+        proto.dataReceived(clientFrame(b"late"))
+        self.assertEqual(transport.value(), b"")
