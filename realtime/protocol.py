@@ -26,6 +26,7 @@ from realtime.channels import RequestError
 from realtime.delivery import Fanout, Frame
 from realtime.hub import Hub
 from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
+from realtime.strict import StrictProtocol, strictOptions
 from realtime.timers import Timeout, TimeoutWheel
 from realtime.values import (
     Accept,
@@ -98,7 +99,7 @@ def validCloseCode(code: int, fallback: int) -> int:
 
 
 @implementer(ISession, IPushProducer)
-class RealtimeServerProtocol(WebSocketServerProtocol):
+class RealtimeServerProtocol(StrictProtocol, WebSocketServerProtocol):
     """
     One WebSocket connection: authentication, routing, and the session the
     backend pushes to.
@@ -453,10 +454,13 @@ class RealtimeServerFactory(WebSocketServerFactory):
         *,
         server: str = "realtime",
         maxQueuedBytes: int = 4 * 1024 * 1024,
+        maxMessageSize: int = 0,
         slowConsumerTimeout: float = 30.0,
         sessionPrefix: str = "",
     ) -> None:
         WebSocketServerFactory.__init__(self, server=server)
+        self.maxMessageSize = maxMessageSize
+        self.setProtocolOptions(**strictOptions(maxMessageSize))
         self.authenticator = authenticator
         self.strategy = strategy
         self.hub = hub

@@ -293,15 +293,13 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         wheel,
         TurnWriter(reactor),
         maxQueuedBytes=options["max-queued-bytes"],
+        maxMessageSize=options["max-message-size"],
         sessionPrefix=secrets.token_hex(3) + ".",
     )
     ping = options["ping-interval"]
     factory.setProtocolOptions(
-        maxMessagePayloadSize=options["max-message-size"],
-        maxFramePayloadSize=options["max-message-size"],
         autoPingInterval=ping,
         autoPingTimeout=ping,
-        failByDrop=False,
         # the front port reads the whole request head (under its own
         # timeout) before Autobahn sees it; slow authenticators have theirs
         openHandshakeTimeout=0,

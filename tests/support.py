@@ -157,5 +157,4 @@ def buildFactory(
         sessionPrefix="t.",
         **kw,
     )
-    factory.setProtocolOptions(failByDrop=False)
     return factory

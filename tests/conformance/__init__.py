@@ -1,0 +1,4 @@
+"""
+The Autobahn testsuite against ``twistd realtime``: the spec and its runner
+(``python -m tests.conformance.run --help``).
+"""
