@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.util import encode_truncate
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -23,11 +22,11 @@ from zope.interface import implementer
 
 from realtime import channelproto, closecodes
 from realtime.channels import RequestError
-from realtime.delivery import Fanout, Frame
-from realtime.hub import Hub
-from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
-from realtime.strict import StrictProtocol, strictOptions
-from realtime.timers import Timeout, TimeoutWheel
+from realtime.delivery import Frame
+from realtime.interfaces import ISession
+from realtime.session import SessionOutput, validCloseCode
+from realtime.strict import StrictProtocol
+from realtime.timers import Timeout
 from realtime.values import (
     Accept,
     AwaitFirstMessage,
@@ -40,7 +39,6 @@ from realtime.values import (
     Refuse,
     Reply,
 )
-from realtime.writer import TurnWriter, sendNow
 
 #: seconds an asynchronous authenticator may take to decide a handshake
 HANDSHAKE_TIMEOUT = 10.0
@@ -89,17 +87,8 @@ def errorFrame(code: str, message: str) -> bytes:
     return json.dumps({"type": "error", "code": code, "message": message}).encode("utf-8")
 
 
-def validCloseCode(code: int, fallback: int) -> int:
-    """
-    C{code} if a server may send it in a close frame, else C{fallback}.
-    """
-    if code == 1000 or 3000 <= code <= 4999 or code in (1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013):
-        return code
-    return fallback
-
-
 @implementer(ISession, IPushProducer)
-class RealtimeServerProtocol(StrictProtocol, WebSocketServerProtocol):
+class RealtimeServerProtocol(StrictProtocol, SessionOutput, WebSocketServerProtocol):
     """
     One WebSocket connection: authentication, routing, and the session the
     backend pushes to.
@@ -117,12 +106,6 @@ class RealtimeServerProtocol(StrictProtocol, WebSocketServerProtocol):
     _authPending: list[tuple[bytes, bool]] | None = None
     _awaitingFirst = False
     _registered = False
-    _paused = False
-    _pausedBytes = 0
-    _pauseTimeout: Timeout | None = None
-    _dropped = False
-    _held: list[Frame] | None = None
-    _outgoing: list[bytes] | None = None
     subscriptions: dict[str, Any] | None = None
 
     # -- handshake -----------------------------------------------------------
@@ -292,251 +275,16 @@ class RealtimeServerProtocol(StrictProtocol, WebSocketServerProtocol):
         if self.state == _STATE_OPEN:
             self.sendMessage(channelproto.encodeError(requestId, code, message), False)
 
-    # -- ISession ------------------------------------------------------------
-
-    def sendPrepared(self, frame: Frame) -> bool:
-        """
-        Queue C{frame} on the transport, unless closing or hopelessly behind.
-        """
-        if self.state != _STATE_OPEN or self._dropped:
-            return False
-        if self._held is not None:
-            self._held.append(frame)
-            return True
-        if self._paused:
-            self._pausedBytes += len(frame.wire)
-            if self._pausedBytes > self.factory.maxQueuedBytes:
-                self._dropSlowConsumer()
-                return False
-        self.factory.writer.write(self, frame.wire)
-        return True
-
-    # -- writing: one send per connection per reactor turn ---------------------
-
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        """
-        Everything Autobahn writes (handshake responses, replies, pongs,
-        close frames) joins the frames of this turn, in order.
-        """
-        if sync or chopsize:
-            self.flushOutgoing()
-            WebSocketServerProtocol.sendData(self, data, sync, chopsize)
-        else:
-            self.factory.writer.write(self, data)
-
-    def flushOutgoing(self) -> None:
-        """
-        Send what this turn queued, with one write.
-        """
-        outgoing, self._outgoing = self._outgoing, None
-        if outgoing and self.transport is not None:
-            sendNow(self.transport, outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
-
-    def _closeConnection(self, abort: bool = False) -> None:
-        """
-        What is queued goes out before the transport closes (an abort then
-        discards whatever the kernel did not take at once).
-        """
-        self.flushOutgoing()
-        WebSocketServerProtocol._closeConnection(self, abort)
-
-    def isOpen(self) -> bool:
-        """
-        Whether frames can still be written.
-        """
-        return self.state == _STATE_OPEN and not self._dropped
-
-    def holdDeliveries(self) -> None:
-        """
-        Hold frames back until C{releaseDeliveries}.
-        """
-        if self._held is None:
-            self._held = []
-
-    def releaseDeliveries(self, first: Iterable[Frame] = ()) -> None:
-        """
-        Write C{first}, then what was held, and stop holding.
-        """
-        held, self._held = self._held or [], None
-        for frame in first:
-            self.sendPrepared(frame)
-        for frame in held:
-            self.sendPrepared(frame)
-
-    def close(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
-        """
-        Start the closing handshake.
-
-        Unlike Autobahn's C{sendClose}, this may send the RFC 6455 codes a
-        server needs (1001, 1008, 1011, 1013), not only 1000 and 3000-4999.
-        """
-        if self.state == _STATE_OPEN:
-            code = validCloseCode(code, closecodes.POLICY_VIOLATION)
-            self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123) if reason else None)
-
-    # -- IPushProducer: the transport tells us when the peer stops reading ---
-
-    def pauseProducing(self) -> None:
-        """
-        The send buffer passed its high-water mark; start counting.
-        """
-        if not self._paused:
-            self._paused = True
-            self._pausedBytes = 0
-            self._pauseTimeout = self.factory.wheel.schedule(
-                self.factory.slowConsumerTimeout, self._dropSlowConsumer
-            )
-
-    def resumeProducing(self) -> None:
-        """
-        The buffer drained.
-        """
-        self._paused = False
-        self._pausedBytes = 0
-        if self._pauseTimeout is not None:
-            self._pauseTimeout.cancel()
-            self._pauseTimeout = None
-
-    def stopProducing(self) -> None:
-        """
-        The transport is going away; C{onClose} cleans up.
-        """
-
-    def _dropSlowConsumer(self) -> None:
-        self._pauseTimeout = None
-        if self._dropped or self.state != _STATE_OPEN:
-            return
-        self._dropped = True
-        self.factory.countSlowConsumer()
-        self._log.info(
-            "dropping slow consumer {session} (uid {uid}, {peer})",
-            session=self.sessionId,
-            uid=self.uid,
-            peer=self.peer,
-        )
-        self.close(closecodes.SLOW_CONSUMER, "slow consumer")
-
     # -- teardown ------------------------------------------------------------
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """
         Leave every index and cancel every timer this connection owns.
         """
-        self._outgoing = None
+        self.stopOutput()
         if self._authTimeout is not None:
             self._authTimeout.cancel()
             self._authTimeout = None
-        if self._pauseTimeout is not None:
-            self._pauseTimeout.cancel()
-            self._pauseTimeout = None
         if self._registered:
             self._registered = False
             self.factory.sessionClosed(self)
-
-
-class RealtimeServerFactory(WebSocketServerFactory):
-    """
-    Holds what every connection shares: the plugins, the registry and the
-    fan-out.
-    """
-
-    protocol = RealtimeServerProtocol
-    noisy = False
-
-    def __init__(
-        self,
-        authenticator: IAuthenticator,
-        strategy: IRoutingStrategy,
-        hub: Hub,
-        fanout: Fanout,
-        wheel: TimeoutWheel,
-        writer: TurnWriter,
-        *,
-        server: str = "realtime",
-        maxQueuedBytes: int = 4 * 1024 * 1024,
-        maxMessageSize: int = 0,
-        slowConsumerTimeout: float = 30.0,
-        sessionPrefix: str = "",
-    ) -> None:
-        WebSocketServerFactory.__init__(self, server=server)
-        self.maxMessageSize = maxMessageSize
-        self.setProtocolOptions(**strictOptions(maxMessageSize))
-        self.authenticator = authenticator
-        self.strategy = strategy
-        self.hub = hub
-        self.registry = hub.registry
-        self.fanout = fanout
-        self.wheel = wheel
-        self.writer = writer
-        self.maxQueuedBytes = maxQueuedBytes
-        self.slowConsumerTimeout = slowConsumerTimeout
-        self._sessionPrefix = sessionPrefix
-        self._sessionCounter = 0
-        self.authFailures: dict[str, int] = {}
-        self.slowConsumers = 0
-        self.openedSessions = 0
-
-    _configured: type | None = None
-
-    def setProtocolOptions(self, **options: Any) -> None:
-        """
-        Autobahn's, then forget the configured protocol class.
-        """
-        WebSocketServerFactory.setProtocolOptions(self, **options)
-        self._configured = None
-
-    def buildProtocol(self, addr: Any) -> RealtimeServerProtocol:
-        """
-        A protocol of a class that carries this factory's options itself.
-
-        Autobahn copies some 30 options from the factory into every
-        protocol instance (and pretty-prints them, for a debug log that is
-        off); a subclass holding them as class attributes makes both
-        unnecessary: less memory per idle connection, faster handshakes.
-        """
-        configured = self._configured
-        if configured is None:
-            names = WebSocketServerProtocol.CONFIG_ATTRS
-            # a function stored on a class would become a method: keep
-            # callables (perMessageCompressionAccept) plain
-            attributes: dict[str, Any] = {
-                name: staticmethod(value) if callable(value) else value
-                for name, value in ((name, getattr(self, name)) for name in names)
-            }
-            attributes["CONFIG_ATTRS"] = ()
-            configured = self._configured = type(self.protocol.__name__, (self.protocol,), attributes)
-        protocol = configured()
-        protocol.factory = self
-        return protocol
-
-    def nextSessionId(self) -> str:
-        """
-        A session id unique within this process.
-        """
-        self._sessionCounter += 1
-        return f"{self._sessionPrefix}{self._sessionCounter:x}"
-
-    def sessionOpened(self, session: ISession) -> None:
-        """
-        An authenticated session joins the hub.
-        """
-        self.openedSessions += 1
-        self.hub.sessionOpened(session)
-
-    def sessionClosed(self, session: ISession) -> None:
-        """
-        A session leaves the hub.
-        """
-        self.hub.sessionClosed(session)
-
-    def countAuthFailure(self, reason: str) -> None:
-        """
-        Count a refused authentication by its reason.
-        """
-        self.authFailures[reason] = self.authFailures.get(reason, 0) + 1
-
-    def countSlowConsumer(self) -> None:
-        """
-        Count a session dropped for not reading.
-        """
-        self.slowConsumers += 1

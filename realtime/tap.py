@@ -27,13 +27,13 @@ from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
+from realtime.factory import RealtimeServerFactory
 from realtime.hub import Hub
 from realtime.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram
 from realtime.interfaces import IMessageStore, IPushFraming
 from realtime.logs import observerFor
 from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.options import Options, loadApiKey
-from realtime.protocol import RealtimeServerFactory
 from realtime.registry import SessionRegistry
 from realtime.store.memory import MemoryMessageStore
 from realtime.timers import TimeoutWheel

@@ -15,10 +15,10 @@ from twisted.internet.testing import StringTransport
 
 from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
+from realtime.factory import RealtimeServerFactory
 from realtime.hub import Hub
 from realtime.interfaces import IPushFraming
 from realtime.namespaces import NamespaceRules
-from realtime.protocol import RealtimeServerFactory
 from realtime.registry import SessionRegistry
 from realtime.timers import TimeoutWheel
 from realtime.writer import TurnWriter

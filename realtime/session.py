@@ -1,0 +1,178 @@
+"""
+The sending half of a session: frames and everything Autobahn writes leave
+through one place, in order, once per reactor turn (C{realtime.writer});
+deliveries can be held back (offline messages first); and a peer that stops
+reading is told and dropped instead of growing this process's memory.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.util import encode_truncate
+from twisted.logger import Logger
+
+from realtime import closecodes
+from realtime.delivery import Frame
+from realtime.timers import Timeout
+from realtime.writer import sendNow
+
+_STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
+
+
+def validCloseCode(code: int, fallback: int) -> int:
+    """
+    C{code} if a server may send it in a close frame, else C{fallback}.
+    """
+    if code == 1000 or 3000 <= code <= 4999 or code in (1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013):
+        return code
+    return fallback
+
+
+class SessionOutput:
+    """
+    A mixin for the C{WebSocketServerProtocol} that is also the L{ISession}
+    (and the transport's streaming producer); its factory has a C{writer},
+    a C{wheel}, C{maxQueuedBytes} and C{slowConsumerTimeout}.
+    """
+
+    _log = Logger()
+
+    _paused = False
+    _pausedBytes = 0
+    _pauseTimeout: Timeout | None = None
+    _dropped = False
+    _held: list[Frame] | None = None
+    _outgoing: list[bytes] | None = None
+
+    def sendPrepared(self, frame: Frame) -> bool:
+        """
+        Queue C{frame} on the transport, unless closing or hopelessly behind.
+        """
+        if self.state != _STATE_OPEN or self._dropped:
+            return False
+        if self._held is not None:
+            self._held.append(frame)
+            return True
+        if self._paused:
+            self._pausedBytes += len(frame.wire)
+            if self._pausedBytes > self.factory.maxQueuedBytes:
+                self._dropSlowConsumer()
+                return False
+        self.factory.writer.write(self, frame.wire)
+        return True
+
+    # -- writing: one send per connection per reactor turn ---------------------
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """
+        Everything Autobahn writes (handshake responses, replies, pongs,
+        close frames) joins the frames of this turn, in order.
+        """
+        if sync or chopsize:
+            self.flushOutgoing()
+            WebSocketServerProtocol.sendData(self, data, sync, chopsize)
+        else:
+            self.factory.writer.write(self, data)
+
+    def flushOutgoing(self) -> None:
+        """
+        Send what this turn queued, with one write.
+        """
+        outgoing, self._outgoing = self._outgoing, None
+        if outgoing and self.transport is not None:
+            sendNow(self.transport, outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        """
+        What is queued goes out before the transport closes (an abort then
+        discards whatever the kernel did not take at once).
+        """
+        self.flushOutgoing()
+        WebSocketServerProtocol._closeConnection(self, abort)
+
+    def isOpen(self) -> bool:
+        """
+        Whether frames can still be written.
+        """
+        return self.state == _STATE_OPEN and not self._dropped
+
+    def holdDeliveries(self) -> None:
+        """
+        Hold frames back until C{releaseDeliveries}.
+        """
+        if self._held is None:
+            self._held = []
+
+    def releaseDeliveries(self, first: Iterable[Frame] = ()) -> None:
+        """
+        Write C{first}, then what was held, and stop holding.
+        """
+        held, self._held = self._held or [], None
+        for frame in first:
+            self.sendPrepared(frame)
+        for frame in held:
+            self.sendPrepared(frame)
+
+    def close(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
+        """
+        Start the closing handshake.
+
+        Unlike Autobahn's C{sendClose}, this may send the RFC 6455 codes a
+        server needs (1001, 1008, 1011, 1013), not only 1000 and 3000-4999.
+        """
+        if self.state == _STATE_OPEN:
+            code = validCloseCode(code, closecodes.POLICY_VIOLATION)
+            self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123) if reason else None)
+
+    # -- IPushProducer: the transport tells us when the peer stops reading ---
+
+    def pauseProducing(self) -> None:
+        """
+        The send buffer passed its high-water mark; start counting.
+        """
+        if not self._paused:
+            self._paused = True
+            self._pausedBytes = 0
+            self._pauseTimeout = self.factory.wheel.schedule(
+                self.factory.slowConsumerTimeout, self._dropSlowConsumer
+            )
+
+    def resumeProducing(self) -> None:
+        """
+        The buffer drained.
+        """
+        self._paused = False
+        self._pausedBytes = 0
+        if self._pauseTimeout is not None:
+            self._pauseTimeout.cancel()
+            self._pauseTimeout = None
+
+    def stopProducing(self) -> None:
+        """
+        The transport is going away; C{onClose} cleans up.
+        """
+
+    def _dropSlowConsumer(self) -> None:
+        self._pauseTimeout = None
+        if self._dropped or self.state != _STATE_OPEN:
+            return
+        self._dropped = True
+        self.factory.countSlowConsumer()
+        self._log.info(
+            "dropping slow consumer {session} (uid {uid}, {peer})",
+            session=self.sessionId,
+            uid=self.uid,
+            peer=self.peer,
+        )
+        self.close(closecodes.SLOW_CONSUMER, "slow consumer")
+
+    def stopOutput(self) -> None:
+        """
+        The connection is gone: drop what is queued and the slow-consumer timer.
+        """
+        self._outgoing = None
+        if self._pauseTimeout is not None:
+            self._pauseTimeout.cancel()
+            self._pauseTimeout = None
