@@ -7,6 +7,7 @@ reading is told and dropped instead of growing this process's memory.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterable
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -45,6 +46,17 @@ class SessionOutput:
     _dropped = False
     _held: list[Frame] | None = None
     _outgoing: list[bytes] | None = None
+    #: Autobahn's queue for trickled sends (C{sync}/C{chopsize}), which only
+    #: tests use: one shared, empty and immutable until a connection needs
+    #: its own (an empty deque is 600 bytes an idle connection would carry)
+    send_queue: deque[tuple[bytes, bool]] | tuple[()] = ()
+
+    def _connectionMade(self) -> None:
+        """
+        Autobahn's, then drop its per-connection trickle queue.
+        """
+        super()._connectionMade()  # type: ignore[misc]
+        self.__dict__.pop("send_queue", None)
 
     def sendPrepared(self, frame: Frame) -> bool:
         """
@@ -71,6 +83,8 @@ class SessionOutput:
         close frames) joins the frames of this turn, in order.
         """
         if sync or chopsize:
+            if "send_queue" not in self.__dict__:
+                self.send_queue = deque()
             self.flushOutgoing()
             WebSocketServerProtocol.sendData(self, data, sync, chopsize)
         else:

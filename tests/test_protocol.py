@@ -207,6 +207,8 @@ class SlowHandshakeTests(ProtocolTestCase):
         self.assertNotIn("maxMessagePayloadSize", proto.__dict__)
         self.assertEqual(proto.maxMessagePayloadSize, self.factory.maxMessagePayloadSize)
         self.assertIs(proto.perMessageCompressionAccept, self.factory.perMessageCompressionAccept)
+        self.assertNotIn("send_queue", proto.__dict__)
+        self.assertEqual(len(proto.send_queue), 0)
 
 
 class FirstMessageTests(ProtocolTestCase):
