@@ -51,6 +51,8 @@ class RealtimeServerFactory(WebSocketServerFactory):
         self.registry = hub.registry
         self.fanout = fanout
         self.wheel = wheel
+        #: the reactor's clock, for timestamps
+        self.clock = wheel.reactor
         self.writer = writer
         self.maxQueuedBytes = maxQueuedBytes
         self.slowConsumerTimeout = slowConsumerTimeout

@@ -158,6 +158,7 @@ class RealtimeServerProtocol(StrictProtocol, SessionOutput, WebSocketServerProto
         Join the registry, or start the first-message clock.
         """
         self.sessionId = self.factory.nextSessionId()
+        self._lastHeard = self.factory.clock.seconds()
         self.transport.registerProducer(self, True)
         if self._awaitingFirst:
             self._authTimeout = self.factory.wheel.schedule(self._firstMessageTimeout, self._authTimedOut)

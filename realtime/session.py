@@ -51,6 +51,34 @@ class SessionOutput:
     #: its own (an empty deque is 600 bytes an idle connection would carry)
     send_queue: deque[tuple[bytes, bool]] | tuple[()] = ()
 
+    #: when the peer last sent anything, and whether it was pinged since
+    _lastHeard = 0.0
+    _pinged = False
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Anything from the peer (a pong too) shows it is alive.
+        """
+        self._lastHeard = self.factory.clock.seconds()  # type: ignore[attr-defined]
+        self._pinged = False
+        super().dataReceived(data)  # type: ignore[misc]
+
+    def keepalive(self, now: float, interval: float) -> None:
+        """
+        Ping a peer silent for C{interval}; drop one silent for twice that
+        (C{realtime.keepalive} calls this about once per interval).
+        """
+        if self.state != _STATE_OPEN:  # type: ignore[attr-defined]
+            return
+        silent = now - self._lastHeard
+        if silent >= 2 * interval:
+            self.wasClean = False
+            self.wasNotCleanReason = f"no answer to a ping within {interval:g} s"
+            self.dropConnection(abort=True)  # type: ignore[attr-defined]
+        elif silent >= interval and not self._pinged:
+            self._pinged = True
+            self.sendPing()  # type: ignore[attr-defined]
+
     def _connectionMade(self) -> None:
         """
         Autobahn's, then drop its per-connection trickle queue.

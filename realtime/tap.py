@@ -31,6 +31,7 @@ from realtime.factory import RealtimeServerFactory
 from realtime.hub import Hub
 from realtime.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram
 from realtime.interfaces import IMessageStore, IPushFraming
+from realtime.keepalive import Keepalive
 from realtime.logs import observerFor
 from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.options import Options, loadApiKey
@@ -298,8 +299,8 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     )
     ping = options["ping-interval"]
     factory.setProtocolOptions(
-        autoPingInterval=ping,
-        autoPingTimeout=ping,
+        # pings come from one Keepalive timer, not a timer per connection
+        autoPingInterval=0,
         # the front port reads the whole request head (under its own
         # timeout) before Autobahn sees it; slow authenticators have theirs
         openHandshakeTimeout=0,
@@ -320,6 +321,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     )
     top = RealtimeService()
     StoreService(store, reactor, hub).setServiceParent(top)
+    Keepalive(reactor, registry, ping).setServiceParent(top)
     sessions = SessionsService(reactor, registry, wheel)
     sessions.setServiceParent(top)
     counters.lag = ReactorLag(reactor)

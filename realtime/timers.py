@@ -53,6 +53,7 @@ class TimeoutWheel:
     log = Logger()
 
     def __init__(self, reactor: IReactorTime, resolution: float = 0.25) -> None:
+        self.reactor = reactor
         self._reactor = reactor
         self._resolution = resolution
         self._buckets: dict[int, set[Timeout]] = {}
