@@ -29,8 +29,7 @@ setup(
         "prometheus-client>=0.20",
     ],
     extras_require={
-        "redis": ["txredisapi>=1.4.10"],
-        "test": ["pytest>=8", "websockets>=13", "txredisapi>=1.4.10", "ruff>=0.6", "playwright>=1.45"],
+        "test": ["pytest>=8", "websockets>=13", "ruff>=0.6", "playwright>=1.45"],
     },
     entry_points={"console_scripts": ["realtime-push = realtime.client:main"]},
     classifiers=[

@@ -199,8 +199,8 @@ class IBroker(Interface):
     """
     Carries backend pushes to the sessions they address, on every node.
 
-    The memory broker delivers to this process only; a Redis broker fans out
-    across processes.
+    The memory broker delivers to this process only; a broker for several
+    processes (scale-out) fans each push out to all of them.
     """
 
     def publish(envelope):

@@ -1,8 +1,8 @@
 """
 The single-process broker: a push reaches the sessions of this process.
 
-It is the embedded default and the reference the Redis broker is tested
-against: same answers, one node.
+It is the embedded default and the reference any scale-out broker must
+match: same answers, one node.
 """
 
 from __future__ import annotations
