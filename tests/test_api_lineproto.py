@@ -494,3 +494,32 @@ class HalfCloseTests(SynchronousTestCase):
         factory, proto, transport = connect(ManualBroker())
         proto.readConnectionLost()
         self.assertTrue(transport.disconnecting)
+
+
+class CrossProtocolTests(SynchronousTestCase):
+    """
+    HTTP sent to the line port (a browser made to POST by a hostile page)
+    pushes nothing.
+    """
+
+    def test_httpRefused(self) -> None:
+        """
+        A first line that is an HTTP request line is answered with an error
+        and the connection is closed before the body's JSON line is read.
+        """
+        broker = ManualBroker()
+        factory, proto, transport = connect(broker)
+        proto.dataReceived(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1:5678\r\nContent-Type: text/plain\r\n\r\n" + b'{"uid": "victim"}\n'
+        )
+        self.assertEqual(answers(transport), [b"error: this is the line-JSON push port, not HTTP"])
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(broker.published, [])
+
+    def test_onlyTheFirstLine(self) -> None:
+        """
+        Later lines are judged as JSON as usual.
+        """
+        factory, proto, transport = connect(ManualBroker())
+        proto.dataReceived(b'{"uid": "a"}\nGET / HTTP/1.1\n')
+        self.assertFalse(transport.disconnecting)

@@ -25,7 +25,10 @@ Beyond Workerman:
 - a line that cannot be pushed is answered with one ``error: ...`` line
   naming the problem instead of a dropped connection or a silent ``fail``,
   and the connection stays usable;
-- lines may end in ``\\r\\n``; empty lines are ignored.
+- lines may end in ``\\r\\n``; empty lines are ignored;
+- a connection whose first line is an HTTP request line is answered with an
+  error and closed: a hostile web page cannot make a browser push through
+  this port with a cross-origin POST.
 
 The error lines are::
 
@@ -42,6 +45,7 @@ The error lines are::
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from typing import Any
 
@@ -62,6 +66,9 @@ MAX_PENDING = 64
 
 _OK = b"ok"
 _FAIL = b"fail"
+
+#: the first line of an HTTP request (``POST / HTTP/1.1``)
+HTTP_REQUEST_LINE = re.compile(rb"[A-Z]{3,10} \S+ HTTP/\d")
 _QUEUED = b"queued"
 _INTERNAL = b"error: internal error"
 _UID_TYPE = '"uid" must be a non-empty string or a list of them'
@@ -162,6 +169,7 @@ class LinePushProtocol(LineReceiver):
         self._discarding = False
         self._lost = False
         self._readClosed = False
+        self._seenLine = False
 
     def connectionMade(self) -> None:
         """
@@ -257,6 +265,16 @@ class LinePushProtocol(LineReceiver):
             line = line[:-1]
         if not line.strip():
             return
+        if not self._seenLine:
+            self._seenLine = True
+            if HTTP_REQUEST_LINE.match(line):
+                # A browser made to POST here by a hostile page would have its
+                # body pushed: refuse HTTP outright, as Redis does.
+                self.factory.errors += 1
+                self.sendLine(b"error: this is the line-JSON push port, not HTTP")
+                self._lost = True
+                self.transport.loseConnection()
+                return
         try:
             target = parseLine(line)
         except LineError as e:
