@@ -325,9 +325,10 @@ class IMessageStore(Interface):
             C{realtime.values.StoredMessage}.
         """
 
-    def markSeen(uid, now):
+    def markSeen(seen):
         """
-        Remember that C{uid} connected at C{now}: only uids seen within
+        Remember that each uid in C{seen} (a C{Mapping[str, float]}: uid to
+        when it connected) connected then: only uids seen within
         C{SEEN_RETENTION} seconds get an offline queue, so a push to a uid
         that never connected (a typo, a stale id) is answered as undelivered
         instead of being kept for nobody.

@@ -162,9 +162,9 @@ class OfflineQueues:
         """
         self._saving = None
         unsaved, self._unsaved = self._unsaved, {}
-        for uid, when in unsaved.items():
-            self._store.markSeen(uid, when).addErrback(
-                lambda f, uid=uid: self.log.failure("recording {uid} failed", f, uid=uid)
+        if unsaved:
+            self._store.markSeen(unsaved).addErrback(
+                lambda f: self.log.failure("recording {count} connected uids failed", f, count=len(unsaved))
             )
 
     def stop(self) -> None:

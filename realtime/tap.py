@@ -25,6 +25,7 @@ from realtime import closecodes
 from realtime.api.cors import CorsPolicy
 from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
+from realtime.autobahnlogs import useCheapFormatting
 from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
 from realtime.factory import RealtimeServerFactory
@@ -59,6 +60,23 @@ def acceptDeflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
     return None
 
 
+#: the listen backlog when an endpoint string does not give one: Twisted's
+#: default of 50 drops SYNs during a reconnect storm (every client of a
+#: restarted server at once), and each dropped SYN costs its client a second
+DEFAULT_BACKLOG = 1024
+
+
+def withBacklog(description: str) -> str:
+    """
+    C{description} with C{backlog=DEFAULT_BACKLOG} added if it is a TCP,
+    TLS or Unix endpoint without one.
+    """
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={DEFAULT_BACKLOG}"
+    return description
+
+
 class Listener(StreamServerEndpointService):
     """
     Listens on one option's endpoint; a port that cannot be bound stops the
@@ -69,7 +87,7 @@ class Listener(StreamServerEndpointService):
     _raiseSynchronously = True
 
     def __init__(self, reactor: Any, option: str, description: str, factory: IProtocolFactory) -> None:
-        StreamServerEndpointService.__init__(self, serverFromString(reactor, description), factory)
+        StreamServerEndpointService.__init__(self, serverFromString(reactor, withBacklog(description)), factory)
         self.option = option
         self.description = description
         self.port: Any = None
@@ -265,6 +283,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     # Autobahn logs every frame at debug level through txaio; twistd's log
     # observer keeps everything, so set the level where txaio filters.
     txaio.set_global_log_level("info")
+    useCheapFormatting()
     notes: list[str] = []
     warnings = list(options["authenticator"].warnings())
     registry = SessionRegistry()

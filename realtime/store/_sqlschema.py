@@ -337,13 +337,13 @@ class Database:
         db.execute("DELETE FROM offline WHERE uid = ?", (uid,))
         return [StoredMessage(seq, payload, bool(binary), ts) for seq, ts, binary, payload in rows]
 
-    def markSeen(self, uid: str, now: float) -> None:
+    def markSeen(self, seen: Sequence[tuple[str, float]]) -> None:
         """
-        Record C{uid}'s latest connection.
+        Record each uid's latest connection, in one statement.
         """
-        self._db.execute(
+        self._db.executemany(
             "INSERT INTO seen (uid, last) VALUES (?, ?) ON CONFLICT (uid) DO UPDATE SET last = max(last, excluded.last)",
-            (uid, now),
+            seen,
         )
 
     def wasSeen(self, uid: str, now: float) -> bool:

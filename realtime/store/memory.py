@@ -15,6 +15,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Mapping
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
@@ -165,11 +166,12 @@ class MemoryMessageStore:
         queue = self._offline.pop(uid, ())
         return succeed([q.message for q in queue if q.expires > now])
 
-    def markSeen(self, uid: str, now: float) -> Deferred[None]:
+    def markSeen(self, seen: Mapping[str, float]) -> Deferred[None]:
         """
-        Remember C{uid}'s latest connection.
+        Remember each uid's latest connection.
         """
-        self._seen[uid] = max(now, self._seen.get(uid, now))
+        for uid, now in seen.items():
+            self._seen[uid] = max(now, self._seen.get(uid, now))
         return succeed(None)
 
     def wasSeen(self, uid: str, now: float) -> Deferred[bool]:

@@ -16,7 +16,7 @@ matters; an idle store commits a lone append within one reactor turn.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -285,11 +285,12 @@ class SQLiteMessageStore:
         """
         return self._enqueue(Database.takeOffline, uid, now)
 
-    def markSeen(self, uid: str, now: float) -> Deferred[None]:
+    def markSeen(self, seen: Mapping[str, float]) -> Deferred[None]:
         """
-        See L{IMessageStore.markSeen}; committed with its turn's group.
+        See L{IMessageStore.markSeen}; one operation however many uids,
+        committed with its turn's group.
         """
-        return self._enqueue(Database.markSeen, uid, now)
+        return self._enqueue(Database.markSeen, list(seen.items()))
 
     def wasSeen(self, uid: str, now: float) -> Deferred[bool]:
         """
