@@ -23,7 +23,7 @@ from realtime.interfaces import IBroker, IMessageStore, ISession
 from realtime.namespaces import NamespaceRules
 from realtime.offline import KeyedSerializer, OfflineQueues
 from realtime.registry import SessionRegistry
-from realtime.values import Envelope, OfflineLimits, PushResult, ToChannel, ToUids
+from realtime.values import Envelope, OfflineLimits, PushResult, Target, ToChannel, ToUids
 
 __all__ = ["Hub", "RequestError", "KeyedSerializer", "MAX_SUBSCRIPTIONS"]
 
@@ -60,7 +60,7 @@ class Hub:
             if offline is not None and store is not None
             else None
         )
-        self._brokerNow = getattr(broker, "publishNow", None)
+        self._brokerNow = getattr(broker, "pushNow", None)
         self.channels = ChannelRequests(reactor, registry, broker, store, rules, self.publishToChannel, authorizer)
 
     @property
@@ -126,13 +126,12 @@ class Hub:
             d.addCallback(self.offline.queueMissing, envelope.payload, envelope.isBinary)
         return d
 
-    def publishNow(self, envelope: Envelope) -> PushResult | None:
+    def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
         """
-        L{publish} without Deferreds where the answer needs no waiting: a
-        push to uids that all have a connection here (or with no offline
-        queue), or to everyone.  C{None}, with nothing done, otherwise.
+        L{publish} without Deferreds where the answer needs no waiting: to
+        uids that all have a connection here (or with no offline queue), or
+        to everyone.  How many sessions got it, or C{None} with nothing done.
         """
-        target = envelope.target
         fast = self._brokerNow
         if fast is None or type(target) is ToChannel:
             return None
@@ -141,10 +140,9 @@ class Hub:
             for uid in target.uids:
                 if not hasSessions(uid):
                     return None
-        if self._framePush is None:
-            return fast(envelope)
-        payload, isBinary = self._framePush(envelope.payload, envelope.isBinary)
-        return fast(Envelope(target, payload, isBinary))
+        if self._framePush is not None:
+            payload, isBinary = self._framePush(payload, isBinary)
+        return fast(target, payload, isBinary)
 
     def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
         """

@@ -491,3 +491,68 @@ class PermissionTests(HubTestCase):
         self.hub.sessionClosed(alice2)
         self.assertEqual(messages(bob)[-1], {"type": "leave", "channel": "chat:room", "uid": "alice"})
         self.assertEqual(self.successResultOf(self.hub.presence("chat:room"))["uids"], {"bob": 1})
+
+
+class PushNowTests(HubTestCase):
+    """
+    The synchronous path answers only when nothing has to wait, and then
+    exactly as C{publish} would have.
+    """
+
+    def test_online(self) -> None:
+        """
+        A push to uids that all have sessions is delivered at once.
+        """
+        self.build()
+        a, a2, b = self.connect("a"), self.connect("a"), self.connect("b")
+        self.assertEqual(self.hub.pushNow(ToUids(("a",)), b"x", False), 2)
+        self.assertEqual(self.hub.pushNow(ToUids(("a", "b", "a")), b"y", False), 3)
+        self.assertEqual(self.hub.pushNow(ToAll(), b"z", False), 3)
+        self.assertEqual(a.texts, ["x", "y", "z"])
+        self.assertEqual(a2.texts, ["x", "y", "z"])
+        self.assertEqual(b.texts, ["y", "z"])
+
+    def test_offlineWaits(self) -> None:
+        """
+        With an offline queue, a uid without sessions needs the slow path:
+        C{None}, and nobody got anything.
+        """
+        self.build()
+        a = self.connect("a")
+        self.assertIsNone(self.hub.pushNow(ToUids(("a", "gone")), b"x", False))
+        self.assertEqual(a.texts, [])
+        self.assertIsNone(self.hub.pushNow(ToChannel("c"), b"1", False))
+
+    def test_noOfflineQueue(self) -> None:
+        """
+        Without an offline queue, nobody connected is simply 0.
+        """
+        self.build(offline=None)
+        self.assertEqual(self.hub.pushNow(ToUids(("gone",)), b"x", False), 0)
+
+    def test_framed(self) -> None:
+        """
+        Pushes are framed for the routing's protocol on this path too.
+        """
+        self.build(framePush=encodePush)
+        a = self.connect("a")
+        self.hub.pushNow(ToUids(("a",)), b"hi", False)
+        self.assertEqual(messages(a), [{"type": "push", "data": "hi"}])
+
+    def test_behindChunkedDelivery(self) -> None:
+        """
+        While a chunked delivery is under way, a push must wait its turn:
+        C{None}.
+        """
+        self.build()
+        fanout = self.hub.broker.fanout
+        fanout.chunkSize = 2
+        sessions = [self.connect(f"u{i}") for i in range(3)]
+        pending = self.hub.publish(Envelope(ToAll(), b"big"))
+        self.assertNoResult(pending)
+        self.assertIsNone(self.hub.pushNow(ToUids(("u0",)), b"small", False))
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(pending).delivered, 3)
+        self.assertEqual(self.hub.pushNow(ToUids(("u0",)), b"small", False), 1)
+        self.assertEqual(sessions[0].texts, ["big", "small"])

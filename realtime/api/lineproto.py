@@ -282,17 +282,22 @@ class LinePushProtocol(LineReceiver):
             return
         factory = self.factory
         factory.pushes += 1
-        if not self._pending and factory.publishNow is not None:
+        if not self._pending and factory.pushNow is not None:
             # the common case, answered at once: no Deferreds per push
             try:
-                result = factory.publishNow(Envelope(target, line, False))
+                delivered = factory.pushNow(target, line, False)
             except Exception:
                 self.log.failure("line port push failed")
                 factory.errors += 1
                 self.sendLine(_INTERNAL)
                 return
-            if result is not None:
-                self.sendLine(self._cbPublished(result))
+            if delivered is not None:
+                if delivered:
+                    factory.delivered += 1
+                    self.sendLine(_OK)
+                else:
+                    factory.undelivered += 1
+                    self.sendLine(_FAIL)
                 return
         slot: list[bytes | None] = [None]
         self._pending.append(slot)
@@ -401,8 +406,8 @@ class LinePushFactory(Factory):
             line ending; longer lines are answered with an error and skipped.
         """
         self.broker = broker
-        #: the broker's synchronous fast path, if it has one (L{Hub.publishNow})
-        self.publishNow = getattr(broker, "publishNow", None)
+        #: the broker's synchronous fast path, if it has one (L{Hub.pushNow})
+        self.pushNow = getattr(broker, "pushNow", None)
         self.maxLineLength = maxLineLength
         self.pushes = 0
         self.delivered = 0

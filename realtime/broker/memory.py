@@ -15,7 +15,7 @@ from zope.interface import implementer
 from realtime.delivery import Fanout, Frame
 from realtime.interfaces import IBroker
 from realtime.registry import SessionRegistry
-from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToSessions, ToUids
+from realtime.values import Envelope, PushResult, Target, ToAll, ToChannel, ToSessions, ToUids
 
 
 @implementer(IBroker)
@@ -59,37 +59,34 @@ class MemoryBroker:
             raise TypeError(f"unknown target {target!r}")
         return self.fanout.deliver(sessions, frame).addCallback(PushResult)
 
-    def publishNow(self, envelope: Envelope) -> PushResult | None:
+    def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
         """
-        L{publish} without Deferreds, for the line port's hot path: the
-        result, or C{None} (and nothing delivered) when the delivery must
-        wait for a chunked one before it.
+        L{publish} without Deferreds or result objects, for the line port's
+        hot path: how many sessions got it, or C{None} (and nothing
+        delivered) when the delivery must wait behind a chunked one.
         """
-        target = envelope.target
-        registry = self.registry
         fanout = self.fanout
-        if type(target) is ToUids and len(target.uids) == 1:
-            # one uid (nearly every push): no intermediate collections
-            if fanout.pending:
+        if fanout.pending:
+            return None
+        registry = self.registry
+        if type(target) is ToUids:
+            uids = target.uids
+            if len(uids) == 1:
+                # one uid (nearly every push): no intermediate collections
+                frame = Frame(payload, isBinary)
+                count = 0
+                for session in registry.sessionsOf(uids[0]):
+                    if session.sendPrepared(frame):
+                        count += 1
+                fanout.delivered += count
+                return count
+            audiences = [registry.sessionsOf(uid) for uid in dict.fromkeys(uids)]
+            if sum(len(a) for a in audiences) > fanout.chunkSize:
                 return None
-            uid = target.uids[0]
-            frame = Frame(envelope.payload, envelope.isBinary)
-            count = 0
-            for session in registry.sessionsOf(uid):
-                if session.sendPrepared(frame):
-                    count += 1
-            fanout.delivered += count
-            return PushResult(count, {uid: count})
-        if isinstance(target, ToUids):
-            audiences = [(uid, registry.sessionsOf(uid)) for uid in dict.fromkeys(target.uids)]
-            if fanout.pending or sum(len(s) for _, s in audiences) > fanout.chunkSize:
-                return None
-            frame = Frame(envelope.payload, envelope.isBinary)
-            uids = {uid: fanout.deliverNow(sessions, frame) or 0 for uid, sessions in audiences}
-            return PushResult(sum(uids.values()), uids)
-        if isinstance(target, ToAll):
-            count = fanout.deliverNow(registry.allSessions(), Frame(envelope.payload, envelope.isBinary))
-            return None if count is None else PushResult(count)
+            frame = Frame(payload, isBinary)
+            return sum(fanout.deliverNow(a, frame) or 0 for a in audiences)
+        if type(target) is ToAll:
+            return fanout.deliverNow(registry.allSessions(), Frame(payload, isBinary))
         return None
 
     def connectionCount(self, uid: str) -> Deferred[int]:
