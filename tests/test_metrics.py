@@ -239,3 +239,25 @@ class ReactorLagTests(SynchronousTestCase):
         clock.advance(1.0)
         self.assertEqual(lag.worst(), 0.0, "the window forgets old lateness")
 
+
+
+class InstrumentedFastPathTests(SynchronousTestCase):
+    """
+    The instrumented broker keeps the hub's synchronous path, and times it.
+    """
+
+    def test_pushNowTimed(self) -> None:
+        """
+        C{pushNow} goes through to the hub and is counted in the histogram;
+        a broker without one offers none.
+        """
+        clock = Clock()
+        hub = buildHub(clock, None, offline=None)
+        session = FakeSession("a")
+        hub.sessionOpened(session)
+        latency = LatencyHistogram()
+        broker = InstrumentedBroker(hub, "line", latency, clock)
+        self.assertEqual(broker.pushNow(ToUids(("a",)), b"x", False), 1)
+        self.assertEqual(session.texts, ["x"])
+        self.assertEqual(latency.count(("line", "uid")), 1)
+        self.assertIsNone(InstrumentedBroker(ManualBroker(), "line", latency, clock).pushNow)
