@@ -47,13 +47,21 @@ def sendNow(transport: Any, data: bytes) -> None:
         and transport.connected
         and not transport.disconnecting
     ):
-        sent = transport.writeSomeData(data)
-        if isinstance(sent, int):
-            if sent == len(data):
-                return
+        # what tcp.Connection.writeSomeData does, minus its per-call wrappers
+        # (the memoryview slice, untilConcludes): this runs once per
+        # connection per turn.  A frame never exceeds what send() takes.
+        try:
+            sent = transport.socket.send(data)
+        except InterruptedError:
+            sent = 0
+        except OSError:
+            # EAGAIN/ENOBUFS, or the connection failing: Twisted's own write
+            # pass will send it, or find the failure and close in order
+            sent = 0
+        if sent == len(data):
+            return
+        if sent:
             data = data[sent:]
-        # anything else is the connection failing: Twisted's own write pass
-        # will find that out and close it in order
     transport.write(data)
 
 

@@ -73,9 +73,12 @@ class MemoryBroker:
             uids = target.uids
             if len(uids) == 1:
                 # one uid (nearly every push): no intermediate collections
+                sessions = registry.sessionsOf(uids[0])
+                if not sessions:
+                    return 0
                 frame = Frame(payload, isBinary)
                 count = 0
-                for session in registry.sessionsOf(uids[0]):
+                for session in sessions:
                     if session.sendPrepared(frame):
                         count += 1
                 fanout.delivered += count
