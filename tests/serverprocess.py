@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Sequence
 
+from twisted.trial.unittest import SynchronousTestCase
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTENING = re.compile(r"--(port|api-port|push-port) listening on (\S+):(\d+)")
 API_KEY = "integration-test-key"
@@ -198,6 +200,23 @@ def fixedPortArgs(ports: Sequence[int]) -> list[str]:
         "--push-port",
         f"tcp:{line}:interface=127.0.0.1",
     ]
+
+
+class ServerTestCase(SynchronousTestCase):
+    """
+    One real server per test class, started with C{serverArgs}.
+    """
+
+    serverArgs: tuple[str, ...] = ()
+    server: ServerProcess
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = ServerProcess(*cls.serverArgs).start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.stop()
 
 
 def run(args: Sequence[str], cwd: str | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SkipTest
 
 from realtime import closecodes
 from tests.rawsocket import (
@@ -32,7 +32,7 @@ from tests.rawsocket import (
     deflate,
     frame,
 )
-from tests.serverprocess import ServerProcess
+from tests.serverprocess import ServerTestCase
 from tests.test_integration import api, waitUntil
 
 #: the smoke server's message limit: small, so the limit tests are fast
@@ -56,20 +56,10 @@ def peakMemory(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-class SmokeTestCase(SynchronousTestCase):
+class SmokeTestCase(ServerTestCase):
     """
-    One server per class, started with C{serverArgs}.
+    One server per class, and raw connections to it.
     """
-
-    serverArgs: tuple[str, ...] = ()
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.server = ServerProcess(*cls.serverArgs).start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
 
     def client(self, extensions: str | None = None) -> RawClient:
         """

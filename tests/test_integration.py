@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tests import serverprocess
 from tests.serverprocess import API_KEY, ServerProcess, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,20 +65,10 @@ def waitUntil(predicate, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-class ServerTestCase(SynchronousTestCase):
+class ServerTestCase(serverprocess.ServerTestCase):
     """
-    One server per test class.
+    One server per test class, and its API.
     """
-
-    serverArgs: tuple[str, ...] = ()
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.server = ServerProcess(*cls.serverArgs).start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
 
     def online(self, uid: str) -> int:
         status, body = api(self.server, "GET", f"/api/online?uid={uid}")

@@ -74,15 +74,7 @@ class MemoryBroker:
             if len(uids) == 1:
                 # one uid (nearly every push): no intermediate collections
                 sessions = registry.sessionsOf(uids[0])
-                if not sessions:
-                    return 0
-                frame = Frame(payload, isBinary)
-                count = 0
-                for session in sessions:
-                    if session.sendPrepared(frame):
-                        count += 1
-                fanout.delivered += count
-                return count
+                return fanout.deliverNow(sessions, Frame(payload, isBinary)) if sessions else 0
             audiences = [registry.sessionsOf(uid) for uid in dict.fromkeys(uids)]
             if sum(len(a) for a in audiences) > fanout.chunkSize:
                 return None
