@@ -32,7 +32,7 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("api-key", None, "key the HTTP API requires as 'Authorization: Bearer KEY' (default: read --api-key-file)"),
     ("api-key-file", None, "file holding the API key, created with a random key if missing (default realtime-api.key)"),
     ("max-message-size", None, "largest message in bytes, from clients and from backends (default 1048576)"),
-    ("ping-interval", None, "seconds between pings to each client; a client silent that long is dropped; 0 disables (default 30)"),
+    ("ping-interval", None, "a client silent this many seconds is pinged, and dropped if silent twice as long; 0 disables (default 30)"),
     ("max-queued-bytes", None, "unread bytes a client may fall behind by before it is dropped as a slow consumer (default 4194304)"),
     ("store", None, "message store for history and offline queues: sqlite:PATH or memory (default sqlite:realtime.sqlite3)"),
     ("offline-ttl", None, "seconds a push to a uid without connections waits for it; 0 disables the offline queue (default 86400)"),
