@@ -102,12 +102,8 @@ class Fanout:
 
         @return: a Deferred firing with how many sessions accepted it.
         """
-        if not self._jobs and len(sessions) <= self.chunkSize:
-            count = 0
-            for session in sessions:
-                if session.sendPrepared(frame):
-                    count += 1
-            self.delivered += count
+        count = self.deliverNow(sessions, frame)
+        if count is not None:
             return succeed(count)
         job = _Job(sessions, frame)
         self._jobs.append(job)
