@@ -23,7 +23,9 @@ from zope.interface import implementer
 from realtime import channelproto, closecodes
 from realtime.channels import RequestError
 from realtime.delivery import Frame
+from realtime.handshake import FastHandshake, Upgrade, upgradeRequest
 from realtime.interfaces import ISession
+from realtime.quietadapter import QuietAdapter
 from realtime.session import SessionOutput, validCloseCode
 from realtime.strict import StrictProtocol
 from realtime.timers import Timeout
@@ -88,7 +90,7 @@ def errorFrame(code: str, message: str) -> bytes:
 
 
 @implementer(ISession, IPushProducer)
-class RealtimeServerProtocol(StrictProtocol, SessionOutput, WebSocketServerProtocol):
+class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, QuietAdapter, WebSocketServerProtocol):
     """
     One WebSocket connection: authentication, routing, and the session the
     backend pushes to.
@@ -112,11 +114,23 @@ class RealtimeServerProtocol(StrictProtocol, SessionOutput, WebSocketServerProto
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         """
+        Autobahn's path (L{FastHandshake} takes the common requests).
+        """
+        return self.decideHandshake(handshakeRequest(request, getattr(self.transport.getPeer(), "host", "")))
+
+    def decideUpgrade(self, upgrade: Upgrade) -> Any:
+        """
+        L{FastHandshake}'s path.
+        """
+        return self.decideHandshake(upgradeRequest(upgrade, self.peer, getattr(self.transport.getPeer(), "host", "")))
+
+    def decideHandshake(self, handshake: HandshakeRequest) -> Any:
+        """
         Ask the authenticator; a C{Deny} becomes an HTTP error response, so a
         refused client never holds an open socket.
         """
-        self.handshake = handshakeRequest(request, getattr(self.transport.getPeer(), "host", ""))
-        decision = self.factory.authenticator.checkHandshake(self.handshake)
+        self.handshake = handshake
+        decision = self.factory.authenticator.checkHandshake(handshake)
         if isinstance(decision, Deferred):
             # Autobahn's own handshake timer is off (the front port already
             # read the whole head); a slow authenticator gets this one

@@ -155,6 +155,7 @@ class HandshakeTests(ProtocolTestCase):
         self.serve(ScriptedAuthenticator(Accept(Identity("u", subprotocol="zz"))), EchoStrategy())
         proto, transport = self.connect(handshake(protocols=["p1"]))
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 500"), transport.value())
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
 
     def test_asyncAccept(self) -> None:
         """

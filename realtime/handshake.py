@@ -1,0 +1,220 @@
+"""
+The common opening handshake, read and decided in one step.
+
+Autobahn's general path (C{processHandshake}) is built for every case: a
+request it reads is checked, copied into a C{ConnectionRequest}, and handed
+to C{onConnect} through C{txaio.as_future} and a Deferred chain, with debug
+log arguments formatted on the way, even when C{onConnect} answers at once.
+Per connection that is about a third of the Python time a handshake costs
+(measured with cProfile and py-spy; see bench/README.rst).
+
+The request every client sends (C{GET} over HTTP/1.1 with a plain path, one
+of each header, version 13, a well-formed key) is read here by
+L{readUpgrade}, and L{FastHandshake} decides it synchronously when the
+authenticator answers synchronously.  Everything else (a header twice, a
+version other than 13, a bad key, an origin the server refuses, a method
+other than GET, a fragment or a C{;} in the target...) returns C{None}, and
+Autobahn's own path reads the request again and answers exactly as it
+always did.  So the fast path never refuses anything: it only accepts what
+Autobahn would accept, with the same values.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs
+
+from autobahn.websocket.protocol import _is_same_origin, _url_to_origin
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from realtime.values import HandshakeRequest
+
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==\Z")
+
+_log = Logger()
+
+
+class Upgrade:
+    """
+    What L{readUpgrade} found, with Autobahn's names for its values.
+    """
+
+    __slots__ = ("data", "statusLine", "headers", "uri", "path", "params", "host", "protocols", "origin", "key")
+
+    def __init__(self, data: bytes, statusLine: str, headers: dict[str, str], uri: str) -> None:
+        self.data = data
+        self.statusLine = statusLine
+        self.headers = headers
+        self.uri = uri
+        path, _, query = uri.partition("?")
+        self.path = path
+        self.params: dict[str, list[str]] = parse_qs(query) if query else {}
+        self.host = ""
+        self.protocols: list[str] = []
+        self.origin: str | None = None
+        self.key = ""
+
+
+def _hasToken(value: str, token: str) -> bool:
+    """
+    Whether the comma-separated header C{value} has C{token}, ignoring case.
+    """
+    return value.lower() == token or token in [part.strip().lower() for part in value.split(",")]
+
+
+def readUpgrade(data: bytes, end: int, externalPort: int | None = None) -> Upgrade | None:
+    """
+    Read the request head C{data[:end]} if it is a common, valid WebSocket
+    upgrade (RFC 6455 section 4.2.1), else C{None}.
+
+    Headers are decoded as ISO-8859-1, names lower-cased and values
+    stripped, as Autobahn's C{parseHttpHeader} does.
+    """
+    lines = data[:end].decode("iso-8859-1").splitlines()
+    statusLine = lines[0].strip()
+    request = statusLine.split()
+    if len(request) != 3 or request[0] != "GET" or request[2] != "HTTP/1.1":
+        return None
+    uri = request[1]
+    # urlparse would split C{;params} off the path; Autobahn refuses fragments
+    if not uri.startswith("/") or uri.startswith("//") or "#" in uri or ";" in uri:
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name:
+            return None
+        headers[name.strip().lower()] = value.strip()
+    if len(headers) != len(lines) - 1:
+        # a header twice: Autobahn joins or refuses them
+        return None
+    host = headers.get("host")
+    upgrade = headers.get("upgrade")
+    connection = headers.get("connection")
+    key = headers.get("sec-websocket-key")
+    if (
+        not host
+        or upgrade is None
+        or connection is None
+        or key is None
+        or headers.get("sec-websocket-version") != "13"
+        or not _hasToken(upgrade, "websocket")
+        or not _hasToken(connection, "upgrade")
+        or not _KEY.match(key)
+    ):
+        return None
+    if ":" in host and not host.endswith("]"):
+        host, port = host.rsplit(":", 1)
+        try:
+            number = int(port.strip())
+        except ValueError:
+            return None
+        if externalPort and number != externalPort:
+            return None
+    found = Upgrade(data[: end + 4], statusLine, headers, uri)
+    found.host = host
+    found.key = key
+    offered = headers.get("sec-websocket-protocol")
+    if offered is not None:
+        protocols = [protocol.strip() for protocol in offered.split(",")]
+        if len(set(protocols)) != len(protocols):
+            return None
+        found.protocols = protocols
+    found.origin = headers.get("origin")
+    return found
+
+
+class FastHandshake:
+    """
+    A mixin for the server protocol: L{readUpgrade}'s requests are decided
+    without Autobahn's general path; everything else takes it.
+
+    The protocol provides C{decideUpgrade(upgrade)}, which answers as
+    C{onConnect} would: the subprotocol chosen (or C{None}), a Deferred of
+    it, or a raised C{ConnectionDeny}.
+    """
+
+    def processHandshake(self) -> None:
+        """
+        The fast path when it applies, else Autobahn's.
+        """
+        upgrade = None
+        end = self.data.find(b"\r\n\r\n")  # type: ignore[attr-defined]
+        if end >= 0 and not self.maxConnections and not self.trustXForwardedFor and 13 in self.versions:  # type: ignore[attr-defined]
+            upgrade = readUpgrade(self.data, end, self.factory.externalPort)  # type: ignore[attr-defined]
+        if upgrade is None or (upgrade.origin is not None and not self._originAllowed(upgrade.origin)):
+            super().processHandshake()  # type: ignore[misc]
+            return
+        extensions = upgrade.headers.get("sec-websocket-extensions")
+        # what Autobahn's processHandshake leaves on the protocol
+        self.http_request_data = upgrade.data
+        self.http_status_line = upgrade.statusLine
+        self.http_headers = upgrade.headers
+        self.http_request_uri = upgrade.uri
+        self.http_request_path = upgrade.path
+        self.http_request_params = upgrade.params
+        self.http_request_host = upgrade.host
+        self.websocket_version = 13
+        self.websocket_protocols = upgrade.protocols
+        self.websocket_origin = upgrade.origin or ""
+        self.websocket_extensions = self._parseExtensionsHeader(extensions) if extensions else []  # type: ignore[attr-defined]
+        self._wskey = upgrade.key
+        self.data = self.data[len(upgrade.data) :]
+        try:
+            decision = self.decideUpgrade(upgrade)  # type: ignore[attr-defined]
+        except Exception:
+            self._handshakeError(Failure())
+            return
+        if isinstance(decision, Deferred):
+            decision.addCallbacks(self.succeedHandshake, self._handshakeError)  # type: ignore[attr-defined]
+        else:
+            self.succeedHandshake(decision)  # type: ignore[attr-defined]
+
+    def _originAllowed(self, origin: str) -> bool:
+        """
+        Autobahn's origin check, with Autobahn's own helpers.
+        """
+        try:
+            found = _url_to_origin(origin)
+        except ValueError:
+            return False
+        factory = self.factory  # type: ignore[attr-defined]
+        if found == "null":
+            return bool(factory.allowNullOrigin)
+        return _is_same_origin(
+            found,
+            "https" if factory.isSecure else "http",
+            factory.externalPort or factory.port,
+            self.allowedOriginsPatterns,  # type: ignore[attr-defined]
+        )
+
+    def _handshakeError(self, failure: Failure) -> None:
+        """
+        As Autobahn answers an C{onConnect} that raised: a C{ConnectionDeny}
+        with its code, anything else with 500.
+        """
+        if isinstance(failure.value, ConnectionDeny):
+            self.failHandshake(failure.value.reason, failure.value.code)  # type: ignore[attr-defined]
+            return
+        _log.failure("deciding a WebSocket handshake failed", failure)
+        self.failHandshake(f"Internal server error: {failure.value}", ConnectionDeny.INTERNAL_SERVER_ERROR)  # type: ignore[attr-defined]
+
+
+def upgradeRequest(upgrade: Upgrade, peer: str, peerHost: str) -> HandshakeRequest:
+    """
+    The value authenticators see, from a request L{readUpgrade} read.
+    """
+    return HandshakeRequest(
+        path=upgrade.path,
+        params=upgrade.params,
+        headers=upgrade.headers,
+        protocols=tuple(upgrade.protocols),
+        origin=upgrade.origin or "",
+        peer=peer,
+        peerHost=peerHost,
+    )
+
+
