@@ -27,6 +27,7 @@ from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.autobahnlogs import useCheapFormatting
 from realtime.broker.memory import MemoryBroker
+from realtime.collector import CollectorTuning
 from realtime.delivery import Fanout
 from realtime.factory import RealtimeServerFactory
 from realtime.hub import Hub
@@ -339,6 +340,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         latency=latency,
     )
     top = RealtimeService()
+    CollectorTuning().setServiceParent(top)
     StoreService(store, reactor, hub).setServiceParent(top)
     Keepalive(reactor, registry, ping).setServiceParent(top)
     sessions = SessionsService(reactor, registry, wheel)
