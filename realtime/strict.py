@@ -89,7 +89,8 @@ class StrictProtocol:
             return
         limit = self.factory.maxMessageSize  # type: ignore[attr-defined]
         if limit and not self.failedByMe:  # type: ignore[attr-defined]
-            size = sum(len(part) for part in self.message_data)  # type: ignore[attr-defined]
+            parts = self.message_data  # type: ignore[attr-defined]
+            size = len(parts[0]) if len(parts) == 1 else sum(map(len, parts))
             if size > limit:
                 self.message_data = None
                 # the path Autobahn's own limits take: close 1009, and later

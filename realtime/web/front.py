@@ -27,6 +27,14 @@ def isUpgradeRequest(head: bytes) -> bool:
     """
     Whether an HTTP request head asks to upgrade to WebSocket.
     """
+    lower = head.lower()
+    # the common spelling first: one search instead of a loop over the lines
+    at = lower.find(b"\r\nupgrade:")
+    if at >= 0:
+        stop = lower.find(b"\r\n", at + 10)
+        return b"websocket" in lower[at + 10 : stop if stop >= 0 else len(lower)]
+    if b"upgrade" not in lower:
+        return False
     for line in head.split(b"\r\n")[1:]:
         name, sep, value = line.partition(b":")
         if sep and name.strip().lower() == b"upgrade":
