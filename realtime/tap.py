@@ -374,7 +374,9 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         apiListener = Listener(reactor, "api-port", options["api-port"], api)
         apiListener.setServiceParent(top)
     if options["push-port"] != "none":
-        line = LinePushFactory(InstrumentedBroker(broker, "line", latency, reactor), options["max-message-size"])
+        line = LinePushFactory(
+            InstrumentedBroker(broker, "line", latency, reactor), options["max-message-size"], factory.writer
+        )
         line.noisy = False
         counters.line = line
         Listener(reactor, "push-port", options["push-port"], line).setServiceParent(top)

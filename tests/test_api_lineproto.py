@@ -4,6 +4,8 @@ Tests for L{realtime.api.lineproto}: the Workerman-compatible line port.
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
@@ -12,12 +14,20 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from realtime.api.lineproto import MAX_PENDING, LineError, LinePushFactory, LinePushProtocol, parseLine
+from realtime.api.lineproto import (
+    MAX_PENDING,
+    LineError,
+    LinePushFactory,
+    LinePushProtocol,
+    _decodeJSON,
+    parseLine,
+)
 from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
 from realtime.interfaces import IBroker
 from realtime.registry import SessionRegistry
 from realtime.values import Envelope, PushResult, ToAll, ToUids
+from realtime.writer import TurnWriter
 from tests.fakes import FakeSession, ManualBroker
 
 
@@ -31,13 +41,27 @@ class RaisingBroker(ManualBroker):
         raise RuntimeError("broker is broken")
 
 
-def connect(broker: IBroker, maxLineLength: int = 65536) -> tuple[LinePushFactory, LinePushProtocol, StringTransport]:
+class CountingTransport(StringTransport):
+    """
+    Counts the writes.
+    """
+
+    writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+
+def connect(
+    broker: IBroker, maxLineLength: int = 65536, writer: TurnWriter | None = None
+) -> tuple[LinePushFactory, LinePushProtocol, StringTransport]:
     """
     A line-port connection on an in-memory transport.
     """
-    factory = LinePushFactory(broker, maxLineLength)
+    factory = LinePushFactory(broker, maxLineLength, writer)
     proto = factory.buildProtocol(None)
-    transport = StringTransport()
+    transport = CountingTransport()
     proto.makeConnection(transport)
     return factory, proto, transport
 
@@ -107,6 +131,31 @@ class ParseLineTests(SynchronousTestCase):
             with self.assertRaises(LineError, msg=line[:40]) as caught:
                 parseLine(line)
             self.assertEqual(str(caught.exception), message)
+
+    def test_decodeAsJsonLoads(self) -> None:
+        """
+        The fast decoding gives what C{json.loads} gives, errors included.
+        """
+        for text in (
+            '{"uid":"a"}',
+            ' {"uid": "a"} ',
+            '{"uid":"a"} x',
+            '{"uid":"a"}{}',
+            '{"uid": "a"',
+            '{"a": [1, 2.5, null, true, "\\u00e9"]}',
+            "\ufeff{}",
+            "{" * 3 + "}",
+            '{"n": NaN}',
+        ):
+            try:
+                expected: object = json.loads(text)
+            except ValueError as e:
+                expected = (type(e), str(e))
+            try:
+                got: object = _decodeJSON(text)
+            except ValueError as e:
+                got = (type(e), str(e))
+            self.assertEqual(repr(got), repr(expected), text)
 
     def test_hugeInteger(self) -> None:
         """
@@ -523,3 +572,61 @@ class CrossProtocolTests(SynchronousTestCase):
         factory, proto, transport = connect(ManualBroker())
         proto.dataReceived(b'{"uid": "a"}\nGET / HTTP/1.1\n')
         self.assertFalse(transport.disconnecting)
+
+
+class TurnWriterTests(SynchronousTestCase):
+    """
+    With a L{TurnWriter}, the answers of one reactor turn leave in one write,
+    in order, and before any close.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.registry = SessionRegistry()
+        self.registry.add(FakeSession("a"))
+        self.broker = MemoryBroker(self.registry, Fanout(self.clock))
+        self.writer = TurnWriter(self.clock)
+
+    def test_oneWritePerTurn(self) -> None:
+        """
+        Answers wait for the end of the turn, then go out together.
+        """
+        factory, proto, transport = connect(self.broker, writer=self.writer)
+        proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\nnot json\n{"uid":"a"}\n')
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0)
+        self.assertEqual(answers(transport), [b"ok", b"fail", b"error: invalid JSON (Expecting value at column 1)", b"ok"])
+        self.assertEqual(transport.writes, 1)
+
+    def test_httpRefusedBeforeClosing(self) -> None:
+        """
+        The refusal of an HTTP request is written before the connection
+        closes.
+        """
+        factory, proto, transport = connect(self.broker, writer=self.writer)
+        proto.dataReceived(b"POST / HTTP/1.1\r\n")
+        self.assertEqual(answers(transport), [b"error: this is the line-JSON push port, not HTTP"])
+        self.assertTrue(transport.disconnecting)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"")
+
+    def test_halfCloseAnswersFirst(self) -> None:
+        """
+        After the backend's half-close, every answer is written, then the
+        connection closes.
+        """
+        factory, proto, transport = connect(self.broker, writer=self.writer)
+        proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}')
+        proto.readConnectionLost()
+        self.assertEqual(answers(transport), [b"ok", b"fail"])
+        self.assertTrue(transport.disconnecting)
+
+    def test_lostConnection(self) -> None:
+        """
+        Answers queued when the connection is lost are dropped.
+        """
+        factory, proto, transport = connect(self.broker, writer=self.writer)
+        proto.dataReceived(b'{"uid":"a"}\n')
+        proto.connectionLost(None)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"")
