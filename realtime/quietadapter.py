@@ -7,17 +7,24 @@ each call C{self.log.debug(..., func=hltype(...), peer=hlval(...))}.  The
 logger drops debug messages, but the arguments are computed first:
 C{hltype} inspects the method and colours its qualified name.  That is six
 calls per connection and one per read, some 10% of the Python time of a
-handshake (cProfile, 10,000 handshakes in-process).  L{QuietAdapter} does
-the same work as those methods, in the same order, minus the log lines;
+handshake (cProfile, 10,000 handshakes in-process), and one more formats
+the protocol's options with C{pprint} on every connection.  L{QuietAdapter}
+does the same work as those methods, in the same order, minus the log lines;
 errors worth a log line (TLS failures) are still logged.
+C{tests/test_handshake.py} checks that a connection ends up with every
+attribute Autobahn's own methods give it, with the same values, so a new
+Autobahn that sets more fails there and not in production.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 from autobahn.twisted.util import create_transport_details
 from autobahn.util import _is_tls_error, _maybe_tls_reason
 from autobahn.wamp.types import TransportDetails
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.protocol import Timings, TrafficStats, WebSocketProtocol
+from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
@@ -43,12 +50,60 @@ class QuietAdapter:
             pass
         self._connectionMade()
 
+    # What WebSocketProtocol._connectionMade sets to the same value on every
+    # connection, as class attributes: read the same, and an idle
+    # connection's own dict holds only what it changed.
+    _perMessageCompress = None
+    trackedTimings = None
+    send_state = WebSocketProtocol.SEND_STATE_GROUND
+    data = b""
+    triggered = False
+    wasMaxFramePayloadSizeExceeded = False
+    wasMaxMessagePayloadSizeExceeded = False
+    closedByMe = False
+    failedByMe = False
+    droppedByMe = False
+    wasClean = False
+    wasNotCleanReason = None
+    wasServerConnectionDropTimeout = False
+    wasOpenHandshakeTimeout = False
+    wasCloseHandshakeTimeout = False
+    wasServingFlashSocketPolicyFile = False
+    localCloseCode = None
+    localCloseReason = None
+    remoteCloseCode = None
+    remoteCloseReason = None
+    openHandshakeTimeoutCall = None
+    closeHandshakeTimeoutCall = None
+    autoPingTimeoutCall = None
+    autoPingPending = None
+    autoPingPendingCall = None
+    autoPingPendingSeq = 0
+    autoPingPendingSent = None
+
     def _connectionMade(self) -> None:
         """
-        C{WebSocketServerProtocol._connectionMade}.
+        C{WebSocketServerProtocol._connectionMade}: the per-connection state
+        of C{WebSocketProtocol._connectionMade} (the constants are the class
+        attributes above; Autobahn's debug line pretty-prints the options
+        on every connection), and the factory's count.
         """
-        WebSocketProtocol._connectionMade(self)  # type: ignore[arg-type]
-        self.factory.countConnections += 1  # type: ignore[attr-defined]
+        factory = self.factory  # type: ignore[attr-defined]
+        for name in self.CONFIG_ATTRS:  # type: ignore[attr-defined]
+            if not hasattr(self, name):
+                setattr(self, name, getattr(factory, name))
+        if self.trackTimings:  # type: ignore[attr-defined]
+            self.trackedTimings = Timings()
+        self.trafficStats = TrafficStats()
+        self.state = WebSocketProtocol.STATE_CONNECTING
+        self.send_queue = deque()
+        self.utf8validator = Utf8Validator()
+        if self.openHandshakeTimeout > 0:  # type: ignore[attr-defined]
+            self.openHandshakeTimeoutCall = factory._batched_timer.call_later(
+                self.openHandshakeTimeout,  # type: ignore[attr-defined]
+                self.onOpenHandshakeTimeout,  # type: ignore[attr-defined]
+            )
+        factory.countConnections += 1
 
     def dataReceived(self, data: bytes) -> None:
         """

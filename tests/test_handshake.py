@@ -231,11 +231,26 @@ class QuietAdapterTests(SynchronousTestCase):
         """
         clock = Clock()
         factory = buildFactory(ScriptedAuthenticator(Accept(Identity("u"))), EchoStrategy(), clock)
-        attributes = []
-        for connectionMade in (RealtimeServerProtocol.connectionMade, WebSocketServerProtocol.connectionMade):
-            proto = factory.buildProtocol(PEER)
-            proto.transport = TolerantTransport()
-            connectionMade(proto)
-            attributes.append(set(proto.__dict__))
-        self.assertEqual(attributes[0], attributes[1])
+        ours = factory.buildProtocol(PEER)
+        ours.makeConnection(TolerantTransport())
+        theirs = WebSocketServerProtocol()
+        theirs.factory = factory
+        theirs.makeConnection(TolerantTransport())
         self.assertEqual(factory.countConnections, 2)
+        self.assertEqual(set(theirs.__dict__) - set(dir(ours)), set())
+        objects = {
+            "utf8validator",
+            "trafficStats",
+            "_transport_details",
+            "is_open",
+            "is_closed",
+            "send_queue",
+            "openHandshakeTimeoutCall",
+            "transport",
+        }
+        for name in set(theirs.__dict__) - objects:
+            self.assertEqual(getattr(ours, name), getattr(theirs, name), name)
+        for name in objects - {"send_queue"}:
+            self.assertIs(type(getattr(ours, name)), type(getattr(theirs, name)), name)
+        # SessionOutput shares one empty trickle queue until a connection needs its own
+        self.assertEqual(list(ours.send_queue), list(theirs.send_queue))
