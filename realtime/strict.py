@@ -104,6 +104,20 @@ class StrictProtocol:
             return
         self._onMessage(payload, self.message_is_binary)  # type: ignore[attr-defined]
 
+    def onFrameEnd(self) -> bool | None:
+        """
+        Autobahn's, then forget the finished frame's unmasker and the last
+        UTF-8 check: Autobahn makes new ones for the next frame and message,
+        and a client that goes quiet after its last message (a push client
+        after its uid) should not hold them.
+        """
+        result = super().onFrameEnd()  # type: ignore[misc]
+        if self.current_frame is None:  # type: ignore[attr-defined]
+            self.__dict__.pop("current_frame_masker", None)
+            if not self.inside_message:  # type: ignore[attr-defined]
+                self.__dict__.pop("utf8validateLast", None)
+        return result
+
     def dropConnection(self, abort: bool = False) -> None:
         """
         Autobahn's C{dropConnection}, with C{abort} ignored once the closing

@@ -513,3 +513,28 @@ class ChannelsProtocolTests(ProtocolTestCase):
         self.factory.hub.publish(Envelope(ToUids((proto.uid,)), b"hello"))
         [(opcode, payload)] = self.frames(transport)
         self.assertEqual(json.loads(payload), {"type": "push", "data": "hello"})
+
+
+class IdleLeftoversTests(ProtocolTestCase):
+    """
+    An idle connection does not keep what only a finished handshake, frame
+    or message needed.
+    """
+
+    def test_dropped(self) -> None:
+        """
+        After each message the frame's unmasker and UTF-8 state are gone,
+        and the next message is still read and answered.
+        """
+        self.serve(AnonymousAuthenticator(), EchoStrategy())
+        proto, transport = self.connect()
+        self.opened(transport)
+        leftovers = {"current_frame_masker", "utf8validateLast", "http_request_host", "http_request_path"}
+        self.assertEqual(leftovers & set(proto.__dict__), set())
+        for text in (b"one", "\u00e9t\u00e9".encode(), b"three"):
+            proto.dataReceived(clientFrame(text))
+            self.assertEqual(self.frames(transport), [(1, text)])
+            self.assertEqual(leftovers & set(proto.__dict__), set())
+        # a message in two frames still reads whole
+        proto.dataReceived(clientFrame(b"ab", fin=False) + clientFrame(b"cd", opcode=0))
+        self.assertEqual(self.frames(transport), [(1, b"abcd")])
