@@ -1,0 +1,170 @@
+"""
+The Python cost of one handshake and of one unicast push, in-process.
+
+The suite (``run.py``) measures the server whole, kernel included; this
+measures only our Python code and Autobahn's and Twisted's under it, with
+in-memory transports instead of sockets, so a change to the hot paths can be
+judged in seconds and profiled deterministically (``--profile`` prints
+cProfile's top functions).  The server's collector settings
+(L{realtime.collector}) apply, as in ``twistd realtime``.
+
+    /work/venv/bin/python bench/inprocess.py handshake   # us per connection: handshake, first message
+    /work/venv/bin/python bench/inprocess.py unicast     # us per push through the line port
+    /work/venv/bin/python bench/inprocess.py unicast --profile
+
+Absolute numbers are for comparing commits on one machine, not peers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import os
+import pstats
+import random
+import sys
+import time
+from typing import Any, Callable
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from twisted.internet import reactor  # noqa: E402
+from twisted.internet.address import IPv4Address  # noqa: E402
+from twisted.internet.error import ConnectionDone  # noqa: E402
+from twisted.internet.testing import StringTransport  # noqa: E402
+from twisted.python.failure import Failure  # noqa: E402
+
+from realtime.api.lineproto import LinePushFactory  # noqa: E402
+from realtime.auth.firstpacket import FirstPacketAuthenticator  # noqa: E402
+from realtime.collector import THRESHOLDS  # noqa: E402
+from realtime.factory import RealtimeServerFactory  # noqa: E402
+from realtime.instrument import InstrumentedBroker, LatencyHistogram  # noqa: E402
+from realtime.routing.uid import UidStrategy  # noqa: E402
+from realtime.tap import acceptDeflate  # noqa: E402
+from realtime.web.front import FrontFactory  # noqa: E402
+from tests.support import TolerantTransport, buildFactory, clientFrame, handshake  # noqa: E402
+
+CONNECTIONS = 10_000
+
+
+def serverFactory() -> RealtimeServerFactory:
+    """
+    The WebSocket factory as ``twistd realtime`` configures it.
+    """
+    factory = buildFactory(FirstPacketAuthenticator(reactor, 10.0, None), UidStrategy(), reactor)
+    factory.setProtocolOptions(
+        autoPingInterval=0, openHandshakeTimeout=0, perMessageCompressionAccept=acceptDeflate, allowedOrigins=["*"]
+    )
+    return factory
+
+
+def endTurn() -> None:
+    """
+    What the reactor does at the end of a turn: run C{callLater(0)} calls
+    (the turn writer's flush).
+    """
+    reactor.runUntilCurrent()  # type: ignore[attr-defined]
+
+
+def connectAll(front: FrontFactory, count: int, parts: list[float] | None = None) -> list[Any]:
+    """
+    Connect C{count} clients through the front port, each sending its uid.
+    """
+    request = handshake("/")
+    opened = []
+    clock = time.perf_counter
+    for i in range(count):
+        transport = TolerantTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1024 + i % 60000))
+        sniffer = front.buildProtocol(transport.getPeer())
+        sniffer.makeConnection(transport)
+        transport.protocol = sniffer
+        t0 = clock()
+        sniffer.dataReceived(request)
+        t1 = clock()
+        transport.protocol.dataReceived(clientFrame(b"u%d" % i))
+        t2 = clock()
+        if parts is not None:
+            parts[0] += t1 - t0
+            parts[1] += t2 - t1
+        opened.append(transport.protocol)
+        if i % 64 == 0:
+            endTurn()
+    endTurn()
+    return opened
+
+
+def handshakes(rounds: int, profile: cProfile.Profile | None) -> None:
+    factory = serverFactory()
+    front = FrontFactory(factory, None, factory.wheel)
+    for _ in range(rounds):
+        parts = [0.0, 0.0]
+        if profile is not None:
+            profile.enable()
+        sessions = connectAll(front, CONNECTIONS, parts)
+        if profile is not None:
+            profile.disable()
+        assert len(factory.registry) == CONNECTIONS
+        t0 = time.perf_counter()
+        for session in sessions:
+            session.connectionLost(Failure(ConnectionDone()))
+        lost = time.perf_counter() - t0
+        us = [1e6 * x / CONNECTIONS for x in (*parts, lost)]
+        print(f"us per connection: handshake {us[0]:.1f}, first message {us[1]:.1f}, close {us[2]:.1f}")
+
+
+def unicast(rounds: int, profile: cProfile.Profile | None) -> None:
+    factory = serverFactory()
+    front = FrontFactory(factory, None, factory.wheel)
+    sessions = connectAll(front, CONNECTIONS)
+    for session in sessions:
+        session.transport.clear()
+    line = LinePushFactory(
+        InstrumentedBroker(factory.hub, "line", LatencyHistogram(), reactor), 65536, factory.writer
+    ).buildProtocol(None)
+    backend = StringTransport()
+    line.makeConnection(backend)
+    rnd = random.Random(1)
+    batches = [
+        b"".join(
+            b'{"uid":"u%d","seq":%d,"t":1234567890123,"pad":"xxxxxxxxxx"}\n' % (rnd.randrange(CONNECTIONS), i)
+            for i in range(256)
+        )
+        for _ in range(200)
+    ]
+    for _ in range(rounds):
+        if profile is not None:
+            profile.enable()
+        t0 = time.perf_counter()
+        for batch in batches:
+            line.dataReceived(batch)
+            endTurn()
+        elapsed = time.perf_counter() - t0
+        if profile is not None:
+            profile.disable()
+        answers = backend.value().split(b"\n")[:-1]
+        backend.clear()
+        assert answers == [b"ok"] * (256 * len(batches)), set(answers)
+        for session in sessions:
+            session.transport.clear()
+        print(f"us per push: {1e6 * elapsed / (256 * len(batches)):.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["handshake", "unicast"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions (slows everything)")
+    args = parser.parse_args(argv)
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
+    profile = cProfile.Profile() if args.profile else None
+    run: Callable[[int, cProfile.Profile | None], None] = handshakes if args.what == "handshake" else unicast
+    run(args.rounds, profile)
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
