@@ -18,7 +18,7 @@ before; while anything is buffered there, later data is appended behind it.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorTime
@@ -32,6 +32,23 @@ class Writable(Protocol):
     _outgoing: list[bytes] | None
 
     def flushOutgoing(self) -> None: ...
+
+
+def directSend(transport: Any) -> Callable[[bytes], int] | None:
+    """
+    The socket's C{send} if C{transport} is plain TCP and Twisted holds
+    nothing unsent for it (so sending directly keeps the order), else
+    C{None}.
+    """
+    if (
+        type(transport) is tcp.Server
+        and transport._tempDataLen == 0
+        and transport.offset == len(transport.dataBuffer)
+        and transport.connected
+        and not transport.disconnecting
+    ):
+        return transport.socket.send  # type: ignore[no-any-return]
+    return None
 
 
 def sendNow(transport: Any, data: bytes) -> None:
