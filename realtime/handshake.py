@@ -21,10 +21,14 @@ Autobahn would accept, with the same values.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+from typing import Any
 from urllib.parse import parse_qs
 
-from autobahn.websocket.protocol import _is_same_origin, _url_to_origin
+import txaio
+from autobahn.websocket.protocol import WebSocketProtocol, _is_same_origin, _url_to_origin
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -35,6 +39,9 @@ from realtime.values import HandshakeRequest
 _KEY = re.compile(r"[A-Za-z0-9+/]{22}==\Z")
 
 _log = Logger()
+
+_WS_MAGIC = WebSocketProtocol._WS_MAGIC
+_STATE_OPEN = WebSocketProtocol.STATE_OPEN
 
 
 class Upgrade:
@@ -149,18 +156,26 @@ class FastHandshake:
             super().processHandshake()  # type: ignore[misc]
             return
         extensions = upgrade.headers.get("sec-websocket-extensions")
-        # what Autobahn's processHandshake leaves on the protocol
-        self.http_request_data = upgrade.data
-        self.http_status_line = upgrade.statusLine
-        self.http_headers = upgrade.headers
-        self.http_request_uri = upgrade.uri
-        self.http_request_path = upgrade.path
-        self.http_request_params = upgrade.params
-        self.http_request_host = upgrade.host
-        self.websocket_version = 13
-        self.websocket_protocols = upgrade.protocols
-        self.websocket_origin = upgrade.origin or ""
-        self.websocket_extensions = self._parseExtensionsHeader(extensions) if extensions else []  # type: ignore[attr-defined]
+        lean = not extensions and self._leanOpenApplies()
+        if lean:
+            # only what opening, or Autobahn's succeedHandshake after a
+            # Deferred, reads; the rest would be dropped at authentication
+            self.websocket_version = 13
+            self.websocket_protocols = upgrade.protocols
+            self.websocket_extensions = []
+        else:
+            # what Autobahn's processHandshake leaves on the protocol
+            self.http_request_data = upgrade.data
+            self.http_status_line = upgrade.statusLine
+            self.http_headers = upgrade.headers
+            self.http_request_uri = upgrade.uri
+            self.http_request_path = upgrade.path
+            self.http_request_params = upgrade.params
+            self.http_request_host = upgrade.host
+            self.websocket_version = 13
+            self.websocket_protocols = upgrade.protocols
+            self.websocket_origin = upgrade.origin or ""
+            self.websocket_extensions = self._parseExtensionsHeader(extensions) if extensions else []  # type: ignore[attr-defined]
         self._wskey = upgrade.key
         self.data = self.data[len(upgrade.data) :]
         try:
@@ -170,8 +185,48 @@ class FastHandshake:
             return
         if isinstance(decision, Deferred):
             decision.addCallbacks(self.succeedHandshake, self._handshakeError)  # type: ignore[attr-defined]
+        elif lean:
+            self._openNow(decision)
         else:
             self.succeedHandshake(decision)  # type: ignore[attr-defined]
+
+    def _leanOpenApplies(self) -> bool:
+        """
+        Whether L{_openNow} does all Autobahn's C{succeedHandshake} would:
+        no extra response headers, automatic pings or timing.
+        """
+        return not self.factory.headers and not self.autoPingInterval and not self.trackTimings  # type: ignore[attr-defined]
+
+    def _openNow(self, protocol: str | None) -> None:
+        """
+        Autobahn's C{succeedHandshake} for a request that offered no
+        extension, on a factory without extra headers, pings or timing:
+        the same response and the same state, without its general loops.
+        """
+        if protocol is not None and protocol not in self.websocket_protocols:
+            raise Exception("protocol accepted must be from the list client sent or None")
+        accept = base64.b64encode(hashlib.sha1(self._wskey.encode("utf8") + _WS_MAGIC).digest()).decode()
+        server = self.factory.server  # type: ignore[attr-defined]
+        response = "HTTP/1.1 101 Switching Protocols\r\n"
+        if server:
+            response += f"Server: {server}\r\n"
+        response += "Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
+        if protocol is not None:
+            response += f"Sec-WebSocket-Protocol: {protocol}\r\n"
+        response += f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        self.sendData(response.encode("utf8"))  # type: ignore[attr-defined]
+        self.websocket_protocol_in_use = protocol
+        self.websocket_extensions_in_use: list[Any] = []
+        self.state = _STATE_OPEN
+        if self.openHandshakeTimeoutCall is not None:  # type: ignore[has-type]
+            self.openHandshakeTimeoutCall.cancel()
+            self.openHandshakeTimeoutCall = None
+        self.inside_message = False
+        self.current_frame = None
+        self._onOpen()  # type: ignore[attr-defined]
+        txaio.resolve(self.is_open, None)  # type: ignore[attr-defined]
+        if self.data:
+            self.consumeData()  # type: ignore[attr-defined]
 
     def _originAllowed(self, origin: str) -> bool:
         """
