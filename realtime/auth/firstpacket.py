@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
@@ -29,6 +30,8 @@ from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, I
 
 MAX_UID_LENGTH = 128
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
 
 def parseUid(text: str) -> str:
     """
@@ -41,7 +44,7 @@ def parseUid(text: str) -> str:
         raise ValueError("empty uid")
     if len(uid) > MAX_UID_LENGTH:
         raise ValueError(f"uid longer than {MAX_UID_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in uid):
+    if _CONTROL.search(uid):
         raise ValueError("uid contains control characters")
     return uid
 
