@@ -36,7 +36,15 @@ class ParseTests(SynchronousTestCase):
         """
         self.assertEqual(parseUid(" uid1\n"), "uid1")
         self.assertEqual(parseUid("用户1"), "用户1")
-        for bad, reason in [("", "empty"), ("  ", "empty"), ("x" * 129, "longer"), ("a\x00b", "control"), ("a\tb", "control"), ("a\x7fb", "control"), ("a\x1fb", "control")]:
+        for bad, reason in [
+            ("", "empty"),
+            ("  ", "empty"),
+            ("x" * 129, "longer"),
+            ("a\x00b", "control"),
+            ("a\tb", "control"),
+            ("a\x1fb", "control"),
+            ("a\x7fb", "control"),
+        ]:
             e = self.assertRaises(ValueError, parseUid, bad)
             self.assertIn(reason, str(e))
 
