@@ -11,12 +11,15 @@ Per connection that is about a third of the Python time a handshake costs
 The request every client sends (C{GET} over HTTP/1.1 with a plain path, one
 of each header, version 13, a well-formed key) is read here by
 L{readUpgrade}, and L{FastHandshake} decides it synchronously when the
-authenticator answers synchronously.  Everything else (a header twice, a
-version other than 13, a bad key, an origin the server refuses, a method
-other than GET, a fragment or a C{;} in the target...) returns C{None}, and
-Autobahn's own path reads the request again and answers exactly as it
-always did.  So the fast path never refuses anything: it only accepts what
-Autobahn would accept, with the same values.
+authenticator answers synchronously; without an extension offer, it also
+writes the 101 response and opens the connection itself (C{_openNow}).
+Everything else (a header twice, a version other than 13, a bad key, an
+origin the server refuses, a method other than GET, a fragment or a C{;} in
+the target...) returns C{None}, and Autobahn's own path reads the request
+again and answers exactly as it always did.  So the fast path never refuses
+a request Autobahn would take, and what it accepts it answers with the same
+bytes and leaves in the same state (C{tests/test_handshake.py} compares
+both paths).
 """
 
 from __future__ import annotations
