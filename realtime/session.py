@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from realtime import closecodes
 from realtime.delivery import Frame
 from realtime.timers import Timeout
-from realtime.writer import directSend
+from realtime.writer import sendNow
 
 _STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
 
@@ -120,35 +120,16 @@ class SessionOutput:
             self.factory.writer.write(self, data)
 
     #: the socket's C{send} while everything so far went out directly
-    #: (L{realtime.writer.directSend}); C{None}: ask the transport again.
-    #: Kept, a push touches only this connection and its socket, not the
-    #: transport's state as well.
+    #: (L{realtime.writer.sendNow}); C{None}: ask the transport again.
     _send: Callable[[bytes], int] | None = None
 
     def flushOutgoing(self) -> None:
         """
-        Send what this turn queued, with one write: straight to the socket
-        while Twisted holds nothing unsent for this connection, else (and
-        whatever the kernel does not take) through C{transport.write}.
+        Send what this turn queued, with one write.
         """
         outgoing, self._outgoing = self._outgoing, None
-        if not outgoing or self.transport is None:
-            return
-        data = outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
-        send = self._send or directSend(self.transport)
-        if send is not None:
-            try:
-                sent = send(data)
-            except OSError:
-                # EAGAIN, or the connection failing: Twisted's write pass
-                # sends it, or finds the failure and closes in order
-                sent = 0
-            if sent == len(data):
-                self._send = send
-                return
-            data = data[sent:]
-        self._send = None
-        self.transport.write(data)
+        if outgoing and self.transport is not None:
+            self._send = sendNow(self.transport, outgoing, self._send)
 
     def _closeConnection(self, abort: bool = False) -> None:
         """

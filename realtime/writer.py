@@ -51,35 +51,39 @@ def directSend(transport: Any) -> Callable[[bytes], int] | None:
     return None
 
 
-def sendNow(transport: Any, data: bytes) -> None:
+def sendNow(
+    transport: Any, chunks: list[bytes], send: Callable[[bytes], int] | None = None
+) -> Callable[[bytes], int] | None:
     """
-    Send C{data} on C{transport}: straight to the socket if Twisted holds
-    nothing unsent for it, the rest (or all, for transports that are not
-    plain TCP) through C{transport.write}.
+    Send C{chunks}, joined, on C{transport}: straight to the socket if
+    Twisted holds nothing unsent for it, the rest (or all, for transports
+    that are not plain TCP) through C{transport.write}.
+
+    What tcp.Connection.writeSomeData does, minus its per-call wrappers (the
+    memoryview slice, untilConcludes): this runs once per connection per
+    turn.
+
+    @param send: the socket's C{send} this function returned last time for
+        C{transport}, to skip asking the transport again (a push then
+        touches only the connection and its socket).
+    @return: the C{send} used, if everything went out directly; C{None} if
+        Twisted now holds some of it (ask again next time).
     """
-    if (
-        type(transport) is tcp.Server
-        and transport._tempDataLen == 0
-        and transport.offset == len(transport.dataBuffer)
-        and transport.connected
-        and not transport.disconnecting
-    ):
-        # what tcp.Connection.writeSomeData does, minus its per-call wrappers
-        # (the memoryview slice, untilConcludes): this runs once per
-        # connection per turn.  A frame never exceeds what send() takes.
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if send is None:
+        send = directSend(transport)
+    if send is not None:
         try:
-            sent = transport.socket.send(data)
-        except InterruptedError:
-            sent = 0
+            sent = send(data)
         except OSError:
-            # EAGAIN/ENOBUFS, or the connection failing: Twisted's own write
-            # pass will send it, or find the failure and close in order
+            # EINTR/EAGAIN/ENOBUFS, or the connection failing: Twisted's own
+            # write pass sends it, or finds the failure and closes in order
             sent = 0
         if sent == len(data):
-            return
-        if sent:
-            data = data[sent:]
+            return send
+        data = data[sent:]
     transport.write(data)
+    return None
 
 
 class TurnWriter:

@@ -398,7 +398,7 @@ class LinePushProtocol(LineReceiver):
         """
         outgoing, self._outgoing = self._outgoing, None
         if outgoing and not self._lost:
-            sendNow(self.transport, outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+            sendNow(self.transport, outgoing)
 
     # -- flow control --------------------------------------------------------
 
