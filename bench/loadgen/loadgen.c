@@ -74,23 +74,25 @@ static struct {
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+static void vnote(const char *fmt, va_list ap) {
     fprintf(stderr, "loadgen: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
-    va_end(ap);
-    exit(2);
 }
 
 static void note(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "loadgen: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vnote(fmt, ap);
     va_end(ap);
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vnote(fmt, ap);
+    va_end(ap);
+    exit(2);
 }
 
 static uint64_t rngState = 0x9E3779B97F4A7C15ull;
