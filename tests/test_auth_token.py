@@ -341,6 +341,7 @@ class RefusalTests(TokenTestCase):
         self.assertDenied(self.check(sign({"sub": ""})), "token has no sub")
         self.assertDenied(self.check(sign({"sub": 42})), "token sub must be a string")
         self.assertDenied(self.check(sign({"sub": "bo\nb"})), "token sub: uid contains control characters")
+        self.assertDenied(self.check(sign({"sub": " bob"})), "token sub: uid begins or ends with whitespace")
 
     def test_badChannels(self) -> None:
         """

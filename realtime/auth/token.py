@@ -28,9 +28,9 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from realtime import closecodes
-from realtime.auth.firstpacket import parseUid
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
 from realtime.pluginoptions import PluginOptions
+from realtime.uids import checkUid
 from realtime.values import Accept, Deny, HandshakeRequest, Identity
 
 #: the HTTP status of every refusal
@@ -148,7 +148,7 @@ def checkToken(
     if not isinstance(sub, str):
         raise ValueError("token sub must be a string")
     try:
-        uid = parseUid(sub)
+        uid = checkUid(sub)
     except ValueError as e:
         raise ValueError(f"token sub: {e}") from None
     return Identity(uid=uid, channels=channelsFrom(claims, channelsClaim), claims=MappingProxyType(claims))
