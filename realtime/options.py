@@ -21,6 +21,7 @@ from twisted.python import usage
 from realtime import __version__
 from realtime.discovery import describe, discover
 from realtime.namespaces import NamespaceRules, parseNamespaceSpec
+from realtime.origins import OriginPolicy
 
 #: (name, short, default, help): None means "not given"; see Options.defaults
 PARAMETERS: list[tuple[str, str | None, str]] = [
@@ -239,7 +240,8 @@ class Options(usage.Options):
 
     def opt_allowed_origin(self, origin: str) -> None:
         """
-        Origin allowed to open WebSockets, wildcards allowed (repeatable; default: any).
+        Origin of pages allowed to open WebSockets: scheme://host[:port] (default port if left out), * wildcards,
+        'null' for pages opened from files (repeatable; default: any, null included).
         """
         self["allowed-origin"].append(origin)
 
@@ -287,6 +289,10 @@ class Options(usage.Options):
         if self["api-key"] is not None and not str(self["api-key"]).strip():
             raise usage.UsageError("--api-key must not be empty")
         self["head-timeout"] = checkNumber("head-timeout", self["head-timeout"], integer=False, minimum=1)
+        try:
+            self["origin-policy"] = OriginPolicy(self["allowed-origin"])
+        except ValueError as e:
+            raise usage.UsageError(f"--allowed-origin {e}") from None
         self.buildPlugins()
 
     def buildPlugins(self) -> None:

@@ -316,6 +316,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         maxQueuedBytes=options["max-queued-bytes"],
         maxMessageSize=options["max-message-size"],
         sessionPrefix=secrets.token_hex(3) + ".",
+        origins=options["origin-policy"],
     )
     ping = options["ping-interval"]
     factory.setProtocolOptions(
@@ -325,7 +326,6 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         # timeout) before Autobahn sees it; slow authenticators have theirs
         openHandshakeTimeout=0,
         perMessageCompressionAccept=acceptDeflate,
-        allowedOrigins=options["allowed-origin"] or ["*"],
     )
 
     counters = ServerCounters(
