@@ -19,7 +19,7 @@ from unittest import SkipTest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.certificates import selfSigned, sslEndpoint
+from tests.certificates import issuedThroughIntermediate, selfSigned, sslEndpoint
 from tests.serverprocess import API_KEY, ServerProcess
 
 TIMEOUT = 10.0
@@ -140,3 +140,35 @@ class TLSTests(SynchronousTestCase):
         with socket.create_connection(("127.0.0.1", self.server.ports["port"]), timeout=TIMEOUT) as raw:
             with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
                 self.assertIsNone(tls.selected_alpn_protocol())
+
+
+class ChainTests(SynchronousTestCase):
+    """
+    A certificate issued through an intermediate CA, served as README.rst
+    says (C{certKey} the certificate, C{extraCertChain} the
+    intermediate), verifies for a client that trusts only the root; given
+    as C{certKey=fullchain.pem} the intermediate is not sent.
+    """
+
+    def verifies(self, files: dict[str, str], *extra: str) -> bool:
+        endpoint = sslEndpoint(files["key"], files[extra[0]], *extra[1:])
+        server = ServerProcess("--port", endpoint, "--api-port", "none", "--push-port", "none", defaultPorts=False)
+        server.start(expect=("port",))
+        try:
+            context = clientContext(files["root"], ["http/1.1"])
+            with socket.create_connection(("127.0.0.1", server.ports["port"]), timeout=TIMEOUT) as raw:
+                try:
+                    context.wrap_socket(raw, server_hostname="localhost").close()
+                except ssl.SSLCertVerificationError:
+                    return False
+            return True
+        finally:
+            server.stop()
+
+    def test_extraCertChain(self) -> None:
+        """
+        C{extraCertChain} sends the intermediate; C{fullchain.pem} alone does not.
+        """
+        files = issuedThroughIntermediate()
+        self.assertTrue(self.verifies(files, "cert", f"extraCertChain={files['chain']}"))
+        self.assertFalse(self.verifies(files, "fullchain"))
