@@ -391,11 +391,7 @@ def buildApiResource(
 
 
 def buildApiSite(
-    broker: IBroker,
-    apiKey: str,
-    maxBodySize: int,
-    reactor: IReactorTime,
-    cors: CorsPolicy | None = None,
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None,
     headTimeout: float = DEFAULT_HEAD_TIMEOUT,
 ) -> ApiSite:
     """
@@ -404,7 +400,6 @@ def buildApiSite(
 
     @param headTimeout: seconds a client has to send each request head.
     """
-    resource = buildApiResource(broker, apiKey, maxBodySize, reactor, cors)
-    site = ApiSite(resource, maxBodySize, headTimeout, reactor=reactor)
+    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors), maxBodySize, headTimeout, reactor=reactor)
     site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
     return site

@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
@@ -61,6 +63,7 @@ class HeadDeadlineChannel(HTTPChannel):
         and C{headTooLarge}.
     """
 
+    site: Any = None
     _deadline: IDelayedCall | None = None
     _awaitingHead = True
     _headStarted = False
@@ -152,7 +155,7 @@ class HeadDeadlineChannel(HTTPChannel):
         self._headSize = self._headLines = 0
         super().requestDone(request)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
         No deadline outlives the connection.
         """
