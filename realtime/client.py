@@ -451,6 +451,10 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 
 def _subscribe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``subscribe``, the one command that needs Twisted, imports it only here: this module stays stdlib-only."""
-    from realtime.subscriber import follow
+    try:
+        from realtime.subscriber import follow
 
-    return follow(args.wsUrl, args.channels, args.since, args.first_message, out, err)
+        return follow(args.wsUrl, args.channels, args.since, args.first_message, out, err)
+    except KeyboardInterrupt:
+        # ^C before the reactor took SIGINT over (while Twisted loads) is an interrupt like any other
+        return 0
