@@ -116,7 +116,7 @@
     if (mode === "channels") {
       rt.subscribe(config.chat.channel, onChatMessage, function (result) {
         system("the server could not replay what was missed (history gone); now at offset " + result.offset);
-      });
+      }).catch(function (err) { system("could not join " + config.chat.channel + ": " + err.message); });
     }
     $("join").hidden = true;
     $("text").disabled = $("send").disabled = mode === "listen";

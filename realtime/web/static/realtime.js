@@ -7,6 +7,8 @@
  *   var rt = new Realtime("ws://127.0.0.1:8080/ws?token=...");
  *   rt.subscribe("news", function (data, message) { ... });
  *   rt.publish("chat:lobby", {text: "hi"}).then(function (result) { ... });
+ *   // requests made before the socket is open wait for it (at most `timeout`
+ *   // ms), so the lines above work pasted as one block
  *   rt.presence("chat:lobby").then(function (p) { ... });
  *   rt.send("raw text");                          // routing chat / echo: no protocol
  *   rt.onpush = function (text) { ... };          // pushes addressed to this uid
@@ -32,7 +34,8 @@
  *   protocols     WebSocket subprotocols (e.g. a WeChat-style signature)
  *   minDelay      first reconnect delay in ms (500)
  *   maxDelay      largest reconnect delay in ms (30000)
- *   timeout       ms before a request without a reply fails (10000)
+ *   timeout       ms before a request without a reply fails, waiting for a
+ *                 connection included (10000)
  *   storage       a Storage (window.sessionStorage) to keep positions across
  *                 page reloads; positions are kept in memory otherwise
  */
@@ -50,6 +53,7 @@
     this.storage = options.storage || null;
     this.channels = {};        // name -> {handler, onlost, epoch, offset, active}
     this.pending = {};         // request id -> {resolve, reject, timer}
+    this.waiting = [];         // requests made while not connected: {request, resolve, reject, timer}
     this.nextId = 1;
     this.attempt = 0;
     this.closedByUser = false;
@@ -89,10 +93,22 @@
       if (self.options.firstMessage) { socket.send(self.options.firstMessage); }
       self._status("open");
       Object.keys(self.channels).forEach(function (name) {
-        // a resubscribe that fails is reported, not left as an unhandled rejection
-        self._sendSubscribe(name).catch(function (err) {
-          if (self.onsubscribed) { self.onsubscribed(name, null, err); }
+        var waiters = self.channels[name].waiters || [];
+        self.channels[name].waiters = null;
+        self._sendSubscribe(name).then(function (result) {
+          waiters.forEach(function (w) { w.resolve(result); });
+        }, function (err) {
+          // a resubscribe that fails is reported, not left as an unhandled rejection
+          waiters.forEach(function (w) { w.reject(err); });
+          if (!waiters.length && self.onsubscribed) { self.onsubscribed(name, null, err); }
         });
+      });
+      // after the subscribes, so a publish made with them reaches this page too
+      var waiting = self.waiting;
+      self.waiting = [];
+      waiting.forEach(function (w) {
+        clearTimeout(w.timer);
+        self._sendRequest(w.request).then(w.resolve, w.reject);
       });
     };
     socket.onmessage = function (e) {
@@ -121,6 +137,9 @@
     this.closedByUser = true;
     clearTimeout(this._timer);
     if (this.socket) { this.socket.close(1000); }
+    var waiting = this.waiting;
+    this.waiting = [];
+    waiting.forEach(function (w) { clearTimeout(w.timer); w.reject(new Error("not connected: close() was called")); });
   };
 
   Realtime.prototype._position = function (name) {
@@ -145,13 +164,16 @@
   };
 
   /* Subscribe to a channel; handler(data, message) gets each message.
-   * onlost(result) is called when a resume could not be served. */
+   * onlost(result) is called when a resume could not be served.  The
+   * promise is the server's reply, on the next connection if none is open. */
   Realtime.prototype.subscribe = function (name, handler, onlost) {
-    this.channels[name] = this.channels[name] || {};
-    this.channels[name].handler = handler;
-    this.channels[name].onlost = onlost || null;
+    var channel = this.channels[name] = this.channels[name] || {};
+    channel.handler = handler;
+    channel.onlost = onlost || null;
     if (this.connected) { return this._sendSubscribe(name); }
-    return Promise.resolve(null);
+    return new Promise(function (resolve, reject) {
+      (channel.waiters = channel.waiters || []).push({resolve: resolve, reject: reject});
+    });
   };
 
   Realtime.prototype._sendSubscribe = function (name) {
@@ -203,7 +225,20 @@
 
   Realtime.prototype._request = function (request) {
     var self = this;
-    if (!self.connected) { return Promise.reject(new Error("not connected")); }
+    if (self.connected) { return self._sendRequest(request); }
+    if (self.closedByUser) { return Promise.reject(new Error("not connected: close() was called")); }
+    return new Promise(function (resolve, reject) {
+      var entry = {request: request, resolve: resolve, reject: reject};
+      entry.timer = setTimeout(function () {
+        self.waiting.splice(self.waiting.indexOf(entry), 1);
+        reject(new Error("not connected within " + self.timeout + " ms: " + request.op + " not sent"));
+      }, self.timeout);
+      self.waiting.push(entry);
+    });
+  };
+
+  Realtime.prototype._sendRequest = function (request) {
+    var self = this;
     request.id = self.nextId++;
     return new Promise(function (resolve, reject) {
       var timer = setTimeout(function () {
