@@ -179,7 +179,7 @@ def test_defaultServerExplains(visitors: Any) -> None:
 
 def test_relayChat(visitors: Any) -> None:
     """
-    Against C{--routing chat} (seed 004's relay) the page chats without
+    Against C{--routing chat} (a Ratchet-style relay) the page chats without
     the channels protocol: each message reaches the other page.
     """
     server = ServerProcess("--auth", "anonymous", "--routing", "chat").start()
@@ -187,6 +187,12 @@ def test_relayChat(visitors: Any) -> None:
         ivan = visitors(pageUrl(server))
         assert ivan.mode == "relay"
         ivan.join("ivan")
+        # the page shows, and its console pushes to, the uid the server made up
+        ivan.page.wait_for_selector("#status:has-text('connected as anon-')")
+        uid = ivan.page.input_value("#target")
+        assert uid.startswith("anon-") and f"connected as {uid} (shown as ivan)" == ivan.page.inner_text("#status")
+        assert ivan.consolePush(API_KEY, "uid", uid, "to the real uid").count('"delivered": 1') == 1
+        ivan.waitForLine("to the real uid")
         judy = visitors(pageUrl(server)).join("judy")
         waitUntil(lambda: api(server, "GET", "/api/stats")[1]["connections"] == 2)
         ivan.say("relay works")
@@ -227,7 +233,15 @@ def test_reconnectAfterRestart(visitors: Any, tmp_path: Any) -> None:
         heidi.say("back online")
         heidi.waitForLine("back online", "mine")
         backend = [line for line in heidi.lines() if line.startswith("backend ")]
-        assert backend == ["backend before the restart", "backend missed 1", "backend missed 2", "backend missed 3"]
+        assert backend == [
+            "backend before the restart",
+            "backend (replayed) missed 1",
+            "backend (replayed) missed 2",
+            "backend (replayed) missed 3",
+        ]
+        # one line for the whole outage, in words, however many attempts it took
+        disconnected = [line for line in heidi.lines() if "disconnected" in line]
+        assert disconnected == ["disconnected (server shutting down); reconnecting by itself"]
     finally:
         server.stop()
 

@@ -5,14 +5,17 @@
  * (<script src="/realtime.js"></script>) and it works offline.
  *
  *   var rt = new Realtime("ws://127.0.0.1:8080/ws?token=...");
- *   rt.subscribe("news", function (data, message) { ... });
+ *   rt.subscribe("news", function (data, message) { ... });  // message.replayed:
+ *                       // true for what a resume replays from history
  *   rt.publish("chat:lobby", {text: "hi"}).then(function (result) { ... });
  *   // requests made before the socket is open wait for it (at most `timeout`
  *   // ms), so the lines above work pasted as one block
  *   rt.presence("chat:lobby").then(function (p) { ... });
  *   rt.send("raw text");                          // routing chat / echo: no protocol
  *   rt.onpush = function (text) { ... };          // pushes addressed to this uid
- *   rt.onevent = function (event) { ... };        // join, leave, error frames
+ *   rt.onevent = function (event) { ... };        // join, leave, error frames, and
+ *                       // {type: "identity", uid} when the URL asks ?identity=1
+ *                       // (then rt.uid is the uid the server gave this connection)
  *   rt.onstatus = function (status, detail) { ... };   // connecting, open, closed
  *   rt.onsubscribed = function (name, result, error) { ... };  // every subscribe
  *                       // reply, resumes included ({recovered, missed}); error if refused
@@ -51,7 +54,7 @@
     this.maxDelay = options.maxDelay || 30000;
     this.timeout = options.timeout || 10000;
     this.storage = options.storage || null;
-    this.channels = {};        // name -> {handler, onlost, epoch, offset, active}
+    this.channels = {};        // name -> {handler, onlost, epoch, offset, active, resuming, waiters}
     this.pending = {};         // request id -> {resolve, reject, timer}
     this.waiting = [];         // requests made while not connected: {request, resolve, reject, timer}
     this.nextId = 1;
@@ -59,6 +62,7 @@
     this.closedByUser = false;
     this.socket = null;
     this.connected = false;
+    this.uid = null;           // the server's uid for this connection, if the URL asked ?identity=1
     this.onpush = null;        // function (text)
     this.onevent = null;       // function (event): join / leave
     this.onstatus = null;      // function ("connecting" | "open" | "closed", detail)
@@ -74,7 +78,7 @@
   }
 
   // the frames of the channels protocol; anything else is a push as it arrived
-  var FRAME_TYPES = {reply: true, message: true, push: true, join: true, leave: true, error: true};
+  var FRAME_TYPES = {reply: true, message: true, push: true, join: true, leave: true, error: true, identity: true};
 
   Realtime.prototype._status = function (status, detail) {
     if (this.onstatus) { this.onstatus(status, detail); }
@@ -179,6 +183,7 @@
   Realtime.prototype._sendSubscribe = function (name) {
     var self = this;
     var since = self._position(name);
+    self.channels[name].resuming = !!since;
     var request = {op: "subscribe", channel: name};
     if (since) { request.since = since; }
     return self._request(request).then(function (result) {
@@ -283,9 +288,14 @@
         if (channel.epoch === message.epoch && message.offset <= channel.offset) { return; }
         this._remember(message.channel, message.epoch, message.offset);
       }
+      // before the reply to a resuming subscribe come the messages missed
+      message.replayed = !!channel.resuming && !channel.active;
       if (channel.handler) { channel.handler(message.data, message); }
     } else if (message.type === "push") {
       if (this.onpush) { this.onpush(message.data); }
+    } else if (message.type === "identity") {
+      this.uid = message.uid;
+      if (this.onevent) { this.onevent(message); }
     } else if (this.onevent) {
       this.onevent(message);
     }
