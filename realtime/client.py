@@ -23,6 +23,7 @@ The command line::
     realtime-push subscribe news:sport --since 9f3a:41   # JSON lines until ^C (loads Twisted)
 
 ``--url`` defaults to C{$REALTIME_API_URL} or C{http://127.0.0.1:8081},
+``--line`` to C{$REALTIME_LINE} or C{127.0.0.1:5678},
 ``--api-key`` to C{$REALTIME_API_KEY}, else the file C{realtime-api.key} in
 the current directory.  DATA is sent as JSON if it parses as JSON, else as
 text.  Through the line port the pushed message is the request line itself,
@@ -354,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", default=None, help=f"HTTP API URL (default $REALTIME_API_URL or {DEFAULT_URL})")
     parser.add_argument("--api-key", default=None, help=f"API key (default $REALTIME_API_KEY, else ./{API_KEY_FILE})")
-    parser.add_argument("--line", default=DEFAULT_LINE, metavar="HOST:PORT", help="line port (default %(default)s)")
+    parser.add_argument("--line", default=None, metavar="HOST:PORT", help=f"line port (default $REALTIME_LINE or {DEFAULT_LINE})")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default %(default)s)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     push = commands.add_parser("push", help="push DATA to every connection of each UID")
@@ -398,7 +399,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     uids = getattr(args, "uids", [])
     target = uids[0] if len(uids) == 1 else uids
     if args.via == "line" and args.command in ("push", "broadcast"):
-        host, port = _lineAddress(args.line)
+        host, port = _lineAddress(args.line or os.environ.get("REALTIME_LINE") or DEFAULT_LINE)
         data = parseData(args.data)
         fields = data if isinstance(data, dict) else {"data": data}
         with LinePushClient(host, port, args.timeout) as line:

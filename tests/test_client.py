@@ -474,6 +474,18 @@ class MainTests(ServerTestCase):
         self.assertEqual(err, 'realtime-push: error: line_error: "uid" must be a non-empty string or a list of them\n')
 
     @inlineCallbacks
+    def test_lineFromEnvironment(self) -> Any:
+        """
+        Without C{--line}, the line port is C{$REALTIME_LINE}, as for
+        C{examples/python/push.py}.
+        """
+        self.session("u1")
+        os.environ["REALTIME_LINE"] = f"127.0.0.1:{self.linePort}"
+        self.addCleanup(os.environ.pop, "REALTIME_LINE", None)
+        status, out, err = yield self.runMain(["--via", "line", "push", "u1", "{}"])
+        self.assertEqual((status, out, err), (0, "ok\n", ""))
+
+    @inlineCallbacks
     def test_onlineAndStats(self) -> Any:
         """
         C{online} prints a table and exits 0 if anyone is online; C{stats}

@@ -68,7 +68,7 @@ class PushExampleTests(SynchronousTestCase):
 
     def connected(self, uid: str) -> object:
         """
-        A client connected as C{uid}, as the Workerman article's page does.
+        A client connected as C{uid}, as the page of Workerman's push example does.
         """
         ws = connect(self.server.url("/")).__enter__()
         self.addCleanup(ws.close)
