@@ -142,6 +142,16 @@ def encodeMessage(channel: str, offset: int | None, epoch: str | None, data: byt
     return head + b',"data":' + data + b"}"
 
 
+def encodeIdentity(uid: str) -> bytes:
+    """
+    The frame telling a client that asked for it (C{?identity=1}) the uid the
+    server gave it: an anonymous page can then show, and push to, its real
+    uid.  Only sent when asked, so a relay-chat or Workerman client never
+    sees a frame it does not expect.
+    """
+    return _dumps({"type": "identity", "uid": uid})
+
+
 def encodePresenceEvent(kind: str, channel: str, uid: str) -> bytes:
     """
     A join or leave event.

@@ -9,11 +9,11 @@ holds one connection and is not thread-safe: give each thread its own::
     api = HttpPushClient("http://127.0.0.1:8081", apiKey="...")
     api.push("uid1", {"percent": "88%"})   # {"status": "delivered", "delivered": 1, "uids": {"uid1": 1}}
     with LinePushClient("127.0.0.1", 5678) as line:
-        line.push("uid1", {"percent": "88%"})   # True: ok
+        line.push("uid1", {"percent": "88%"})   # "ok" ("queued", "fail"); true only for "ok"
 
 The command line::
 
-    realtime-push push uid1 '{"percent": "88%"}'        # exit 0 delivered, 1 offline, 2 error
+    realtime-push push uid1 '{"percent": "88%"}'        # exit 0 delivered, 3 queued, 1 neither, 2 error
     realtime-push push uid1 uid2 'plain text'
     realtime-push --via line push uid1 '{"percent": "88%"}'
     realtime-push broadcast '"maintenance at 22:00"'
@@ -23,6 +23,7 @@ The command line::
     realtime-push subscribe news:sport --since 9f3a:41   # JSON lines until ^C (loads Twisted)
 
 ``--url`` defaults to C{$REALTIME_API_URL} or C{http://127.0.0.1:8081},
+``--line`` to C{$REALTIME_LINE} or C{127.0.0.1:5678},
 ``--api-key`` to C{$REALTIME_API_KEY}, else the file C{realtime-api.key} in
 the current directory.  DATA is sent as JSON if it parses as JSON, else as
 text.  Through the line port the pushed message is the request line itself,
@@ -43,12 +44,16 @@ from typing import Any, Mapping, Sequence, TextIO
 from urllib.parse import quote, urlsplit
 
 # signFirstPacket is provided by the module __getattr__ below
-__all__ = ["HttpPushClient", "LinePushClient", "PushError", "signFirstPacket", "main"]  # noqa: F822
+__all__ = ["HttpPushClient", "LinePushClient", "LineAnswer", "PushError", "signFirstPacket", "main"]  # noqa: F822
 
 DEFAULT_URL = "http://127.0.0.1:8081"
 DEFAULT_LINE = "127.0.0.1:5678"
 DEFAULT_WS_URL = "ws://127.0.0.1:8080/ws"
 API_KEY_FILE = "realtime-api.key"
+
+#: the command's exit statuses: delivered, neither delivered nor queued,
+#: an error (usage, connection, refusal), queued for an offline uid
+EXIT_DELIVERED, EXIT_UNDELIVERED, EXIT_ERROR, EXIT_QUEUED = 0, 1, 2, 3
 
 
 def __getattr__(name: str) -> Any:
@@ -108,7 +113,10 @@ class HttpPushClient:
 
         @param data: a string (received as that text) or any JSON value
             (received as its compact JSON).
-        @return: C{{"status": "delivered"|"offline", "delivered": N, "uids": {uid: N}}}.
+        @return: C{{"status": "delivered"|"queued"|"offline", "delivered": N,
+            "uids": {uid: N}}}, plus C{"queued": [uid, ...]} and
+            C{"refused": [uid, ...]} (offline queue full) when some uids
+            have no connection.
         """
         uid: Any = uidOrUids if isinstance(uidOrUids, (str, int)) else list(uidOrUids)
         return self._request("POST", "/api/push", {"uid": uid, "data": data})
@@ -195,6 +203,39 @@ def _decodeAnswer(status: int, reason: str, raw: bytes) -> dict[str, Any]:
     return body
 
 
+class LineAnswer(str):
+    """
+    The line port's answer to a push: C{"ok"} (a connection got it),
+    C{"queued"} (the uid has no connection; the push waits in its offline
+    queue) or C{"fail"} (neither).
+
+    It is true only for C{"ok"}, so C{if line.push(...)} still means "a
+    connection got it" as when C{push} answered a bool.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return self == "ok"
+
+    @property
+    def delivered(self) -> bool:
+        """
+        Whether at least one connection got it.
+        """
+        return self == "ok"
+
+    @property
+    def queued(self) -> bool:
+        """
+        Whether it waits in an offline queue instead.
+        """
+        return self == "queued"
+
+
+_LINE_ANSWERS = {word: LineAnswer(word) for word in ("ok", "queued", "fail")}
+
+
 class LinePushClient:
     """
     The line port (Workerman's Text protocol), over one TCP connection.
@@ -212,21 +253,22 @@ class LinePushClient:
         self._socket: socket.socket | None = None
         self._reader: Any = None
 
-    def push(self, uid: str | int | Sequence[str], fields: Mapping[str, Any]) -> bool:
+    def push(self, uid: str | int | Sequence[str], fields: Mapping[str, Any]) -> LineAnswer:
         """
         Push C{{"uid": uid, **fields}} to every connection of C{uid}.
 
-        @return: C{True} if at least one connection got it (``ok``), C{False}
-            if none did (``fail``).
+        @return: C{"ok"} if at least one connection got it, C{"queued"} if
+            it waits in the offline queue of a uid without a connection,
+            C{"fail"} otherwise; true only for C{"ok"}.
         @raise PushError: if the server answered ``error: ...``.
         """
         return self._send({"uid": uid if isinstance(uid, (str, int)) else list(uid)}, fields)
 
-    def broadcast(self, fields: Mapping[str, Any]) -> bool:
+    def broadcast(self, fields: Mapping[str, Any]) -> LineAnswer:
         """
         Push C{{"broadcast": true, **fields}} to every connection.
 
-        @return: C{True} if at least one connection got it.
+        @return: C{"ok"} if at least one connection got it, else C{"fail"}.
         """
         return self._send({"broadcast": True}, fields)
 
@@ -247,7 +289,7 @@ class LinePushClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, target: dict[str, Any], fields: Mapping[str, Any]) -> bool:
+    def _send(self, target: dict[str, Any], fields: Mapping[str, Any]) -> LineAnswer:
         if "uid" in fields or "broadcast" in fields:
             raise ValueError('fields must not contain "uid" or "broadcast"')
         line = json.dumps({**target, **fields}, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
@@ -270,10 +312,8 @@ class LinePushClient:
                     continue
                 raise PushError(0, "connection_failed", "the server closed the connection")
             text = answer.decode("utf-8", "replace").rstrip("\r\n")
-            if text == "ok":
-                return True
-            if text == "fail":
-                return False
+            if text in _LINE_ANSWERS:
+                return _LINE_ANSWERS[text]
             if not answer.endswith(b"\n"):
                 self.close()
             raise PushError(0, "line_error", text.removeprefix("error: "))
@@ -315,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", default=None, help=f"HTTP API URL (default $REALTIME_API_URL or {DEFAULT_URL})")
     parser.add_argument("--api-key", default=None, help=f"API key (default $REALTIME_API_KEY, else ./{API_KEY_FILE})")
-    parser.add_argument("--line", default=DEFAULT_LINE, metavar="HOST:PORT", help="line port (default %(default)s)")
+    parser.add_argument("--line", default=None, metavar="HOST:PORT", help=f"line port (default $REALTIME_LINE or {DEFAULT_LINE})")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default %(default)s)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     push = commands.add_parser("push", help="push DATA to every connection of each UID")
@@ -359,13 +399,13 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     uids = getattr(args, "uids", [])
     target = uids[0] if len(uids) == 1 else uids
     if args.via == "line" and args.command in ("push", "broadcast"):
-        host, port = _lineAddress(args.line)
+        host, port = _lineAddress(args.line or os.environ.get("REALTIME_LINE") or DEFAULT_LINE)
         data = parseData(args.data)
         fields = data if isinstance(data, dict) else {"data": data}
         with LinePushClient(host, port, args.timeout) as line:
-            ok = line.push(target, fields) if args.command == "push" else line.broadcast(fields)
-        print("ok" if ok else "fail", file=out)
-        return 0 if ok else 1
+            word = line.push(target, fields) if args.command == "push" else line.broadcast(fields)
+        print(word, file=out)
+        return EXIT_DELIVERED if word.delivered else EXIT_QUEUED if word.queued else EXIT_UNDELIVERED
     apiKey = args.api_key or findApiKey(os.environ, os.getcwd())
     if not apiKey:
         raise ValueError(f"no API key: pass --api-key, set REALTIME_API_KEY, or put it in ./{API_KEY_FILE}")
@@ -384,31 +424,38 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             print(formatStats(api.stats()), file=out)
             return 0
     print(json.dumps(answer, ensure_ascii=False), file=out)
-    return 0 if answer.get("status") == "delivered" else 1
+    status = answer.get("status")
+    return EXIT_DELIVERED if status == "delivered" else EXIT_QUEUED if status == "queued" else EXIT_UNDELIVERED
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """
     The ``realtime-push`` console script.
 
-    @return: the exit status: 0 delivered (or ok, or someone online), 1
-        offline (or fail, or nobody online), 2 an error, reported in one line
-        on C{stderr}.
+    @return: the exit status: 0 delivered (or ok, or someone online), 3
+        queued for an offline uid (a push that will be delivered at the
+        uid's next connection, which a script may count as success), 1
+        neither (offline, fail, nobody online), 2 an error (usage, the
+        server unreachable or refusing), reported in one line on C{stderr}.
     """
     out, err = stdout or sys.stdout, stderr or sys.stderr
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 2
+        return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
         return _subscribe(args, out, err) if args.command == "subscribe" else _run(args, out)
     except (PushError, ValueError, OSError) as e:
         print(f"realtime-push: error: {e}", file=err)
-        return 2
+        return EXIT_ERROR
 
 
 def _subscribe(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``subscribe``, the one command that needs Twisted, imports it only here: this module stays stdlib-only."""
-    from realtime.subscriber import follow
+    try:
+        from realtime.subscriber import follow
 
-    return follow(args.wsUrl, args.channels, args.since, args.first_message, out, err)
+        return follow(args.wsUrl, args.channels, args.since, args.first_message, out, err)
+    except KeyboardInterrupt:
+        # ^C before the reactor took SIGINT over (while Twisted loads) is an interrupt like any other
+        return 0

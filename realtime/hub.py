@@ -136,9 +136,14 @@ class Hub:
         if fast is None or type(target) is ToChannel:
             return None
         if self.offline is not None and type(target) is ToUids:
-            hasSessions = self.registry.hasSessions
+            # a uid whose connections are all closing gets the push queued,
+            # which only the Deferred path does
+            sessionsOf = self.registry.sessionsOf
             for uid in target.uids:
-                if not hasSessions(uid):
+                for session in sessionsOf(uid):
+                    if session.isOpen():
+                        break
+                else:
                     return None
         if self._framePush is not None:
             payload, isBinary = self._framePush(payload, isBinary)

@@ -231,8 +231,10 @@ class OfflineQueues:
         return gatherResults(jobs, consumeErrors=True).addCallback(combine)
 
     def _queueOne(self, uid: str, payload: bytes, isBinary: bool) -> Deferred[tuple[str, int | str]]:
-        # the uid may have connected while this job waited its turn
-        if self._registry.sessionsOf(uid):
+        # the uid may have connected while this job waited its turn; a
+        # connection that is closing does not count: the push would be lost
+        # with it, so it waits for the next one like any other
+        if any(session.isOpen() for session in self._registry.sessionsOf(uid)):
             framed, framedBinary = self._frame(payload, isBinary)
             return self._broker.publish(Envelope(ToUids((uid,)), framed, framedBinary)).addCallback(
                 lambda result: (uid, result.delivered)

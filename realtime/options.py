@@ -10,7 +10,9 @@ that names the option.
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import sys
 import tomllib
 from typing import Any, Sequence
 
@@ -25,9 +27,9 @@ from realtime.origins import OriginPolicy
 
 #: (name, short, default, help): None means "not given"; see Options.defaults
 PARAMETERS: list[tuple[str, str | None, str]] = [
-    ("port", "p", "WebSocket and web endpoint (default tcp:8080)"),
-    ("api-port", None, "HTTP push API endpoint, or 'none' (default tcp:8081:interface=127.0.0.1)"),
-    ("push-port", None, "line-JSON push endpoint (Workerman Text protocol), or 'none' (default tcp:5678:interface=127.0.0.1)"),
+    ("port", "p", "WebSocket and web endpoint; a bare number is tcp:NUMBER (default tcp:8080)"),
+    ("api-port", None, "HTTP push API endpoint, or 'none'; a bare number keeps 127.0.0.1 (default tcp:8081:interface=127.0.0.1)"),
+    ("push-port", None, "line-JSON push endpoint (Workerman Text protocol), or 'none'; a bare number keeps 127.0.0.1 (default tcp:5678:interface=127.0.0.1)"),
     ("auth", "a", "auth plugin: NAME or NAME:KEY=VALUE:... (default uid-first-packet)"),
     ("routing", "r", "routing plugin: NAME or NAME:KEY=VALUE:... (default uid)"),
     ("api-key", None, "key the HTTP API requires as 'Authorization: Bearer KEY' (default: read --api-key-file)"),
@@ -135,16 +137,47 @@ def readConfig(path: str) -> dict[str, Any]:
     return config
 
 
+#: C{HOST:PORT} or C{:PORT}, an address where an endpoint string was wanted
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})")
+
+
+def _tcpEndpoint(option: str, port: str, interface: str | None = None) -> str:
+    """
+    The TCP endpoint string of C{port}, on C{interface} or else on the
+    interface C{option} listens on by default.
+    """
+    rest = DEFAULTS[option].split(":")[2:]
+    if interface is not None:
+        rest = [p for p in rest if not p.startswith("interface=")] + ["interface=" + interface.replace(":", "\\:")]
+    return ":".join(["tcp", port, *rest])
+
+
 def checkEndpoint(option: str, description: str) -> str:
     """
     C{description} if it is a valid server endpoint string (or 'none').
+
+    A bare port number is taken as TCP on that port and on the option's
+    default interface (every interface for C{--port}, loopback for the
+    internal ports), so C{--api-port 9081} does not open the API to the
+    network; an address such as C{127.0.0.1:8080} is refused with the
+    endpoint string it probably meant.
+
+    @return: the endpoint string to listen on.
     """
+    description = str(description)
     if description == "none" and option != "port":
         return description
+    if description.isdigit() and int(description) <= 65535:
+        return _tcpEndpoint(option, str(int(description)))
     try:
         serverFromString(MemoryReactor(), description)
     except (ValueError, KeyError, TypeError) as e:
-        raise usage.UsageError(f"--{option} {description!r} is not a valid endpoint: {e}") from None
+        hint = ""
+        match = _HOST_PORT.fullmatch(description)
+        if match and int(match.group(2)) <= 65535:
+            host = match.group(1).strip("[]")
+            hint = f"; did you mean {_tcpEndpoint(option, match.group(2), host or None)!r}?"
+        raise usage.UsageError(f"--{option} {description!r} is not a valid endpoint: {e}{hint}") from None
     return description
 
 
@@ -206,6 +239,26 @@ class Options(usage.Options):
         for key in LISTS:
             self[key] = []
 
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse, and under twistd answer a bad option with its error and a
+        pointer to C{--help}.
+
+        twistd answers a L{usage.UsageError} by printing the whole usage
+        text (sixty lines) and then, last, the one line that matters; so
+        here, when run by twistd (C{parent} is its C{ServerOptions}), the
+        error is printed alone and the process exits as twistd would (1).
+        Called directly (tests, scripts), the error is raised as usual.
+        """
+        try:
+            usage.Options.parseOptions(self, options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            print(f"twistd realtime: error: {e}", file=sys.stderr)
+            print("(twistd realtime --help lists every option)", file=sys.stderr)
+            raise SystemExit(1) from None
+
     def opt_version(self) -> None:
         """
         Print the version and exit.
@@ -263,7 +316,7 @@ class Options(usage.Options):
             elif self.get(key) is None or (key == "list-plugins" and not self[key]):
                 self[key] = config.get(key, default)
         for option in ENDPOINTS:
-            checkEndpoint(option, self[option])
+            self[option] = checkEndpoint(option, self[option])
         self["max-message-size"] = checkNumber("max-message-size", self["max-message-size"], integer=True, minimum=1)
         self["ping-interval"] = checkNumber("ping-interval", self["ping-interval"], integer=False, minimum=0)
         self["max-queued-bytes"] = checkNumber(

@@ -187,8 +187,12 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
             self._join()
 
     def _join(self) -> None:
+        asked = self.handshake is not None and self.handshake.param("identity") is not None
         self._forgetHandshake()
         self._registered = True
+        if asked:
+            # first on the wire: before offline pushes, history or relayed text
+            self.sendMessage(channelproto.encodeIdentity(self.uid), False)
         self.factory.sessionOpened(self)
 
     def _forgetHandshake(self) -> None:

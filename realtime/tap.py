@@ -9,7 +9,7 @@ registry, the fan-out, the broker and the three listeners.
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import txaio
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
@@ -38,6 +38,7 @@ from realtime.logs import observerFor
 from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.options import Options, loadApiKey
 from realtime.registry import SessionRegistry
+from realtime.store.lock import lockStore
 from realtime.store.memory import MemoryMessageStore
 from realtime.timers import TimeoutWheel
 from realtime.values import OfflineLimits
@@ -128,8 +129,11 @@ class StoreService(Service):
     the store after everything else has stopped.
     """
 
-    def __init__(self, store: IMessageStore, reactor: Any, hub: Hub, interval: float = 60.0) -> None:
+    def __init__(
+        self, store: IMessageStore, reactor: Any, hub: Hub, interval: float = 60.0, lock: IO[bytes] | None = None
+    ) -> None:
         self._store = store
+        self._lock = lock
         self._hub = hub
         self._reactor = reactor
         self._prune = LoopingCall(self._pruneNow)
@@ -157,7 +161,14 @@ class StoreService(Service):
             self._prune.stop()
         if self._hub.offline is not None:
             self._hub.offline.stop()
-        return self._store.close()
+        return self._store.close().addBoth(self._unlock)
+
+    def _unlock(self, result: object) -> object:
+        # only once the store is closed may another server open it
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        return result
 
 
 class SessionsService(Service):
@@ -290,6 +301,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     registry = SessionRegistry()
     wheel = TimeoutWheel(reactor)
     fanout = Fanout(reactor)
+    lock = lockStore(options["store"])
     store = openStore(options["store"], reactor)
     strategy = options["strategy"]
     hub = Hub(
@@ -341,7 +353,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     )
     top = RealtimeService()
     CollectorTuning().setServiceParent(top)
-    StoreService(store, reactor, hub).setServiceParent(top)
+    StoreService(store, reactor, hub, lock=lock).setServiceParent(top)
     Keepalive(reactor, registry, ping).setServiceParent(top)
     sessions = SessionsService(reactor, registry, wheel)
     sessions.setServiceParent(top)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -164,6 +164,47 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+class OutputLines:
+    """
+    The lines a subprocess writes to one pipe, read by a thread as they
+    come, so a test waits for what it expects to be printed instead of for
+    a time, however loaded the machine is.
+    """
+
+    def __init__(self, pipe: Any) -> None:
+        self.lines: list[str] = []
+        self._open = True
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
+
+    def _read(self, pipe: Any) -> None:
+        for line in pipe:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._open = False
+            self._changed.notify_all()
+
+    def waitFor(self, text: str, count: int = 1, timeout: float = 120.0) -> list[str]:
+        """
+        Wait until C{count} lines containing C{text} were written; the
+        timeout only keeps a broken run from hanging the suite.
+
+        @return: those lines.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [line for line in self.lines if text in line]
+                if len(found) >= count:
+                    return found[:count]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._open:
+                    raise AssertionError(f"{text!r} not written {count} times; got:\n" + "\n".join(self.lines))
+                self._changed.wait(min(remaining, 1.0))
 
 
 def freePorts(count: int) -> list[int]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import struct
+import textwrap
 from typing import Any, Iterator
 
 import pytest
 
 from tests.browser import CHAT_ARGS, DemoPage, artifactsDirectory, launchBrowser
-from tests.serverprocess import API_KEY, ServerProcess, fixedPortArgs, freePorts
+from tests.serverprocess import API_KEY, ROOT, ServerProcess, fixedPortArgs, freePorts
 from tests.test_integration import api, linePush, waitUntil
 
 
@@ -178,7 +179,7 @@ def test_defaultServerExplains(visitors: Any) -> None:
 
 def test_relayChat(visitors: Any) -> None:
     """
-    Against C{--routing chat} (seed 004's relay) the page chats without
+    Against C{--routing chat} (a Ratchet-style relay) the page chats without
     the channels protocol: each message reaches the other page.
     """
     server = ServerProcess("--auth", "anonymous", "--routing", "chat").start()
@@ -186,6 +187,12 @@ def test_relayChat(visitors: Any) -> None:
         ivan = visitors(pageUrl(server))
         assert ivan.mode == "relay"
         ivan.join("ivan")
+        # the page shows, and its console pushes to, the uid the server made up
+        ivan.page.wait_for_selector("#status:has-text('connected as anon-')")
+        uid = ivan.page.input_value("#target")
+        assert uid.startswith("anon-") and f"connected as {uid} (shown as ivan)" == ivan.page.inner_text("#status")
+        assert ivan.consolePush(API_KEY, "uid", uid, "to the real uid").count('"delivered": 1') == 1
+        ivan.waitForLine("to the real uid")
         judy = visitors(pageUrl(server)).join("judy")
         waitUntil(lambda: api(server, "GET", "/api/stats")[1]["connections"] == 2)
         ivan.say("relay works")
@@ -226,6 +233,47 @@ def test_reconnectAfterRestart(visitors: Any, tmp_path: Any) -> None:
         heidi.say("back online")
         heidi.waitForLine("back online", "mine")
         backend = [line for line in heidi.lines() if line.startswith("backend ")]
-        assert backend == ["backend before the restart", "backend missed 1", "backend missed 2", "backend missed 3"]
+        assert backend == [
+            "backend before the restart",
+            "backend (replayed) missed 1",
+            "backend (replayed) missed 2",
+            "backend (replayed) missed 3",
+        ]
+        # one line for the whole outage, in words, however many attempts it took
+        disconnected = [line for line in heidi.lines() if "disconnected" in line]
+        assert disconnected == ["disconnected (server shutting down); reconnecting by itself"]
+    finally:
+        server.stop()
+
+
+def readmeBlock(after: str) -> str:
+    """
+    The README's literal block that follows the line C{after}, dedented.
+    """
+    with open(os.path.join(ROOT, "README.rst"), encoding="utf-8") as f:
+        text = f.read()
+    block = text[text.index(after) + len(after) :].split("\n\n")[0]
+    return textwrap.dedent(block.strip("\n"))
+
+
+def test_readmeChannelsExample(visitors: Any) -> None:
+    """
+    The README's channels example, pasted as one block into a page served by
+    the server its worked example starts: the publish made before the
+    socket opened is sent once it is, answered, and received by the
+    subscription made with it.
+    """
+    server = ServerProcess("--auth", "anonymous", *CHAT_ARGS).start()
+    try:
+        page = visitors(pageUrl(server))
+        # what the example logs, kept where the test can read it
+        page.page.evaluate("() => { window.logged = []; console.log = (...args) => window.logged.push(args); }")
+        page.page.add_script_tag(content=readmeBlock("    // then:\n"))
+        page.page.wait_for_function("() => window.logged.length >= 2")
+        logged = page.page.evaluate("() => window.logged")
+        published = [args[0] for args in logged if isinstance(args[0], dict)]
+        received = [args for args in logged if args[0] == 1]
+        assert published and published[0]["offset"] == 1, logged
+        assert received == [[1, {"text": "hello"}]], logged
     finally:
         server.stop()

@@ -29,7 +29,11 @@ from realtime.auth.firstpacket import checkSignedPacket, signFirstPacket
 from realtime.broker.memory import MemoryBroker
 from realtime.client import HttpPushClient, LinePushClient, PushError, findApiKey, main, parseData
 from realtime.delivery import Fanout
+from realtime.hub import Hub
+from realtime.namespaces import NamespaceRules
 from realtime.registry import SessionRegistry
+from realtime.store.memory import MemoryMessageStore
+from realtime.values import OfflineLimits
 from tests.fakes import FakeSession
 
 KEY = "client-test-key"
@@ -101,7 +105,7 @@ class ServerTestCase(TestCase):
         from twisted.internet import reactor
 
         self.registry = SessionRegistry()
-        broker = MemoryBroker(self.registry, Fanout(reactor))
+        broker = self.buildBroker(reactor)
         self.site = buildApiSite(broker, KEY, 65536, reactor)
         self.lineFactory = LinePushFactory(broker, 65536)
         self.apiConnections = Tracker(self.site)
@@ -115,6 +119,13 @@ class ServerTestCase(TestCase):
         self.line = LinePushClient("127.0.0.1", self.linePort, timeout=10)
         self.clients: list[Any] = [self.http, self.line]
         self.addCleanup(self.shutDown)
+
+    def buildBroker(self, reactor: Any) -> Any:
+        """
+        What the API and the line port push through: a broker over
+        C{self.registry}, with no offline queues.
+        """
+        return MemoryBroker(self.registry, Fanout(reactor))
 
     @inlineCallbacks
     def shutDown(self) -> Any:
@@ -253,17 +264,17 @@ class LinePushClientTests(ServerTestCase):
     @inlineCallbacks
     def test_pushOkFail(self) -> Any:
         """
-        C{push} is C{True} for ok and C{False} for fail, over one connection;
+        C{push} answers C{"ok"} (true) or C{"fail"} (false), over one connection;
         the session receives the request line.
         """
         s = self.session("uid1")
         ok = yield self.inThread(self.line.push, "uid1", {"percent": "88%"})
-        self.assertIs(ok, True)
+        self.assertEqual((ok, bool(ok)), ("ok", True))
         self.assertEqual(s.texts, ['{"uid":"uid1","percent":"88%"}'])
         ok = yield self.inThread(self.line.push, "uid2", {})
-        self.assertIs(ok, False)
+        self.assertEqual((ok, bool(ok)), ("fail", False))
         ok = yield self.inThread(self.line.push, ["uid2", "uid1"], {"n": 1})
-        self.assertIs(ok, True)
+        self.assertEqual((ok, bool(ok)), ("ok", True))
         self.assertEqual(len(self.lineConnections.served), 1)
         self.assertEqual(self.lineFactory.pushes, 3)
 
@@ -273,10 +284,10 @@ class LinePushClientTests(ServerTestCase):
         C{broadcast} reaches everyone.
         """
         ok = yield self.inThread(self.line.broadcast, {"news": 1})
-        self.assertIs(ok, False)
+        self.assertEqual((ok, bool(ok)), ("fail", False))
         a = self.session("a")
         ok = yield self.inThread(self.line.broadcast, {"news": 2})
-        self.assertIs(ok, True)
+        self.assertEqual((ok, bool(ok)), ("ok", True))
         self.assertEqual(a.texts, ['{"broadcast":true,"news":2}'])
 
     @inlineCallbacks
@@ -290,7 +301,7 @@ class LinePushClientTests(ServerTestCase):
             (e.status, e.code, e.message), (0, "line_error", '"uid" must be a non-empty string or a list of them')
         )
         ok = yield self.inThread(self.line.push, "a", {})
-        self.assertIs(ok, True)
+        self.assertEqual((ok, bool(ok)), ("ok", True))
         self.assertEqual(len(self.lineConnections.served), 1)
 
     def test_reservedFields(self) -> None:
@@ -311,7 +322,7 @@ class LinePushClientTests(ServerTestCase):
         served.transport.loseConnection()
         yield served.lost
         ok = yield self.inThread(self.line.push, "a", {"n": 2})
-        self.assertIs(ok, True)
+        self.assertEqual((ok, bool(ok)), ("ok", True))
         self.assertEqual(s.texts, ['{"uid":"a","n":1}', '{"uid":"a","n":2}'])
         self.assertEqual(len(self.lineConnections.served), 2)
 
@@ -321,14 +332,85 @@ class LinePushClientTests(ServerTestCase):
         Leaving the C{with} block closes the connection.
         """
 
-        def pushAndClose() -> bool:
+        def pushAndClose() -> str:
             with LinePushClient("127.0.0.1", self.linePort) as line:
                 return line.push("a", {})
 
         ok = yield self.inThread(pushAndClose)
-        self.assertIs(ok, False)
+        self.assertEqual((ok, bool(ok)), ("fail", False))
         yield self.lineConnections.served[0].lost
         self.assertEqual(self.lineFactory.connections, 0)
+
+
+class QueuedTests(ServerTestCase):
+    """
+    Both clients and the command against a server with offline queues, where
+    a uid seen before and now without a connection is answered C{queued}.
+    """
+
+    def buildBroker(self, reactor: Any) -> Any:
+        """
+        A hub with offline queues over a memory store that saw C{"gone"}.
+        """
+        store = MemoryMessageStore()
+        store.markSeen({"gone": reactor.seconds()})
+        broker = MemoryBroker(self.registry, Fanout(reactor))
+        return Hub(reactor, self.registry, broker, store, NamespaceRules(), OfflineLimits(100, 86400.0))
+
+    @inlineCallbacks
+    def test_lineAnswers(self) -> Any:
+        """
+        C{LinePushClient.push} answers the line port's word: C{"ok"},
+        C{"queued"} or C{"fail"}, true only for C{"ok"}.
+        """
+        self.session("here")
+        answers = []
+        for uid in ("here", "gone", "never"):
+            answer = yield self.inThread(self.line.push, uid, {"n": 1})
+            answers.append((answer, bool(answer), answer.delivered, answer.queued))
+        self.assertEqual(
+            answers,
+            [("ok", True, True, False), ("queued", False, False, True), ("fail", False, False, False)],
+        )
+
+    @inlineCallbacks
+    def test_httpAnswers(self) -> Any:
+        """
+        C{HttpPushClient.push} answers the API's status.
+        """
+        self.session("here")
+        statuses = []
+        for uid in ("here", "gone", "never"):
+            answer = yield self.inThread(self.http.push, uid, {"n": 1})
+            statuses.append(answer["status"])
+        self.assertEqual(statuses, ["delivered", "queued", "offline"])
+
+    @inlineCallbacks
+    def test_commandExitStatus(self) -> Any:
+        """
+        The command prints the answer and exits 0 delivered, 3 queued, 1
+        neither, through either port.
+        """
+        self.session("here")
+        line = ["--via", "line", "--line", f"127.0.0.1:{self.linePort}"]
+        http = ["--url", self.url, "--api-key", KEY]
+        results = []
+        for via in (line, http):
+            for uid in ("here", "gone", "never"):
+                status, out, err = yield self.runMain([*via, "push", uid, '{"n": 1}'])
+                word = out.strip() if via is line else json.loads(out)["status"]
+                results.append((status, word, err))
+        self.assertEqual(
+            results,
+            [
+                (0, "ok", ""),
+                (3, "queued", ""),
+                (1, "fail", ""),
+                (0, "delivered", ""),
+                (3, "queued", ""),
+                (1, "offline", ""),
+            ],
+        )
 
 
 class MainTests(ServerTestCase):
@@ -390,6 +472,18 @@ class MainTests(ServerTestCase):
         status, out, err = yield self.runMain([*line, "push", "", "1"])
         self.assertEqual((status, out), (2, ""))
         self.assertEqual(err, 'realtime-push: error: line_error: "uid" must be a non-empty string or a list of them\n')
+
+    @inlineCallbacks
+    def test_lineFromEnvironment(self) -> Any:
+        """
+        Without C{--line}, the line port is C{$REALTIME_LINE}, as for
+        C{examples/python/push.py}.
+        """
+        self.session("u1")
+        os.environ["REALTIME_LINE"] = f"127.0.0.1:{self.linePort}"
+        self.addCleanup(os.environ.pop, "REALTIME_LINE", None)
+        status, out, err = yield self.runMain(["--via", "line", "push", "u1", "{}"])
+        self.assertEqual((status, out, err), (0, "ok\n", ""))
 
     @inlineCallbacks
     def test_onlineAndStats(self) -> Any:

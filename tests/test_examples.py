@@ -69,7 +69,7 @@ class PushExampleTests(SynchronousTestCase):
 
     def connected(self, uid: str) -> object:
         """
-        A client connected as C{uid}, as the Workerman article's page does.
+        A client connected as C{uid}, as the page of Workerman's push example does.
         """
         ws = connect(self.server.url("/")).__enter__()
         self.addCleanup(ws.close)
@@ -135,6 +135,47 @@ class PushExampleTests(SynchronousTestCase):
         self.assertEqual([line.split()[:2] for line in result.stdout.splitlines()], [["http:", "ok"], ["line:", "ok"]])
         self.assertEqual(json.loads(ws.recv(timeout=5)), {"percent": "88%"})
         self.assertEqual(json.loads(ws.recv(timeout=5)), {"uid": "py", "percent": "88%"})
+
+    def pushPy(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """
+        Run C{push.py} against the test server.
+        """
+        return runExample(
+            sys.executable,
+            os.path.join(EXAMPLES, "python", "push.py"),
+            *args,
+            env={
+                "REALTIME_API_URL": self.server.apiUrl(),
+                "REALTIME_API_KEY": API_KEY,
+                "REALTIME_LINE": f"127.0.0.1:{self.server.ports['push-port']}",
+            },
+        )
+
+    def test_pythonQueued(self) -> None:
+        """
+        To a uid that was connected and is no longer, C{push.py} says both
+        pushes were queued, and succeeds: they wait in the offline queue.
+        """
+        ws = self.connected("py-gone")
+        ws.close()
+        waitUntil(lambda: api(self.server, "GET", "/api/online?uid=py-gone")[1]["online"]["py-gone"] == 0)
+        result = self.pushPy("py-gone")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(
+            [line.split()[:2] for line in result.stdout.splitlines()], [["http:", "queued"], ["line:", "queued"]]
+        )
+
+    def test_pythonHelp(self) -> None:
+        """
+        C{push.py --help} prints how to use it and pushes nothing.
+        """
+        result = self.pushPy("--help")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertIn("usage: push.py [UID]", result.stdout)
+        self.assertIn("REALTIME_LINE", result.stdout)
+        result = self.pushPy("-x")
+        self.assertEqual((result.returncode, result.stdout), (2, ""))
+        self.assertIn("usage: push.py [UID]", result.stderr)
 
 
 def pythonTicket(uid: str) -> dict[str, str]:

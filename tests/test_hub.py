@@ -189,6 +189,36 @@ class OfflineTests(HubTestCase):
         self.hub.sessionClosed(session)
         self.assertEqual(self.push("u2", "later").queued, ("u2",))
 
+    def test_pushWhileLastConnectionCloses(self) -> None:
+        """
+        A push to a uid whose only connection is closing (still registered,
+        no longer writable) is queued for its next connection, through the
+        line port's fast path and the Deferred path alike, not answered as
+        undelivered.
+        """
+        self.build()
+        closing = self.connect("u1")
+        closing.open = False
+        self.assertIsNone(self.hub.pushNow(ToUids(("u1",)), b"fast", False))
+        self.assertEqual(self.push("u1", "slow").queued, ("u1",))
+        self.hub.sessionClosed(closing)
+        self.assertEqual(self.connect("u1").texts, ["slow"])
+
+    def test_pushToSeveralWhileOneCloses(self) -> None:
+        """
+        With several uids, the one whose connection is closing is queued and
+        the others are delivered, each once.
+        """
+        self.build()
+        here = self.connect("here")
+        closing = self.connect("u1")
+        closing.open = False
+        result = self.successResultOf(self.hub.publish(Envelope(ToUids(("here", "u1")), b"both")))
+        self.assertEqual((result.delivered, result.queued), (1, ("u1",)))
+        self.assertEqual(here.texts, ["both"])
+        self.hub.sessionClosed(closing)
+        self.assertEqual(self.connect("u1").texts, ["both"])
+
     def test_seenWrittenInBatches(self) -> None:
         """
         Connections' uids are written to the store together, a second later,

@@ -1,7 +1,7 @@
 """
 End to end: a real ``twistd -n realtime`` subprocess, real sockets, and an
 independent WebSocket client (the ``websockets`` library), doing what the
-README's tour and the seed articles do.
+README's tour and Workerman's push example do.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class ServerTestCase(serverprocess.ServerTestCase):
 
 class WorkermanPushTests(ServerTestCase):
     """
-    The default server is the Workerman push service of seed 002.
+    The default server is Workerman's push service.
     """
 
     def test_firstPacketThenLinePush(self) -> None:
@@ -203,7 +203,7 @@ class WorkermanPushTests(ServerTestCase):
 
 class ChatTests(ServerTestCase):
     """
-    C{--routing chat} is seed 004's chat room.
+    C{--routing chat} is a Ratchet-style relay chat room.
     """
 
     serverArgs = ("--auth", "anonymous", "--routing", "chat")
@@ -395,7 +395,7 @@ staticKey = StaticKeyFactory()
 
 class WeChatTests(ServerTestCase):
     """
-    C{--auth wechat}: the mini program's signed handshake (seed 000, done
+    C{--auth wechat}: the mini program's signed handshake (done
     right): accepted when correct, refused at the handshake otherwise.
     """
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import sys
 
 from twisted.internet.task import Clock
@@ -16,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from realtime.auth.firstpacket import FirstPacketAuthenticator
 from realtime.options import Options, loadApiKey
 from realtime.routing.chat import ChatStrategy
+from tests.serverprocess import environment, twistdCommand
 
 
 class OptionsTests(SynchronousTestCase):
@@ -86,6 +88,29 @@ class OptionsTests(SynchronousTestCase):
         ]
         for argv, message in cases:
             self.assertIn(message, self.refused(*argv), argv)
+
+    def test_barePort(self) -> None:
+        """
+        A bare port number means TCP on that port, on the interface the
+        option listens on by default: every interface for C{--port},
+        loopback for the internal ports.
+        """
+        o = self.options("--port", "9080", "--api-port", "9081", "--push-port", "9678")
+        self.assertEqual(
+            (o["port"], o["api-port"], o["push-port"]),
+            ("tcp:9080", "tcp:9081:interface=127.0.0.1", "tcp:9678:interface=127.0.0.1"),
+        )
+        o = self.options("--config", self.config('port = 7080\napi-port = "7081"\n'))
+        self.assertEqual((o["port"], o["api-port"]), ("tcp:7080", "tcp:7081:interface=127.0.0.1"))
+
+    def test_didYouMean(self) -> None:
+        """
+        An endpoint that lacks its type and looks like C{HOST:PORT} or
+        C{:PORT} is refused with the endpoint string it probably meant.
+        """
+        self.assertIn("did you mean 'tcp:8080:interface=127.0.0.1'?", self.refused("--port", "127.0.0.1:8080"))
+        self.assertIn("did you mean 'tcp:8080'?", self.refused("--port", ":8080"))
+        self.assertIn("not a valid endpoint", self.refused("--port", "99999"))
 
     def test_unknownListsAvailable(self) -> None:
         """
@@ -160,6 +185,55 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(self.options()["plugin-dir"], [])
         os.makedirs("plugins")
         self.assertEqual(self.options()["plugin-dir"], ["plugins"])
+
+
+class CommandLineErrorTests(SynchronousTestCase):
+    """
+    A bad option through a real C{twistd realtime}: the error comes first,
+    with a pointer to C{--help}, not after the whole usage text.
+    """
+
+    def twistd(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        home = self.mktemp()
+        os.makedirs(home)
+        return subprocess.run(
+            [*twistdCommand(), "-n", "--pidfile=", "realtime", *argv],
+            env=environment(),
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def test_errorFirst(self) -> None:
+        """
+        One bad value: a short answer, the error on its first line.
+        """
+        result = self.twistd("--port", "nonsense:1")
+        self.assertEqual(result.returncode, 1)
+        lines = (result.stderr + result.stdout).splitlines()
+        self.assertIn("--port 'nonsense:1' is not a valid endpoint", lines[0])
+        self.assertIn("twistd realtime --help", "\n".join(lines))
+        self.assertLess(len(lines), 5, lines)
+
+    def test_unknownOption(self) -> None:
+        """
+        An option that does not exist is reported the same way.
+        """
+        result = self.twistd("--prot", "8080")
+        self.assertEqual(result.returncode, 1)
+        lines = (result.stderr + result.stdout).splitlines()
+        self.assertIn("prot", lines[0])
+        self.assertLess(len(lines), 5, lines)
+
+    def test_helpIsWhole(self) -> None:
+        """
+        C{--help} still prints every option.
+        """
+        result = self.twistd("--help")
+        self.assertEqual(result.returncode, 0)
+        for option in ("--port", "--api-port", "--offline-ttl", "--list-plugins"):
+            self.assertIn(option, result.stdout)
 
 
 class ApiKeyTests(SynchronousTestCase):

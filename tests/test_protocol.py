@@ -365,6 +365,44 @@ class RoutingTests(ProtocolTestCase):
         self.assertEqual(self.frames(tc), [(1, b"hi all")])
 
 
+class IdentityTests(ProtocolTestCase):
+    """
+    A client that asks (C{?identity=1}) is told the uid it was given, first;
+    one that does not ask, as every Ratchet or Workerman client, gets
+    nothing it did not get before.
+    """
+
+    def test_askedAtHandshake(self) -> None:
+        """
+        With an auth that decides at the handshake.
+        """
+        self.serve(AnonymousAuthenticator(), ChatStrategy())
+        proto, transport = self.connect(handshake("/ws?identity=1"))
+        self.assertEqual(
+            [(op, json.loads(payload)) for op, payload in self.opened(transport)],
+            [(1, {"type": "identity", "uid": proto.uid})],
+        )
+        self.assertTrue(proto.uid.startswith("anon-"))
+
+    def test_askedWithFirstMessage(self) -> None:
+        """
+        With uid-first-packet, once the first message made the uid.
+        """
+        self.serve(FirstPacketAuthenticator(self.clock, 10.0, None), ChatStrategy())
+        proto, transport = self.connect(handshake("/?identity=1"))
+        self.assertEqual(self.opened(transport), [])
+        proto.dataReceived(clientFrame(b"alice"))
+        self.assertEqual(self.frames(transport), [(1, b'{"type":"identity","uid":"alice"}')])
+
+    def test_notAsked(self) -> None:
+        """
+        Without the parameter, nothing is sent.
+        """
+        self.serve(AnonymousAuthenticator(), ChatStrategy())
+        _, transport = self.connect(handshake("/ws?other=1"))
+        self.assertEqual(self.opened(transport), [])
+
+
 class SlowConsumerTests(ProtocolTestCase):
     """
     A session that stops reading is dropped instead of growing memory.

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from itertools import pairwise
 from typing import Any
 
@@ -28,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from realtime.client import main
 from realtime.subscriber import ChannelMessage, ChannelSubscriber, SubscriberError, SubscriberService, backoffDelay
 from realtime.values import Position
-from tests.serverprocess import ServerProcess, environment
+from tests.serverprocess import OutputLines, ServerProcess, environment
 from tests.test_resume_integration import publish
 
 CHANNELS = ("--auth", "anonymous", "--routing", "channels", "--namespace", "news:*:public=true:history=1000:ttl=3600")
@@ -547,25 +546,45 @@ class CommandTests(SynchronousTestCase):
 
     def test_printsMessages(self) -> None:
         """
-        From C{--since}, then live, one JSON line per message; SIGINT ends it with 0.
+        From C{--since}, then live, one JSON line per message; a ready line
+        once subscribed; SIGINT ends it with 0.  Every wait is for a line,
+        never for a time, so a loaded machine only makes it slower.
         """
-        server = ServerProcess(*CHANNELS).start()
+        server = ServerProcess(*CHANNELS).start(timeout=120)
         self.addCleanup(shutil.rmtree, server.cwd, True)
         self.addCleanup(server.stop)
         epoch = publish(server, "news:cli", {"seq": 0})["epoch"]
         process = self.command(server, "news:cli", "--url", server.url("/ws"), "--since", f"{epoch}:0")
-        watchdog = threading.Timer(30, process.kill)  # a hung read ends instead of hanging the suite
-        watchdog.start()
-        self.addCleanup(watchdog.cancel)
-        assert process.stdout is not None and process.stderr is not None
-        while "subscribed" not in (line := process.stderr.readline()):
-            self.assertTrue(line, "the command ended before subscribing")
+        out, err = OutputLines(process.stdout), OutputLines(process.stderr)
+        err.waitFor("realtime-push: ready")
         publish(server, "news:cli", {"seq": 1})
-        lines = [json.loads(process.stdout.readline()) for _ in range(2)]
+        lines = [json.loads(line) for line in out.waitFor('"channel"', count=2)]
         process.send_signal(signal.SIGINT)
-        self.assertEqual(process.wait(20), 0)
+        self.assertEqual(process.wait(120), 0, err.lines)
         expected = [{"channel": "news:cli", "epoch": epoch, "offset": n + 1, "data": {"seq": n}} for n in (0, 1)]
         self.assertEqual(lines, expected)
+
+    def test_interruptedWhileConnecting(self) -> None:
+        """
+        SIGINT while the WebSocket handshake waits for an answer that does
+        not come ends the command with 0 and nothing printed on stdout.
+        """
+        silent = socket.socket()
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from realtime.client import main; sys.exit(main())", "subscribe",
+             "x", "--url", f"ws://127.0.0.1:{silent.getsockname()[1]}/ws"],
+            env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.addCleanup(process.kill)
+        silent.settimeout(120)
+        accepted, _ = silent.accept()  # the command is connecting: its reactor runs
+        self.addCleanup(accepted.close)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        self.assertEqual((process.returncode, out), (0, ""), err)
 
     def test_refused(self) -> None:
         """

@@ -1,7 +1,7 @@
 """
 ``--routing chat``: every message is relayed to every other authenticated
 client and not back to its sender (Ratchet's ``Chat`` component, and the
-``socket_select`` chat of seed 004).
+classic PHP ``socket_select`` chat server).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@
   var rt = null;         // the Realtime client
   var me = null;         // the name (uid) we joined as
   var online = {};       // uid -> connections, from presence
+  var wasOpen = false;   // whether the connection that just closed had opened (one line per outage)
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -101,7 +102,25 @@
   // -- the connection --------------------------------------------------------
 
   function wsUrl() {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + location.search;
+    // ?identity=1: the server says which uid it gave this page (anonymous auth makes one up)
+    var query = (location.search ? location.search + "&" : "?") + "identity=1";
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + query;
+  }
+
+  // what a close code means, for the one line a disconnection gets
+  var CLOSE_WORDS = {
+    1000: "closed", 1001: "the server is shutting down or restarting", 1006: "the connection was lost",
+    1008: "policy violation", 1009: "a message was too large", 1011: "server error",
+    1013: "the server dropped a slow connection", 4001: "authentication failed",
+    4002: "no authentication in time", 4003: "forbidden", 4008: "too many connections for this uid",
+    4029: "rate limited"
+  };
+
+  function closeWords(detail) {
+    // the server's own reason says it best; a browser's 1006 has none
+    var code = detail && detail.code;
+    if (detail && detail.reason) { return detail.reason; }
+    return CLOSE_WORDS[code] || (code ? "closed with code " + code : "the connection was lost");
   }
 
   function join(name) {
@@ -116,7 +135,7 @@
     if (mode === "channels") {
       rt.subscribe(config.chat.channel, onChatMessage, function (result) {
         system("the server could not replay what was missed (history gone); now at offset " + result.offset);
-      });
+      }).catch(function (err) { system("could not join " + config.chat.channel + ": " + err.message); });
     }
     $("join").hidden = true;
     $("text").disabled = $("send").disabled = mode === "listen";
@@ -125,15 +144,23 @@
     renderOnline();
   }
 
+  function connectedAs() {
+    var uid = rt && rt.uid;
+    return "connected as " + (uid || me) + (uid && uid !== me ? " (shown as " + me + ")" : "");
+  }
+
   function onStatus(status, detail) {
     if (status === "open") {
-      setStatus("open", "connected as " + me);
+      wasOpen = true;
+      setStatus("open", connectedAs());
       if (mode !== "channels") { system("connected"); }
     } else if (status === "connecting") {
-      setStatus("connecting", detail && detail.attempt ? "reconnecting (attempt " + detail.attempt + ")" : "connecting");
+      if (!detail || !detail.attempt) { setStatus("connecting", "connecting"); }
     } else {
-      setStatus("closed", "disconnected" + (detail && detail.code ? " (" + detail.code + (detail.reason ? " " + detail.reason : "") + ")" : ""));
-      system("disconnected; reconnecting by itself");
+      // one line per disconnection, however many attempts it takes to come back
+      if (wasOpen) { system("disconnected (" + closeWords(detail) + "); reconnecting by itself"); }
+      wasOpen = false;
+      setStatus("closed", "reconnecting: " + closeWords(detail));
       online = {};
       renderOnline();
     }
@@ -151,11 +178,12 @@
     }
   }
 
-  function onChatMessage(data) {
+  function onChatMessage(data, message) {
     var who = data && typeof data === "object" && typeof data.name === "string" ? data.name : null;
     var text = data && typeof data === "object" && typeof data.text === "string" ? data.text
         : (typeof data === "string" ? data : JSON.stringify(data));
-    line(who === null ? "backend" : (who === me ? "mine" : "theirs"), who === null ? "backend" : who, text);
+    var label = (who === null ? "backend" : who) + (message && message.replayed ? " (replayed)" : "");
+    line(who === null ? "backend" : (who === me ? "mine" : "theirs"), label, text);
   }
 
   function onPush(text) {
@@ -174,6 +202,13 @@
   }
 
   function onEvent(event) {
+    if (event.type === "identity") {
+      // the uid pushes must name: under anonymous auth not the name typed
+      setStatus("open", connectedAs());
+      if ($("target-kind").value === "uid" && $("target").value === me) { $("target").value = event.uid; }
+      if (event.uid !== me) { system("the server knows this page as " + event.uid + ": push to that uid"); }
+      return;
+    }
     if (event.type === "join") {
       online[event.uid] = online[event.uid] || 1;
       if (event.uid !== me) { system(event.uid + " joined"); }

@@ -5,12 +5,17 @@
  * (<script src="/realtime.js"></script>) and it works offline.
  *
  *   var rt = new Realtime("ws://127.0.0.1:8080/ws?token=...");
- *   rt.subscribe("news", function (data, message) { ... });
+ *   rt.subscribe("news", function (data, message) { ... });  // message.replayed:
+ *                       // true for what a resume replays from history
  *   rt.publish("chat:lobby", {text: "hi"}).then(function (result) { ... });
+ *   // requests made before the socket is open wait for it (at most `timeout`
+ *   // ms), so the lines above work pasted as one block
  *   rt.presence("chat:lobby").then(function (p) { ... });
  *   rt.send("raw text");                          // routing chat / echo: no protocol
  *   rt.onpush = function (text) { ... };          // pushes addressed to this uid
- *   rt.onevent = function (event) { ... };        // join, leave, error frames
+ *   rt.onevent = function (event) { ... };        // join, leave, error frames, and
+ *                       // {type: "identity", uid} when the URL asks ?identity=1
+ *                       // (then rt.uid is the uid the server gave this connection)
  *   rt.onstatus = function (status, detail) { ... };   // connecting, open, closed
  *   rt.onsubscribed = function (name, result, error) { ... };  // every subscribe
  *                       // reply, resumes included ({recovered, missed}); error if refused
@@ -32,7 +37,8 @@
  *   protocols     WebSocket subprotocols (e.g. a WeChat-style signature)
  *   minDelay      first reconnect delay in ms (500)
  *   maxDelay      largest reconnect delay in ms (30000)
- *   timeout       ms before a request without a reply fails (10000)
+ *   timeout       ms before a request without a reply fails, waiting for a
+ *                 connection included (10000)
  *   storage       a Storage (window.sessionStorage) to keep positions across
  *                 page reloads; positions are kept in memory otherwise
  */
@@ -48,13 +54,15 @@
     this.maxDelay = options.maxDelay || 30000;
     this.timeout = options.timeout || 10000;
     this.storage = options.storage || null;
-    this.channels = {};        // name -> {handler, onlost, epoch, offset, active}
+    this.channels = {};        // name -> {handler, onlost, epoch, offset, active, resuming, waiters}
     this.pending = {};         // request id -> {resolve, reject, timer}
+    this.waiting = [];         // requests made while not connected: {request, resolve, reject, timer}
     this.nextId = 1;
     this.attempt = 0;
     this.closedByUser = false;
     this.socket = null;
     this.connected = false;
+    this.uid = null;           // the server's uid for this connection, if the URL asked ?identity=1
     this.onpush = null;        // function (text)
     this.onevent = null;       // function (event): join / leave
     this.onstatus = null;      // function ("connecting" | "open" | "closed", detail)
@@ -70,7 +78,7 @@
   }
 
   // the frames of the channels protocol; anything else is a push as it arrived
-  var FRAME_TYPES = {reply: true, message: true, push: true, join: true, leave: true, error: true};
+  var FRAME_TYPES = {reply: true, message: true, push: true, join: true, leave: true, error: true, identity: true};
 
   Realtime.prototype._status = function (status, detail) {
     if (this.onstatus) { this.onstatus(status, detail); }
@@ -89,10 +97,22 @@
       if (self.options.firstMessage) { socket.send(self.options.firstMessage); }
       self._status("open");
       Object.keys(self.channels).forEach(function (name) {
-        // a resubscribe that fails is reported, not left as an unhandled rejection
-        self._sendSubscribe(name).catch(function (err) {
-          if (self.onsubscribed) { self.onsubscribed(name, null, err); }
+        var waiters = self.channels[name].waiters || [];
+        self.channels[name].waiters = null;
+        self._sendSubscribe(name).then(function (result) {
+          waiters.forEach(function (w) { w.resolve(result); });
+        }, function (err) {
+          // a resubscribe that fails is reported, not left as an unhandled rejection
+          waiters.forEach(function (w) { w.reject(err); });
+          if (!waiters.length && self.onsubscribed) { self.onsubscribed(name, null, err); }
         });
+      });
+      // after the subscribes, so a publish made with them reaches this page too
+      var waiting = self.waiting;
+      self.waiting = [];
+      waiting.forEach(function (w) {
+        clearTimeout(w.timer);
+        self._sendRequest(w.request).then(w.resolve, w.reject);
       });
     };
     socket.onmessage = function (e) {
@@ -121,6 +141,9 @@
     this.closedByUser = true;
     clearTimeout(this._timer);
     if (this.socket) { this.socket.close(1000); }
+    var waiting = this.waiting;
+    this.waiting = [];
+    waiting.forEach(function (w) { clearTimeout(w.timer); w.reject(new Error("not connected: close() was called")); });
   };
 
   Realtime.prototype._position = function (name) {
@@ -145,18 +168,22 @@
   };
 
   /* Subscribe to a channel; handler(data, message) gets each message.
-   * onlost(result) is called when a resume could not be served. */
+   * onlost(result) is called when a resume could not be served.  The
+   * promise is the server's reply, on the next connection if none is open. */
   Realtime.prototype.subscribe = function (name, handler, onlost) {
-    this.channels[name] = this.channels[name] || {};
-    this.channels[name].handler = handler;
-    this.channels[name].onlost = onlost || null;
+    var channel = this.channels[name] = this.channels[name] || {};
+    channel.handler = handler;
+    channel.onlost = onlost || null;
     if (this.connected) { return this._sendSubscribe(name); }
-    return Promise.resolve(null);
+    return new Promise(function (resolve, reject) {
+      (channel.waiters = channel.waiters || []).push({resolve: resolve, reject: reject});
+    });
   };
 
   Realtime.prototype._sendSubscribe = function (name) {
     var self = this;
     var since = self._position(name);
+    self.channels[name].resuming = !!since;
     var request = {op: "subscribe", channel: name};
     if (since) { request.since = since; }
     return self._request(request).then(function (result) {
@@ -203,7 +230,20 @@
 
   Realtime.prototype._request = function (request) {
     var self = this;
-    if (!self.connected) { return Promise.reject(new Error("not connected")); }
+    if (self.connected) { return self._sendRequest(request); }
+    if (self.closedByUser) { return Promise.reject(new Error("not connected: close() was called")); }
+    return new Promise(function (resolve, reject) {
+      var entry = {request: request, resolve: resolve, reject: reject};
+      entry.timer = setTimeout(function () {
+        self.waiting.splice(self.waiting.indexOf(entry), 1);
+        reject(new Error("not connected within " + self.timeout + " ms: " + request.op + " not sent"));
+      }, self.timeout);
+      self.waiting.push(entry);
+    });
+  };
+
+  Realtime.prototype._sendRequest = function (request) {
+    var self = this;
     request.id = self.nextId++;
     return new Promise(function (resolve, reject) {
       var timer = setTimeout(function () {
@@ -248,9 +288,14 @@
         if (channel.epoch === message.epoch && message.offset <= channel.offset) { return; }
         this._remember(message.channel, message.epoch, message.offset);
       }
+      // before the reply to a resuming subscribe come the messages missed
+      message.replayed = !!channel.resuming && !channel.active;
       if (channel.handler) { channel.handler(message.data, message); }
     } else if (message.type === "push") {
       if (this.onpush) { this.onpush(message.data); }
+    } else if (message.type === "identity") {
+      this.uid = message.uid;
+      if (this.onevent) { this.onevent(message); }
     } else if (this.onevent) {
       this.onevent(message);
     }
