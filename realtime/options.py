@@ -140,7 +140,13 @@ def checkEndpoint(option: str, description: str) -> str:
         return description
     try:
         serverFromString(MemoryReactor(), description)
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        if description.startswith("systemd:") and isinstance(e, (IndexError, KeyError)):
+            # Twisted looks the socket up while parsing: outside systemd there is none
+            raise usage.UsageError(
+                f"--{option} {description!r}: no socket inherited from systemd with that index or name; "
+                "start it from a .socket unit (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)"
+            ) from None
         raise usage.UsageError(f"--{option} {description!r} is not a valid endpoint: {e}") from None
     return description
 
