@@ -40,17 +40,25 @@ _RETRY_AFTER = {
 ERROR_CODES: dict[str, tuple[str, str]] = {
     "400": (
         "bad_json: the body is empty, not UTF-8 or not JSON (the message says where); invalid_request: not an "
-        'object, "uid", "data" or "channel" missing or ill-typed; too_many_uids: more uids in one push than '
-        "--max-uids-per-push allows",
+        'object, "uid", "data" or "channel" missing or ill-typed, or a query parameter missing',
         "",
     ),
     "401": ("unauthorized: the Authorization header is missing, malformed, or has the wrong key", "WWW-Authenticate"),
     "405": ("method_not_allowed: the endpoint takes another method, named in Allow", "Allow"),
-    "413": ("payload_too_large: the body is longer than --max-message-size; it was discarded unread", ""),
+    "413": (
+        "payload_too_large: the body is longer than --max-message-size; it was discarded unread. "
+        "too_many_uids: more uids in one push than --max-uids-per-push (default 10000)",
+        "",
+    ),
     "415": ("unsupported_media_type: a multipart body (any other Content-Type is read as JSON)", ""),
-    "429": ("over --api-rate for this key: wait Retry-After seconds", "Retry-After"),
+    "429": ("rate_limited: pushes over --api-rate for this key; wait Retry-After seconds", "Retry-After"),
+    "431": ("headers_too_large: the request head is over 16 KiB or 500 header lines; the connection closes", ""),
     "500": ("internal_error: logged on the server with its traceback", ""),
-    "503": ("the server is shutting down: try again after Retry-After seconds (another instance)", "Retry-After"),
+    "503": (
+        "shutting_down: the server is stopping; store_unavailable: the message store failed (the message says "
+        "why); try again after Retry-After seconds",
+        "Retry-After",
+    ),
 }
 
 
@@ -75,16 +83,15 @@ def _operation(name: str, summary: str, answer: str, errors: tuple[str, ...], **
     """
     responses: dict[str, Any] = {
         "200": {"description": summary, "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{answer}"}}}},
-        "431": {"description": "the request head (headers) is too large; nothing was done"},
     }
-    for status in ("401", "405", *errors, "429", "500", "503"):
+    for status in ("401", "405", "431", *errors, "500", "503"):
         responses[status] = _error(status)
     return {"summary": summary, "operationId": name, "responses": dict(sorted(responses.items())), **extra}
 
 
 def _post(name: str, summary: str, body: str, answer: str) -> dict[str, Any]:
     request = {"required": True, "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
-    return {"post": _operation(name, summary, answer, ("400", "413", "415"), requestBody=request)}
+    return {"post": _operation(name, summary, answer, ("400", "413", "415", "429"), requestBody=request)}
 
 
 def _get(name: str, summary: str, answer: str, parameter: dict[str, Any] | None = None) -> dict[str, Any]:
