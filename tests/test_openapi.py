@@ -89,6 +89,10 @@ def test_servedWithoutKey(server: ServerProcess) -> None:
     assert status == 200
     assert document == json.loads(json.dumps(buildSpec(MAX_BODY)))
     assert f"({MAX_BODY} bytes here)" in document["paths"]["/api/push"]["post"]["responses"]["413"]["description"]
+    # an API explorer on another origin may load it (the default --api-cors-origin allows any page)
+    request = urllib.request.Request(server.apiUrl() + "/api/openapi.json", headers={"Origin": "https://docs.example"})
+    status, headers, _ = send(request)
+    assert (status, headers["Access-Control-Allow-Origin"]) == (200, "https://docs.example")
 
 
 def test_validDocument() -> None:
