@@ -21,7 +21,8 @@ setup(
     package_data={"realtime.web": ["static/*"]},
     include_package_data=True,
     install_requires=[
-        "twisted>=24.7",
+        # [tls]: pyOpenSSL and service_identity, for ssl: endpoints (wss://)
+        "twisted[tls]>=24.7",
         "autobahn>=24.4",
         "txaio>=23.1",
         "zope.interface>=6.0",

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
 from realtime.pluginoptions import PluginOptions
+from realtime.uids import checkUid
 from realtime.values import Accept, Deny, Identity
 
 
@@ -34,7 +35,10 @@ class ProxyHeaderAuthenticator:
         uid = request.headers.get(self.header)
         if not uid:
             return Deny(401, f"missing {self.header} header")
-        return Accept(Identity(uid=uid))
+        try:
+            return Accept(Identity(uid=checkUid(uid)))
+        except ValueError as e:
+            return Deny(401, f"{self.header} header: {e}")
 
     def checkFirstMessage(self, request, payload, isBinary):
         return Deny(4001, "authentication happens at the handshake")

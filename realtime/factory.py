@@ -12,6 +12,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from realtime.delivery import Fanout
 from realtime.hub import Hub
 from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
+from realtime.origins import OriginPolicy
 from realtime.protocol import RealtimeServerProtocol
 from realtime.strict import strictOptions
 from realtime.timers import TimeoutWheel
@@ -41,8 +42,12 @@ class RealtimeServerFactory(WebSocketServerFactory):
         maxMessageSize: int = 0,
         slowConsumerTimeout: float = 30.0,
         sessionPrefix: str = "",
+        origins: OriginPolicy | None = None,
     ) -> None:
         WebSocketServerFactory.__init__(self, server=server)
+        #: which pages may connect (the protocol asks it; Autobahn's own
+        #: matcher is left admitting every well-formed origin)
+        self.origins = origins or OriginPolicy()
         self.maxMessageSize = maxMessageSize
         self.setProtocolOptions(**strictOptions(maxMessageSize))
         self.authenticator = authenticator
@@ -67,7 +72,11 @@ class RealtimeServerFactory(WebSocketServerFactory):
     def setProtocolOptions(self, **options: Any) -> None:
         """
         Autobahn's, then forget the configured protocol class.
+
+        Autobahn resets C{allowNullOrigin} to C{False} on every call that
+        does not give it: it stays C{True}, since C{self.origins} decides.
         """
+        options.setdefault("allowNullOrigin", True)
         WebSocketServerFactory.setProtocolOptions(self, **options)
         self._configured = None
 

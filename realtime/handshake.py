@@ -13,9 +13,9 @@ of each header, version 13, a well-formed key) is read here by
 L{readUpgrade}, and L{FastHandshake} decides it synchronously when the
 authenticator answers synchronously; without an extension offer, it also
 writes the 101 response and opens the connection itself (C{_openNow}).
-Everything else (a header twice, a version other than 13, a bad key, an
-origin the server refuses, a method other than GET, a fragment or a C{;} in
-the target...) returns C{None}, and Autobahn's own path reads the request
+Everything else (a header twice, a version other than 13, a bad key, a
+malformed origin, a method other than GET, a fragment or a C{;} in the
+target...) returns C{None}, and Autobahn's own path reads the request
 again and answers exactly as it always did.  So the fast path never refuses
 a request Autobahn would take, and what it accepts it answers with the same
 bytes and leaves in the same state (C{tests/test_handshake.py} compares
@@ -233,7 +233,11 @@ class FastHandshake:
 
     def _originAllowed(self, origin: str) -> bool:
         """
-        Autobahn's origin check, with Autobahn's own helpers.
+        Autobahn's origin check, with Autobahn's own helpers.  The factory
+        leaves Autobahn admitting every origin, so this refuses only a
+        malformed one (Autobahn answers it 400); which pages may connect
+        is the protocol's C{decideHandshake} (C{realtime.origins}, 403),
+        the same on both paths.
         """
         try:
             found = _url_to_origin(origin)

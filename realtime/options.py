@@ -21,6 +21,7 @@ from twisted.python import usage
 from realtime import __version__
 from realtime.discovery import describe, discover
 from realtime.namespaces import NamespaceRules, parseNamespaceSpec
+from realtime.origins import OriginPolicy
 
 #: (name, short, default, help): None means "not given"; see Options.defaults
 PARAMETERS: list[tuple[str, str | None, str]] = [
@@ -31,6 +32,7 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("routing", "r", "routing plugin: NAME or NAME:KEY=VALUE:... (default uid)"),
     ("api-key", None, "key the HTTP API requires as 'Authorization: Bearer KEY' (default: read --api-key-file)"),
     ("api-key-file", None, "file holding the API key, created with a random key if missing (default realtime-api.key)"),
+    ("head-timeout", None, "seconds a client has to send each HTTP request head, on every port (default 10)"),
     ("max-message-size", None, "largest message in bytes, from clients and from backends (default 1048576)"),
     ("ping-interval", None, "a client silent this many seconds is pinged, and dropped if silent twice as long; 0 disables (default 30)"),
     ("max-queued-bytes", None, "unread bytes a client may fall behind by before it is dropped as a slow consumer (default 4194304)"),
@@ -49,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "routing": "uid",
     "api-key": None,
     "api-key-file": "realtime-api.key",
+    "head-timeout": 10.0,
     "max-message-size": 1024 * 1024,
     "ping-interval": 30.0,
     "max-queued-bytes": 4 * 1024 * 1024,
@@ -243,7 +246,8 @@ class Options(usage.Options):
 
     def opt_allowed_origin(self, origin: str) -> None:
         """
-        Origin allowed to open WebSockets, wildcards allowed (repeatable; default: any).
+        Origin of pages allowed to open WebSockets: scheme://host[:port] (default port if left out), * wildcards,
+        'null' for pages opened from files (repeatable; default: any, null included).
         """
         self["allowed-origin"].append(origin)
 
@@ -290,6 +294,11 @@ class Options(usage.Options):
             self["plugin-dir"] = ["plugins"]
         if self["api-key"] is not None and not str(self["api-key"]).strip():
             raise usage.UsageError("--api-key must not be empty")
+        self["head-timeout"] = checkNumber("head-timeout", self["head-timeout"], integer=False, minimum=1)
+        try:
+            self["origin-policy"] = OriginPolicy(self["allowed-origin"])
+        except ValueError as e:
+            raise usage.UsageError(f"--allowed-origin {e}") from None
         self.buildPlugins()
 
     def buildPlugins(self) -> None:

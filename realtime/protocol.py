@@ -129,10 +129,14 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
 
     def decideHandshake(self, handshake: HandshakeRequest) -> Any:
         """
-        Ask the authenticator; a C{Deny} becomes an HTTP error response, so a
-        refused client never holds an open socket.
+        Check the origin (403 for a page C{--allowed-origin} does not admit),
+        then ask the authenticator; a C{Deny} becomes an HTTP error
+        response, so a refused client never holds an open socket.
         """
         self.handshake = handshake
+        if handshake.origin and not self.factory.origins.allows(handshake.origin):
+            self.factory.countAuthFailure("origin not allowed")
+            raise ConnectionDeny(403, "origin not allowed")
         decision = self.factory.authenticator.checkHandshake(handshake)
         if isinstance(decision, Deferred):
             # Autobahn's own handshake timer is off (the front port already

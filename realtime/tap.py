@@ -316,6 +316,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         maxQueuedBytes=options["max-queued-bytes"],
         maxMessageSize=options["max-message-size"],
         sessionPrefix=secrets.token_hex(3) + ".",
+        origins=options["origin-policy"],
     )
     ping = options["ping-interval"]
     factory.setProtocolOptions(
@@ -325,7 +326,6 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         # timeout) before Autobahn sees it; slow authenticators have theirs
         openHandshakeTimeout=0,
         perMessageCompressionAccept=acceptDeflate,
-        allowedOrigins=options["allowed-origin"] or ["*"],
     )
 
     counters = ServerCounters(
@@ -354,7 +354,8 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         b"readyz": ReadyResource(reactor, broker, store, lambda: not sessions.running),
         b"config.json": PageConfigResource(lambda: pageDescription(options, apiListener)()),
     }
-    front = FrontFactory(factory, buildWebSite(factory, reactor, web), wheel)
+    headTimeout = options["head-timeout"]
+    front = FrontFactory(factory, buildWebSite(factory, reactor, web, headTimeout), wheel, headTimeout)
     Listener(reactor, "port", options["port"], front).setServiceParent(top)
 
     if options["api-port"] != "none":
@@ -368,7 +369,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
             )
         apiBroker = InstrumentedBroker(broker, "http", latency, reactor, counters.snapshot)
         cors = CorsPolicy(options["api-cors-origin"])
-        api = buildApiSite(apiBroker, apiKey, options["max-message-size"], reactor, cors)
+        api = buildApiSite(apiBroker, apiKey, options["max-message-size"], reactor, cors, headTimeout)
         api.noisy = False
         counters.api = api.api
         apiListener = Listener(reactor, "api-port", options["api-port"], api)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pytest
 
@@ -47,10 +47,11 @@ def artifactsDirectory() -> str:
     return path
 
 
-def launchBrowser() -> Iterator[Any]:
+def launchBrowser(extraArgs: Sequence[str] = ()) -> Iterator[Any]:
     """
-    One Chromium for a whole test module; skipped (or, with
-    C{REALTIME_REQUIRE_BROWSER} set, failed) when it cannot run here.
+    One Chromium for a whole test module, with C{extraArgs} after
+    L{CHROMIUM_ARGS}; skipped (or, with C{REALTIME_REQUIRE_BROWSER} set,
+    failed) when it cannot run here.
 
     Playwright starts it with a fresh temporary profile of its own, which is
     the fresh C{--user-data-dir} this machine's Chromium needs.
@@ -67,7 +68,7 @@ def launchBrowser() -> Iterator[Any]:
             pytest.fail(f"REALTIME_REQUIRE_BROWSER is set but {problem}")
         pytest.skip(problem)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extraArgs], headless=True)
         try:
             yield browser
         finally:

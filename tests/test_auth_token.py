@@ -26,11 +26,12 @@ SECRET = "s" * 32
 NOW = 1_700_000_000
 
 
-def sign(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
+def sign(claims: dict[str, Any], secret: str | None = SECRET, algorithm: str = "HS256", *, exp: bool = True) -> str:
     """
-    A JWT as a backend would issue it.
+    A JWT as a backend would issue it: with an C{exp} an hour ahead unless
+    C{claims} has its own, or C{exp} is false.
     """
-    return jwt.encode(claims, secret, algorithm=algorithm)
+    return jwt.encode({"exp": NOW + 3600, **claims} if exp else claims, secret, algorithm=algorithm)
 
 
 def forge(header: dict[str, Any], claims: dict[str, Any], secret: str = SECRET) -> str:
@@ -140,6 +141,18 @@ class PluginTests(TokenTestCase):
         short = TokenAuthenticatorFactory().buildAuthenticator({"secret": "hunter2"}, self.clock)
         [warning] = short.warnings()
         self.assertIn("the secret is 7 bytes", warning)
+
+    def test_requireExp(self) -> None:
+        """
+        C{require-exp} is a flag, on by default; turned off it is warned about at startup.
+        """
+        self.assertEqual(self.build().requireExp, True)
+        self.assertEqual(self.build(**{"require-exp": "no"}).requireExp, False)
+        e = self.assertRaises(ValueError, self.build, **{"require-exp": "maybe"})
+        self.assertEqual(str(e), "token: option 'require-exp' must be true or false, not 'maybe'")
+        [warning] = self.build(**{"require-exp": "no"}).warnings()
+        self.assertIn("require-exp=no", warning)
+        self.assertIn("FOREVER", warning)
 
     def test_firstMessageNeverAccepted(self) -> None:
         """
@@ -254,6 +267,17 @@ class RefusalTests(TokenTestCase):
         self.clock.advance(3600)
         self.assertDenied(authenticator.checkHandshake(request(token)), "token expired")
 
+    def test_noExp(self) -> None:
+        """
+        A token without exp is refused by default, as README promises that expiry is enforced; with
+        require-exp=no it is accepted, and an exp it does carry is still enforced.
+        """
+        token = sign({"sub": "bob"}, exp=False)
+        self.assertDenied(self.check(token), "token has no exp")
+        self.assertDenied(self.check(sign({"sub": "bob", "exp": None}, exp=False)), "token has no exp")
+        self.assertIsInstance(self.check(token, **{"require-exp": "no"}), Accept)
+        self.assertDenied(self.check(sign({"sub": "bob", "exp": NOW}), **{"require-exp": "no"}), "token expired")
+
     def test_leeway(self) -> None:
         """
         Leeway stretches exp by that many seconds, and no more.
@@ -323,7 +347,7 @@ class RefusalTests(TokenTestCase):
         The forging helper makes valid tokens when the header says HS256, so the
         refusals above are about the algorithm alone.
         """
-        self.assertIsInstance(self.check(forge({"alg": "HS256", "typ": "JWT"}, {"sub": "bob"})), Accept)
+        self.assertIsInstance(self.check(forge({"alg": "HS256", "typ": "JWT"}, {"sub": "bob", "exp": NOW + 60})), Accept)
 
     def test_malformed(self) -> None:
         """
@@ -341,6 +365,7 @@ class RefusalTests(TokenTestCase):
         self.assertDenied(self.check(sign({"sub": ""})), "token has no sub")
         self.assertDenied(self.check(sign({"sub": 42})), "token sub must be a string")
         self.assertDenied(self.check(sign({"sub": "bo\nb"})), "token sub: uid contains control characters")
+        self.assertDenied(self.check(sign({"sub": " bob"})), "token sub: uid begins or ends with whitespace")
 
     def test_badChannels(self) -> None:
         """

@@ -21,6 +21,7 @@ from realtime.auth.wechat import (
     checkSignature,
     computeSignature,
     parseSubprotocol,
+    signingText,
 )
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
 from realtime.values import Accept, Deny, Identity
@@ -28,6 +29,7 @@ from realtime.values import HandshakeRequest as Request
 
 TOKEN = "mini-program-token-0123456789"
 NOW = 1_700_000_000
+NONCE = "n0nce0123456789ab"
 Fields = dict[str, str]
 
 
@@ -38,12 +40,14 @@ def request(params: Fields | None = None, headers: Fields | None = None, protoco
     return Request("/ws", {k: [v] for k, v in (params or {}).items()}, headers or {}, protocols)
 
 
-def fields(uid: str = "bob", timestamp: int = NOW, nonce: str = "n0nce", token: str = TOKEN) -> dict[str, str]:
+def fields(
+    uid: str = "bob", timestamp: int = NOW, nonce: str = NONCE, token: str = TOKEN, mode: str = "wx1"
+) -> dict[str, str]:
     """
-    A correctly signed set of fields (sorted mode).
+    A correctly signed set of fields (the default mode unless C{mode}).
     """
     ts = str(timestamp)
-    return {"uid": uid, "timestamp": ts, "nonce": nonce, "signature": computeSignature(token, ts, nonce, uid)}
+    return {"uid": uid, "timestamp": ts, "nonce": nonce, "signature": computeSignature(token, ts, nonce, uid, mode)}
 
 
 def full(f: dict[str, str]) -> str:
@@ -116,17 +120,21 @@ class SignatureTests(SynchronousTestCase):
 
     def test_valid(self) -> None:
         """
-        Sorted: the four fields sorted as strings ("10" < "9", as PHP's SORT_STRING), concatenated, SHA-1,
-        lower hex.  Seed: sha1(token . timestamp), ignoring nonce and uid.  Unknown modes are errors.
+        wx1 (the default): SHA-1 of "wx1:token:timestamp:nonce:uid" as UTF-8, lower hex, colons in the uid
+        kept.  Legacy-sorted: the four fields sorted as strings ("10" < "9", as PHP's SORT_STRING),
+        concatenated.  Seed: sha1(token . timestamp), ignoring nonce and uid.  Unknown modes are errors.
         L{checkSignature} accepts it with normalised values, in either hex case, at the window's edges.
         """
-        self.assertEqual(computeSignature("tok", "1700000000", "abc", "bob"), sha1(b"1700000000abcbobtok"))
-        self.assertEqual(computeSignature("x", "10", "9", "a"), sha1(b"109ax"))
+        self.assertEqual(signingText("tok", "1700000000", NONCE, "a:b"), f"wx1:tok:1700000000:{NONCE}:a:b")
+        self.assertEqual(computeSignature("tok", "1700000000", NONCE, "bob"), sha1(f"wx1:tok:1700000000:{NONCE}:bob".encode()))
+        self.assertEqual(computeSignature("tok", "1", NONCE, "用户"), sha1(f"wx1:tok:1:{NONCE}:用户".encode()))
+        self.assertEqual(computeSignature("tok", "1700000000", "abc", "bob", "legacy-sorted"), sha1(b"1700000000abcbobtok"))
+        self.assertEqual(computeSignature("x", "10", "9", "a", "legacy-sorted"), sha1(b"109ax"))
         self.assertEqual(computeSignature("tok", "1700000000", mode="seed"), sha1(b"tok1700000000"))
         self.assertEqual(computeSignature("tok", "1700000000", "n", "anyone", mode="seed"), sha1(b"tok1700000000"))
         self.assertRaises(ValueError, computeSignature, "tok", "1", "n", "u", "md5")
         signature = fields()["signature"]
-        self.assertEqual(self.check(), VerifiedCredentials("bob", NOW, "n0nce", signature))
+        self.assertEqual(self.check(), VerifiedCredentials("bob", NOW, NONCE, signature))
         self.assertEqual(self.check(signature=signature.upper()).signature, signature)
         self.assertEqual([self.check(now=NOW + 300).uid, self.check(now=NOW - 300).uid], ["bob", "bob"])
 
@@ -138,7 +146,7 @@ class SignatureTests(SynchronousTestCase):
         for name in ("signature", "timestamp", "nonce", "uid"):
             self.assertReason(f"missing {name}", **{name: None})
             self.assertReason(f"missing {name}", **{name: ""})
-        for change in ({"signature": "0" * 40}, {"uid": "mallory"}, {"nonce": "other"}, {"timestamp": str(NOW + 1)}):
+        for change in ({"signature": "0" * 40}, {"uid": "mallory"}, {"nonce": "othernonce0123456"}, {"timestamp": str(NOW + 1)}):
             self.assertReason("bad signature", **change)
         self.assertReason("timestamp outside the 300 s window", now=NOW + 301)
         self.assertReason("timestamp outside the 300 s window", now=NOW - 301)
@@ -159,7 +167,7 @@ class PluginTests(WeChatTestCase):
         self.assertTrue(verifyObject(IAuthenticatorFactory, factory))
         authenticator = self.build()
         self.assertTrue(verifyObject(IAuthenticator, authenticator))
-        self.assertEqual((factory.name, authenticator.mode, authenticator.window), ("wechat", "sorted", 300.0))
+        self.assertEqual((factory.name, authenticator.mode, authenticator.window), ("wechat", "wx1", 300.0))
         self.assertEqual(authenticator.nonces.maxEntries, 100000)
         decision = authenticator.checkFirstMessage(request(), b"bob", False)
         self.assertEqual(decision, Deny(closecodes.AUTH_FAILED, "wechat auth is decided at the handshake"))
@@ -172,7 +180,8 @@ class PluginTests(WeChatTestCase):
         for given in ({}, {"token": ""}):
             e = self.assertRaises(ValueError, WeChatAuthenticatorFactory().buildAuthenticator, given, self.clock)
             self.assertEqual(str(e), "wechat: option 'token' is required")
-        bad = [("window", "abc"), ("window", "0"), ("max-nonces", "0"), ("max-nonces", "1.5"), ("mode", "md5")]
+        bad = [("window", "abc"), ("window", "0"), ("max-nonces", "0"), ("max-nonces", "1.5"), ("mode", "md5"),
+               ("mode", "sorted")]  # fmt: skip
         for name, value in bad:
             self.assertIn(f"wechat: option {name!r} ", str(self.assertRaises(ValueError, self.build, **{name: value})))
         e = self.assertRaises(ValueError, self.build, window="abc")
@@ -181,11 +190,14 @@ class PluginTests(WeChatTestCase):
 
     def test_warnings(self) -> None:
         """
-        Sorted mode with a long token is quiet (above); seed mode and short tokens are not.
+        wx1 with a long token is quiet (above); the legacy modes and short tokens are not.
         """
         [warning] = self.build(mode="seed").warnings()
         self.assertIn("mode=seed", warning)
         self.assertIn("ANY uid", warning)
+        [warning] = self.build(mode="legacy-sorted").warnings()
+        self.assertIn("mode=legacy-sorted", warning)
+        self.assertIn("ANOTHER uid", warning)
         [warning] = WeChatAuthenticatorFactory().buildAuthenticator({"token": "abc"}, self.clock).warnings()
         self.assertIn("shorter than 16 characters", warning)
 
@@ -281,23 +293,26 @@ class RefusalTests(WeChatTestCase):
         """
         for bad in ("12a", "-5", "+1700000000", "1.5", "1e9", "\u0661\u0662", "1" * 17):
             self.deny("timestamp must be a Unix time in whole seconds", timestamp=bad)
-        for bad in ("n" * 65, "a b", "n\u00f6nce", "a\x00"):
-            self.deny("nonce must be 1 to 64 printable ASCII characters", nonce=bad)
-        self.assertAccepted(signed(self.build(), nonce="~!" * 32))
+        for bad in ("n" * 15, "n" * 33, "n0nce-0123456789ab", "n0nce.0123456789ab", "n0nce:0123456789ab",
+                    "n\u00f6nce0123456789ab", "n0nce 0123456789ab", "\uff4e" * 16, "n0nce0123456789a\x00"):  # fmt: skip
+            self.deny("nonce must be 16 to 32 ASCII letters and digits", nonce=bad)
+        self.assertAccepted(signed(self.build(), nonce="A" * 16))
+        self.assertAccepted(signed(self.build(), nonce="z9" * 16))
         self.deny("uid contains control characters", uid="bo\x07b")
         self.deny("uid longer than 128 characters", uid="u" * 129)
-        self.deny("empty uid", uid="   ")
+        self.deny("uid begins or ends with whitespace", uid=" bob")
+        self.deny("uid contains U+202E (RIGHT-TO-LEFT OVERRIDE), which is invisible or reorders text", uid="bob\u202e")
 
 
 class ReplayTests(WeChatTestCase):
     """
-    A nonce is good once per uid while its timestamp is acceptable.
+    A nonce is good once, for any uid, while its timestamp is acceptable.
     """
 
     def test_replayRefused(self) -> None:
         """
-        The same request twice, even with the fields moved into a subprotocol or re-signed with a new
-        timestamp; another uid may use the same nonce.
+        The same request twice, even with the fields moved into a subprotocol, re-signed with a new
+        timestamp, or signed for another uid.
         """
         authenticator = self.build()
         self.assertAccepted(signed(authenticator))
@@ -305,7 +320,7 @@ class ReplayTests(WeChatTestCase):
         self.assertDenied(authenticator.checkHandshake(request(protocols=(full(fields()),))), "nonce already used")
         self.clock.advance(10)
         self.assertDenied(signed(authenticator, timestamp=NOW + 10), "nonce already used")
-        self.assertAccepted(signed(authenticator, uid="alice"), "alice")
+        self.assertDenied(signed(authenticator, uid="alice"), "nonce already used")
 
     def test_refusalDoesNotSpendNonce(self) -> None:
         """
@@ -327,9 +342,9 @@ class ReplayTests(WeChatTestCase):
         self.clock.advance(1)
         self.assertAccepted(signed(authenticator, timestamp=NOW + 301))
         self.assertEqual(len(authenticator.nonces), 1)
-        self.assertAccepted(signed(authenticator, timestamp=NOW + 500, nonce="ahead"))
+        self.assertAccepted(signed(authenticator, timestamp=NOW + 500, nonce="ahead0123456789ab"))
         self.clock.advance(450)
-        self.assertDenied(signed(authenticator, timestamp=NOW + 500, nonce="ahead"), "nonce already used")
+        self.assertDenied(signed(authenticator, timestamp=NOW + 500, nonce="ahead0123456789ab"), "nonce already used")
 
     def test_bounded(self) -> None:
         """
@@ -338,12 +353,12 @@ class ReplayTests(WeChatTestCase):
         """
         authenticator = self.build(**{"max-nonces": "3"})
         for i in range(5):
-            self.assertAccepted(signed(authenticator, uid=f"u{i}"), f"u{i}")
+            self.assertAccepted(signed(authenticator, uid=f"u{i}", nonce=f"{NONCE}{i}"), f"u{i}")
         self.assertEqual((len(authenticator.nonces), authenticator.nonces.evicted), (3, 2))
-        self.assertDenied(signed(authenticator, uid="u4"), "nonce already used")
+        self.assertDenied(signed(authenticator, uid="u4", nonce=f"{NONCE}4"), "nonce already used")
         authenticator = self.build()
         for i in range(50):
-            signed(authenticator, uid=f"u{i}")
+            signed(authenticator, uid=f"u{i}", nonce=f"{NONCE}{i}")
         self.assertEqual(len(authenticator.nonces), 50)
         self.clock.advance(301)
         self.assertAccepted(signed(authenticator, timestamp=NOW + 301))
@@ -395,3 +410,80 @@ class SeedModeTests(WeChatTestCase):
             authenticator.checkHandshake(self.seedRequest(NOW - 301)), "timestamp outside the 300 s window"
         )
         self.assertDenied(self.build().checkHandshake(r), "missing nonce")
+
+
+class FieldBindingTests(WeChatTestCase):
+    """
+    A signature binds each value to its field: moving the boundary between
+    the uid and the nonce (issue 10.3) gives another uid nothing.
+    """
+
+    #: the issue's ticket, its nonce made long enough for the default mode; a token that sorts after both,
+    #: so that they are neighbours in the sorted fields
+    UID, NONCE, TOKEN = "adminx", "q7f3k9q7f3k9q7f3", "wechat-example-token-0123456789"
+
+    def attempt(self, authenticator: WeChatAuthenticator, uid: str, nonce: str, signature: str) -> object:
+        """
+        The decision on C{uid} and C{nonce} sent with another request's C{signature}.
+        """
+        given = {"uid": uid, "timestamp": str(NOW), "nonce": nonce, "signature": signature}
+        return authenticator.checkHandshake(request(params=given))
+
+    def build(self, **options: str) -> WeChatAuthenticator:
+        """
+        Built with L{TOKEN}.
+        """
+        return super().build(token=self.TOKEN, **options)
+
+    def test_resplitRefused(self) -> None:
+        """
+        The issue's two re-splits, and every other cut of the uid and nonce run together (either way round),
+        are refused before and after the ticket itself is used; only the ticket as issued is accepted.
+        """
+        signature = fields(uid=self.UID, nonce=self.NONCE, token=self.TOKEN)["signature"]
+        joined = self.UID + self.NONCE
+        resplits = [("a", "dminx" + self.NONCE), (self.NONCE, self.UID)]
+        resplits += [(joined[:i], joined[i:]) for i in range(1, len(joined))]
+        resplits += [(joined[i:], joined[:i]) for i in range(1, len(joined))]
+        resplits.remove((self.UID, self.NONCE))
+        authenticator = self.build()
+
+        def accepted() -> list[tuple[str, str]]:
+            return [split for split in resplits if isinstance(self.attempt(authenticator, *split, signature), Accept)]
+
+        self.assertEqual(accepted(), [])
+        self.assertAccepted(self.attempt(authenticator, self.UID, self.NONCE, signature), self.UID)
+        self.assertEqual(accepted(), [])
+
+    def test_nonceSpentForEveryUid(self) -> None:
+        """
+        A nonce is good once, whoever it was signed for: the same nonce correctly signed for another uid is
+        refused while the first is in its window.
+        """
+        authenticator = self.build()
+        self.assertAccepted(signed(authenticator, uid="alice", nonce=self.NONCE, token=self.TOKEN), "alice")
+        self.assertDenied(signed(authenticator, uid="bob", nonce=self.NONCE, token=self.TOKEN), "nonce already used")
+
+
+class LegacySortedTests(WeChatTestCase):
+    """
+    The former default, kept behind an explicit option for backends not yet moved to wx1.
+    """
+
+    def test_legacySorted(self) -> None:
+        """
+        Tickets signed the old way, with the old nonces, pass; the same signature is good once, so a ticket
+        seen in use cannot come back re-split; the plain mode=sorted of old configurations is refused with
+        what to do.
+        """
+        token = FieldBindingTests.TOKEN
+        authenticator = self.build(mode="legacy-sorted", token=token)
+        old = fields(uid="adminx", nonce="q7f3k9", token=token, mode="legacy-sorted")
+        resplit = {**old, "uid": "a", "nonce": "dminxq7f3k9"}
+        self.assertAccepted(authenticator.checkHandshake(request(params=old)), "adminx")
+        self.assertDenied(authenticator.checkHandshake(request(params=old)), "signature already used")
+        self.assertDenied(authenticator.checkHandshake(request(params=resplit)), "signature already used")
+        self.assertAccepted(signed(authenticator, nonce="~!" * 32, token=token, mode="legacy-sorted"))
+        e = self.assertRaises(ValueError, self.build, mode="sorted")
+        self.assertIn("wechat: option 'mode' sorted is now legacy-sorted and no longer the default", str(e))
+        self.assertIn("mode=legacy-sorted", str(e))

@@ -4,7 +4,7 @@ and ``.socket`` pass ``systemd-analyze verify`` and the unit's own command
 line serves a socket inherited as systemd hands it over; Debian's nginx runs
 ``examples/deploy/nginx.conf`` (only its ports and paths changed) in front of
 a real ``twistd -n realtime``, and a WebSocket client gets a push through it
-over TLS with a certificate made here.
+over TLS with a certificate chain made here.
 
 nginx runs as an ordinary process with its own prefix, pid, log and temp
 paths, so no root is needed. Without ``/usr/sbin/nginx`` (``apt-get install
@@ -14,8 +14,6 @@ nginx-light``) or ``systemd-analyze`` those tests skip, unless
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import re
@@ -32,13 +30,10 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from websockets.sync.client import connect
 
 from realtime.options import DEFAULTS
+from tests.certificates import issuedThroughIntermediate
 from tests.serverprocess import ROOT, ServerProcess, freePorts, run, twistdCommand
 
 DEPLOY = os.path.join(ROOT, "examples", "deploy")
@@ -186,42 +181,6 @@ def test_nginxTimeoutOutlastsPings() -> None:
 # -- nginx in front of a real server ------------------------------------------
 
 
-def makeCertificate(directory: str) -> tuple[str, str, str]:
-    """
-    A CA and a certificate it signed for 127.0.0.1 and localhost.
-
-    @return: the paths of the CA certificate, the server's chain and its key.
-    """
-    now = datetime.datetime.now(datetime.UTC)
-    caKey, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    caName = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "realtime test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(caName).issuer_name(caName).public_key(caKey.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(caKey, hashes.SHA256())
-    )  # fmt: skip
-    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    leaf = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(caName).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(now + datetime.timedelta(1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(caKey, hashes.SHA256())
-    )  # fmt: skip
-    paths = tuple(os.path.join(directory, name) for name in ("ca.pem", "fullchain.pem", "privkey.pem"))
-    pem = serialization.Encoding.PEM
-    contents = [
-        ca.public_bytes(pem),
-        leaf.public_bytes(pem) + ca.public_bytes(pem),
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    ]
-    for path, content in zip(paths, contents, strict=True):
-        with open(path, "wb") as f:
-            f.write(content)
-    return paths  # type: ignore[return-value]
-
-
 def templated(text: str, replacements: dict[str, str]) -> str:
     """
     C{text} with each key replaced, every one of which must be there.
@@ -288,7 +247,7 @@ def deployment() -> Iterator[Deployment]:
     for root, dirs, _ in os.walk(directory):  # nginx's workers may run as another user when started as root
         for name in [".", *dirs]:
             os.chmod(os.path.join(root, name), 0o755)
-    ca, chain, key = makeCertificate(directory)
+    certificates = issuedThroughIntermediate(directory)  # as Let's Encrypt hands them out
     server = ServerProcess().start()
     http, https = freePorts(2)
     with open(os.path.join(DEPLOY, "nginx.conf")) as f:
@@ -296,8 +255,8 @@ def deployment() -> Iterator[Deployment]:
             "listen 80;": f"listen 127.0.0.1:{http};",
             "listen 443 ssl;": f"listen 127.0.0.1:{https} ssl;",
             "http://127.0.0.1:8080": f"http://127.0.0.1:{server.ports['port']}",
-            "/etc/letsencrypt/live/realtime.example.com/fullchain.pem": chain,
-            "/etc/letsencrypt/live/realtime.example.com/privkey.pem": key,
+            "/etc/letsencrypt/live/realtime.example.com/fullchain.pem": certificates["fullchain"],
+            "/etc/letsencrypt/live/realtime.example.com/privkey.pem": certificates["key"],
             "/var/www/letsencrypt": os.path.join(directory, "acme"),
         })  # fmt: skip
     with open(os.path.join(directory, "realtime.conf"), "w") as f:
@@ -309,7 +268,7 @@ def deployment() -> Iterator[Deployment]:
     process = subprocess.Popen([*command, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         waitForPort(https, process, log)
-        yield Deployment(directory, server, http, https, ca)
+        yield Deployment(directory, server, http, https, certificates["root"])
     finally:
         process.terminate()
         process.wait(15)

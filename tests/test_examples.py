@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import runpy
+import secrets
 import shutil
 import socket
 import subprocess
@@ -155,6 +156,36 @@ def phpTicket(uid: str) -> dict[str, str]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+def assertWx1(testCase: SynchronousTestCase, ticket: dict[str, str], uid: str) -> None:
+    """
+    C{ticket} is signed as README.rst documents mode=wx1, spelled out here
+    rather than by calling the server's code: SHA-1 of
+    C{wx1:token:timestamp:nonce:uid}, with a nonce of 16 to 32 letters and
+    digits.
+    """
+    text = f"wx1:{TOKEN}:{ticket['timestamp']}:{ticket['nonce']}:{uid}"
+    testCase.assertEqual(ticket["signature"], hashlib.sha1(text.encode("utf-8")).hexdigest())
+    testCase.assertEqual(ticket["signature"], computeSignature(TOKEN, ticket["timestamp"], ticket["nonce"], uid))
+    testCase.assertRegex(ticket["nonce"], r"^[A-Za-z0-9]{16,32}$")
+
+
+def readmeSnippet(language: str) -> str:
+    """
+    The C{language} (C{PHP} or C{Python}) literal block of README.rst's
+    C{wechat} auth section, dedented.
+    """
+    with open(os.path.join(ROOT, "README.rst"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme[readme.index("``wechat``\n    The WeChat") : readme.index("``token``\n    A JWT")]
+    lines = section[section.index(f"{language}::\n") :].splitlines()[2:]
+    block = []
+    for line in lines:
+        if line and not line.startswith(" " * 8):
+            break
+        block.append(line[8:])
+    return "\n".join(block).strip() + "\n"
+
+
 def miniProgramHandshake(host: str, path: str, key: bytes, extra: list[str]) -> bytes:
     """
     The opening handshake as a mini program's C{wx.connectSocket} sends it:
@@ -235,10 +266,7 @@ class MiniProgramHandshakeTests(SynchronousTestCase):
         101, the same subprotocol echoed, and a push arrives on the wire.
         """
         ticket = pythonTicket("mp-alice")
-        self.assertEqual(
-            ticket["signature"],
-            computeSignature(TOKEN, ticket["timestamp"], ticket["nonce"], "mp-alice"),
-        )
+        assertWx1(self, ticket, "mp-alice")
         s, headers, status, rest = self.handshake([f"Sec-WebSocket-Protocol: {ticket['protocol']}"])
         self.assertEqual(status, "HTTP/1.1 101 Switching Protocols")
         self.assertEqual(headers["sec-websocket-protocol"], ticket["protocol"])
@@ -253,7 +281,7 @@ class MiniProgramHandshakeTests(SynchronousTestCase):
         101 without a subprotocol; replaying it is refused (401).
         """
         ticket = phpTicket("mp-bob")
-        self.assertEqual(ticket["signature"], computeSignature(TOKEN, ticket["timestamp"], ticket["nonce"], "mp-bob"))
+        assertWx1(self, ticket, "mp-bob")
         fields = [f"{name}: {ticket[name]}" for name in ("uid", "timestamp", "nonce", "signature")]
         s, headers, status, _ = self.handshake(fields)
         self.assertEqual(status, "HTTP/1.1 101 Switching Protocols")
@@ -271,8 +299,44 @@ class MiniProgramHandshakeTests(SynchronousTestCase):
         proto = "wx.{uid}.{timestamp}.{nonce}.{signature}".format(**ticket)
         self.assertEqual(self.handshake([f"Sec-WebSocket-Protocol: {proto}"])[2], "HTTP/1.1 401 bad signature")
         millis = str(int(time.time() * 1000))
-        signature = computeSignature(TOKEN, millis, "n1", "mp-carol")
-        proto = f"wx.mp-carol.{millis}.n1.{signature}"
+        signature = computeSignature(TOKEN, millis, ticket["nonce"], "mp-carol")
+        proto = f"wx.mp-carol.{millis}.{ticket['nonce']}.{signature}"
         self.assertEqual(
             self.handshake([f"Sec-WebSocket-Protocol: {proto}"])[2], "HTTP/1.1 401 timestamp outside the 300 s window"
         )
+
+    def test_resplitRefused(self) -> None:
+        """
+        A ticket from either backend, its uid and nonce re-split or swapped (issue 10.3), is refused with
+        401; the same nonce signed for another uid is refused once the first was used.
+        """
+        for sign, uid in ((pythonTicket, "mp-dave"), (phpTicket, "mp-erin")):
+            ticket = sign(uid)
+            joined = uid + ticket["nonce"]
+            for forgedUid, forgedNonce in ((joined[:3], joined[3:]), (ticket["nonce"], uid)):
+                fields = [f"uid: {forgedUid}", f"nonce: {forgedNonce}"]
+                fields += [f"{name}: {ticket[name]}" for name in ("timestamp", "signature")]
+                self.assertEqual(self.handshake(fields)[2][:12], "HTTP/1.1 401", (forgedUid, forgedNonce))
+            self.assertEqual(self.handshake([f"Sec-WebSocket-Protocol: {ticket['protocol']}"])[2][:12], "HTTP/1.1 101")
+            other = {**ticket, "uid": "mp-mallory"}
+            other["signature"] = computeSignature(TOKEN, ticket["timestamp"], ticket["nonce"], "mp-mallory")
+            proto = "wx.{uid}.{timestamp}.{nonce}.{signature}".format(**other)
+            self.assertEqual(self.handshake([f"Sec-WebSocket-Protocol: {proto}"])[2], "HTTP/1.1 401 nonce already used")
+
+    def test_readmeSnippets(self) -> None:
+        """
+        The PHP and Python lines README.rst gives for signing, run as written, make tickets the server
+        accepts.
+        """
+        code = "$token = getenv('WECHAT_TOKEN'); $uid = 'mp-frank';\n" + readmeSnippet("PHP")
+        code += "echo json_encode(['timestamp' => $timestamp, 'nonce' => $nonce, 'signature' => $signature]);"
+        result = runExample(php(), "-r", code, env={"WECHAT_TOKEN": TOKEN})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        tickets = [("mp-frank", json.loads(result.stdout))]
+        namespace = {"token": TOKEN, "uid": "mp-grace", "time": time, "secrets": secrets, "hashlib": hashlib}
+        exec(readmeSnippet("Python"), namespace)
+        tickets.append(("mp-grace", {name: namespace[name] for name in ("timestamp", "nonce", "signature")}))
+        for uid, ticket in tickets:
+            assertWx1(self, ticket, uid)
+            fields = [f"uid: {uid}"] + [f"{name}: {ticket[name]}" for name in ("timestamp", "nonce", "signature")]
+            self.assertEqual(self.handshake(fields)[2], "HTTP/1.1 101 Switching Protocols")

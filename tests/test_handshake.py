@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txaio.testutil import replace_loop
 
 from realtime.handshake import readUpgrade
+from realtime.origins import OriginPolicy
 from realtime.protocol import RealtimeServerProtocol
 from realtime.routing.echo import EchoStrategy
 from realtime.tap import acceptDeflate
@@ -130,15 +131,17 @@ class SameAsAutobahnTests(SynchronousTestCase):
         loop.__enter__()
         self.addCleanup(loop.__exit__, None, None, None)
 
+    #: C{--allowed-origin} of the factories (C{None}: the default, any)
+    origins: list[str] | None = ["https://*.example.com:*", "http://localhost:*", "https://good.example"]
+
     def answer(self, protocol: type | None, request: bytes, subprotocol: str | None = None) -> tuple[bytes, Any, Any]:
         """
         The response, the request the authenticator saw, and the protocol.
         """
         authenticator = ScriptedAuthenticator(Accept(Identity("u", subprotocol=subprotocol)))
-        factory = buildFactory(authenticator, EchoStrategy(), self.clock)
+        factory = buildFactory(authenticator, EchoStrategy(), self.clock, origins=OriginPolicy(self.origins or ()))
         factory.setProtocolOptions(
             perMessageCompressionAccept=acceptDeflate,
-            allowedOrigins=["https://*.example.com:*", "http://localhost:*"],
             openHandshakeTimeout=0,
             autoPingInterval=0,
         )
@@ -183,12 +186,38 @@ class SameAsAutobahnTests(SynchronousTestCase):
 
     def test_origins(self) -> None:
         """
-        Allowed origins are accepted, others refused, exactly as Autobahn
-        decides; a malformed one is refused too.
+        Origins are matched as written (the default port may be left out,
+        on either side), the same on both paths: the others are refused
+        with 403, C{null} too as the list does not name it, and a
+        malformed origin with Autobahn's 400.
         """
-        for origin in ("https://app.example.com", "http://localhost:3000", "null", "http://evil.test", "nonsense"):
+        cases = {
+            "https://app.example.com": 101,
+            "https://app.example.com:8443": 101,
+            "http://localhost:3000": 101,
+            "https://good.example": 101,
+            "https://good.example:443": 101,
+            "https://GOOD.example": 101,
+            "https://good.example:8443": 403,
+            "http://good.example": 403,
+            "null": 403,
+            "http://evil.test": 403,
+            "https://app.example.com.evil.test": 403,
+            "nonsense": 400,
+        }
+        for origin, status in cases.items():
             response = self.assertSame(handshake("/", headers={"Origin": origin}))
-            self.assertEqual(response.startswith(b"HTTP/1.1 101"), origin.startswith(("https://app", "http://local")))
+            self.assertTrue(response.startswith(b"HTTP/1.1 %d " % status), (origin, response[:60]))
+
+    def test_defaultOrigins(self) -> None:
+        """
+        By default every origin may connect, a page opened from a file
+        (C{null}) too.
+        """
+        self.origins = None
+        for origin in ("https://any.example", "null", "file://"):
+            response = self.assertSame(handshake("/", headers={"Origin": origin}))
+            self.assertTrue(response.startswith(b"HTTP/1.1 101 "), (origin, response[:60]))
 
     def test_declinedRequests(self) -> None:
         """

@@ -406,6 +406,7 @@ class WeChatTests(ServerTestCase):
         from realtime.auth.wechat import computeSignature
 
         ts = str(int(time.time()) if timestamp is None else timestamp)
+        nonce = nonce.replace("-", "").ljust(16, "0")  # letters and digits, 16 or more
         return {"uid": uid, "timestamp": ts, "nonce": nonce, "signature": computeSignature(self.TOKEN, ts, nonce, uid)}
 
     def refusedWith(self, url: str, **kw) -> tuple[int, bytes]:

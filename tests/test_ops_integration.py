@@ -43,9 +43,11 @@ def scrape(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]
 
 def signedUrl(server: ServerProcess, uid: str, nonce: str) -> str:
     """
-    A WebSocket URL signed for C{uid} as ``--auth wechat`` wants it.
+    A WebSocket URL signed for C{uid} as ``--auth wechat`` wants it, with
+    C{nonce} padded to the 16 characters it needs.
     """
     ts = str(int(time.time()))
+    nonce = nonce.ljust(16, "0")
     query = {"uid": uid, "timestamp": ts, "nonce": nonce, "signature": computeSignature(TOKEN, ts, nonce, uid)}
     return server.url("/ws?" + urlencode(query))
 

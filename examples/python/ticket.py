@@ -2,10 +2,12 @@
 What a backend hands a WeChat mini program so it can open its socket to a
 server running ``--auth wechat``: a signature that binds the uid, a fresh
 timestamp and a nonce used once.  The same algorithm as
-``realtime.auth.wechat.computeSignature``, spelled out so you can copy it into
-a backend that does not install realtime:
+``realtime.auth.wechat.computeSignature`` (``mode=wx1``, the default),
+spelled out so you can copy it into a backend that does not install
+realtime:
 
-    sha1(join(sorted([token, timestamp, nonce, uid])))   (lower-case hex)
+    signature = sha1("wx1:" + token + ":" + timestamp + ":" + nonce + ":" + uid)
+                (UTF-8, lower-case hex; nonce: 16 to 32 ASCII letters and digits)
 
     WECHAT_TOKEN=... python examples/python/ticket.py alice
 
@@ -29,8 +31,8 @@ def ticket(token: str, uid: str, now: float | None = None) -> dict[str, str]:
     The four fields, and the same as one ``wx.`` subprotocol.
     """
     timestamp = str(int(time.time() if now is None else now))
-    nonce = secrets.token_hex(8)
-    signature = hashlib.sha1("".join(sorted([token, timestamp, nonce, uid])).encode("utf-8")).hexdigest()
+    nonce = secrets.token_hex(16)  # 32 hex digits, new for every ticket
+    signature = hashlib.sha1(":".join(["wx1", token, timestamp, nonce, uid]).encode("utf-8")).hexdigest()
     return {
         "uid": uid,
         "timestamp": timestamp,

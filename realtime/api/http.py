@@ -33,6 +33,7 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     404 not_found               no such endpoint
     405 method_not_allowed      with an Allow header
     413 payload_too_large       body over the configured limit
+    431 headers_too_large       request head over 16 KiB or 500 header lines (the connection closes)
     415 unsupported_media_type  a multipart body (a file upload form is never JSON)
     500 internal_error          logged with its traceback
 
@@ -62,6 +63,7 @@ from realtime.api.openapi import OpenApiResource
 from realtime.interfaces import IBroker
 from realtime.namespaces import validChannel
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
+from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT
 
 _Answer = tuple[int, dict[str, Any]]
 _Action = Callable[[IRequest], "Deferred[_Answer] | _Answer"]
@@ -402,12 +404,15 @@ def buildApiResource(
 
 
 def buildApiSite(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None,
+    headTimeout: float = DEFAULT_HEAD_TIMEOUT,
 ) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
     to give to an endpoint's C{listen}; its C{ApiResource} is C{site.api}.
+
+    @param headTimeout: seconds a client has to send each request head.
     """
-    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors), maxBodySize, reactor=reactor)
+    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors), maxBodySize, headTimeout, reactor=reactor)
     site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
     return site

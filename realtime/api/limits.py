@@ -1,6 +1,7 @@
 """
-Request-body limits for the HTTP API: a body over the limit is discarded
-as it arrives, never held in memory or spooled to disk.
+Request limits for the HTTP API: a body over the limit is discarded as it
+arrives, never held in memory or spooled to disk; every request head has a
+deadline and an oversized one is answered 431 (L{realtime.web.http11}).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Any
 
 from twisted.web import server
 from twisted.web.resource import IResource
+
+from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT, Http11Site, headTooLarge
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
@@ -55,13 +58,27 @@ class ApiRequest(server.Request):
         self.content.write(data)
 
 
-class ApiSite(server.Site):
+class ApiSite(Http11Site):
     """
-    The site serving the API: L{ApiRequest}s, no form parsing.
+    The site serving the API: L{ApiRequest}s, no form parsing, and the
+    API's JSON error for an oversized head.
 
     @ivar maxBodySize: the largest request body accepted, in bytes.
     """
 
-    def __init__(self, resource: IResource, maxBodySize: int = DEFAULT_MAX_BODY_SIZE, **kwargs: Any) -> None:
-        super().__init__(resource, requestFactory=ApiRequest, parsePOSTFormSubmission=False, **kwargs)
+    headTooLarge = headTooLarge(
+        b'{"error": {"code": "headers_too_large", "message": "request head over 16 KiB or 500 header lines"}}',
+        b"application/json",
+    )
+
+    def __init__(
+        self,
+        resource: IResource,
+        maxBodySize: int = DEFAULT_MAX_BODY_SIZE,
+        headTimeout: float = DEFAULT_HEAD_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            resource, requestFactory=ApiRequest, parsePOSTFormSubmission=False, headTimeout=headTimeout, **kwargs
+        )
         self.maxBodySize = maxBodySize

@@ -58,6 +58,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.interfaces import IBroker
+from realtime.uids import checkUid
 from realtime.values import Envelope, PushResult, Target, ToAll, ToUids
 from realtime.writer import TurnWriter, sendNow
 
@@ -90,16 +91,13 @@ def targetUids(value: object) -> tuple[str, ...]:
 
     @param value: a decoded JSON value: a string, an integer (PHP sends
         numeric ids as numbers), or a non-empty list of those.
-    @raise LineError: for anything else, an empty uid, or a uid that cannot be
-        encoded (a lone surrogate from a C{\\ud800} escape).
+    @raise LineError: for anything else, an empty uid, or one that no client
+        can have (L{checkUid}: control or format characters, a lone surrogate
+        from a C{\\ud800} escape, ...).
     """
     if type(value) is str and value:
         # the common case: one uid
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise LineError('"uid" is not valid Unicode') from None
-        return (value,)
+        return (_checkUid(value),)
     items = value if isinstance(value, list) else [value]
     if not items:
         raise LineError(_UID_TYPE)
@@ -109,12 +107,18 @@ def targetUids(value: object) -> tuple[str, ...]:
             item = str(item)
         if not isinstance(item, str) or not item:
             raise LineError(_UID_TYPE)
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            raise LineError('"uid" is not valid Unicode') from None
-        uids.append(item)
+        uids.append(_checkUid(item))
     return tuple(uids)
+
+
+def _checkUid(uid: str) -> str:
+    """
+    C{checkUid}'s verdict as the line port and the API word it.
+    """
+    try:
+        return checkUid(uid, '"uid"')
+    except ValueError as e:
+        raise LineError(str(e)) from None
 
 
 _decoder = json.JSONDecoder()

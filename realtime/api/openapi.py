@@ -23,12 +23,31 @@ from realtime import __version__
 from realtime.api.cors import CorsPolicy
 from realtime.namespaces import CHANNEL_NAME
 
+# the character sets checkUid refuses, so the document states the same rule
+from realtime.uids import _REFUSED_ASTRAL, _REFUSED_BMP, MAX_UID_LENGTH
+
 _JSON = "application/json"
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _COUNT = {"type": "integer", "minimum": 0}
+
+
+
+def _uidPattern() -> str:
+    """
+    L{realtime.uids.checkUid}'s rule as a regular expression: no control or
+    format character (lone surrogates, which no JSON text decodes to a
+    character, are left out) and no whitespace at either end.
+    """
+    refused = _REFUSED_BMP.replace("\ud800-\udfff", "") + "".join(sorted(_REFUSED_ASTRAL))
+    return f"^[^\\s{refused}]([^{refused}]{{0,{MAX_UID_LENGTH - 2}}}[^\\s{refused}])?$"
+
+
 _UID = {
-    "oneOf": [{"type": "string", "minLength": 1}, {"type": "integer"}],
-    "description": "a uid; an integer is taken as its decimal text (PHP often sends ids as numbers)",
+    "oneOf": [{"type": "string", "maxLength": MAX_UID_LENGTH, "pattern": _uidPattern()}, {"type": "integer"}],
+    "description": (
+        "a uid: no control or invisible format characters (U+200B, U+202E, ...) and no whitespace at either end; "
+        "an integer is taken as its decimal text (PHP often sends ids as numbers)"
+    ),
 }
 _CHANNEL = {"type": "string", "pattern": f"^{CHANNEL_NAME.pattern}$", "examples": ["chat:lobby"]}
 _ANY_JSON = {"description": "any JSON value"}

@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
 from realtime.pluginoptions import PluginOptions
+from realtime.uids import checkUid
 from realtime.values import Accept, HandshakeRequest, Identity
 
 
@@ -61,4 +62,9 @@ class AnonymousAuthenticatorFactory:
         Build it; the only option is the uid prefix.
         """
         opts = PluginOptions(self.name, options, self.options)
-        return AnonymousAuthenticator(prefix=opts.string("prefix", "anon-") or "")
+        prefix = opts.string("prefix", "anon-") or ""
+        try:
+            checkUid(prefix + "0" * 12)
+        except ValueError as e:
+            raise opts.error("prefix", f"makes no valid uid: {e}") from None
+        return AnonymousAuthenticator(prefix=prefix)

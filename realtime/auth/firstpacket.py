@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from typing import Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
@@ -26,27 +25,8 @@ from zope.interface import implementer
 from realtime import closecodes
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
 from realtime.pluginoptions import PluginOptions
+from realtime.uids import MAX_UID_LENGTH, parseUid  # noqa: F401 (uids were first checked here)
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, Identity
-
-MAX_UID_LENGTH = 128
-
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
-
-
-def parseUid(text: str) -> str:
-    """
-    The uid in C{text}, surrounding whitespace removed.
-
-    @raise ValueError: if it is empty, too long, or holds control characters.
-    """
-    uid = text.strip()
-    if not uid:
-        raise ValueError("empty uid")
-    if len(uid) > MAX_UID_LENGTH:
-        raise ValueError(f"uid longer than {MAX_UID_LENGTH} characters")
-    if _CONTROL.search(uid):
-        raise ValueError("uid contains control characters")
-    return uid
 
 
 def decodeFirstPacket(payload: bytes, isBinary: bool) -> str:

@@ -13,6 +13,10 @@ subscribe to are the list in the ``channels`` claim (``channels-claim``);
 every claim is kept in C{Identity.claims}.  ``exp``, ``nbf`` and ``iat`` are
 checked here against the reactor's clock rather than by PyJWT against the
 wall clock, so that tests can drive time and everything agrees on one clock.
+
+``exp`` is required (``require-exp=no`` accepts tokens without one, and
+startup warns): a token that never expires is a password that cannot be
+changed, good for as long as the secret is.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from realtime import closecodes
-from realtime.auth.firstpacket import parseUid
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
 from realtime.pluginoptions import PluginOptions
+from realtime.uids import checkUid
 from realtime.values import Accept, Deny, HandshakeRequest, Identity
 
 #: the HTTP status of every refusal
@@ -70,13 +74,16 @@ def _numericClaim(claims: Mapping[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def checkTimes(claims: Mapping[str, Any], now: float, leeway: float = 0.0) -> None:
+def checkTimes(claims: Mapping[str, Any], now: float, leeway: float = 0.0, requireExp: bool = False) -> None:
     """
     Check ``exp``, ``nbf`` and ``iat`` against C{now}, with PyJWT's bounds.
 
+    @param requireExp: refuse a token without ``exp`` (or with ``null``).
     @raise ValueError: naming the claim that refuses the token.
     """
     exp = _numericClaim(claims, "exp")
+    if exp is None and requireExp:
+        raise ValueError("token has no exp")
     if exp is not None and exp <= now - leeway:
         raise ValueError("token expired")
     nbf = _numericClaim(claims, "nbf")
@@ -110,6 +117,7 @@ def checkToken(
     audience: str | None = None,
     issuer: str | None = None,
     channelsClaim: str = "channels",
+    requireExp: bool = True,
 ) -> Identity:
     """
     The identity C{token} vouches for at time C{now}.
@@ -141,14 +149,14 @@ def checkToken(
         raise ValueError("malformed token") from None
     except jwt.InvalidTokenError as e:
         raise ValueError(f"invalid token: {e}") from None
-    checkTimes(claims, now, leeway)
+    checkTimes(claims, now, leeway, requireExp)
     sub = claims.get("sub")
     if sub is None or sub == "":
         raise ValueError("token has no sub")
     if not isinstance(sub, str):
         raise ValueError("token sub must be a string")
     try:
-        uid = parseUid(sub)
+        uid = checkUid(sub)
     except ValueError as e:
         raise ValueError(f"token sub: {e}") from None
     return Identity(uid=uid, channels=channelsFrom(claims, channelsClaim), claims=MappingProxyType(claims))
@@ -169,6 +177,7 @@ class TokenAuthenticator:
         audience: str | None = None,
         issuer: str | None = None,
         channelsClaim: str = "channels",
+        requireExp: bool = True,
     ) -> None:
         self._reactor = reactor
         self.secret = secret
@@ -176,6 +185,7 @@ class TokenAuthenticator:
         self.audience = audience
         self.issuer = issuer
         self.channelsClaim = channelsClaim
+        self.requireExp = requireExp
 
     def checkHandshake(self, request: HandshakeRequest) -> Accept | Deny:
         """
@@ -190,6 +200,7 @@ class TokenAuthenticator:
                 audience=self.audience,
                 issuer=self.issuer,
                 channelsClaim=self.channelsClaim,
+                requireExp=self.requireExp,
             )
         except ValueError as e:
             return Deny(UNAUTHORIZED, str(e))
@@ -203,14 +214,21 @@ class TokenAuthenticator:
 
     def warnings(self) -> Sequence[str]:
         """
-        A short secret can be found offline from any one token.
+        A short secret can be found offline from any one token; a token
+        without C{exp} works forever once it leaks.
         """
+        found = []
         if len(self.secret) < MIN_SECRET_BYTES:
-            return [
+            found.append(
                 f"auth 'token': the secret is {len(self.secret)} bytes; HS256 wants at least "
                 f"{MIN_SECRET_BYTES} random bytes, or tokens can be forged after an offline guess"
-            ]
-        return []
+            )
+        if not self.requireExp:
+            found.append(
+                "auth 'token' with require-exp=no: a token without exp is accepted, so one that leaks (a log, "
+                "a URL's ?token=) connects as its sub FOREVER, until the secret changes. Give every token an exp."
+            )
+        return found
 
 
 @implementer(IPlugin, IAuthenticatorFactory)
@@ -227,6 +245,7 @@ class TokenAuthenticatorFactory:
         "leeway": "seconds of clock skew allowed for exp, nbf and iat (default 0)",
         "audience": "the aud the token must name (default: none; a token with an aud is then refused)",
         "issuer": "the iss the token must carry (default: not checked)",
+        "require-exp": "refuse tokens without exp (default yes; no: accept them, warns at startup)",
     }
 
     def buildAuthenticator(self, options: Mapping[str, str], reactor: IReactorTime) -> TokenAuthenticator:
@@ -249,4 +268,5 @@ class TokenAuthenticatorFactory:
             audience=opts.string("audience") or None,
             issuer=opts.string("issuer") or None,
             channelsClaim=channelsClaim,
+            requireExp=opts.flag("require-exp", True),
         )

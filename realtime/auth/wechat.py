@@ -22,25 +22,27 @@ the query string wins over headers.  When the credentials came as a
 subprotocol, the handshake response echoes exactly that value: WeChat and
 browsers fail the handshake when the server picks none of the offered ones.
 
-``mode=sorted`` (the default): ``signature`` is the lower-case hex SHA-1 of
-the concatenation of ``[token, timestamp, nonce, uid]`` sorted as strings
-(PHP: ``sort($a, SORT_STRING)``), i.e. WeChat's own server-verification
-algorithm extended so that the signature also binds the uid.
+``mode=wx1`` (the default): ``signature`` is the lower-case hex SHA-1 of
+``wx1:<token>:<timestamp>:<nonce>:<uid>``, the nonce 16 to 32 letters and
+digits; L{realtime.auth.wechatsign} says why this binds every value to its
+field.  A nonce is good once, for whichever uid, while its timestamp is
+acceptable.
+
+``mode=legacy-sorted``: the SHA-1 of ``[token, timestamp, nonce, uid]``
+sorted as strings and concatenated, this plugin's former default.  It does
+not bind values to fields (a client that picks its nonce can connect as
+another uid), so startup warns loudly; replays are refused by signature,
+which at least stops a seen ticket coming back re-split.
 
 ``mode=seed``: ``signature`` is ``sha1(token . timestamp)`` as in the PHP seed.
 It binds neither the uid nor the nonce, so anyone who sees one signature can
 connect as any uid within the window; startup warns about it loudly.
 
-Timestamps more than ``window`` seconds from the server clock are refused, and
-so is a nonce (seed mode: a signature) already used by the same uid while its
-timestamp is still acceptable.
+Timestamps more than ``window`` seconds from the server clock are refused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -49,7 +51,18 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from realtime import closecodes
-from realtime.auth.firstpacket import parseUid
+from realtime.auth.wechatsign import (  # noqa: F401 (re-exported: they lived here first)
+    DEFAULT_MODE,
+    DEFAULT_WINDOW,
+    HEX_SIGNATURE,
+    MODES,
+    VerifiedCredentials,
+    checkSignature,
+    computeSignature,
+    parseNonce,
+    parseTimestamp,
+    signingText,
+)
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
 from realtime.pluginoptions import PluginOptions
 from realtime.values import Accept, Deny, HandshakeRequest, Identity
@@ -57,18 +70,11 @@ from realtime.values import Accept, Deny, HandshakeRequest, Identity
 #: the HTTP status of every refusal: the client must sign again
 UNAUTHORIZED = 401
 
-MODES = ("sorted", "seed")
-DEFAULT_WINDOW = 300.0
 DEFAULT_MAX_NONCES = 100_000
-MAX_NONCE_LENGTH = 64
-#: a timestamp of more digits is not Unix seconds in any century we serve
-MAX_TIMESTAMP_DIGITS = 16
 #: shorter tokens can be brute-forced offline from one captured signature
 MIN_TOKEN_LENGTH = 16
 #: the prefix of the subprotocol form carrying all four fields
 SUBPROTOCOL_PREFIX = "wx."
-
-_HEX_SIGNATURE = re.compile(r"[0-9a-fA-F]{40}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,24 +93,6 @@ class WeChatCredentials:
     subprotocol: str | None = None
 
 
-def computeSignature(token: str, timestamp: str, nonce: str = "", uid: str = "", mode: str = "sorted") -> str:
-    """
-    The signature a client must send; backends call this to hand one out.
-
-    @param mode: C{"sorted"} binds all four fields; C{"seed"} ignores
-        C{nonce} and C{uid}, as the PHP seed did.
-    @return: 40 lower-case hex digits.
-    @raise ValueError: for an unknown C{mode}.
-    """
-    if mode == "sorted":
-        text = "".join(sorted([token, timestamp, nonce, uid]))
-    elif mode == "seed":
-        text = token + timestamp
-    else:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
 def parseSubprotocol(value: str) -> WeChatCredentials | None:
     """
     The credentials an offered subprotocol carries, or C{None} if it is not
@@ -113,7 +101,7 @@ def parseSubprotocol(value: str) -> WeChatCredentials | None:
     @raise ValueError: for a ``wx.`` value of the wrong shape, so the client
         learns why instead of reading "missing signature".
     """
-    if _HEX_SIGNATURE.fullmatch(value):
+    if HEX_SIGNATURE.fullmatch(value):
         return WeChatCredentials(signature=value, subprotocol=value)
     if value.startswith(SUBPROTOCOL_PREFIX):
         parts = value[len(SUBPROTOCOL_PREFIX) :].rsplit(".", 3)
@@ -149,89 +137,6 @@ def extractCredentials(request: HandshakeRequest) -> WeChatCredentials:
         signature=offered.signature if offered is not None else field("signature"),
         subprotocol=offered.subprotocol if offered is not None else None,
     )
-
-
-def parseTimestamp(text: str) -> int:
-    """
-    Unix seconds from C{text}; only ASCII digits, so ``+1``, ``1e9`` and
-    other digits Python's C{int} would take are refused.
-
-    @raise ValueError: if it is not whole seconds.
-    """
-    if not (text.isascii() and text.isdigit()) or len(text) > MAX_TIMESTAMP_DIGITS:
-        raise ValueError("timestamp must be a Unix time in whole seconds")
-    return int(text)
-
-
-def parseNonce(text: str) -> str:
-    """
-    C{text} if it is a usable nonce: it is a cache key and part of a
-    subprotocol token, so it is short and printable.
-
-    @raise ValueError: otherwise.
-    """
-    if not 1 <= len(text) <= MAX_NONCE_LENGTH or not all(33 <= ord(c) <= 126 for c in text):
-        raise ValueError(f"nonce must be 1 to {MAX_NONCE_LENGTH} printable ASCII characters")
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedCredentials:
-    """
-    Fields that passed L{checkSignature}, normalised.
-
-    @ivar uid: as L{parseUid} returns it.
-    @ivar timestamp: Unix seconds.
-    @ivar nonce: C{None} only in seed mode.
-    @ivar signature: lower-case hex.
-    """
-
-    uid: str
-    timestamp: int
-    nonce: str | None
-    signature: str
-
-
-def checkSignature(
-    token: str,
-    *,
-    uid: str | None,
-    timestamp: str | None,
-    nonce: str | None,
-    signature: str | None,
-    now: float,
-    window: float = DEFAULT_WINDOW,
-    mode: str = "sorted",
-) -> VerifiedCredentials:
-    """
-    Check one set of fields, as the client sent them, against C{token} and
-    the clock C{now}.
-
-    Replays are not checked here: that needs memory (L{NonceCache}).
-
-    @raise ValueError: naming the first thing wrong; its text is the reason
-        the client is given.
-    """
-    if not signature:
-        raise ValueError("missing signature")
-    if not timestamp:
-        raise ValueError("missing timestamp")
-    if not nonce and mode == "sorted":
-        raise ValueError("missing nonce")
-    if not uid:
-        raise ValueError("missing uid")
-    parsedUid = parseUid(uid)
-    seconds = parseTimestamp(timestamp)
-    if nonce:
-        parseNonce(nonce)
-    if not _HEX_SIGNATURE.fullmatch(signature):
-        raise ValueError("malformed signature: expected 40 hex digits")
-    if abs(seconds - now) > window:
-        raise ValueError(f"timestamp outside the {window:g} s window")
-    expected = computeSignature(token, timestamp, nonce or "", uid, mode)
-    if not hmac.compare_digest(expected.encode("ascii"), signature.lower().encode("ascii")):
-        raise ValueError("bad signature")
-    return VerifiedCredentials(parsedUid, seconds, nonce or None, signature.lower())
 
 
 class NonceCache:
@@ -295,7 +200,7 @@ class WeChatAuthenticator:
         reactor: IReactorTime,
         token: str,
         *,
-        mode: str = "sorted",
+        mode: str = DEFAULT_MODE,
         window: float = DEFAULT_WINDOW,
         maxNonces: int = DEFAULT_MAX_NONCES,
     ) -> None:
@@ -327,10 +232,12 @@ class WeChatAuthenticator:
             )
         except ValueError as e:
             return Deny(UNAUTHORIZED, str(e))
-        if self.mode == "sorted":
-            key, reused = (verified.uid, verified.nonce), "nonce already used"
+        # wx1: the nonce alone, so it is spent for every uid; the legacy
+        # modes: the signature, which every re-split of a ticket shares
+        if self.mode == "wx1":
+            key, reused = ("nonce", verified.nonce), "nonce already used"
         else:
-            key, reused = (verified.uid, verified.signature), "signature already used"
+            key, reused = ("signature", verified.signature), "signature already used"
         if not self.nonces.claim(key, verified.timestamp + self.window, now):
             return Deny(UNAUTHORIZED, reused)
         return Accept(Identity(uid=verified.uid, subprotocol=credentials.subprotocol))
@@ -343,15 +250,22 @@ class WeChatAuthenticator:
 
     def warnings(self) -> Sequence[str]:
         """
-        Seed mode and short tokens let a captured signature, or a guess,
-        stand in for anyone.
+        The legacy modes and short tokens let a captured signature, or a
+        guess, stand in for someone else.
         """
         found = []
         if self.mode == "seed":
             found.append(
                 "auth 'wechat' with mode=seed: the signature sha1(token + timestamp) binds neither the uid "
                 "nor the nonce, so anyone who sees one signature can connect as ANY uid for "
-                f"{self.window:g} s. Use mode=sorted in production."
+                f"{self.window:g} s. Use mode=wx1 (the default) in production."
+            )
+        if self.mode == "legacy-sorted":
+            found.append(
+                "auth 'wechat' with mode=legacy-sorted: sha1 of the sorted token, timestamp, nonce and uid does "
+                "not bind values to fields, so a client that chooses its nonce can connect as ANOTHER uid (a "
+                "ticket for uid=adminx nonce=q7f3k9 also passes as uid=a nonce=dminxq7f3k9). Sign "
+                "wx1:<token>:<timestamp>:<nonce>:<uid> and drop the option (mode=wx1 is the default)."
             )
         if len(self.token) < MIN_TOKEN_LENGTH:
             found.append(
@@ -371,8 +285,9 @@ class WeChatAuthenticatorFactory:
     description = "WeChat mini-program SHA-1 signature (uid, timestamp, nonce) checked at the handshake"
     options = {
         "token": "the Token configured for the mini program (required)",
-        "mode": "sorted (sha1 of sorted token, timestamp, nonce, uid) or seed (sha1(token + timestamp), "
-        "insecure, warns at startup) (default sorted)",
+        "mode": "wx1: sha1('wx1:<token>:<timestamp>:<nonce>:<uid>'); legacy-sorted: sha1 of the four sorted "
+        "(insecure: a client can re-split uid and nonce, warns at startup); seed: sha1(token + timestamp) "
+        "(insecure, warns at startup) (default wx1)",
         "window": "seconds a timestamp may differ from the server clock, either way (default 300)",
         "max-nonces": "most nonces remembered against replay; the oldest is evicted beyond it (default 100000)",
     }
@@ -383,7 +298,14 @@ class WeChatAuthenticatorFactory:
         """
         opts = PluginOptions(self.name, options, self.options)
         token = opts.string("token", required=True) or ""
-        mode = opts.choice("mode", MODES, "sorted")
+        if options.get("mode") == "sorted":
+            raise opts.error(
+                "mode",
+                "sorted is now legacy-sorted and no longer the default: it lets a client that picks its nonce "
+                "connect as another uid. Sign wx1:<token>:<timestamp>:<nonce>:<uid> (README, auth 'wechat'), "
+                "or say mode=legacy-sorted until your backend does",
+            )
+        mode = opts.choice("mode", MODES, DEFAULT_MODE)
         window = opts.number("window", DEFAULT_WINDOW, minimum=1.0)
         maxNonces = opts.integer("max-nonces", DEFAULT_MAX_NONCES, minimum=1)
         return WeChatAuthenticator(reactor, token, mode=mode, window=window, maxNonces=maxNonces)

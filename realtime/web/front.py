@@ -8,15 +8,22 @@ Anything else is handed to the twisted.web C{Site} (the demo page,
 ``realtime.js``, metrics), which also mounts Autobahn's
 C{WebSocketResource} at ``/ws`` for upgrades that arrive on a reused
 keep-alive connection.
+
+Over TLS, the front factory is what C{TLSMemoryBIOFactory} asks which
+protocols ALPN may choose: it offers C{http/1.1} (both sides of the port
+speak it; a WebSocket starts as an HTTP/1.1 request), without which
+OpenSSL fails every handshake that offers ALPN, i.e. every browser's.
 """
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress, IProtocolFactory
+from twisted.internet.interfaces import IAddress, IProtocolFactory, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import ProtocolWrapper
+from zope.interface import implementer
 
 from realtime.timers import Timeout, TimeoutWheel
+from realtime.web.http11 import ALPN_PROTOCOLS, DEFAULT_HEAD_TIMEOUT
 
 #: an HTTP request head larger than this is not a WebSocket handshake we
 #: accept; twisted.web answers it (431/400)
@@ -103,6 +110,7 @@ class FrontProtocol(Protocol):
             self._timeout = None
 
 
+@implementer(IProtocolNegotiationFactory)
 class FrontFactory(Factory):
     """
     The factory listening on ``--port``.
@@ -111,7 +119,11 @@ class FrontFactory(Factory):
     noisy = False
 
     def __init__(
-        self, websocket: IProtocolFactory, web: IProtocolFactory, wheel: TimeoutWheel, headTimeout: float = 10.0
+        self,
+        websocket: IProtocolFactory,
+        web: IProtocolFactory,
+        wheel: TimeoutWheel,
+        headTimeout: float = DEFAULT_HEAD_TIMEOUT,
     ) -> None:
         self.websocket = websocket
         self.web = web
@@ -123,6 +135,12 @@ class FrontFactory(Factory):
         A sniffer for the connection.
         """
         return FrontProtocol(self, addr)
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """
+        What ALPN may choose: HTTP/1.1, for the web and the WebSocket side.
+        """
+        return list(ALPN_PROTOCOLS)
 
     def doStart(self) -> None:
         """

@@ -15,8 +15,9 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Site
 from twisted.web.static import Data
+
+from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT, Http11Site
 
 
 def staticBytes(name: str) -> bytes:
@@ -38,6 +39,24 @@ class WebRoot(Resource):
         return notFound()
 
 
+class UpgradeResource(WebSocketResource):
+    """
+    Autobahn's resource for an upgrade on a reused keep-alive connection,
+    which first takes twisted.web's channel off the transport as its
+    producer: otherwise the WebSocket protocol cannot register itself
+    (C{RuntimeError}) and the upgrade fails with a 500 written nowhere.
+    """
+
+    def render(self, request: Any) -> bytes:
+        """
+        Hand the transport over to a WebSocket protocol.
+        """
+        transport = request.channel.transport
+        if transport is not None:
+            transport.unregisterProducer()
+        return super().render(request)
+
+
 #: the files of the page, by name, with their content types
 STATIC_FILES = {
     "realtime.js": "application/javascript; charset=utf-8",
@@ -47,22 +66,26 @@ STATIC_FILES = {
 
 
 def buildWebSite(
-    websocket: WebSocketServerFactory, reactor: Any = None, extra: Mapping[bytes, IResource] | None = None
-) -> Site:
+    websocket: WebSocketServerFactory,
+    reactor: Any = None,
+    extra: Mapping[bytes, IResource] | None = None,
+    headTimeout: float = DEFAULT_HEAD_TIMEOUT,
+) -> Http11Site:
     """
     The C{Site} that serves the non-WebSocket requests of ``--port``.
 
     @param extra: more resources to mount at the root, by path segment.
+    @param headTimeout: seconds a client has to send each request head.
     """
     root = WebRoot()
     page = Data(staticBytes("index.html"), "text/html; charset=utf-8")
     root.putChild(b"", page)
     for name, contentType in STATIC_FILES.items():
         root.putChild(name.encode("ascii"), Data(staticBytes(name), contentType))
-    root.putChild(b"ws", WebSocketResource(websocket))
+    root.putChild(b"ws", UpgradeResource(websocket))
     for path, resource in (extra or {}).items():
         root.putChild(path, resource)
-    site = Site(root, reactor=reactor)
+    site = Http11Site(root, reactor=reactor, headTimeout=headTimeout)
     site.displayTracebacks = False
     site.noisy = False
     return site

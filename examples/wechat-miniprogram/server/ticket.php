@@ -4,20 +4,22 @@
 //
 //   twistd -n realtime --auth wechat --auth-option token=$WECHAT_TOKEN
 //
-// The signature is what --auth wechat checks (mode=sorted, the default):
-// the lower-case hex SHA-1 of token, timestamp, nonce and uid, sorted as
-// strings and concatenated: WeChat's own server-verification algorithm with
-// the uid added, so a ticket is good for one uid, one nonce, 300 seconds.
+// The signature is what --auth wechat checks (mode=wx1, the default): the
+// lower-case hex SHA-1 of the UTF-8 string
+//
+//   wx1:<token>:<timestamp>:<nonce>:<uid>
+//
+// in exactly that order. The timestamp is digits and the nonce 16 to 32
+// letters and digits, so neither holds a colon and each value is bound to
+// its field: a ticket is good for one uid, one nonce, 300 seconds.
 //
 // On the command line (how the tests run it):  WECHAT_TOKEN=... php ticket.php alice
 
 function realtimeTicket(string $token, string $uid): array
 {
     $timestamp = (string) time();
-    $nonce = bin2hex(random_bytes(8));
-    $a = [$token, $timestamp, $nonce, $uid];
-    sort($a, SORT_STRING);
-    $signature = sha1(implode($a));
+    $nonce = bin2hex(random_bytes(16));   // 32 hex digits, new for every ticket
+    $signature = sha1(implode(':', ['wx1', $token, $timestamp, $nonce, $uid]));
     return [
         'uid' => $uid,
         'timestamp' => $timestamp,
