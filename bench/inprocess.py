@@ -8,9 +8,9 @@ judged in seconds and profiled deterministically (``--profile`` prints
 cProfile's top functions).  The server's collector settings
 (L{realtime.collector}) apply, as in ``twistd realtime``.
 
-    /work/venv/bin/python bench/inprocess.py handshake   # us per connection: handshake, first message
-    /work/venv/bin/python bench/inprocess.py unicast     # us per push through the line port
-    /work/venv/bin/python bench/inprocess.py unicast --profile
+    .venv/bin/python bench/inprocess.py handshake   # us per connection: handshake, first message
+    .venv/bin/python bench/inprocess.py unicast     # us per push through the line port
+    .venv/bin/python bench/inprocess.py unicast --profile
 
 Absolute numbers are for comparing commits on one machine, not peers.
 """

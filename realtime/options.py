@@ -171,7 +171,13 @@ def checkEndpoint(option: str, description: str) -> str:
         return _tcpEndpoint(option, str(int(description)))
     try:
         serverFromString(MemoryReactor(), description)
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        if description.startswith("systemd:") and isinstance(e, (IndexError, KeyError)):
+            # Twisted looks the socket up while parsing: outside systemd there is none
+            raise usage.UsageError(
+                f"--{option} {description!r}: no socket inherited from systemd with that index or name; "
+                "start it from a .socket unit (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)"
+            ) from None
         hint = ""
         match = _HOST_PORT.fullmatch(description)
         if match and int(match.group(2)) <= 65535:

@@ -52,8 +52,23 @@ class ServerProcess:
     Start with C{start()}, read C{ports}, stop with C{stop()}.
     """
 
-    def __init__(self, *args: str, cwd: str | None = None, defaultPorts: bool = True, apiKey: str | None = API_KEY):
+    def __init__(
+        self,
+        *args: str,
+        cwd: str | None = None,
+        defaultPorts: bool = True,
+        apiKey: str | None = API_KEY,
+        launcher: Sequence[str] = (),
+        passFds: Sequence[int] = (),
+    ):
+        """
+        @param launcher: a command that runs the server command given after
+            it (e.g. one that hands it a socket as systemd would).
+        @param passFds: descriptors the server process inherits.
+        """
         self.args = list(args)
+        self.launcher = list(launcher)
+        self.passFds = tuple(passFds)
         if defaultPorts:
             self.args = [
                 "--port",
@@ -85,9 +100,10 @@ class ServerProcess:
         """
         Start the server and wait until every expected listener is bound.
         """
-        command = twistdCommand() + ["-n", "--pidfile=", "realtime"] + self.args
+        command = self.launcher + twistdCommand() + ["-n", "--pidfile=", "realtime"] + self.args
         self.process = subprocess.Popen(
             command,
+            pass_fds=self.passFds,
             cwd=self.cwd,
             env=environment(),
             stdout=subprocess.PIPE,

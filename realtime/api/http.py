@@ -16,6 +16,8 @@ Every request carries ``Authorization: Bearer <key>``.  The endpoints::
         -> 200 {"online": {"u1": 2, "u2": 0}}
     GET  /api/stats
         -> 200 {"connections": 120, "uids": 80, ..., "uptime": 3600.5}
+    GET  /api/openapi.json  (no key)
+        -> 200 this API as an OpenAPI 3.1 document (realtime/api/openapi.py)
 
 ``/api/online`` has one shape for one uid or many: each uid mapped to its
 connection count (0 when offline).  ``"delivered"`` counts connections, not
@@ -57,6 +59,7 @@ from twisted.web.resource import IResource, Resource
 from realtime.api.cors import CorsPolicy
 from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, targetUids
+from realtime.api.openapi import OpenApiResource
 from realtime.interfaces import IBroker
 from realtime.namespaces import validChannel
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
@@ -85,6 +88,14 @@ def _invalid(message: str) -> ApiError:
 
 def _refuseConstant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finiteFloat(text: str) -> float:
+    # 1e999 would become inf, and reach clients as Infinity: not JSON
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text} is too large")
+    return value
 
 
 def _isMultipart(contentType: bytes) -> bool:
@@ -201,6 +212,7 @@ class ApiResource(_Branch):
         self.putChild(b"presence", _Endpoint(self, b"GET", self._presence))
         self.putChild(b"online", _Endpoint(self, b"GET", self._online))
         self.putChild(b"stats", _Endpoint(self, b"GET", self._stats))
+        self.putChild(b"openapi.json", OpenApiResource(self.cors, maxBodySize))
 
     # -- the request cycle ---------------------------------------------------
 
@@ -294,7 +306,7 @@ class ApiResource(_Branch):
         except UnicodeDecodeError as e:
             raise ApiError(400, "bad_json", f"body is not UTF-8 (byte {e.start})") from None
         try:
-            body = json.loads(text, parse_constant=_refuseConstant)
+            body = json.loads(text, parse_constant=_refuseConstant, parse_float=_finiteFloat)
         except json.JSONDecodeError as e:
             raise ApiError(400, "bad_json", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
         except RecursionError:
@@ -342,7 +354,8 @@ class ApiResource(_Branch):
             raise _invalid('"channel" must be a channel name (letters, digits and _-:.@/=+~#$%&!, up to 200)')
         if "data" not in body:
             raise _invalid('missing "data"')
-        data = json.dumps(body["data"], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        # a channel message's data is always JSON; messagePayload refuses a lone surrogate in it
+        data = messagePayload(json.dumps(body["data"], separators=(",", ":"), ensure_ascii=False))
         self.pushes += 1
         d = self.broker.publish(Envelope(ToChannel(channel), data, False))
         return d.addCallback(
