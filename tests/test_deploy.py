@@ -161,6 +161,7 @@ def test_unitServesInheritedSocket() -> None:
         assert sorted(n for n in os.listdir(server.cwd) if not n.startswith("realtime.sqlite3-")) == [
             "realtime-api.key",
             "realtime.sqlite3",
+            "realtime.sqlite3.lock",
         ]
     finally:
         listener.close()
