@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from realtime.delivery import Frame
+from realtime.delivery import Fanout, Frame
 from realtime.interfaces import IBroker, IMessageStore, ISession
 from realtime.registry import SessionRegistry
 from realtime.values import Envelope, OfflineLimits, PushResult, ToUids
@@ -32,7 +32,22 @@ SEEN_REFRESH = 3600.0
 #: together: a connection costs the store nothing by itself
 SEEN_FLUSH_DELAY = 1.0
 
+#: what starting to queue one uid's push costs, in the fan-out's unit (one
+#: session written): its serializer job and store operation are a few
+#: Deferreds each, so a turn starts a few hundred rather than thousands
+QUEUE_STEP_COST = 8
+
 Framing = Callable[[bytes, bool], "tuple[bytes, bool]"]
+
+
+def firstFailure(failure: Failure) -> Failure:
+    """
+    The failure inside C{gatherResults}' L{FirstError}, so that callers see
+    why (the store is full, shutting down) rather than a wrapper.
+    """
+    if failure.check(FirstError):
+        return failure.value.subFailure  # type: ignore[no-any-return]
+    return failure
 
 
 class KeyedSerializer:
@@ -100,6 +115,7 @@ class OfflineQueues:
         store: IMessageStore,
         limits: OfflineLimits,
         frame: Framing,
+        fanout: Fanout,
     ) -> None:
         self._reactor = reactor
         self._registry = registry
@@ -107,6 +123,7 @@ class OfflineQueues:
         self._store = store
         self.limits = limits
         self._frame = frame
+        self._fanout = fanout
         self._serial = KeyedSerializer()
         self.queued = self.refused = self.delivered = 0
         self._seen: dict[str, float] = {}
@@ -212,7 +229,11 @@ class OfflineQueues:
         missing = [uid for uid, count in result.uids.items() if count == 0]
         if not missing:
             return result
-        jobs = [self._serial.run(uid, lambda uid=uid: self._queueOne(uid, payload, isBinary)) for uid in missing]
+        jobs: list[Deferred[tuple[str, int | str]]] = []
+
+        def start(uid: str) -> int:
+            jobs.append(self._serial.run(uid, lambda: self._queueOne(uid, payload, isBinary)))
+            return QUEUE_STEP_COST
 
         def combine(outcomes: list[tuple[str, int | str]]) -> PushResult:
             uids = dict(result.uids)
@@ -228,7 +249,9 @@ class OfflineQueues:
                     delivered += int(outcome)
             return PushResult(delivered, uids, tuple(queued), tuple(refused))
 
-        return gatherResults(jobs, consumeErrors=True).addCallback(combine)
+        d = self._fanout.each(missing, start)
+        d.addCallback(lambda _: gatherResults(jobs, consumeErrors=True))
+        return d.addCallbacks(combine, firstFailure)
 
     def _queueOne(self, uid: str, payload: bytes, isBinary: bool) -> Deferred[tuple[str, int | str]]:
         # the uid may have connected while this job waited its turn

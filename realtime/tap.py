@@ -301,6 +301,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         OfflineLimits(options["offline-max"], options["offline-ttl"]) if options["offline-ttl"] > 0 else None,
         authorizer=options["authenticator"],
         framePush=strategy.framePush if IPushFraming.providedBy(strategy) else None,
+        fanout=fanout,
     )
     broker = hub
     counting = CountingStrategy(strategy)
