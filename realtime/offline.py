@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,19 +35,51 @@ SEEN_FLUSH_DELAY = 1.0
 #: what starting to queue one uid's push costs, in the fan-out's unit (one
 #: session written): its serializer job and store operation are a few
 #: Deferreds each, so a turn starts a few hundred rather than thousands
-QUEUE_STEP_COST = 8
+QUEUE_STEP_COST = 16
 
 Framing = Callable[[bytes, bool], "tuple[bytes, bool]"]
 
 
-def firstFailure(failure: Failure) -> Failure:
+class _Gathered:
     """
-    The failure inside C{gatherResults}' L{FirstError}, so that callers see
-    why (the store is full, shutting down) rather than a wrapper.
+    The outcomes of one push's queueing jobs, in the order they were
+    started: C{gatherResults} without attaching to every job in one turn
+    (jobs are watched as L{Fanout.each} starts them).
+
+    @ivar done: fires with the outcomes once every job has ended, or with
+        the first failure (the others are consumed).
     """
-    if failure.check(FirstError):
-        return failure.value.subFailure  # type: ignore[no-any-return]
-    return failure
+
+    def __init__(self, count: int) -> None:
+        self._values: list[Any] = []
+        self._remaining = count
+        self._failure: Failure | None = None
+        self.done: Deferred[list[Any]] = Deferred()
+
+    def watch(self, job: Deferred[Any]) -> None:
+        """
+        Count C{job} in, in its place.
+        """
+        i = len(self._values)
+        self._values.append(None)
+        job.addCallbacks(self._ended, self._failed, callbackArgs=(i,))
+
+    def _ended(self, value: Any, i: int) -> None:
+        self._values[i] = value
+        self._settle()
+
+    def _failed(self, failure: Failure) -> None:
+        if self._failure is None:
+            self._failure = failure
+        self._settle()
+
+    def _settle(self) -> None:
+        self._remaining -= 1
+        if self._remaining == 0:
+            if self._failure is not None:
+                self.done.errback(self._failure)
+            else:
+                self.done.callback(self._values)
 
 
 class KeyedSerializer:
@@ -229,10 +261,11 @@ class OfflineQueues:
         missing = [uid for uid, count in result.uids.items() if count == 0]
         if not missing:
             return result
-        jobs: list[Deferred[tuple[str, int | str]]] = []
+        gathered = _Gathered(len(missing))
+        serial, queueOne = self._serial, self._queueOne
 
         def start(uid: str) -> int:
-            jobs.append(self._serial.run(uid, lambda: self._queueOne(uid, payload, isBinary)))
+            gathered.watch(serial.run(uid, lambda: queueOne(uid, payload, isBinary)))
             return QUEUE_STEP_COST
 
         def combine(outcomes: list[tuple[str, int | str]]) -> PushResult:
@@ -249,9 +282,8 @@ class OfflineQueues:
                     delivered += int(outcome)
             return PushResult(delivered, uids, tuple(queued), tuple(refused))
 
-        d = self._fanout.each(missing, start)
-        d.addCallback(lambda _: gatherResults(jobs, consumeErrors=True))
-        return d.addCallbacks(combine, firstFailure)
+        self._fanout.each(missing, start)
+        return gathered.done.addCallback(combine)
 
     def _queueOne(self, uid: str, payload: bytes, isBinary: bool) -> Deferred[tuple[str, int | str]]:
         # the uid may have connected while this job waited its turn

@@ -369,14 +369,17 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
             )
         apiBroker = InstrumentedBroker(broker, "http", latency, reactor, counters.snapshot)
         cors = CorsPolicy(options["api-cors-origin"])
-        api = buildApiSite(apiBroker, apiKey, options["max-message-size"], reactor, cors)
+        api = buildApiSite(apiBroker, apiKey, options["max-message-size"], reactor, cors, options["max-uids-per-push"])
         api.noisy = False
         counters.api = api.api
         apiListener = Listener(reactor, "api-port", options["api-port"], api)
         apiListener.setServiceParent(top)
     if options["push-port"] != "none":
         line = LinePushFactory(
-            InstrumentedBroker(broker, "line", latency, reactor), options["max-message-size"], factory.writer
+            InstrumentedBroker(broker, "line", latency, reactor),
+            options["max-message-size"],
+            factory.writer,
+            options["max-uids-per-push"],
         )
         line.noisy = False
         counters.line = line

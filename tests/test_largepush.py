@@ -7,6 +7,9 @@ queueings, and the answer (with its exact counts) comes after the last.
 from __future__ import annotations
 
 import json
+import threading
+import time
+import urllib.request
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,8 +21,10 @@ from realtime.offline import QUEUE_STEP_COST
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, OfflineLimits, PushResult, ToChannel, ToUids
 from tests.fakes import FakeSession, GatedStore
+from tests.serverprocess import ServerProcess
 from tests.support import buildHub
 from tests.test_delivery import TurnClock
+from tests.test_integration import api, linePush
 
 LIMITS = OfflineLimits(maxCount=3, ttl=60)
 UIDS = 10_000
@@ -137,3 +142,71 @@ class LargePushTests(SynchronousTestCase):
         perTurn = [b - a for a, b in zip([0] + written, written, strict=False)]
         self.assertLessEqual(max(perTurn), CHUNK, perTurn)
         self.assertEqual(self.successResultOf(d).delivered, SOME)
+
+
+class LargePushServerTests(SynchronousTestCase):
+    """
+    A real server keeps answering C{/healthz} while it works through pushes
+    of the largest size allowed, and gives their memory back.
+    """
+
+    def setUp(self) -> None:
+        self.server = ServerProcess("--max-message-size", "4194304").start()
+        self.addCleanup(self.server.stop)
+
+    def healthz(self) -> float:
+        """
+        How long one C{/healthz} takes, on a new connection each time.
+        """
+        start = time.monotonic()
+        url = f"http://127.0.0.1:{self.server.ports['port']}/healthz"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
+        return time.monotonic() - start
+
+    def test_healthzDuringLargePushes(self) -> None:
+        """
+        Three pushes of 10,000 uids each (the default limit, so allowed),
+        on the line port and the HTTP API at once: every C{/healthz} during
+        them answers within half a second, and every push is answered.
+        """
+        uids = [f"user-{i}" for i in range(10_000)]
+        line = json.dumps({"uid": uids, "msg": "hi"}).encode() + b"\n"
+        body = json.dumps({"uid": uids, "data": "hi"}).encode()
+        answers: dict[str, Any] = {}
+
+        def pushLines() -> None:
+            answers["line"] = linePush(self.server.ports["push-port"], line, line)
+
+        def pushHttp() -> None:
+            answers["http"] = api(self.server, "POST", "/api/push", body)
+
+        pushers = [threading.Thread(target=pushLines), threading.Thread(target=pushHttp)]
+        self.healthz()
+        for pusher in pushers:
+            pusher.start()
+        times = []
+        while any(pusher.is_alive() for pusher in pushers):
+            times.append(self.healthz())
+            time.sleep(0.02)
+        for pusher in pushers:
+            pusher.join()
+        self.assertEqual(answers["line"], [b"fail", b"fail"])
+        self.assertEqual(answers["http"][0], 200)
+        self.assertEqual(answers["http"][1]["status"], "offline")
+        self.assertGreater(len(times), 3, "the pushes were too quick to observe")
+        self.assertLess(max(times), 0.5, sorted(times)[-5:])
+
+    def test_tooManyUidsRefused(self) -> None:
+        """
+        One uid over the limit is refused on both ports with the documented
+        errors.
+        """
+        uids = [f"user-{i}" for i in range(10_001)]
+        line = json.dumps({"uid": uids}).encode() + b"\n"
+        self.assertEqual(
+            linePush(self.server.ports["push-port"], line),
+            [b"error: too many uids (10001; at most 10000 per push, --max-uids-per-push)"],
+        )
+        status, answer = api(self.server, "POST", "/api/push", json.dumps({"uid": uids, "data": 1}).encode())
+        self.assertEqual((status, answer["error"]["code"]), (413, "too_many_uids"))

@@ -31,6 +31,7 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     404 not_found               no such endpoint
     405 method_not_allowed      with an Allow header
     413 payload_too_large       body over the configured limit
+    413 too_many_uids           "uid" lists more uids than --max-uids-per-push (default 10000)
     415 unsupported_media_type  a multipart body (a file upload form is never JSON)
     500 internal_error          logged with its traceback
 
@@ -55,7 +56,7 @@ from twisted.web.resource import IResource, Resource
 
 from realtime.api.cors import CorsPolicy
 from realtime.api.limits import ApiSite
-from realtime.api.lineproto import LineError, targetUids
+from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.interfaces import IBroker
 from realtime.namespaces import validChannel
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
@@ -181,8 +182,12 @@ class ApiResource(_Branch):
 
     log = Logger()
 
-    def __init__(self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None) -> None:
+    def __init__(
+        self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None,
+        maxUids: int | None = None,
+    ) -> None:
         super().__init__()
+        self.maxUids = maxUids
         self.cors = cors or CorsPolicy(())
         if not apiKey:
             raise ValueError("the API key must not be empty")
@@ -316,7 +321,9 @@ class ApiResource(_Branch):
         if "uid" not in body:
             raise _invalid('missing "uid"')
         try:
-            uids = targetUids(body["uid"])
+            uids = targetUids(body["uid"], self.maxUids)
+        except TooManyUids as e:
+            raise ApiError(413, "too_many_uids", str(e)) from None
         except LineError as e:
             raise _invalid(str(e)) from None
         envelope = Envelope(ToUids(uids), self._data(body), False)
@@ -374,7 +381,7 @@ class ApiResource(_Branch):
 
 
 def buildApiResource(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None, maxUids: int | None = None
 ) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
@@ -384,17 +391,18 @@ def buildApiResource(
         L{ApiSite} serving this should have the same limit).
     @param reactor: the clock for C{uptime}.
     @param cors: which pages may call it from a browser (default: none).
+    @param maxUids: the most uids one push may name (default: any).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors))
+    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids))
 
 
 def buildApiSite(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None, maxUids: int | None = None
 ) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
     to give to an endpoint's C{listen}; its C{ApiResource} is C{site.api}.
     """
-    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors), maxBodySize, reactor=reactor)
+    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids), maxBodySize, reactor=reactor)
     site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
     return site

@@ -38,6 +38,7 @@ The error lines are::
     error: missing "uid" (or "broadcast": true)
     error: give either "uid" or "broadcast": true, not both
     error: "uid" must be a non-empty string or a list of them
+    error: too many uids (10001; at most 10000 per push, --max-uids-per-push)
     error: line longer than 65536 bytes
     error: internal error
 """
@@ -82,7 +83,14 @@ class LineError(ValueError):
     """
 
 
-def targetUids(value: object) -> tuple[str, ...]:
+class TooManyUids(LineError):
+    """
+    A push naming more uids than C{--max-uids-per-push} allows: its work
+    and its answer would grow without bound.
+    """
+
+
+def targetUids(value: object, maxUids: int | None = None) -> tuple[str, ...]:
     """
     The uids a request's ``"uid"`` field addresses.
 
@@ -90,8 +98,10 @@ def targetUids(value: object) -> tuple[str, ...]:
 
     @param value: a decoded JSON value: a string, an integer (PHP sends
         numeric ids as numbers), or a non-empty list of those.
+    @param maxUids: the longest list accepted (C{None}: any).
     @raise LineError: for anything else, an empty uid, or a uid that cannot be
         encoded (a lone surrogate from a C{\\ud800} escape).
+    @raise TooManyUids: for a list longer than C{maxUids}.
     """
     if type(value) is str and value:
         # the common case: one uid
@@ -103,6 +113,8 @@ def targetUids(value: object) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise LineError(_UID_TYPE)
+    if maxUids is not None and len(items) > maxUids:
+        raise TooManyUids(f"too many uids ({len(items)}; at most {maxUids} per push, --max-uids-per-push)")
     uids = []
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):
@@ -137,13 +149,14 @@ def _decodeJSON(text: str) -> Any:
     return json.loads(text)
 
 
-def parseLine(line: bytes) -> Target:
+def parseLine(line: bytes, maxUids: int | None = None) -> Target:
     """
     Where a request line asks its own text to be pushed.
 
     Pure, so every malformed case is tested without a connection.
 
     @param line: one line, without its line ending.
+    @param maxUids: the most uids one line may name (C{None}: any).
     @raise LineError: naming what is wrong with it.
     """
     try:
@@ -165,7 +178,7 @@ def parseLine(line: bytes) -> Target:
     if "uid" in request:
         if broadcast:
             raise LineError('give either "uid" or "broadcast": true, not both')
-        return ToUids(targetUids(request["uid"]))
+        return ToUids(targetUids(request["uid"], maxUids))
     if broadcast:
         return ToAll()
     raise LineError('missing "uid" (or "broadcast": true)')
@@ -305,7 +318,7 @@ class LinePushProtocol(LineReceiver):
                 self.transport.loseConnection()
                 return
         try:
-            target = parseLine(line)
+            target = parseLine(line, self.factory.maxUids)
         except LineError as e:
             self._answerError(b"error: " + str(e).encode("utf-8"))
             return
@@ -451,11 +464,15 @@ class LinePushFactory(Factory):
 
     protocol = LinePushProtocol
 
-    def __init__(self, broker: IBroker, maxLineLength: int = 65536, writer: TurnWriter | None = None) -> None:
+    def __init__(
+        self, broker: IBroker, maxLineLength: int = 65536, writer: TurnWriter | None = None, maxUids: int | None = None
+    ) -> None:
         """
         @param broker: where pushes go.
         @param maxLineLength: the longest line accepted, in bytes without its
             line ending; longer lines are answered with an error and skipped.
+        @param maxUids: the most uids one line may name; a line naming more
+            is answered with an error and pushes nothing.
         @param writer: if given, the answers of one reactor turn leave in one
             C{send()} (L{realtime.writer}), as the pushes they answer do.
         """
@@ -464,6 +481,7 @@ class LinePushFactory(Factory):
         #: the broker's synchronous fast path, if it has one (L{Hub.pushNow})
         self.pushNow = getattr(broker, "pushNow", None)
         self.maxLineLength = maxLineLength
+        self.maxUids = maxUids
         self.pushes = 0
         self.delivered = 0
         self.queued = 0
