@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from realtime.delivery import Fanout, Frame
 from realtime.interfaces import IBroker, IMessageStore, ISession
 from realtime.registry import SessionRegistry
+from realtime.store.health import logUnlessKnown
 from realtime.values import Envelope, OfflineLimits, PushResult, ToUids
 
 #: how often, at most, a connecting uid's "seen" time is written
@@ -174,7 +175,7 @@ class OfflineQueues:
         self._queuedWhileLoading = set()
 
     def _ebWaiting(self, failure: Failure) -> None:
-        self.log.failure("reading which uids have offline messages failed; draining at every connection", failure)
+        logUnlessKnown(self.log, failure, "reading which uids have offline messages failed; draining at every connection")
 
     def _noteWaiting(self, uid: str) -> None:
         if self._waiting is None:
@@ -213,7 +214,7 @@ class OfflineQueues:
         unsaved, self._unsaved = self._unsaved, {}
         if unsaved:
             self._store.markSeen(unsaved).addErrback(
-                lambda f: self.log.failure("recording {count} connected uids failed", f, count=len(unsaved))
+                lambda f: logUnlessKnown(self.log, f, "recording {count} connected uids failed", count=len(unsaved))
             )
 
     def stop(self) -> None:
@@ -249,7 +250,7 @@ class OfflineQueues:
         return d.addCallback(lambda _: None)
 
     def _ebDrain(self, failure: Failure, session: ISession) -> None:
-        self.log.failure("delivering offline messages to {uid} failed", failure, uid=session.uid)
+        logUnlessKnown(self.log, failure, "delivering offline messages to {uid} failed", uid=session.uid)
         session.releaseDeliveries(())
 
     # -- a push that reached nobody ------------------------------------------------

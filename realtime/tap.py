@@ -38,6 +38,7 @@ from realtime.logs import observerFor
 from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.options import Options, loadApiKey
 from realtime.registry import SessionRegistry
+from realtime.store.health import MonitoredStore, logUnlessKnown
 from realtime.store.memory import MemoryMessageStore
 from realtime.timers import TimeoutWheel
 from realtime.values import OfflineLimits
@@ -113,13 +114,14 @@ class Listener(StreamServerEndpointService):
 
 def openStore(spec: str, reactor: Any) -> IMessageStore:
     """
-    The store ``--store`` names: C{memory}, or C{sqlite:PATH}.
+    The store ``--store`` names: C{memory}, or C{sqlite:PATH}, watched
+    (L{MonitoredStore}: logged once per failure and recovery, for /readyz).
     """
     if spec == "memory":
-        return MemoryMessageStore()
+        return MonitoredStore(MemoryMessageStore())
     from realtime.store.sqlite import SQLiteMessageStore
 
-    return SQLiteMessageStore(spec[len("sqlite:") :], reactor)
+    return MonitoredStore(SQLiteMessageStore(spec[len("sqlite:") :], reactor))
 
 
 class StoreService(Service):
@@ -138,7 +140,7 @@ class StoreService(Service):
 
     def _pruneNow(self) -> Deferred[None]:
         return self._store.prune(self._reactor.seconds()).addErrback(
-            lambda f: log.failure("pruning the message store failed", f)
+            lambda f: logUnlessKnown(log, f, "pruning the message store failed")
         )
 
     def startService(self) -> None:

@@ -33,6 +33,8 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     413 payload_too_large       body over the configured limit
     413 too_many_uids           "uid" lists more uids than --max-uids-per-push (default 10000)
     415 unsupported_media_type  a multipart body (a file upload form is never JSON)
+    503 store_unavailable       the message store failed (the message says why; logged once, /readyz is 503)
+    503 shutting_down           the server is stopping; both 503s carry Retry-After
     500 internal_error          logged with its traceback
 
 Serve it with L{ApiSite} (or L{buildApiSite}): its requests discard a body
@@ -59,7 +61,11 @@ from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.interfaces import IBroker
 from realtime.namespaces import validChannel
+from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
+
+#: seconds a backend is told to wait when the store fails or the server stops
+RETRY_AFTER = b"5"
 
 _Answer = tuple[int, dict[str, Any]]
 _Action = Callable[[IRequest], "Deferred[_Answer] | _Answer"]
@@ -239,6 +245,10 @@ class ApiResource(_Branch):
     def _ebAnswer(self, failure: Failure, request: IRequest) -> _Answer:
         if failure.check(ApiError):
             return self._errorAnswer(request, failure.value)
+        if failure.check(ShuttingDown, StoreUnavailable):
+            code = "shutting_down" if failure.check(ShuttingDown) else "store_unavailable"
+            error = ApiError(503, code, str(failure.value), {b"Retry-After": RETRY_AFTER})
+            return self._errorAnswer(request, error)
         method, path = request.method.decode("latin-1"), request.path.decode("latin-1")
         self.log.failure("API request {method} {path} failed", failure, method=method, path=path)
         return self._errorAnswer(request, ApiError(500, "internal_error", "internal error; see the server log"))

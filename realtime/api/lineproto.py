@@ -40,7 +40,14 @@ The error lines are::
     error: "uid" must be a non-empty string or a list of them
     error: too many uids (10001; at most 10000 per push, --max-uids-per-push)
     error: line longer than 65536 bytes
+    error: message store unavailable (database or disk is full)
+    error: shutting down
     error: internal error
+
+``message store unavailable`` names what the store said; the push was not
+queued (the server logs the fault once, and ``/readyz`` is 503 until the
+store works again).  ``shutting down``: the server is stopping; push again
+in a moment, or to another node.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.interfaces import IBroker
+from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import Envelope, PushResult, Target, ToAll, ToUids
 from realtime.writer import TurnWriter, sendNow
 
@@ -73,6 +81,7 @@ _FAIL = b"fail"
 HTTP_REQUEST_LINE = re.compile(rb"[A-Z]{3,10} \S+ HTTP/\d")
 _QUEUED = b"queued"
 _INTERNAL = b"error: internal error"
+_SHUTTING_DOWN = b"error: shutting down"
 _UID_TYPE = '"uid" must be a non-empty string or a list of them'
 
 
@@ -361,8 +370,13 @@ class LinePushProtocol(LineReceiver):
         return _FAIL
 
     def _ebPublished(self, failure: Failure) -> bytes:
-        self.log.failure("line port push failed", failure)
         self.factory.errors += 1
+        if failure.check(ShuttingDown):
+            return _SHUTTING_DOWN
+        if failure.check(StoreUnavailable):
+            # logged once by the store's monitor, not once per push
+            return b"error: " + str(failure.value).encode("utf-8")
+        self.log.failure("line port push failed", failure)
         return _INTERNAL
 
     # -- answering, in order -------------------------------------------------
