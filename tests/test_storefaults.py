@@ -14,6 +14,8 @@ import glob
 import os
 import resource
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from websockets.sync.client import connect
 
 from tests.serverprocess import ServerProcess
+from tests.support import clientFrame, handshake
 from tests.test_integration import api, linePush, waitUntil
 from tests.test_ops_integration import get
 
@@ -126,3 +129,48 @@ class StoreFaultTests(SynchronousTestCase):
             time.sleep(0.1)
         self.assertEqual(self.push(), b"queued")
         self.assertEqual((self.said(FAILING), self.said(AGAIN)), (1, 1))
+
+
+class ShutdownTests(SynchronousTestCase):
+    """
+    SIGTERM closes the store while the server still waits for its clients
+    to leave: pushes that need the store meanwhile are told "shutting
+    down", with no traceback.
+    """
+
+    def test_pushesDuringShutdown(self) -> None:
+        """
+        A backend that keeps pushing to an offline uid through SIGTERM reads
+        answers, then C{error: shutting down}, until the server is gone;
+        never C{error: internal error}, and nothing is logged per push.
+        """
+        server = ServerProcess().start()
+        self.addCleanup(server.stop)
+        with connect(server.url("/")) as ws:
+            ws.send("away")
+            waitUntil(lambda: api(server, "GET", "/api/online?uid=away")[1]["online"]["away"] == 1)
+        # a client that never answers the server's close keeps the server
+        # in its grace period for a few seconds
+        holder = socket.create_connection(("127.0.0.1", server.ports["port"]), timeout=10)
+        self.addCleanup(holder.close)
+        holder.sendall(handshake("/") + clientFrame(b"holder"))
+        waitUntil(lambda: api(server, "GET", "/api/online?uid=holder")[1]["online"]["holder"] == 1)
+        backend = socket.create_connection(("127.0.0.1", server.ports["push-port"]), timeout=10)
+        self.addCleanup(backend.close)
+        reader = backend.makefile("rb")
+        server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        answers = []
+        try:
+            while len(answers) < 500:
+                backend.sendall(b'{"uid":"away"}\n')
+                answer = reader.readline()
+                if not answer:
+                    break
+                answers.append(answer.rstrip(b"\n"))
+                time.sleep(0.01)
+        except OSError:
+            pass
+        server.process.wait(15)  # type: ignore[union-attr]
+        self.assertIn(b"error: shutting down", answers)
+        self.assertEqual(set(answers) - {b"queued", b"error: shutting down"}, set(), answers)
+        self.assertNotIn("Traceback", server.output)
