@@ -209,7 +209,7 @@ class Fanout:
         jobs = self._jobs
         while jobs and budget > 0:
             head = jobs[0]
-            if type(head) is _Steps:
+            if isinstance(head, _Steps):
                 budget -= head.run(budget)
                 if head.done:
                     jobs.popleft()
@@ -219,7 +219,7 @@ class Fanout:
             start = head.position
             group = [head]
             for job in islice(jobs, 1, None):
-                if type(job) is _Steps or job.sessions is not sessions or job.position != start:
+                if isinstance(job, _Steps) or job.sessions is not sessions or job.position != start:
                     break
                 group.append(job)
             end = min(start + budget, len(sessions))
