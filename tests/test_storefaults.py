@@ -158,6 +158,9 @@ class ShutdownTests(SynchronousTestCase):
         backend = socket.create_connection(("127.0.0.1", server.ports["push-port"]), timeout=10)
         self.addCleanup(backend.close)
         reader = backend.makefile("rb")
+        # answered, so accepted: the listener stops at SIGTERM, the connection stays
+        backend.sendall(b'{"uid":"away"}\n')
+        self.assertEqual(reader.readline(), b"queued\n")
         server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         answers = []
         try:
