@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from realtime import channelproto
 from realtime.channels import MAX_SUBSCRIPTIONS, ChannelRequests, RequestError
+from realtime.delivery import Fanout
 from realtime.interfaces import IBroker, IMessageStore, ISession
 from realtime.namespaces import NamespaceRules
 from realtime.offline import KeyedSerializer, OfflineQueues
@@ -48,7 +49,13 @@ class Hub:
         offline: OfflineLimits | None,
         authorizer: object = None,
         framePush: Callable[[bytes, bool], tuple[bytes, bool]] | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
+        """
+        @param fanout: the broker's, if it has one: offline queueing then
+            shares its budget per reactor turn and its order (see
+            L{Fanout.each}).
+        """
         self._reactor = reactor
         self.registry = registry
         self.broker = broker
@@ -56,7 +63,7 @@ class Hub:
         self.rules = rules
         self._framePush = framePush
         self.offline = (
-            OfflineQueues(reactor, registry, broker, store, offline, self._frame)
+            OfflineQueues(reactor, registry, broker, store, offline, self._frame, fanout or Fanout(reactor))
             if offline is not None and store is not None
             else None
         )

@@ -260,6 +260,13 @@ class RealtimeCollector(Collector):
         yield CounterMetricFamily(
             "realtime_offline_delivered", "Queued pushes delivered when their uid connected", value=hub.deliveredOffline
         )
+        store = hub.store
+        if store is not None and hasattr(store, "problem"):
+            yield GaugeMetricFamily(
+                "realtime_store_up", "1 while the message store works, 0 from a failure until a write succeeds",
+                value=0 if store.problem else 1,
+            )
+            yield CounterMetricFamily("realtime_store_failures", "Message store operations that failed", value=store.failures)
 
     def _backends(self) -> Iterator[Metric]:
         line, api = self.counters.line, self.counters.api

@@ -15,14 +15,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from realtime.delivery import Frame
+from realtime.delivery import Fanout, Frame
 from realtime.interfaces import IBroker, IMessageStore, ISession
 from realtime.registry import SessionRegistry
+from realtime.store.health import logUnlessKnown
 from realtime.values import Envelope, OfflineLimits, PushResult, ToUids
 
 #: how often, at most, a connecting uid's "seen" time is written
@@ -32,7 +33,54 @@ SEEN_REFRESH = 3600.0
 #: together: a connection costs the store nothing by itself
 SEEN_FLUSH_DELAY = 1.0
 
+#: what starting to queue one uid's push costs, in the fan-out's unit (one
+#: session written): its serializer job and store operation are a few
+#: Deferreds each, so a turn starts a few hundred rather than thousands
+QUEUE_STEP_COST = 16
+
 Framing = Callable[[bytes, bool], "tuple[bytes, bool]"]
+
+
+class _Gathered:
+    """
+    The outcomes of one push's queueing jobs, in the order they were
+    started: C{gatherResults} without attaching to every job in one turn
+    (jobs are watched as L{Fanout.each} starts them).
+
+    @ivar done: fires with the outcomes once every job has ended, or with
+        the first failure (the others are consumed).
+    """
+
+    def __init__(self, count: int) -> None:
+        self._values: list[Any] = []
+        self._remaining = count
+        self._failure: Failure | None = None
+        self.done: Deferred[list[Any]] = Deferred()
+
+    def watch(self, job: Deferred[Any]) -> None:
+        """
+        Count C{job} in, in its place.
+        """
+        i = len(self._values)
+        self._values.append(None)
+        job.addCallbacks(self._ended, self._failed, callbackArgs=(i,))
+
+    def _ended(self, value: Any, i: int) -> None:
+        self._values[i] = value
+        self._settle()
+
+    def _failed(self, failure: Failure) -> None:
+        if self._failure is None:
+            self._failure = failure
+        self._settle()
+
+    def _settle(self) -> None:
+        self._remaining -= 1
+        if self._remaining == 0:
+            if self._failure is not None:
+                self.done.errback(self._failure)
+            else:
+                self.done.callback(self._values)
 
 
 class KeyedSerializer:
@@ -100,6 +148,7 @@ class OfflineQueues:
         store: IMessageStore,
         limits: OfflineLimits,
         frame: Framing,
+        fanout: Fanout,
     ) -> None:
         self._reactor = reactor
         self._registry = registry
@@ -107,6 +156,7 @@ class OfflineQueues:
         self._store = store
         self.limits = limits
         self._frame = frame
+        self._fanout = fanout
         self._serial = KeyedSerializer()
         self.queued = self.refused = self.delivered = 0
         self._seen: dict[str, float] = {}
@@ -125,7 +175,7 @@ class OfflineQueues:
         self._queuedWhileLoading = set()
 
     def _ebWaiting(self, failure: Failure) -> None:
-        self.log.failure("reading which uids have offline messages failed; draining at every connection", failure)
+        logUnlessKnown(self.log, failure, "reading which uids have offline messages failed; draining at every connection")
 
     def _noteWaiting(self, uid: str) -> None:
         if self._waiting is None:
@@ -164,7 +214,7 @@ class OfflineQueues:
         unsaved, self._unsaved = self._unsaved, {}
         if unsaved:
             self._store.markSeen(unsaved).addErrback(
-                lambda f: self.log.failure("recording {count} connected uids failed", f, count=len(unsaved))
+                lambda f: logUnlessKnown(self.log, f, "recording {count} connected uids failed", count=len(unsaved))
             )
 
     def stop(self) -> None:
@@ -200,7 +250,7 @@ class OfflineQueues:
         return d.addCallback(lambda _: None)
 
     def _ebDrain(self, failure: Failure, session: ISession) -> None:
-        self.log.failure("delivering offline messages to {uid} failed", failure, uid=session.uid)
+        logUnlessKnown(self.log, failure, "delivering offline messages to {uid} failed", uid=session.uid)
         session.releaseDeliveries(())
 
     # -- a push that reached nobody ------------------------------------------------
@@ -212,7 +262,12 @@ class OfflineQueues:
         missing = [uid for uid, count in result.uids.items() if count == 0]
         if not missing:
             return result
-        jobs = [self._serial.run(uid, lambda uid=uid: self._queueOne(uid, payload, isBinary)) for uid in missing]
+        gathered = _Gathered(len(missing))
+        serial, queueOne = self._serial, self._queueOne
+
+        def start(uid: str) -> int:
+            gathered.watch(serial.run(uid, lambda: queueOne(uid, payload, isBinary)))
+            return QUEUE_STEP_COST
 
         def combine(outcomes: list[tuple[str, int | str]]) -> PushResult:
             uids = dict(result.uids)
@@ -228,7 +283,8 @@ class OfflineQueues:
                     delivered += int(outcome)
             return PushResult(delivered, uids, tuple(queued), tuple(refused))
 
-        return gatherResults(jobs, consumeErrors=True).addCallback(combine)
+        self._fanout.each(missing, start)
+        return gathered.done.addCallback(combine)
 
     def _queueOne(self, uid: str, payload: bytes, isBinary: bool) -> Deferred[tuple[str, int | str]]:
         # the uid may have connected while this job waited its turn; a

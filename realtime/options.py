@@ -41,6 +41,7 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("store", None, "message store for history and offline queues: sqlite:PATH or memory (default sqlite:realtime.sqlite3)"),
     ("offline-ttl", None, "seconds a push to a uid without connections waits for it; 0 disables the offline queue (default 86400)"),
     ("offline-max", None, "pushes that may wait per uid; more are refused (default 100)"),
+    ("max-uids-per-push", None, "uids one push may name (line port and HTTP API); more are refused (default 10000)"),
     ("log-format", None, "text or json: one JSON object per line, where twistd would log (default text)"),
     ("config", "c", "TOML file with any of these options (keys are the long option names)"),
 ]
@@ -60,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "store": "sqlite:realtime.sqlite3",
     "offline-ttl": 86400.0,
     "offline-max": 100,
+    "max-uids-per-push": 10000,
     "log-format": "text",
     "config": None,
     "namespace": [],
@@ -330,6 +332,7 @@ class Options(usage.Options):
         )
         self["offline-ttl"] = checkNumber("offline-ttl", self["offline-ttl"], integer=False, minimum=0)
         self["offline-max"] = checkNumber("offline-max", self["offline-max"], integer=True, minimum=1)
+        self["max-uids-per-push"] = checkNumber("max-uids-per-push", self["max-uids-per-push"], integer=True, minimum=1)
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError(f"--log-format must be text or json, not {self['log-format']!r}")
         store = str(self["store"])

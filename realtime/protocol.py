@@ -27,6 +27,7 @@ from realtime.handshake import FastHandshake, Upgrade, upgradeRequest
 from realtime.interfaces import ISession
 from realtime.quietadapter import QuietAdapter
 from realtime.session import SessionOutput, validCloseCode
+from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.strict import StrictProtocol
 from realtime.timers import Timeout
 from realtime.values import (
@@ -295,6 +296,9 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
     def _ebAnswer(self, failure: Failure, requestId: Any) -> None:
         if failure.check(RequestError):
             code, message = failure.value.code, failure.value.message
+        elif failure.check(StoreUnavailable, ShuttingDown):
+            # the store's monitor logged it once
+            code, message = "unavailable", str(failure.value)
         else:
             self._log.failure("request {id!r} from {session} failed", failure, id=requestId, session=self.sessionId)
             code, message = "internal", "internal error"

@@ -38,6 +38,7 @@ from realtime.logs import observerFor
 from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.options import Options, loadApiKey
 from realtime.registry import SessionRegistry
+from realtime.store.health import MonitoredStore, logUnlessKnown
 from realtime.store.lock import lockStore
 from realtime.store.memory import MemoryMessageStore
 from realtime.timers import TimeoutWheel
@@ -114,13 +115,14 @@ class Listener(StreamServerEndpointService):
 
 def openStore(spec: str, reactor: Any) -> IMessageStore:
     """
-    The store ``--store`` names: C{memory}, or C{sqlite:PATH}.
+    The store ``--store`` names: C{memory}, or C{sqlite:PATH}, watched
+    (L{MonitoredStore}: logged once per failure and recovery, for /readyz).
     """
     if spec == "memory":
-        return MemoryMessageStore()
+        return MonitoredStore(MemoryMessageStore())
     from realtime.store.sqlite import SQLiteMessageStore
 
-    return SQLiteMessageStore(spec[len("sqlite:") :], reactor)
+    return MonitoredStore(SQLiteMessageStore(spec[len("sqlite:") :], reactor))
 
 
 class StoreService(Service):
@@ -142,7 +144,7 @@ class StoreService(Service):
 
     def _pruneNow(self) -> Deferred[None]:
         return self._store.prune(self._reactor.seconds()).addErrback(
-            lambda f: log.failure("pruning the message store failed", f)
+            lambda f: logUnlessKnown(log, f, "pruning the message store failed")
         )
 
     def startService(self) -> None:
@@ -313,6 +315,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         OfflineLimits(options["offline-max"], options["offline-ttl"]) if options["offline-ttl"] > 0 else None,
         authorizer=options["authenticator"],
         framePush=strategy.framePush if IPushFraming.providedBy(strategy) else None,
+        fanout=fanout,
     )
     broker = hub
     counting = CountingStrategy(strategy)
@@ -381,14 +384,19 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
             )
         apiBroker = InstrumentedBroker(broker, "http", latency, reactor, counters.snapshot)
         cors = CorsPolicy(options["api-cors-origin"])
-        api = buildApiSite(apiBroker, apiKey, options["max-message-size"], reactor, cors, headTimeout)
+        api = buildApiSite(
+            apiBroker, apiKey, options["max-message-size"], reactor, cors, headTimeout, options["max-uids-per-push"]
+        )
         api.noisy = False
         counters.api = api.api
         apiListener = Listener(reactor, "api-port", options["api-port"], api)
         apiListener.setServiceParent(top)
     if options["push-port"] != "none":
         line = LinePushFactory(
-            InstrumentedBroker(broker, "line", latency, reactor), options["max-message-size"], factory.writer
+            InstrumentedBroker(broker, "line", latency, reactor),
+            options["max-message-size"],
+            factory.writer,
+            options["max-uids-per-push"],
         )
         line.noisy = False
         counters.line = line

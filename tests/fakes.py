@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from realtime import closecodes
@@ -176,6 +176,56 @@ class GatedStore:
 
     def prune(self, *a: Any) -> Deferred[Any]:
         return self._gate(self.inner.prune(*a))
+
+    def close(self) -> Deferred[Any]:
+        return self.inner.close()
+
+
+@implementer(IMessageStore)
+class FaultyStore:
+    """
+    A real store that fails every operation with C{fault} while it is set,
+    as a store on a full or broken disk does; reads may be let through
+    (C{readsWork}), as a full disk still serves them.
+
+    @ivar calls: operations asked for, in all.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.fault: Exception | None = None
+        self.readsWork = False
+        self.calls = 0
+
+    def _call(self, name: str, args: tuple[Any, ...], writes: bool = True) -> Deferred[Any]:
+        self.calls += 1
+        if self.fault is not None and (writes or not self.readsWork):
+            return fail(self.fault)
+        return getattr(self.inner, name)(*args)
+
+    def append(self, *a: Any) -> Deferred[Any]:
+        return self._call("append", a)
+
+    def history(self, *a: Any) -> Deferred[Any]:
+        return self._call("history", a, writes=False)
+
+    def queueOffline(self, *a: Any) -> Deferred[Any]:
+        return self._call("queueOffline", a)
+
+    def takeOffline(self, *a: Any) -> Deferred[Any]:
+        return self._call("takeOffline", a)
+
+    def markSeen(self, *a: Any) -> Deferred[Any]:
+        return self._call("markSeen", a)
+
+    def wasSeen(self, *a: Any) -> Deferred[Any]:
+        return self._call("wasSeen", a, writes=False)
+
+    def offlineUids(self, *a: Any) -> Deferred[Any]:
+        return self._call("offlineUids", a, writes=False)
+
+    def prune(self, *a: Any) -> Deferred[Any]:
+        return self._call("prune", a)
 
     def close(self) -> Deferred[Any]:
         return self.inner.close()

@@ -135,7 +135,7 @@ def buildHub(reactor: Any, store: Any = None, rules: NamespaceRules | None = Non
     """
     registry = SessionRegistry()
     fanout = Fanout(reactor)
-    return Hub(reactor, registry, MemoryBroker(registry, fanout), store, rules or NamespaceRules(), **kw)
+    return Hub(reactor, registry, MemoryBroker(registry, fanout), store, rules or NamespaceRules(), fanout=fanout, **kw)
 
 
 def buildFactory(

@@ -89,9 +89,9 @@ class Api:
     @ivar made: every L{ApiRequest} the site created, to look inside.
     """
 
-    def __init__(self, broker: IBroker, maxBodySize: int = 1024) -> None:
+    def __init__(self, broker: IBroker, maxBodySize: int = 1024, maxUids: int | None = None) -> None:
         self.clock = Clock()
-        self.root = buildApiResource(broker, KEY, maxBodySize, self.clock)
+        self.root = buildApiResource(broker, KEY, maxBodySize, self.clock, maxUids=maxUids)
         api = self.root.getStaticEntity(b"api")
         assert isinstance(api, ApiResource)
         self.resource = api
@@ -410,6 +410,20 @@ class PushTests(MemoryApiTestCase):
         self.assertEqual(r.json, {"status": "delivered", "delivered": 3, "uids": {"a": 2, "b": 1, "c": 0}})
         self.assertEqual((a1.texts, a2.texts, b.texts), (["hi"], ["hi"], ["hi"]))
         self.assertEqual(self.api.resource.pushes, 1)
+
+    def test_tooManyUids(self) -> None:
+        """
+        A push naming more uids than the limit is refused with 413
+        C{too_many_uids}, and nobody gets it; exactly the limit is fine.
+        """
+        api = Api(self.broker, maxUids=3)
+        a = self.session("a")
+        r = api.post("/api/push", {"uid": ["a", "b", "c", "d"], "data": "hi"})
+        self.assertEqual(r.error, (413, "too_many_uids"))
+        self.assertIn("at most 3", r.json["error"]["message"])
+        self.assertEqual(a.texts, [])
+        r = api.post("/api/push", {"uid": ["a", "b", "c"], "data": "hi"})
+        self.assertEqual((r.status, r.json["delivered"], a.texts), (200, 1, ["hi"]))
 
     def test_offline(self) -> None:
         """

@@ -229,6 +229,21 @@ class MemoryBrokerLineTests(SynchronousTestCase):
         self.assertEqual(answers(self.transport), [b"ok", b"fail"])
         self.assertEqual(a.texts, ['{"uid":["nobody","a"]}'])
 
+    def test_tooManyUids(self) -> None:
+        """
+        A line naming more uids than the factory's limit is answered with an
+        error line naming the limit, pushes nothing, and the connection goes
+        on; exactly the limit is pushed.
+        """
+        a = self.session("a")
+        self.factory.maxUids = 2
+        self.proto.dataReceived(b'{"uid":["a","b","c"]}\n{"uid":["b","a"]}\n')
+        self.assertEqual(
+            answers(self.transport),
+            [b"error: too many uids (3; at most 2 per push, --max-uids-per-push)", b"ok"],
+        )
+        self.assertEqual(a.texts, ['{"uid":["b","a"]}'])
+
     def test_integerUid(self) -> None:
         """
         An integer uid, as PHP encodes numeric ids, reaches the sessions of

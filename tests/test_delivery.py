@@ -140,3 +140,49 @@ class FanoutTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(other), 5)
         self.assertEqual(sessions[0].sent, [(b"m0", False), (b"m1", False), (b"m2", False), (b"other", False)])
         self.assertEqual(sessions[24].sent, [(b"m0", False), (b"m1", False), (b"m2", False)])
+
+    def test_eachAtOnce(self) -> None:
+        """
+        Steps that fit in one chunk, with nothing waiting, run at once.
+        """
+        seen: list[int] = []
+        d = self.fanout.each([1, 2, 3], lambda n: seen.append(n) or 3)
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(seen, [1, 2, 3])
+
+    def test_eachChunked(self) -> None:
+        """
+        Steps beyond one chunk's cost go on in later turns, C{chunkSize} of
+        cost per turn (the last step of a turn may overshoot it).
+        """
+        seen: list[int] = []
+        d = self.fanout.each(range(12), lambda n: seen.append(n) or 4)
+        self.assertEqual(seen, [0, 1, 2])
+        self.assertNoResult(d)
+        self.clock.advance(0)
+        self.assertEqual(seen, list(range(6)))
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.assertEqual(seen, list(range(12)))
+        self.successResultOf(d)
+        self.assertEqual(self.fanout.pending, 0)
+
+    def test_eachInOrderWithDeliveries(self) -> None:
+        """
+        Steps wait behind a chunked delivery asked for before them, and a
+        delivery asked for after them waits for their end; within one turn's
+        budget both share it.
+        """
+        sessions = [FakeSession(str(i)) for i in range(15)]
+        last = sessions[-1]
+        big = self.fanout.deliver(sessions, Frame(b"first"))
+        steps = self.fanout.each([last], lambda s: self.fanout.write([s], Frame(b"second")) + 1)
+        after = self.fanout.deliver([last], Frame(b"third"))
+        self.assertNoResult(steps)
+        for _ in range(3):
+            self.clock.advance(0)
+        self.assertEqual(self.successResultOf(big), 15)
+        self.successResultOf(steps)
+        self.assertEqual(self.successResultOf(after), 1)
+        self.assertEqual(last.texts, ["first", "second", "third"])

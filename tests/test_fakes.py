@@ -7,7 +7,7 @@ from zope.interface.verify import verifyObject
 
 from realtime.interfaces import IBroker, IMessageStore, ISession
 from realtime.store.memory import MemoryMessageStore
-from tests.fakes import FakeSession, GatedStore, ManualBroker
+from tests.fakes import FakeSession, FaultyStore, GatedStore, ManualBroker
 
 
 class FakesTests(SynchronousTestCase):
@@ -17,11 +17,13 @@ class FakesTests(SynchronousTestCase):
 
     def test_fakes(self) -> None:
         """
-        L{FakeSession}, L{ManualBroker} and L{GatedStore} provide their interfaces.
+        L{FakeSession}, L{ManualBroker}, L{GatedStore} and L{FaultyStore}
+        provide their interfaces.
         """
         self.assertTrue(verifyObject(ISession, FakeSession("u")))
         self.assertTrue(verifyObject(IBroker, ManualBroker()))
         self.assertTrue(verifyObject(IMessageStore, GatedStore(MemoryMessageStore())))
+        self.assertTrue(verifyObject(IMessageStore, FaultyStore(MemoryMessageStore())))
 
     def test_gateKeepsOrder(self) -> None:
         """

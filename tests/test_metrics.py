@@ -20,6 +20,7 @@ from realtime.interfaces import IBroker, IPushFraming, IRoutingStrategy
 from realtime.metrics import MAX_REASONS, ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.routing.channels import ChannelsStrategy
 from realtime.routing.chat import ChatStrategy
+from realtime.store.health import MonitoredStore
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, OfflineLimits, PushResult, ToAll, ToChannel, ToSessions, ToUids
 from tests.fakes import FakeSession, ManualBroker
@@ -214,6 +215,18 @@ class CollectorTests(SynchronousTestCase):
         """
         self.hub.broker.connected = False  # type: ignore[attr-defined]
         self.assertEqual(self.scrape()[("realtime_broker_up", (("broker", "memory"),))], 0)
+
+    def test_storeDown(self) -> None:
+        """
+        A watched store is scraped as up, down while it has a problem, and
+        with its failures counted.
+        """
+        store = self.hub.store = MonitoredStore(MemoryMessageStore())
+        self.assertEqual(self.scrape()[("realtime_store_up", ())], 1)
+        store.problem, store.failures = "database or disk is full", 3
+        m = self.scrape()
+        self.assertEqual((m[("realtime_store_up", ())], m[("realtime_store_failures_total", ())]), (0, 3))
+
 
 
 class ReactorLagTests(SynchronousTestCase):

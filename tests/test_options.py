@@ -128,6 +128,15 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((o["api-port"], o["push-port"]), ("none", "none"))
         self.assertIn("--port 'none'", self.refused("--port", "none"))
 
+    def test_maxUidsPerPush(self) -> None:
+        """
+        C{--max-uids-per-push} defaults to 10000 and wants a whole number of
+        at least 1.
+        """
+        self.assertEqual(self.options()["max-uids-per-push"], 10000)
+        self.assertEqual(self.options("--max-uids-per-push", "50")["max-uids-per-push"], 50)
+        self.assertIn("--max-uids-per-push must be >= 1", self.refused("--max-uids-per-push", "0"))
+
     def test_operations(self) -> None:
         """
         C{--log-format} is text (default) or json; C{--api-cors-origin}

@@ -540,6 +540,34 @@ class ChannelsProtocolTests(ProtocolTestCase):
         [presence] = self.send(a, ta, {"id": 3, "op": "presence", "channel": "room:1"})
         self.assertEqual(presence["result"]["connections"], 2)
 
+    def test_storeFailing(self) -> None:
+        """
+        A publish the failing store cannot keep is answered C{unavailable}
+        with the store's reason; the fault is logged once, not per request.
+        """
+        from realtime.namespaces import NamespaceRules, parseNamespaceSpec
+        from realtime.routing.channels import ChannelsStrategy
+        from realtime.store.health import MonitoredStore
+        from realtime.store.memory import MemoryMessageStore
+        from tests.fakes import FaultyStore
+        from tests.support import buildHub
+
+        faulty = FaultyStore(MemoryMessageStore())
+        faulty.fault = OSError(28, "No space left on device")
+        strategy = ChannelsStrategy()
+        rules = NamespaceRules([parseNamespaceSpec("log:*:public=true:publish=true:history=10")])
+        hub = buildHub(self.clock, MonitoredStore(faulty), rules, offline=None, framePush=strategy.framePush)
+        self.serve(AnonymousAuthenticator(), strategy, hub=hub)
+        proto, transport = self.connect()
+        transport.clear()
+        publish = {"op": "publish", "channel": "log:1", "data": 1}
+        replies = self.send(proto, transport, {"id": 1, **publish}, {"id": 2, **publish})
+        self.assertEqual(
+            [(r["id"], r["error"]["code"], r["error"]["message"]) for r in replies],
+            [(n, "unavailable", "message store unavailable ([Errno 28] No space left on device)") for n in (1, 2)],
+        )
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
     def test_pushFramed(self) -> None:
         """
         A backend push arrives as a C{push} message.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from typing import Any, Callable
 
 from twisted.internet import reactor
@@ -191,7 +192,8 @@ class RestartTests(SQLiteTestCase):
         """
         path = self.mktemp()
         await (await self.openStore(path)).close()
-        with sqlite3.connect(path) as db:
+        # closed, not only committed: the store locks the file exclusively
+        with closing(sqlite3.connect(path)) as db, db:
             db.execute("UPDATE meta SET value = '99' WHERE key = 'schemaVersion'")
         store = SQLiteMessageStore(path, reactor)
         with self.assertRaises(SchemaError):

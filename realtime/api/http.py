@@ -33,8 +33,11 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     404 not_found               no such endpoint
     405 method_not_allowed      with an Allow header
     413 payload_too_large       body over the configured limit
+    413 too_many_uids           "uid" lists more uids than --max-uids-per-push (default 10000)
     431 headers_too_large       request head over 16 KiB or 500 header lines (the connection closes)
     415 unsupported_media_type  a multipart body (a file upload form is never JSON)
+    503 store_unavailable       the message store failed (the message says why; logged once, /readyz is 503)
+    503 shutting_down           the server is stopping; both 503s carry Retry-After
     500 internal_error          logged with its traceback
 
 Serve it with L{ApiSite} (or L{buildApiSite}): its requests discard a body
@@ -58,12 +61,16 @@ from twisted.web.resource import IResource, Resource
 
 from realtime.api.cors import CorsPolicy
 from realtime.api.limits import ApiSite
-from realtime.api.lineproto import LineError, targetUids
+from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
 from realtime.interfaces import IBroker
 from realtime.namespaces import validChannel
+from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
 from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT
+
+#: seconds a backend is told to wait when the store fails or the server stops
+RETRY_AFTER = b"5"
 
 _Answer = tuple[int, dict[str, Any]]
 _Action = Callable[[IRequest], "Deferred[_Answer] | _Answer"]
@@ -194,8 +201,12 @@ class ApiResource(_Branch):
 
     log = Logger()
 
-    def __init__(self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None) -> None:
+    def __init__(
+        self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None,
+        maxUids: int | None = None,
+    ) -> None:
         super().__init__()
+        self.maxUids = maxUids
         self.cors = cors or CorsPolicy(())
         if not apiKey:
             raise ValueError("the API key must not be empty")
@@ -248,6 +259,10 @@ class ApiResource(_Branch):
     def _ebAnswer(self, failure: Failure, request: IRequest) -> _Answer:
         if failure.check(ApiError):
             return self._errorAnswer(request, failure.value)
+        if failure.check(ShuttingDown, StoreUnavailable):
+            code = "shutting_down" if failure.check(ShuttingDown) else "store_unavailable"
+            error = ApiError(503, code, str(failure.value), {b"Retry-After": RETRY_AFTER})
+            return self._errorAnswer(request, error)
         method, path = request.method.decode("latin-1"), request.path.decode("latin-1")
         self.log.failure("API request {method} {path} failed", failure, method=method, path=path)
         return self._errorAnswer(request, ApiError(500, "internal_error", "internal error; see the server log"))
@@ -330,7 +345,9 @@ class ApiResource(_Branch):
         if "uid" not in body:
             raise _invalid('missing "uid"')
         try:
-            uids = targetUids(body["uid"])
+            uids = targetUids(body["uid"], self.maxUids)
+        except TooManyUids as e:
+            raise ApiError(413, "too_many_uids", str(e)) from None
         except LineError as e:
             raise _invalid(str(e)) from None
         envelope = Envelope(ToUids(uids), self._data(body), False)
@@ -389,7 +406,7 @@ class ApiResource(_Branch):
 
 
 def buildApiResource(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None, maxUids: int | None = None
 ) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
@@ -399,13 +416,19 @@ def buildApiResource(
         L{ApiSite} serving this should have the same limit).
     @param reactor: the clock for C{uptime}.
     @param cors: which pages may call it from a browser (default: none).
+    @param maxUids: the most uids one push may name (default: any).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors))
+    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids))
 
 
 def buildApiSite(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None,
+    broker: IBroker,
+    apiKey: str,
+    maxBodySize: int,
+    reactor: IReactorTime,
+    cors: CorsPolicy | None = None,
     headTimeout: float = DEFAULT_HEAD_TIMEOUT,
+    maxUids: int | None = None,
 ) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
@@ -413,6 +436,8 @@ def buildApiSite(
 
     @param headTimeout: seconds a client has to send each request head.
     """
-    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors), maxBodySize, headTimeout, reactor=reactor)
+    site = ApiSite(
+        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids), maxBodySize, headTimeout, reactor=reactor
+    )
     site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
     return site

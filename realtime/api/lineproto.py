@@ -38,8 +38,16 @@ The error lines are::
     error: missing "uid" (or "broadcast": true)
     error: give either "uid" or "broadcast": true, not both
     error: "uid" must be a non-empty string or a list of them
+    error: too many uids (10001; at most 10000 per push, --max-uids-per-push)
     error: line longer than 65536 bytes
+    error: message store unavailable (database or disk is full)
+    error: shutting down
     error: internal error
+
+``message store unavailable`` names what the store said; the push was not
+queued (the server logs the fault once, and ``/readyz`` is 503 until the
+store works again).  ``shutting down``: the server is stopping; push again
+in a moment, or to another node.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.interfaces import IBroker
+from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.uids import checkUid
 from realtime.values import Envelope, PushResult, Target, ToAll, ToUids
 from realtime.writer import TurnWriter, sendNow
@@ -73,6 +82,7 @@ _FAIL = b"fail"
 HTTP_REQUEST_LINE = re.compile(rb"[A-Z]{3,10} \S+ HTTP/\d")
 _QUEUED = b"queued"
 _INTERNAL = b"error: internal error"
+_SHUTTING_DOWN = b"error: shutting down"
 _UID_TYPE = '"uid" must be a non-empty string or a list of them'
 
 
@@ -83,7 +93,14 @@ class LineError(ValueError):
     """
 
 
-def targetUids(value: object) -> tuple[str, ...]:
+class TooManyUids(LineError):
+    """
+    A push naming more uids than C{--max-uids-per-push} allows: its work
+    and its answer would grow without bound.
+    """
+
+
+def targetUids(value: object, maxUids: int | None = None) -> tuple[str, ...]:
     """
     The uids a request's ``"uid"`` field addresses.
 
@@ -91,9 +108,11 @@ def targetUids(value: object) -> tuple[str, ...]:
 
     @param value: a decoded JSON value: a string, an integer (PHP sends
         numeric ids as numbers), or a non-empty list of those.
+    @param maxUids: the longest list accepted (C{None}: any).
     @raise LineError: for anything else, an empty uid, or one that no client
         can have (L{checkUid}: control or format characters, a lone surrogate
         from a C{\\ud800} escape, ...).
+    @raise TooManyUids: for a list longer than C{maxUids}.
     """
     if type(value) is str and value:
         # the common case: one uid
@@ -101,6 +120,8 @@ def targetUids(value: object) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise LineError(_UID_TYPE)
+    if maxUids is not None and len(items) > maxUids:
+        raise TooManyUids(f"too many uids ({len(items)}; at most {maxUids} per push, --max-uids-per-push)")
     uids = []
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):
@@ -141,13 +162,14 @@ def _decodeJSON(text: str) -> Any:
     return json.loads(text)
 
 
-def parseLine(line: bytes) -> Target:
+def parseLine(line: bytes, maxUids: int | None = None) -> Target:
     """
     Where a request line asks its own text to be pushed.
 
     Pure, so every malformed case is tested without a connection.
 
     @param line: one line, without its line ending.
+    @param maxUids: the most uids one line may name (C{None}: any).
     @raise LineError: naming what is wrong with it.
     """
     try:
@@ -169,7 +191,7 @@ def parseLine(line: bytes) -> Target:
     if "uid" in request:
         if broadcast:
             raise LineError('give either "uid" or "broadcast": true, not both')
-        return ToUids(targetUids(request["uid"]))
+        return ToUids(targetUids(request["uid"], maxUids))
     if broadcast:
         return ToAll()
     raise LineError('missing "uid" (or "broadcast": true)')
@@ -309,7 +331,7 @@ class LinePushProtocol(LineReceiver):
                 self.transport.loseConnection()
                 return
         try:
-            target = parseLine(line)
+            target = parseLine(line, self.factory.maxUids)
         except LineError as e:
             self._answerError(b"error: " + str(e).encode("utf-8"))
             return
@@ -352,8 +374,13 @@ class LinePushProtocol(LineReceiver):
         return _FAIL
 
     def _ebPublished(self, failure: Failure) -> bytes:
-        self.log.failure("line port push failed", failure)
         self.factory.errors += 1
+        if failure.check(ShuttingDown):
+            return _SHUTTING_DOWN
+        if failure.check(StoreUnavailable):
+            # logged once by the store's monitor, not once per push
+            return b"error: " + str(failure.value).encode("utf-8")
+        self.log.failure("line port push failed", failure)
         return _INTERNAL
 
     # -- answering, in order -------------------------------------------------
@@ -455,11 +482,15 @@ class LinePushFactory(Factory):
 
     protocol = LinePushProtocol
 
-    def __init__(self, broker: IBroker, maxLineLength: int = 65536, writer: TurnWriter | None = None) -> None:
+    def __init__(
+        self, broker: IBroker, maxLineLength: int = 65536, writer: TurnWriter | None = None, maxUids: int | None = None
+    ) -> None:
         """
         @param broker: where pushes go.
         @param maxLineLength: the longest line accepted, in bytes without its
             line ending; longer lines are answered with an error and skipped.
+        @param maxUids: the most uids one line may name; a line naming more
+            is answered with an error and pushes nothing.
         @param writer: if given, the answers of one reactor turn leave in one
             C{send()} (L{realtime.writer}), as the pushes they answer do.
         """
@@ -468,6 +499,7 @@ class LinePushFactory(Factory):
         #: the broker's synchronous fast path, if it has one (L{Hub.pushNow})
         self.pushNow = getattr(broker, "pushNow", None)
         self.maxLineLength = maxLineLength
+        self.maxUids = maxUids
         self.pushes = 0
         self.delivered = 0
         self.queued = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from realtime.delivery import Fanout, Frame
@@ -41,11 +41,7 @@ class MemoryBroker:
                 return self.fanout.deliver(registry.sessionsOf(uid), frame).addCallback(
                     lambda n: PushResult(n, {uid: n})
                 )
-            uids = tuple(dict.fromkeys(target.uids))
-            ds = [self.fanout.deliver(registry.sessionsOf(uid), frame) for uid in uids]
-            return gatherResults(ds).addCallback(
-                lambda counts: PushResult(sum(counts), dict(zip(uids, counts, strict=False)))
-            )
+            return self._publishToUids(tuple(dict.fromkeys(target.uids)), frame)
         if isinstance(target, ToChannel):
             frame.offset = envelope.offset
             sessions = registry.subscribersOf(target.name)
@@ -58,6 +54,23 @@ class MemoryBroker:
         else:
             raise TypeError(f"unknown target {target!r}")
         return self.fanout.deliver(sessions, frame).addCallback(PushResult)
+
+    def _publishToUids(self, uids: tuple[str, ...], frame: Frame) -> Deferred[PushResult]:
+        """
+        Deliver to many uids as one job of the fan-out, one step per uid: a
+        push to 10,000 uids takes a bounded share of each reactor turn, and
+        is answered once its last uid is written to.
+        """
+        counts: dict[str, int] = {}
+        sessionsOf = self.registry.sessionsOf
+        write = self.fanout.write
+
+        def step(uid: str) -> int:
+            sessions = sessionsOf(uid)
+            counts[uid] = write(sessions, frame) if sessions else 0
+            return 1 + len(sessions)
+
+        return self.fanout.each(uids, step).addCallback(lambda _: PushResult(sum(counts.values()), counts))
 
     def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
         """
@@ -75,8 +88,10 @@ class MemoryBroker:
                 # one uid (nearly every push): no intermediate collections
                 sessions = registry.sessionsOf(uids[0])
                 return fanout.deliverNow(sessions, Frame(payload, isBinary)) if sessions else 0
+            if len(uids) > fanout.chunkSize:
+                return None
             audiences = [registry.sessionsOf(uid) for uid in dict.fromkeys(uids)]
-            if sum(len(a) for a in audiences) > fanout.chunkSize:
+            if len(audiences) + sum(len(a) for a in audiences) > fanout.chunkSize:
                 return None
             frame = Frame(payload, isBinary)
             return sum(fanout.deliverNow(a, frame) or 0 for a in audiences)

@@ -100,6 +100,17 @@ def connect(path: str, openHook: OpenHook | None = None) -> sqlite3.Connection:
     try:
         if openHook is not None:
             openHook(connection)
+        # A write fault must be an error, never a signal.  SQLite maps the
+        # WAL index (the -shm file) into memory, and a store to a mapped
+        # page the file system cannot back (the file made immutable, a full
+        # disk) kills the process with SIGBUS.  With the exclusive locking
+        # mode, chosen before WAL, the index lives in heap memory and no
+        # -shm exists; the price is that no other process may open the file
+        # while the server runs, which its one writer thread assumes anyway.
+        # mmap_size=0 keeps the database file itself unmapped, whatever the
+        # build's default.
+        connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+        connection.execute("PRAGMA mmap_size=0")
         # WAL: readers never block the writer, and a commit is one append to
         # the log; with synchronous=NORMAL it is not fsynced, which loses at
         # most the last transactions on power loss, never the file.

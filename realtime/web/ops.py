@@ -7,8 +7,9 @@ The operator's endpoints on the web side of ``--port``:
     Liveness: 200 while the reactor answers requests at all.
 ``/readyz``
     Readiness: 200 when the broker answers and the store completes a read
-    within C{timeout} seconds, 503 (with what failed) otherwise and while
-    shutting down, so a load balancer stops sending clients here first.
+    within C{timeout} seconds, 503 (with what failed) otherwise, while the
+    store is failing (until a write succeeds again) and while shutting down,
+    so a load balancer stops sending clients here first.
 ``/config.json``
     What the demo page needs to know to explain itself: the routing and
     auth plugins, the rules of its chat channel, where the HTTP API is.
@@ -116,6 +117,17 @@ class ReadyResource(Resource):
 
         return d.addCallbacks(lambda _: "ok", failed)
 
+    def _storeWorks(self) -> Deferred[Any]:
+        """
+        A read, while the store works; a write while it is failing (a
+        C{problem}, from L{realtime.store.health.MonitoredStore}): a full
+        disk still serves reads, and only a write shows it has room again.
+        """
+        now = self._reactor.seconds()
+        if getattr(self._store, "problem", None) is not None:
+            return self._store.markSeen({READY_PROBE_UID: now})
+        return self._store.wasSeen(READY_PROBE_UID, now)
+
     def check(self) -> Deferred[dict[str, str]]:
         """
         Run (or join) one readiness check.
@@ -135,7 +147,7 @@ class ReadyResource(Resource):
 
         probes = [
             self._probe("broker", brokerUp),
-            self._probe("store", lambda: self._store.wasSeen(READY_PROBE_UID, self._reactor.seconds())),
+            self._probe("store", self._storeWorks),
         ]
 
         def finished(results: list[str]) -> None:
