@@ -32,7 +32,7 @@ from realtime.delivery import Fanout
 from realtime.factory import RealtimeServerFactory
 from realtime.hub import Hub
 from realtime.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram
-from realtime.interfaces import IMessageStore, IPushFraming
+from realtime.interfaces import IBackupSource, IMessageStore, IPushFraming
 from realtime.keepalive import Keepalive
 from realtime.logs import observerFor
 from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
@@ -385,7 +385,8 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         apiBroker = InstrumentedBroker(broker, "http", latency, reactor, counters.snapshot)
         cors = CorsPolicy(options["api-cors-origin"])
         api = buildApiSite(
-            apiBroker, apiKey, options["max-message-size"], reactor, cors, headTimeout, options["max-uids-per-push"]
+            apiBroker, apiKey, options["max-message-size"], reactor, cors, headTimeout, options["max-uids-per-push"],
+            IBackupSource(store, None),
         )
         api.noisy = False
         counters.api = api.api

@@ -9,10 +9,12 @@ reactor's; C{realtime.store.sqlite} is the reactor side that hands it work.
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import sqlite3
+import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
 from realtime.interfaces import SEEN_RETENTION
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
@@ -187,6 +189,7 @@ class Database:
 
     def __init__(self) -> None:
         self.connection: sqlite3.Connection | None = None
+        self.path = ""
         self._streams: dict[str, _StreamRow] = {}
 
     def open(self, path: str, openHook: OpenHook | None) -> None:
@@ -194,6 +197,7 @@ class Database:
         Connect and create the schema (see L{connect}).
         """
         self.connection = connect(path, openHook)
+        self.path = path
 
     def close(self) -> None:
         """
@@ -230,6 +234,35 @@ class Database:
         finally:
             self._streams.clear()
         return results
+
+    def runAlone(self, operations: Sequence[Operation]) -> list[Any]:
+        """
+        Run C{operations} (one, in practice) outside any transaction: for
+        statements SQLite refuses inside one, like C{VACUUM}.
+        """
+        return [operation(self, *args) for operation, args in operations]
+
+    def backup(self) -> IO[bytes]:
+        """
+        C{VACUUM INTO} a new file beside the database, open it, and remove
+        its name at once, so that nothing is left behind however its reader
+        ends; a failed copy is removed too.
+
+        The copy is made by this connection because no other may read the
+        file (exclusive locking); it is a compacted, consistent snapshot in
+        rollback-journal mode, a single file ready to be restored.  Beside
+        the database, so it needs no other file system and the same
+        permissions do.
+        """
+        directory, name = os.path.split(os.path.abspath(self.path))
+        fd, copy = tempfile.mkstemp(prefix=f".{name}.backup-", suffix=".tmp", dir=directory)
+        try:
+            os.close(fd)
+            # the file exists and is empty, as VACUUM INTO requires
+            self._db.execute("VACUUM INTO ?", (copy,))
+            return open(copy, "rb")
+        finally:
+            os.unlink(copy)
 
     def _stream(self, name: str) -> _StreamRow:
         """
