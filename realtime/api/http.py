@@ -79,7 +79,7 @@ RETRY_AFTER = b"5"
 
 _Answer = tuple[int, dict[str, Any]]
 #: an action answers None when it writes its answer itself (a download)
-_Action = Callable[[IRequest], "Deferred[_Answer | None] | _Answer"]
+_Action = Callable[[IRequest], "Deferred[_Answer] | Deferred[None] | _Answer"]
 
 
 class ApiError(Exception):
