@@ -127,6 +127,19 @@ class BackupTests(SQLiteTestCase):
         self.assertEqual(sorted(os.listdir(self.directory)), files)
         self.assertEqual((await store.append("news", b"a", False, KEEP, T0)).offset, 1)
 
+    async def test_leftoverRemoved(self) -> None:
+        """
+        A copy left by a server killed while making it is removed when the
+        store opens; other files are kept.
+        """
+        leftover = os.path.join(self.directory, ".realtime.sqlite3.backup-k1ll3d.tmp")
+        others = [os.path.join(self.directory, name) for name in (".other.sqlite3.backup-x.tmp", "notes.tmp")]
+        for path in [leftover, *others]:
+            open(path, "wb").close()
+        await self.openStore(self.path)
+        self.assertFalse(os.path.exists(leftover))
+        self.assertTrue(all(os.path.exists(path) for path in others))
+
     async def test_inStoreThread(self) -> None:
         """
         The copy is made by the store's thread, never the reactor's.

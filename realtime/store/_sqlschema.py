@@ -149,6 +149,15 @@ def createSchema(connection: sqlite3.Connection) -> None:
         raise
 
 
+def _copyName(path: str) -> tuple[str, str, str]:
+    """
+    Where the backup copies of the database at C{path} are made, and how
+    their names begin and end.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    return directory, f".{name}.backup-", ".tmp"
+
+
 class StoreClosedError(RuntimeError):
     """
     The store was asked for work before C{start} or after C{close}.
@@ -194,10 +203,16 @@ class Database:
 
     def open(self, path: str, openHook: OpenHook | None) -> None:
         """
-        Connect and create the schema (see L{connect}).
+        Connect and create the schema (see L{connect}), and remove the
+        copies a server killed while making a backup left behind: the file
+        is this server's alone now, so no other is making one.
         """
         self.connection = connect(path, openHook)
         self.path = path
+        directory, prefix, suffix = _copyName(path)
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(suffix):
+                os.unlink(os.path.join(directory, name))
 
     def close(self) -> None:
         """
@@ -254,8 +269,8 @@ class Database:
         the database, so it needs no other file system and the same
         permissions do.
         """
-        directory, name = os.path.split(os.path.abspath(self.path))
-        fd, copy = tempfile.mkstemp(prefix=f".{name}.backup-", suffix=".tmp", dir=directory)
+        directory, prefix, suffix = _copyName(self.path)
+        fd, copy = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
         try:
             os.close(fd)
             # the file exists and is empty, as VACUUM INTO requires
