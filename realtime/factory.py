@@ -12,6 +12,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from realtime.delivery import Fanout
 from realtime.hub import Hub
 from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
+from realtime.limits import ConnectionLimits, RateLimit
 from realtime.protocol import RealtimeServerProtocol
 from realtime.strict import strictOptions
 from realtime.timers import TimeoutWheel
@@ -41,6 +42,8 @@ class RealtimeServerFactory(WebSocketServerFactory):
         maxMessageSize: int = 0,
         slowConsumerTimeout: float = 30.0,
         sessionPrefix: str = "",
+        limits: ConnectionLimits | None = None,
+        clientRate: RateLimit | None = None,
     ) -> None:
         WebSocketServerFactory.__init__(self, server=server)
         self.maxMessageSize = maxMessageSize
@@ -56,6 +59,10 @@ class RealtimeServerFactory(WebSocketServerFactory):
         self.writer = writer
         self.maxQueuedBytes = maxQueuedBytes
         self.slowConsumerTimeout = slowConsumerTimeout
+        #: connections in all, per address and per uid (none by default)
+        self.limits = limits or ConnectionLimits()
+        #: messages per second each connection may send, or C{None}
+        self.clientRate = clientRate
         self._sessionPrefix = sessionPrefix
         self._sessionCounter = 0
         self.authFailures: dict[str, int] = {}

@@ -32,6 +32,7 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     405 method_not_allowed      with an Allow header
     413 payload_too_large       body over the configured limit
     415 unsupported_media_type  a multipart body (a file upload form is never JSON)
+    429 rate_limited            a push (any POST) over --api-rate; Retry-After says when to try again
     500 internal_error          logged with its traceback
 
 Serve it with L{ApiSite} (or L{buildApiSite}): its requests discard a body
@@ -57,6 +58,7 @@ from realtime.api.cors import CorsPolicy
 from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, targetUids
 from realtime.interfaces import IBroker
+from realtime.limits import RateLimit, TokenBucket, retryAfter
 from realtime.namespaces import validChannel
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
 
@@ -181,8 +183,12 @@ class ApiResource(_Branch):
 
     log = Logger()
 
-    def __init__(self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None) -> None:
+    def __init__(
+        self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None, rate: RateLimit | None = None
+    ) -> None:
         super().__init__()
+        #: the key's pushes per second (one key, one bucket)
+        self.rate = TokenBucket(rate, reactor) if rate is not None else None
         self.cors = cors or CorsPolicy(())
         if not apiKey:
             raise ValueError("the API key must not be empty")
@@ -221,6 +227,9 @@ class ApiResource(_Branch):
                 raise ApiError(
                     405, "method_not_allowed", f"use {method.decode()} for this endpoint", {b"Allow": method}
                 )
+            wait = self.rate.take() if self.rate is not None and method == b"POST" else 0.0
+            if wait:
+                raise ApiError(429, "rate_limited", "over --api-rate; retry later", {b"Retry-After": retryAfter(wait)})
         except ApiError as e:
             return self._encode(request, *self._errorAnswer(request, e))
         gone: list[bool] = [False]
@@ -374,7 +383,8 @@ class ApiResource(_Branch):
 
 
 def buildApiResource(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None,
+    rate: RateLimit | None = None,
 ) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
@@ -384,17 +394,19 @@ def buildApiResource(
         L{ApiSite} serving this should have the same limit).
     @param reactor: the clock for C{uptime}.
     @param cors: which pages may call it from a browser (default: none).
+    @param rate: pushes per second the key may make (default: no limit).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors))
+    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, rate))
 
 
 def buildApiSite(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None
+    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None,
+    rate: RateLimit | None = None,
 ) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
     to give to an endpoint's C{listen}; its C{ApiResource} is C{site.api}.
     """
-    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors), maxBodySize, reactor=reactor)
+    site = ApiSite(buildApiResource(broker, apiKey, maxBodySize, reactor, cors, rate), maxBodySize, reactor=reactor)
     site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
     return site
