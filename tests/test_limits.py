@@ -16,6 +16,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from txaio.testutil import replace_loop
@@ -36,6 +37,7 @@ from realtime.limits import (
     parseRate,
     retryAfter,
 )
+from realtime.options import Options
 from realtime.registry import SessionRegistry
 from realtime.routing.echo import EchoStrategy
 from realtime.values import Accept, Deny, Identity
@@ -464,3 +466,54 @@ class ApiRateTests(SynchronousTestCase):
         self.assertEqual(request("GET", "/api/stats").status, 200)
         clock.advance(2)
         self.assertEqual(request("POST", "/api/push", push).status, 200)
+
+
+class LimitOptionsTests(SynchronousTestCase):
+    """
+    The limit options of C{twistd realtime}: defaults, values, refusals.
+    """
+
+    def options(self, *argv: str) -> Options:
+        options = Options(reactor=Clock())
+        options["api-key-file"] = self.mktemp()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self) -> None:
+        """
+        Safe without configuration: the total from the open-file limit, 1000
+        per address (a carrier-grade NAT), 32 per uid, the loopback trusted.
+        """
+        o = self.options()
+        self.assertEqual(o["max-connections"], defaultMaxConnections())
+        self.assertEqual((o["max-connections-per-ip"], o["max-connections-per-uid"]), (1000, 32))
+        self.assertEqual(o["client-rate-limit"], RateLimit(100.0, 200.0))
+        self.assertEqual(o["api-rate-limit"], RateLimit(1000.0, 2000.0))
+        self.assertEqual(o["proxy-trust"].clientOf("127.0.0.1", "203.0.113.1"), "203.0.113.1")
+
+    def test_values(self) -> None:
+        """
+        0 turns a limit off; --trust-proxy replaces the default list.
+        """
+        o = self.options(
+            "--max-connections", "0", "--client-rate", "0", "--api-rate", "5:10",
+            "--trust-proxy", "10.0.0.0/8", "--trust-proxy", "192.0.2.1",
+        )  # fmt: skip
+        self.assertEqual((o["max-connections"], o["client-rate-limit"]), (0, None))
+        self.assertEqual(o["api-rate-limit"], RateLimit(5.0, 10.0))
+        self.assertEqual(o["proxy-trust"].clientOf("127.0.0.1", "203.0.113.1"), "127.0.0.1")
+        self.assertEqual(o["proxy-trust"].clientOf("192.0.2.1", "203.0.113.1"), "203.0.113.1")
+
+    def test_refused(self) -> None:
+        """
+        Bad values stop the start with a message naming the option.
+        """
+        for argv, named in (
+            (["--max-connections-per-ip", "-1"], "--max-connections-per-ip"),
+            (["--max-connections-per-uid", "many"], "--max-connections-per-uid"),
+            (["--client-rate", "fast"], "--client-rate"),
+            (["--api-rate", "1:0"], "--api-rate"),
+            (["--trust-proxy", "proxy.example"], "--trust-proxy"),
+        ):
+            e = self.assertRaises(usage.UsageError, self.options, *argv)
+            self.assertIn(named, str(e))
