@@ -29,6 +29,10 @@ RETRY_AFTER = 10
 #: without C{X-Forwarded-For} (tools, the benchmark) is not limited per address
 LOOPBACK = ("127.0.0.0/8", "::1")
 
+#: peer addresses whose parse L{ProxyTrust} remembers (forgotten all at once
+#: when full)
+SEEN_ADDRESSES = 4096
+
 #: an IPv6 client is counted by its /64: one subscriber usually holds a
 #: whole /64, and could otherwise open a connection from each address in it
 IPV6_PREFIX = 64
@@ -139,6 +143,7 @@ class ProxyTrust:
         self.networks = tuple(
             ipaddress.ip_network(network.strip(), strict=False) for network in networks if network.strip() != "none"
         )
+        self._seen: dict[str, tuple[bool, str | None]] = {}
 
     def trusts(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """
@@ -146,30 +151,44 @@ class ProxyTrust:
         """
         return any(address in network for network in self.networks)
 
+    def _lookUp(self, host: str) -> tuple[bool, str | None]:
+        """
+        Whether C{host} is a trusted proxy, and its key (C{None}: not an
+        address), remembered: parsing an address costs more than the rest
+        of the admission, and most handshakes come from a peer seen before.
+        """
+        found = self._seen.get(host)
+        if found is None:
+            address = parseAddress(host)
+            found = (False, None) if address is None else (self.trusts(address), addressKey(address))
+            if len(self._seen) >= SEEN_ADDRESSES:
+                self._seen.clear()
+            self._seen[host] = found
+        return found
+
     def clientOf(self, peerHost: str, forwardedFor: str | None) -> str | None:
         """
         The key the client is counted under: its address (an IPv6 one as its
         /64), the right-most address of C{X-Forwarded-For} that is not a
         trusted proxy when the peer is one, or C{None} for a trusted peer
-        naming nobody (the proxy itself, a local tool: not counted).
+        naming nobody (the proxy itself, a local tool: not counted) or a
+        peer without an address (a Unix socket).
 
         Only the right-most untrusted entry is believed: everything left of
         it was written by the client.
         """
-        address = parseAddress(peerHost)
-        if address is None:
-            # a Unix socket, or no peer: nobody to count
-            return None
-        if not self.trusts(address):
-            return addressKey(address)
-        hops = [hop.strip() for hop in (forwardedFor or "").split(",") if hop.strip()]
+        trusted, key = self._lookUp(peerHost)
+        if not trusted:
+            return key
+        hops = [hop.strip() for hop in (forwardedFor or "").split(",")]
         for hop in reversed(hops):
-            found = parseAddress(hop)
-            if found is None:
-                # garbage a trusted proxy passed on: count it as it is
-                return hop[:64]
-            if not self.trusts(found):
-                return addressKey(found)
+            if hop:
+                trusted, key = self._lookUp(hop)
+                if key is None:
+                    # garbage a trusted proxy passed on: count it as it is
+                    return hop[:64]
+                if not trusted:
+                    return key
         return None
 
 

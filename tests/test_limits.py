@@ -28,6 +28,7 @@ from realtime.broker.memory import MemoryBroker
 from realtime.delivery import Fanout
 from realtime.limits import (
     RETRY_AFTER,
+    SEEN_ADDRESSES,
     ConnectionLimits,
     LimitExceeded,
     ProxyTrust,
@@ -174,6 +175,16 @@ class ProxyTrustTests(SynchronousTestCase):
         self.assertEqual(self.trust.clientOf("2001:db8:1:2:ffff::1", None), "2001:db8:1:2::/64")
         self.assertEqual(self.trust.clientOf("::ffff:198.51.100.7", None), "198.51.100.7")
         self.assertEqual(self.trust.clientOf("2001:db8:ffff::1", "[2001:db8:5::1]"), "2001:db8:5::/64")
+
+    def test_remembersBounded(self) -> None:
+        """
+        Parsed peers are remembered, at most C{SEEN_ADDRESSES} of them.
+        """
+        trust = ProxyTrust([])
+        for n in range(SEEN_ADDRESSES + 10):
+            host = f"10.0.{n >> 8}.{n & 255}"
+            self.assertEqual([trust.clientOf(host, None) for _ in range(2)], [host, host])
+        self.assertLessEqual(len(trust._seen), SEEN_ADDRESSES)
 
     def test_defaultLoopback(self) -> None:
         """
