@@ -180,7 +180,9 @@ class ProxyTrust:
         trusted, key = self._lookUp(peerHost)
         if not trusted:
             return key
-        hops = [hop.strip() for hop in (forwardedFor or "").split(",")]
+        if not forwardedFor:
+            return None
+        hops = [hop.strip() for hop in forwardedFor.split(",")]
         for hop in reversed(hops):
             if hop:
                 trusted, key = self._lookUp(hop)
