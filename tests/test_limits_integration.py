@@ -15,6 +15,8 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from realtime import closecodes
+from tests.rawsocket import OP_TEXT, RawClient, frame
 from tests.serverprocess import ServerProcess
 from tests.support import clientFrame, handshake
 
@@ -94,3 +96,41 @@ class ConnectionLimitTests(SynchronousTestCase):
         deadline = time.monotonic() + TIMEOUT
         while status(self.open("127.0.0.1")) != 101:
             self.assertLess(time.monotonic(), deadline, "the closed connection's slot never came back")
+
+
+class OpenConnectionLimitTests(SynchronousTestCase):
+    """
+    C{--max-connections-per-uid 2 --client-rate 5:5} on a real server.
+    """
+
+    def setUp(self) -> None:
+        self.server = ServerProcess("--routing", "echo", "--max-connections-per-uid", "2", "--client-rate", "5:5").start()
+        self.addCleanup(self.server.stop)
+
+    def client(self) -> RawClient:
+        client = RawClient(self.server.ports["port"])
+        self.addCleanup(client.close)
+        return client
+
+    def test_perUid(self) -> None:
+        """
+        A third connection naming the same uid is closed with 4008; the two
+        before it keep working.
+        """
+        first, second, third = self.client(), self.client(), self.client()
+        for client in (first, second):
+            client.send(frame(b"alice"), frame(b"hi"))
+            self.assertEqual(client.readMessage(), (OP_TEXT, b"hi"))
+        third.send(frame(b"alice"))
+        self.assertEqual(third.closeCode(), closecodes.TOO_MANY_CONNECTIONS)
+        first.send(frame(b"still here"))
+        self.assertEqual(first.readMessage(), (OP_TEXT, b"still here"))
+
+    def test_clientRate(self) -> None:
+        """
+        Ten messages at once against a burst of five: five echoed, then 4029.
+        """
+        client = self.client()
+        client.send(frame(b"bob"), *(frame(b"%d" % n) for n in range(10)))
+        self.assertEqual([client.readMessage() for _ in range(5)], [(OP_TEXT, b"%d" % n) for n in range(5)])
+        self.assertEqual(client.closeCode(), closecodes.RATE_LIMITED)
