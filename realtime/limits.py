@@ -20,8 +20,8 @@ from twisted.internet.interfaces import IReactorTime
 from realtime.interfaces import ISessionRegistry
 
 #: seconds a client refused for a connection limit is told to wait
-#: (C{Retry-After}): a slot frees only when someone disconnects, and a
-#: crowd told the same short delay would come back together
+#: (C{Retry-After}): a slot frees only when someone disconnects, so asking
+#: again at once would only be refused again
 RETRY_AFTER = 10
 
 #: proxies trusted by default: a reverse proxy on this host (nginx in front)
