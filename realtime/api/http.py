@@ -36,6 +36,7 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     413 too_many_uids           "uid" lists more uids than --max-uids-per-push (default 10000)
     431 headers_too_large       request head over 16 KiB or 500 header lines (the connection closes)
     415 unsupported_media_type  a multipart body (a file upload form is never JSON)
+    429 rate_limited            a push (any POST) over --api-rate; Retry-After says when to try again
     503 store_unavailable       the message store failed (the message says why; logged once, /readyz is 503)
     503 shutting_down           the server is stopping; both 503s carry Retry-After
     500 internal_error          logged with its traceback
@@ -64,6 +65,7 @@ from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
 from realtime.interfaces import IBroker
+from realtime.limits import RateLimit, TokenBucket, retryAfter
 from realtime.namespaces import validChannel
 from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
@@ -202,11 +204,19 @@ class ApiResource(_Branch):
     log = Logger()
 
     def __init__(
-        self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None,
+        self,
+        broker: IBroker,
+        apiKey: str,
+        maxBodySize: int,
+        reactor: IReactorTime,
+        cors: Any = None,
         maxUids: int | None = None,
+        rate: RateLimit | None = None,
     ) -> None:
         super().__init__()
         self.maxUids = maxUids
+        #: the key's pushes per second (one key, one bucket)
+        self.rate = TokenBucket(rate, reactor) if rate is not None else None
         self.cors = cors or CorsPolicy(())
         if not apiKey:
             raise ValueError("the API key must not be empty")
@@ -246,6 +256,9 @@ class ApiResource(_Branch):
                 raise ApiError(
                     405, "method_not_allowed", f"use {method.decode()} for this endpoint", {b"Allow": method}
                 )
+            wait = self.rate.take() if self.rate is not None and method == b"POST" else 0.0
+            if wait:
+                raise ApiError(429, "rate_limited", "over --api-rate; retry later", {b"Retry-After": retryAfter(wait)})
         except ApiError as e:
             return self._encode(request, *self._errorAnswer(request, e))
         gone: list[bool] = [False]
@@ -406,7 +419,13 @@ class ApiResource(_Branch):
 
 
 def buildApiResource(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None, maxUids: int | None = None
+    broker: IBroker,
+    apiKey: str,
+    maxBodySize: int,
+    reactor: IReactorTime,
+    cors: CorsPolicy | None = None,
+    maxUids: int | None = None,
+    rate: RateLimit | None = None,
 ) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
@@ -417,8 +436,9 @@ def buildApiResource(
     @param reactor: the clock for C{uptime}.
     @param cors: which pages may call it from a browser (default: none).
     @param maxUids: the most uids one push may name (default: any).
+    @param rate: pushes per second the key may make (default: no limit).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids))
+    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate))
 
 
 def buildApiSite(
@@ -429,6 +449,7 @@ def buildApiSite(
     cors: CorsPolicy | None = None,
     headTimeout: float = DEFAULT_HEAD_TIMEOUT,
     maxUids: int | None = None,
+    rate: RateLimit | None = None,
 ) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
@@ -437,7 +458,10 @@ def buildApiSite(
     @param headTimeout: seconds a client has to send each request head.
     """
     site = ApiSite(
-        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids), maxBodySize, headTimeout, reactor=reactor
+        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate),
+        maxBodySize,
+        headTimeout,
+        reactor=reactor,
     )
     site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
     return site
