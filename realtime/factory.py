@@ -12,8 +12,8 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from realtime.delivery import Fanout
 from realtime.hub import Hub
 from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
-from realtime.origins import OriginPolicy
 from realtime.limits import ConnectionLimits, RateLimit
+from realtime.origins import OriginPolicy
 from realtime.protocol import RealtimeServerProtocol
 from realtime.strict import strictOptions
 from realtime.timers import TimeoutWheel
