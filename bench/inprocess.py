@@ -11,6 +11,7 @@ cProfile's top functions).  The server's collector settings
     .venv/bin/python bench/inprocess.py handshake   # us per connection: handshake, first message
     .venv/bin/python bench/inprocess.py unicast     # us per push through the line port
     .venv/bin/python bench/inprocess.py unicast --profile
+    .venv/bin/python bench/inprocess.py inbound     # us per message a client sends (rate limit included)
 
 Absolute numbers are for comparing commits on one machine, not peers.
 """
@@ -40,6 +41,8 @@ from realtime.auth.firstpacket import FirstPacketAuthenticator  # noqa: E402
 from realtime.collector import THRESHOLDS  # noqa: E402
 from realtime.factory import RealtimeServerFactory  # noqa: E402
 from realtime.instrument import InstrumentedBroker, LatencyHistogram  # noqa: E402
+from realtime.limits import LOOPBACK, ConnectionLimits, ProxyTrust, parseRate  # noqa: E402
+from realtime.options import DEFAULTS  # noqa: E402
 from realtime.routing.uid import UidStrategy  # noqa: E402
 from realtime.tap import acceptDeflate  # noqa: E402
 from realtime.web.front import FrontFactory  # noqa: E402
@@ -52,7 +55,20 @@ def serverFactory() -> RealtimeServerFactory:
     """
     The WebSocket factory as ``twistd realtime`` configures it.
     """
-    factory = buildFactory(FirstPacketAuthenticator(reactor, 10.0, None), UidStrategy(), reactor)
+    limits = ConnectionLimits(
+        # the total from the open-file limit would not fit in-memory transports
+        CONNECTIONS,
+        DEFAULTS["max-connections-per-ip"],
+        DEFAULTS["max-connections-per-uid"],
+        ProxyTrust(LOOPBACK),
+    )
+    factory = buildFactory(
+        FirstPacketAuthenticator(reactor, 10.0, None),
+        UidStrategy(),
+        reactor,
+        limits=limits,
+        clientRate=parseRate("client-rate", DEFAULTS["client-rate"]),
+    )
     factory.setProtocolOptions(
         autoPingInterval=0, openHandshakeTimeout=0, perMessageCompressionAccept=acceptDeflate, allowedOrigins=["*"]
     )
@@ -150,16 +166,47 @@ def unicast(rounds: int, profile: cProfile.Profile | None) -> None:
         print(f"us per push: {1e6 * elapsed / (256 * len(batches)):.2f}")
 
 
+def inbound(rounds: int, profile: cProfile.Profile | None) -> None:
+    """
+    Every connection sends messages (uid routing answers each with an
+    error frame: it is push-only), within the default rate.
+    """
+    factory = serverFactory()
+    front = FrontFactory(factory, None, factory.wheel)
+    sessions = connectAll(front, CONNECTIONS)
+    frame = clientFrame(b'{"type":"chat","text":"hello"}')
+    perConnection = 20
+    for _ in range(rounds):
+        for session in sessions:
+            session.transport.clear()
+        if profile is not None:
+            profile.enable()
+        t0 = time.perf_counter()
+        for i, session in enumerate(sessions):
+            for _ in range(perConnection):
+                session.dataReceived(frame)
+            if i % 64 == 0:
+                endTurn()
+        endTurn()
+        elapsed = time.perf_counter() - t0
+        if profile is not None:
+            profile.disable()
+        assert all(session.state == session.STATE_OPEN for session in sessions)
+        print(f"us per inbound message: {1e6 * elapsed / (perConnection * CONNECTIONS):.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["handshake", "unicast"])
+    parser.add_argument("what", choices=["handshake", "unicast", "inbound"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions (slows everything)")
     args = parser.parse_args(argv)
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
     profile = cProfile.Profile() if args.profile else None
-    run: Callable[[int, cProfile.Profile | None], None] = handshakes if args.what == "handshake" else unicast
+    run: Callable[[int, cProfile.Profile | None], None] = {"handshake": handshakes, "unicast": unicast, "inbound": inbound}[
+        args.what
+    ]
     run(args.rounds, profile)
     if profile is not None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)

@@ -24,6 +24,10 @@ AUTH_TIMEOUT = 4002
 FORBIDDEN = 4003
 #: the backend closed this session on purpose
 KICKED = 4004
+#: the uid already holds --max-connections-per-uid connections
+TOO_MANY_CONNECTIONS = 4008
+#: more messages than --client-rate allows
+RATE_LIMITED = 4029
 
 DESCRIPTIONS = {
     NORMAL: "normal closure",
@@ -39,4 +43,6 @@ DESCRIPTIONS = {
     AUTH_TIMEOUT: "no authentication message within the timeout",
     FORBIDDEN: "forbidden",
     KICKED: "closed by the backend",
+    TOO_MANY_CONNECTIONS: "too many connections for this uid (--max-connections-per-uid)",
+    RATE_LIMITED: "too many messages (--client-rate); reconnect later",
 }

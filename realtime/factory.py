@@ -12,6 +12,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from realtime.delivery import Fanout
 from realtime.hub import Hub
 from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
+from realtime.limits import ConnectionLimits, RateLimit
 from realtime.origins import OriginPolicy
 from realtime.protocol import RealtimeServerProtocol
 from realtime.strict import strictOptions
@@ -43,6 +44,8 @@ class RealtimeServerFactory(WebSocketServerFactory):
         slowConsumerTimeout: float = 30.0,
         sessionPrefix: str = "",
         origins: OriginPolicy | None = None,
+        limits: ConnectionLimits | None = None,
+        clientRate: RateLimit | None = None,
     ) -> None:
         WebSocketServerFactory.__init__(self, server=server)
         #: which pages may connect (the protocol asks it; Autobahn's own
@@ -61,6 +64,10 @@ class RealtimeServerFactory(WebSocketServerFactory):
         self.writer = writer
         self.maxQueuedBytes = maxQueuedBytes
         self.slowConsumerTimeout = slowConsumerTimeout
+        #: connections in all, per address and per uid (none by default)
+        self.limits = limits or ConnectionLimits()
+        #: messages per second each connection may send, or C{None}
+        self.clientRate = clientRate
         self._sessionPrefix = sessionPrefix
         self._sessionCounter = 0
         self.authFailures: dict[str, int] = {}

@@ -22,6 +22,7 @@ from twisted.python import usage
 
 from realtime import __version__
 from realtime.discovery import describe, discover
+from realtime.limits import LOOPBACK, ProxyTrust, defaultMaxConnections, parseRate
 from realtime.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.origins import OriginPolicy
 
@@ -38,6 +39,11 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("max-message-size", None, "largest message in bytes, from clients and from backends (default 1048576)"),
     ("ping-interval", None, "a client silent this many seconds is pinged, and dropped if silent twice as long; 0 disables (default 30)"),
     ("max-queued-bytes", None, "unread bytes a client may fall behind by before it is dropped as a slow consumer (default 4194304)"),
+    ("max-connections", None, "WebSocket connections in all, more are refused with 503; 0: no limit (default: the open-file limit minus a tenth, 100 to 1000, of it)"),
+    ("max-connections-per-ip", None, "WebSocket connections per client address (an IPv6 /64), more are refused with 429; 0: no limit (default 1000)"),
+    ("max-connections-per-uid", None, "connections one uid may hold, more are refused (429, or close 4008); 0: no limit (default 32)"),
+    ("client-rate", None, "messages per second a connection may send, RATE[:BURST]; over it close 4029; 0: no limit (default 100:200)"),
+    ("api-rate", None, "pushes per second the HTTP API key may make, RATE[:BURST]; over it 429; 0: no limit (default 1000:2000)"),
     ("store", None, "message store for history and offline queues: sqlite:PATH or memory (default sqlite:realtime.sqlite3)"),
     ("offline-ttl", None, "seconds a push to a uid without connections waits for it; 0 disables the offline queue (default 86400)"),
     ("offline-max", None, "pushes that may wait per uid; more are refused (default 100)"),
@@ -58,6 +64,12 @@ DEFAULTS: dict[str, Any] = {
     "max-message-size": 1024 * 1024,
     "ping-interval": 30.0,
     "max-queued-bytes": 4 * 1024 * 1024,
+    "max-connections": None,
+    "max-connections-per-ip": 1000,
+    "max-connections-per-uid": 32,
+    "trust-proxy": list(LOOPBACK),
+    "client-rate": "100:200",
+    "api-rate": "1000:2000",
     "store": "sqlite:realtime.sqlite3",
     "offline-ttl": 86400.0,
     "offline-max": 100,
@@ -73,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "list-plugins": False,
 }
 
-LISTS = ("auth-option", "routing-option", "plugin-dir", "allowed-origin", "api-cors-origin", "namespace")
+LISTS = ("auth-option", "routing-option", "plugin-dir", "allowed-origin", "api-cors-origin", "namespace", "trust-proxy")
 ENDPOINTS = ("port", "api-port", "push-port")
 
 
@@ -313,6 +325,13 @@ class Options(usage.Options):
         """
         self["api-cors-origin"].append(origin)
 
+    def opt_trust_proxy(self, address: str) -> None:
+        """
+        Proxy address or CIDR network whose X-Forwarded-For names the client, for
+        the per-address limit; 'none' for no proxy (repeatable; default 127.0.0.0/8 and ::1).
+        """
+        self["trust-proxy"].append(address)
+
     def postOptions(self) -> None:
         """
         Merge the config file and the defaults, then check every value.
@@ -330,6 +349,7 @@ class Options(usage.Options):
         self["max-queued-bytes"] = checkNumber(
             "max-queued-bytes", self["max-queued-bytes"], integer=True, minimum=65536
         )
+        self.checkLimits()
         self["offline-ttl"] = checkNumber("offline-ttl", self["offline-ttl"], integer=False, minimum=0)
         self["offline-max"] = checkNumber("offline-max", self["offline-max"], integer=True, minimum=1)
         self["max-uids-per-push"] = checkNumber("max-uids-per-push", self["max-uids-per-push"], integer=True, minimum=1)
@@ -356,6 +376,22 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(f"--allowed-origin {e}") from None
         self.buildPlugins()
+
+    def checkLimits(self) -> None:
+        """
+        The connection and rate limits (see README.rst, "Limits and protections").
+        """
+        if self["max-connections"] is None:
+            self["max-connections"] = defaultMaxConnections()
+        for option in ("max-connections", "max-connections-per-ip", "max-connections-per-uid"):
+            self[option] = checkNumber(option, self[option], integer=True, minimum=0)
+        try:
+            self["proxy-trust"] = ProxyTrust(self["trust-proxy"])
+            self["client-rate-limit"] = parseRate("client-rate", self["client-rate"])
+            self["api-rate-limit"] = parseRate("api-rate", self["api-rate"])
+        except ValueError as e:
+            message = str(e)
+            raise usage.UsageError(message if message.startswith("--") else f"--trust-proxy: {message}") from None
 
     def buildPlugins(self) -> None:
         """

@@ -25,6 +25,7 @@ from realtime.channels import RequestError
 from realtime.delivery import Frame
 from realtime.handshake import FastHandshake, Upgrade, upgradeRequest
 from realtime.interfaces import ISession
+from realtime.limits import RETRY_AFTER, LimitExceeded, TokenBucket
 from realtime.quietadapter import QuietAdapter
 from realtime.session import SessionOutput, validCloseCode
 from realtime.store.health import ShuttingDown, StoreUnavailable
@@ -70,6 +71,9 @@ MAX_EARLY_MESSAGES = 32
 
 _STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
 
+#: C{_clientKey} of a connection the limits have not counted
+_UNCOUNTED = object()
+
 
 def handshakeRequest(request: ConnectionRequest, peerHost: str = "") -> HandshakeRequest:
     """
@@ -113,6 +117,10 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
     _awaitingFirst = False
     _registered = False
     subscriptions: dict[str, Any] | None = None
+    #: the key C{factory.limits} counts this connection under, once admitted
+    _clientKey: Any = _UNCOUNTED
+    _refusedForLimit = False
+    _bucket: TokenBucket | None = None
 
     # -- handshake -----------------------------------------------------------
 
@@ -138,6 +146,7 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
         if handshake.origin and not self.factory.origins.allows(handshake.origin):
             self.factory.countAuthFailure("origin not allowed")
             raise ConnectionDeny(403, "origin not allowed")
+        self._admit(handshake)
         decision = self.factory.authenticator.checkHandshake(handshake)
         if isinstance(decision, Deferred):
             # Autobahn's own handshake timer is off (the front port already
@@ -145,6 +154,29 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
             self._authTimeout = self.factory.wheel.schedule(HANDSHAKE_TIMEOUT, self._handshakeTimedOut)
             return decision.addCallback(self._handshakeDecided)
         return self._handshakeDecided(decision)
+
+    def _admit(self, handshake: HandshakeRequest) -> None:
+        """
+        Count this connection against the connection limits before anything
+        else is spent on it; over one, refuse the upgrade (503 or 429).
+        """
+        try:
+            self._clientKey = self.factory.limits.admit(handshake.peerHost, handshake.headers.get("x-forwarded-for"))
+        except LimitExceeded as e:
+            self._refuseForLimit(e)
+
+    def _refuseForLimit(self, exceeded: LimitExceeded) -> None:
+        self._refusedForLimit = True
+        raise ConnectionDeny(exceeded.status, exceeded.message)
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        """
+        Autobahn's, with C{Retry-After} when a limit refused the upgrade
+        (both handshake paths end here).
+        """
+        if self._refusedForLimit:
+            responseHeaders = [*(responseHeaders or ()), ("Retry-After", str(RETRY_AFTER))]
+        WebSocketServerProtocol.failHandshake(self, reason, code, responseHeaders)
 
     def _handshakeTimedOut(self) -> None:
         self._authTimeout = None
@@ -158,6 +190,10 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
         elif self.state != WebSocketServerProtocol.STATE_CONNECTING:
             raise ConnectionDeny(503, "authentication took too long")
         if isinstance(decision, Accept):
+            try:
+                self.factory.limits.checkUid(self.factory.registry, decision.identity.uid)
+            except LimitExceeded as e:
+                self._refuseForLimit(e)
             self.identity = decision.identity
             self.uid = decision.identity.uid
             return self._chosenSubprotocol(decision.identity.subprotocol)
@@ -190,6 +226,13 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
     def _join(self) -> None:
         asked = self.handshake is not None and self.handshake.param("identity") is not None
         self._forgetHandshake()
+        try:
+            # checked again: another connection of the uid may have joined
+            # since the handshake
+            self.factory.limits.checkUid(self.factory.registry, self.uid)
+        except LimitExceeded as e:
+            self.close(closecodes.TOO_MANY_CONNECTIONS, e.message)
+            return
         self._registered = True
         if asked:
             # first on the wire: before offline pushes, history or relayed text
@@ -211,10 +254,21 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """
-        Route a message, or authenticate with it if it is the first one.
+        Route a message, or authenticate with it if it is the first one;
+        a client over C{--client-rate} is closed instead.
         """
+        if self.state != _STATE_OPEN:
+            # sent after our close frame: not acted on
+            return
         if self._awaitingFirst:
             self._firstMessage(payload, isBinary)
+            return
+        bucket = self._bucket
+        if bucket is None and self.factory.clientRate is not None:
+            bucket = self._bucket = TokenBucket(self.factory.clientRate, self.factory.clock)
+        if bucket is not None and bucket.take():
+            self.factory.limits.refused["rate"] += 1
+            self.close(closecodes.RATE_LIMITED, "rate limited: too many messages")
             return
         try:
             actions = self.factory.strategy.route(self, payload, isBinary, self.factory.registry)
@@ -318,3 +372,6 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
         if self._registered:
             self._registered = False
             self.factory.sessionClosed(self)
+        key, self._clientKey = self._clientKey, _UNCOUNTED
+        if key is not _UNCOUNTED:
+            self.factory.limits.release(key)

@@ -34,6 +34,7 @@ from realtime.hub import Hub
 from realtime.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram
 from realtime.interfaces import IBackupSource, IMessageStore, IPushFraming
 from realtime.keepalive import Keepalive
+from realtime.limits import ConnectionLimits
 from realtime.logs import observerFor
 from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.options import Options, loadApiKey
@@ -332,6 +333,10 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         maxMessageSize=options["max-message-size"],
         sessionPrefix=secrets.token_hex(3) + ".",
         origins=options["origin-policy"],
+        limits=ConnectionLimits(
+            options["max-connections"], options["max-connections-per-ip"], options["max-connections-per-uid"], options["proxy-trust"]
+        ),
+        clientRate=options["client-rate-limit"],
     )
     ping = options["ping-interval"]
     factory.setProtocolOptions(
@@ -385,7 +390,14 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         apiBroker = InstrumentedBroker(broker, "http", latency, reactor, counters.snapshot)
         cors = CorsPolicy(options["api-cors-origin"])
         api = buildApiSite(
-            apiBroker, apiKey, options["max-message-size"], reactor, cors, headTimeout, options["max-uids-per-push"],
+            apiBroker,
+            apiKey,
+            options["max-message-size"],
+            reactor,
+            cors,
+            headTimeout,
+            options["max-uids-per-push"],
+            options["api-rate-limit"],
             IBackupSource(store, None),
         )
         api.noisy = False

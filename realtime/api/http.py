@@ -33,13 +33,14 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     400 invalid_request         not an object; "uid" or "data" missing or of the wrong type
     401 unauthorized            Authorization missing, malformed, or the wrong key
     404 not_found               no such endpoint
+    405 method_not_allowed      with an Allow header
     409 no_database             /api/backup with --store memory: there is no file to copy
     409 backup_in_progress      /api/backup while another one is made or downloaded
-    405 method_not_allowed      with an Allow header
     413 payload_too_large       body over the configured limit
     413 too_many_uids           "uid" lists more uids than --max-uids-per-push (default 10000)
     431 headers_too_large       request head over 16 KiB or 500 header lines (the connection closes)
     415 unsupported_media_type  a multipart body (a file upload form is never JSON)
+    429 rate_limited            a push (any POST) over --api-rate; Retry-After says when to try again
     503 store_unavailable       the message store failed (the message says why; logged once, /readyz is 503)
     503 shutting_down           the server is stopping; both 503s carry Retry-After
     500 internal_error          logged with its traceback
@@ -69,6 +70,7 @@ from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
 from realtime.interfaces import IBackupSource, IBroker
+from realtime.limits import RateLimit, TokenBucket, retryAfter
 from realtime.namespaces import validChannel
 from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
@@ -208,12 +210,21 @@ class ApiResource(_Branch):
     log = Logger()
 
     def __init__(
-        self, broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: Any = None,
-        maxUids: int | None = None, backups: IBackupSource | None = None,
+        self,
+        broker: IBroker,
+        apiKey: str,
+        maxBodySize: int,
+        reactor: IReactorTime,
+        cors: Any = None,
+        maxUids: int | None = None,
+        rate: RateLimit | None = None,
+        backups: IBackupSource | None = None,
     ) -> None:
         super().__init__()
         self.maxUids = maxUids
         self.backups = None if backups is None else BackupDownloads(backups, reactor)
+        #: the key's pushes per second (one key, one bucket)
+        self.rate = TokenBucket(rate, reactor) if rate is not None else None
         self.cors = cors or CorsPolicy(())
         if not apiKey:
             raise ValueError("the API key must not be empty")
@@ -254,6 +265,9 @@ class ApiResource(_Branch):
                 raise ApiError(
                     405, "method_not_allowed", f"use {method.decode()} for this endpoint", {b"Allow": method}
                 )
+            wait = self.rate.take() if self.rate is not None and method == b"POST" else 0.0
+            if wait:
+                raise ApiError(429, "rate_limited", "over --api-rate; retry later", {b"Retry-After": retryAfter(wait)})
         except ApiError as e:
             return self._encode(request, *self._errorAnswer(request, e))
         gone: list[bool] = [False]
@@ -422,8 +436,14 @@ class ApiResource(_Branch):
 
 
 def buildApiResource(
-    broker: IBroker, apiKey: str, maxBodySize: int, reactor: IReactorTime, cors: CorsPolicy | None = None,
-    maxUids: int | None = None, backups: IBackupSource | None = None,
+    broker: IBroker,
+    apiKey: str,
+    maxBodySize: int,
+    reactor: IReactorTime,
+    cors: CorsPolicy | None = None,
+    maxUids: int | None = None,
+    rate: RateLimit | None = None,
+    backups: IBackupSource | None = None,
 ) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
@@ -434,9 +454,10 @@ def buildApiResource(
     @param reactor: the clock for C{uptime}.
     @param cors: which pages may call it from a browser (default: none).
     @param maxUids: the most uids one push may name (default: any).
+    @param rate: pushes per second the key may make (default: no limit).
     @param backups: what C{/api/backup} copies (default: nothing, 409).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, backups))
+    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups))
 
 
 def buildApiSite(
@@ -447,6 +468,7 @@ def buildApiSite(
     cors: CorsPolicy | None = None,
     headTimeout: float = DEFAULT_HEAD_TIMEOUT,
     maxUids: int | None = None,
+    rate: RateLimit | None = None,
     backups: IBackupSource | None = None,
 ) -> ApiSite:
     """
@@ -456,7 +478,7 @@ def buildApiSite(
     @param headTimeout: seconds a client has to send each request head.
     """
     site = ApiSite(
-        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, backups),
+        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups),
         maxBodySize,
         headTimeout,
         reactor=reactor,
