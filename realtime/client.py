@@ -19,6 +19,7 @@ The command line::
     realtime-push broadcast '"maintenance at 22:00"'
     realtime-push online uid1 uid2                       # exit 0 if any is online, else 1
     realtime-push stats
+    realtime-push backup backup.sqlite3                  # a copy of the server's database (exit 0, or 2)
     realtime-push sign uid1 --secret S --ttl 3600        # a first packet for verify=hmac
     realtime-push subscribe news:sport --since 9f3a:41   # JSON lines until ^C (loads Twisted)
 
@@ -39,8 +40,9 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
-from typing import Any, Mapping, Sequence, TextIO
+from typing import Any, BinaryIO, Callable, Mapping, Sequence, TextIO, TypeVar
 from urllib.parse import quote, urlsplit
 
 # signFirstPacket is provided by the module __getattr__ below
@@ -54,6 +56,8 @@ API_KEY_FILE = "realtime-api.key"
 #: the command's exit statuses: delivered, neither delivered nor queued,
 #: an error (usage, connection, refusal), queued for an offline uid
 EXIT_DELIVERED, EXIT_UNDELIVERED, EXIT_ERROR, EXIT_QUEUED = 0, 1, 2, 3
+
+_T = TypeVar("_T")
 
 
 def __getattr__(name: str) -> Any:
@@ -144,6 +148,19 @@ class HttpPushClient:
         """
         return self._request("GET", "/api/stats", None)
 
+    def backup(self, out: BinaryIO) -> int:
+        """
+        Write a copy of the server's SQLite database to C{out}, as it comes,
+        never holding more than a buffer of it.
+
+        @return: the bytes written.
+        @raise PushError: if the server refused (409 C{no_database} with
+            C{--store memory}, 409 C{backup_in_progress}, ...) - then
+            nothing was written - or the download broke off (then C{out}
+            holds a part: discard it).
+        """
+        return self._request("GET", "/api/backup", None, lambda response: _copyBody(response, out))
+
     def close(self) -> None:
         """
         Close the connection; the next request opens a new one.
@@ -163,7 +180,13 @@ class HttpPushClient:
             return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
-    def _request(self, method: str, path: str, body: Any) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, body: Any, consume: Callable[[http.client.HTTPResponse], _T] | None = None
+    ) -> Any:
+        """
+        Send a request and answer its decoded JSON, or what C{consume} makes
+        of a successful response.
+        """
         headers = {"Authorization": f"Bearer {self._apiKey}", "Accept": "application/json"}
         payload = None
         if body is not None:
@@ -175,6 +198,8 @@ class HttpPushClient:
             try:
                 connection.request(method, self._prefix + path, payload, headers)
                 response = connection.getresponse()
+                if consume is not None and response.status < 400:
+                    return self._consumed(response, consume)
                 raw = response.read()
             except (OSError, http.client.HTTPException) as e:
                 self.close()
@@ -186,6 +211,37 @@ class HttpPushClient:
                 self.close()
             return _decodeAnswer(response.status, response.reason, raw)
         raise AssertionError("unreachable")
+
+    def _consumed(self, response: http.client.HTTPResponse, consume: Callable[[http.client.HTTPResponse], _T]) -> _T:
+        """
+        C{consume(response)}; once part of a body is consumed, a broken
+        connection is an error, never a reason to send the request again.
+        """
+        try:
+            result = consume(response)
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise PushError(0, "connection_failed", f"the answer broke off: {e or type(e).__name__}") from e
+        if response.will_close:
+            self.close()
+        return result
+
+
+def _copyBody(response: http.client.HTTPResponse, out: BinaryIO) -> int:
+    """
+    Copy C{response}'s body to C{out} a buffer at a time.
+
+    @raise ConnectionError: if the body is shorter than its Content-Length
+        (C{read(amt)} does not say so by itself).
+    """
+    expected = response.getheader("Content-Length")
+    written = 0
+    while chunk := response.read(65536):
+        out.write(chunk)
+        written += len(chunk)
+    if expected is not None and expected.isdigit() and written != int(expected):
+        raise ConnectionError(f"the connection closed after {written} of {expected} bytes")
+    return written
 
 
 def _decodeAnswer(status: int, reason: str, raw: bytes) -> dict[str, Any]:
@@ -366,6 +422,8 @@ def _parser() -> argparse.ArgumentParser:
     online = commands.add_parser("online", help="how many connections each UID holds")
     online.add_argument("uids", nargs="+", metavar="UID")
     commands.add_parser("stats", help="the server's counters")
+    backup = commands.add_parser("backup", help="save a copy of the server's database to FILE ('-': standard output)")
+    backup.add_argument("file", metavar="FILE")
     sign = commands.add_parser("sign", help="a signed first packet for --auth uid-first-packet verify=hmac")
     sign.add_argument("uid", metavar="UID")
     sign.add_argument("--secret", required=True)
@@ -415,6 +473,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             answer = api.push(target, parseData(args.data))
         elif args.command == "broadcast":
             answer = api.broadcast(parseData(args.data))
+        elif args.command == "backup":
+            saveBackup(api, args.file, out)
+            return 0
         elif args.command == "online":
             online = api.online(*uids)["online"]
             print(_table(online), file=out)
@@ -428,11 +489,34 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_DELIVERED if status == "delivered" else EXIT_QUEUED if status == "queued" else EXIT_UNDELIVERED
 
 
+def saveBackup(api: HttpPushClient, path: str, out: TextIO) -> None:
+    """
+    Download a backup into C{path}: written to a temporary file beside it
+    and renamed over it only once complete, so a broken download never
+    leaves a truncated file (nor replaces a good one) under that name.
+    With C{path} C{-}, written to standard output as it comes.
+    """
+    if path == "-":
+        api.backup(sys.stdout.buffer)
+        return
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            size = api.backup(f)
+        os.replace(partial, path)
+    except BaseException:
+        os.unlink(partial)
+        raise
+    print(f"{path}: {size} bytes", file=out)
+
+
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """
     The ``realtime-push`` console script.
 
-    @return: the exit status: 0 delivered (or ok, or someone online), 3
+    @return: the exit status: 0 delivered (or ok, or someone online, or
+        the backup saved), 3
         queued for an offline uid (a push that will be delivered at the
         uid's next connection, which a script may count as success), 1
         neither (offline, fail, nobody online), 2 an error (usage, the

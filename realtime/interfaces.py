@@ -363,3 +363,25 @@ class IMessageStore(Interface):
 
         @return: a Deferred.
         """
+
+
+class IBackupSource(Interface):
+    """
+    A store in a file that can copy itself while the server runs.
+
+    Only the server can make that copy: it holds its database locked (one
+    writer thread, no shared-memory index), so another process reading the
+    file is refused.  Not part of L{IMessageStore}, because a store in
+    memory has no file to copy; check with C{providedBy}.
+    """
+
+    def backup():
+        """
+        Copy the database, consistently, as it is once the operations asked
+        for before are done.
+
+        @return: a Deferred firing with the copy (an SQLite database) as a
+            binary file open for reading at its start, whose name is already
+            removed from its directory: the caller reads it and closes it,
+            and closing frees its space, however the reading ends.
+        """

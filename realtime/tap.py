@@ -32,7 +32,7 @@ from realtime.delivery import Fanout
 from realtime.factory import RealtimeServerFactory
 from realtime.hub import Hub
 from realtime.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram
-from realtime.interfaces import IMessageStore, IPushFraming
+from realtime.interfaces import IBackupSource, IMessageStore, IPushFraming
 from realtime.keepalive import Keepalive
 from realtime.limits import ConnectionLimits
 from realtime.logs import observerFor
@@ -398,6 +398,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
             headTimeout,
             options["max-uids-per-push"],
             options["api-rate-limit"],
+            IBackupSource(store, None),
         )
         api.noisy = False
         counters.api = api.api

@@ -5,14 +5,16 @@ checked with C{verifyObject} in C{tests/test_fakes.py}.
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+from typing import IO, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from realtime import closecodes
 from realtime.delivery import Frame
-from realtime.interfaces import IBroker, IMessageStore, ISession
+from realtime.interfaces import IBackupSource, IBroker, IMessageStore, ISession
+from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, Identity, PushResult
 
 
@@ -196,6 +198,8 @@ class FaultyStore:
         self.fault: Exception | None = None
         self.readsWork = False
         self.calls = 0
+        if IBackupSource.providedBy(inner):
+            alsoProvides(self, IBackupSource)
 
     def _call(self, name: str, args: tuple[Any, ...], writes: bool = True) -> Deferred[Any]:
         self.calls += 1
@@ -227,5 +231,41 @@ class FaultyStore:
     def prune(self, *a: Any) -> Deferred[Any]:
         return self._call("prune", a)
 
+    def backup(self) -> Deferred[Any]:
+        return self._call("backup", (), writes=False)
+
     def close(self) -> Deferred[Any]:
         return self.inner.close()
+
+
+@implementer(IBackupSource)
+class ManualBackupStore(MemoryMessageStore):
+    """
+    A memory store that is also an L{IBackupSource} whose copies the test
+    hands over by hand, as a store on disk answers later.
+
+    @ivar asked: the Deferred of each backup asked for and not yet given.
+    @ivar copies: every copy given, to check it was closed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[Deferred[IO[bytes]]] = []
+        self.copies: list[IO[bytes]] = []
+
+    def backup(self) -> Deferred[IO[bytes]]:
+        d: Deferred[IO[bytes]] = Deferred()
+        self.asked.append(d)
+        return d
+
+    def give(self, data: bytes) -> IO[bytes]:
+        """
+        Answer the oldest backup with a copy holding C{data}: a real
+        unnamed file, as the SQLite store's is.
+        """
+        copy = tempfile.TemporaryFile()
+        copy.write(data)
+        copy.seek(0)
+        self.copies.append(copy)
+        self.asked.pop(0).callback(copy)
+        return copy

@@ -89,9 +89,11 @@ class Api:
     @ivar made: every L{ApiRequest} the site created, to look inside.
     """
 
-    def __init__(self, broker: IBroker, maxBodySize: int = 1024, maxUids: int | None = None) -> None:
+    def __init__(
+        self, broker: IBroker, maxBodySize: int = 1024, maxUids: int | None = None, backups: Any = None
+    ) -> None:
         self.clock = Clock()
-        self.root = buildApiResource(broker, KEY, maxBodySize, self.clock, maxUids=maxUids)
+        self.root = buildApiResource(broker, KEY, maxBodySize, self.clock, maxUids=maxUids, backups=backups)
         api = self.root.getStaticEntity(b"api")
         assert isinstance(api, ApiResource)
         self.resource = api

@@ -98,7 +98,11 @@ class ServerTestCase(TestCase):
     """
     A real API site and line port on loopback ports, over a L{MemoryBroker}
     whose sessions are L{FakeSession}s.
+
+    @ivar backups: what C{/api/backup} copies (none: 409).
     """
+
+    backups: Any = None
 
     @inlineCallbacks
     def setUp(self) -> Any:
@@ -106,7 +110,7 @@ class ServerTestCase(TestCase):
 
         self.registry = SessionRegistry()
         broker = self.buildBroker(reactor)
-        self.site = buildApiSite(broker, KEY, 65536, reactor)
+        self.site = buildApiSite(broker, KEY, 65536, reactor, backups=self.backups)
         self.lineFactory = LinePushFactory(broker, 65536)
         self.apiConnections = Tracker(self.site)
         self.lineConnections = Tracker(self.lineFactory)

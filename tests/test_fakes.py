@@ -5,9 +5,9 @@ The shared fakes provide the interfaces they stand in for.
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from realtime.interfaces import IBroker, IMessageStore, ISession
+from realtime.interfaces import IBackupSource, IBroker, IMessageStore, ISession
 from realtime.store.memory import MemoryMessageStore
-from tests.fakes import FakeSession, FaultyStore, GatedStore, ManualBroker
+from tests.fakes import FakeSession, FaultyStore, GatedStore, ManualBackupStore, ManualBroker
 
 
 class FakesTests(SynchronousTestCase):
@@ -17,13 +17,18 @@ class FakesTests(SynchronousTestCase):
 
     def test_fakes(self) -> None:
         """
-        L{FakeSession}, L{ManualBroker}, L{GatedStore} and L{FaultyStore}
-        provide their interfaces.
+        L{FakeSession}, L{ManualBroker}, L{GatedStore}, L{FaultyStore} and
+        L{ManualBackupStore} provide their interfaces (a faulty store is a
+        backup source when what it wraps is).
         """
         self.assertTrue(verifyObject(ISession, FakeSession("u")))
         self.assertTrue(verifyObject(IBroker, ManualBroker()))
         self.assertTrue(verifyObject(IMessageStore, GatedStore(MemoryMessageStore())))
         self.assertTrue(verifyObject(IMessageStore, FaultyStore(MemoryMessageStore())))
+        self.assertTrue(verifyObject(IMessageStore, ManualBackupStore()))
+        self.assertTrue(verifyObject(IBackupSource, ManualBackupStore()))
+        self.assertTrue(verifyObject(IBackupSource, FaultyStore(ManualBackupStore())))
+        self.assertFalse(IBackupSource.providedBy(FaultyStore(MemoryMessageStore())))
 
     def test_gateKeepsOrder(self) -> None:
         """

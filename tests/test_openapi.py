@@ -51,10 +51,11 @@ CASES = [(op, POSITIVE) for op in OPERATIONS] + [(op, NEGATIVE) for op in OPERAT
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     """
-    A real server with channels and history, so publish answers carry offsets.
+    A real server with channels and history, so publish answers carry
+    offsets, on the default SQLite store, so that backups are served.
     """
     process = ServerProcess(
-        "--routing", "channels", "--namespace", NAMESPACE, "--store", "memory",
+        "--routing", "channels", "--namespace", NAMESPACE,
         "--max-message-size", str(MAX_BODY),
     ).start()  # fmt: skip
     yield process

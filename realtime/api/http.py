@@ -16,6 +16,8 @@ Every request carries ``Authorization: Bearer <key>``.  The endpoints::
         -> 200 {"online": {"u1": 2, "u2": 0}}
     GET  /api/stats
         -> 200 {"connections": 120, "uids": 80, ..., "uptime": 3600.5}
+    GET  /api/backup
+        -> 200 the SQLite database, consistent, as application/vnd.sqlite3 (realtime/api/backup.py)
     GET  /api/openapi.json  (no key)
         -> 200 this API as an OpenAPI 3.1 document (realtime/api/openapi.py)
 
@@ -32,6 +34,8 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     401 unauthorized            Authorization missing, malformed, or the wrong key
     404 not_found               no such endpoint
     405 method_not_allowed      with an Allow header
+    409 no_database             /api/backup with --store memory: there is no file to copy
+    409 backup_in_progress      /api/backup while another one is made or downloaded
     413 payload_too_large       body over the configured limit
     413 too_many_uids           "uid" lists more uids than --max-uids-per-push (default 10000)
     431 headers_too_large       request head over 16 KiB or 500 header lines (the connection closes)
@@ -60,11 +64,12 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from realtime.api.backup import BackupDownloads, BackupInProgress
 from realtime.api.cors import CorsPolicy
 from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
-from realtime.interfaces import IBroker
+from realtime.interfaces import IBackupSource, IBroker
 from realtime.limits import RateLimit, TokenBucket, retryAfter
 from realtime.namespaces import validChannel
 from realtime.store.health import ShuttingDown, StoreUnavailable
@@ -75,7 +80,8 @@ from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT
 RETRY_AFTER = b"5"
 
 _Answer = tuple[int, dict[str, Any]]
-_Action = Callable[[IRequest], "Deferred[_Answer] | _Answer"]
+#: an action answers None when it writes its answer itself (a download)
+_Action = Callable[[IRequest], "Deferred[_Answer] | Deferred[None] | _Answer"]
 
 
 class ApiError(Exception):
@@ -212,9 +218,11 @@ class ApiResource(_Branch):
         cors: Any = None,
         maxUids: int | None = None,
         rate: RateLimit | None = None,
+        backups: IBackupSource | None = None,
     ) -> None:
         super().__init__()
         self.maxUids = maxUids
+        self.backups = None if backups is None else BackupDownloads(backups, reactor)
         #: the key's pushes per second (one key, one bucket)
         self.rate = TokenBucket(rate, reactor) if rate is not None else None
         self.cors = cors or CorsPolicy(())
@@ -233,6 +241,7 @@ class ApiResource(_Branch):
         self.putChild(b"presence", _Endpoint(self, b"GET", self._presence))
         self.putChild(b"online", _Endpoint(self, b"GET", self._online))
         self.putChild(b"stats", _Endpoint(self, b"GET", self._stats))
+        self.putChild(b"backup", _Endpoint(self, b"GET", self._backup))
         self.putChild(b"openapi.json", OpenApiResource(self.cors, maxBodySize))
 
     # -- the request cycle ---------------------------------------------------
@@ -263,7 +272,7 @@ class ApiResource(_Branch):
             return self._encode(request, *self._errorAnswer(request, e))
         gone: list[bool] = [False]
         request.notifyFinish().addBoth(lambda _: gone.__setitem__(0, True))
-        d: Deferred[_Answer] = maybeDeferred(action, request)
+        d: Deferred[_Answer | None] = maybeDeferred(action, request)
         d.addErrback(self._ebAnswer, request)
         d.addCallback(self._cbFinish, request, gone)
         d.addErrback(lambda f: self.log.failure("could not answer an API request", f))
@@ -280,8 +289,8 @@ class ApiResource(_Branch):
         self.log.failure("API request {method} {path} failed", failure, method=method, path=path)
         return self._errorAnswer(request, ApiError(500, "internal_error", "internal error; see the server log"))
 
-    def _cbFinish(self, answer: _Answer, request: IRequest, gone: list[bool]) -> None:
-        if not gone[0]:
+    def _cbFinish(self, answer: _Answer | None, request: IRequest, gone: list[bool]) -> None:
+        if answer is not None and not gone[0]:
             request.write(self._encode(request, *answer))
             request.finish()
 
@@ -417,6 +426,14 @@ class ApiResource(_Branch):
         uptime = round(self._reactor.seconds() - self._started, 3)
         return self.broker.stats().addCallback(lambda stats: (200, {**stats, "uptime": uptime}))
 
+    def _backup(self, request: IRequest) -> Deferred[None]:
+        if self.backups is None:
+            raise ApiError(409, "no_database", "this server keeps its messages in memory (--store memory): no file to back up")
+        try:
+            return self.backups.send(request)
+        except BackupInProgress as e:
+            raise ApiError(409, "backup_in_progress", str(e)) from None
+
 
 def buildApiResource(
     broker: IBroker,
@@ -426,6 +443,7 @@ def buildApiResource(
     cors: CorsPolicy | None = None,
     maxUids: int | None = None,
     rate: RateLimit | None = None,
+    backups: IBackupSource | None = None,
 ) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
@@ -437,8 +455,9 @@ def buildApiResource(
     @param cors: which pages may call it from a browser (default: none).
     @param maxUids: the most uids one push may name (default: any).
     @param rate: pushes per second the key may make (default: no limit).
+    @param backups: what C{/api/backup} copies (default: nothing, 409).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate))
+    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups))
 
 
 def buildApiSite(
@@ -450,6 +469,7 @@ def buildApiSite(
     headTimeout: float = DEFAULT_HEAD_TIMEOUT,
     maxUids: int | None = None,
     rate: RateLimit | None = None,
+    backups: IBackupSource | None = None,
 ) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
@@ -458,7 +478,7 @@ def buildApiSite(
     @param headTimeout: seconds a client has to send each request head.
     """
     site = ApiSite(
-        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate),
+        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups),
         maxBodySize,
         headTimeout,
         reactor=reactor,

@@ -69,6 +69,11 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
         "too_many_uids: more uids in one push than --max-uids-per-push (default 10000)",
         "",
     ),
+    "409": (
+        "no_database: the server keeps its messages in memory (--store memory), there is no file to back up; "
+        "backup_in_progress: another backup is being made or downloaded, try again once it is done",
+        "",
+    ),
     "415": ("unsupported_media_type: a multipart body (any other Content-Type is read as JSON)", ""),
     "429": ("rate_limited: pushes over --api-rate for this key; wait Retry-After seconds", "Retry-After"),
     "431": ("headers_too_large: the request head is over 16 KiB or 500 header lines; the connection closes", ""),
@@ -116,6 +121,28 @@ def _post(name: str, summary: str, body: str, answer: str) -> dict[str, Any]:
 def _get(name: str, summary: str, answer: str, parameter: dict[str, Any] | None = None) -> dict[str, Any]:
     extra = {"parameters": [parameter]} if parameter else {}
     return {"get": _operation(name, summary, answer, ("400",) if parameter else (), **extra)}
+
+
+def _backup() -> dict[str, Any]:
+    """
+    C{GET /api/backup}: its answer is the database file, not JSON.
+    """
+    operation = _get("backup", "A consistent copy of the SQLite database, made by the server while it runs", "Stats")
+    disposition = {
+        "description": 'attachment; filename="realtime-<UTC time, 20261201T182901Z>.sqlite3"',
+        "schema": {"type": "string"},
+    }
+    operation["get"]["responses"]["200"] = {
+        "description": (
+            "the database (channel history, offline queues, uids seen), compacted; restore it by stopping the "
+            "server and putting it in place of the store's file (remove the -wal file beside it)"
+        ),
+        "headers": {"Content-Disposition": disposition},
+        "content": {"application/vnd.sqlite3": {"schema": {"type": "string", "contentMediaType": "application/vnd.sqlite3"}}},
+    }
+    operation["get"]["responses"]["409"] = _error("409")
+    operation["get"]["responses"] = dict(sorted(operation["get"]["responses"].items()))
+    return operation
 
 
 def _schemas() -> dict[str, Any]:
@@ -215,6 +242,7 @@ def buildSpec(maxBodySize: int | None = None) -> dict[str, Any]:
             "/api/presence": _get("presence", "Who is subscribed to a channel", "Presence", channel),
             "/api/online": _get("online", "Connections per uid (0 when offline)", "Online", uid),
             "/api/stats": _get("stats", "The server's counters", "Stats"),
+            "/api/backup": _backup(),
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document (no key needed)",

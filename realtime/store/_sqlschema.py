@@ -9,10 +9,12 @@ reactor's; C{realtime.store.sqlite} is the reactor side that hands it work.
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import sqlite3
+import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
 from realtime.interfaces import SEEN_RETENTION
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
@@ -147,6 +149,15 @@ def createSchema(connection: sqlite3.Connection) -> None:
         raise
 
 
+def _copyName(path: str) -> tuple[str, str, str]:
+    """
+    Where the backup copies of the database at C{path} are made, and how
+    their names begin and end.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    return directory, f".{name}.backup-", ".tmp"
+
+
 class StoreClosedError(RuntimeError):
     """
     The store was asked for work before C{start} or after C{close}.
@@ -187,13 +198,21 @@ class Database:
 
     def __init__(self) -> None:
         self.connection: sqlite3.Connection | None = None
+        self.path = ""
         self._streams: dict[str, _StreamRow] = {}
 
     def open(self, path: str, openHook: OpenHook | None) -> None:
         """
-        Connect and create the schema (see L{connect}).
+        Connect and create the schema (see L{connect}), and remove the
+        copies a server killed while making a backup left behind: the file
+        is this server's alone now, so no other is making one.
         """
         self.connection = connect(path, openHook)
+        self.path = path
+        directory, prefix, suffix = _copyName(path)
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(suffix):
+                os.unlink(os.path.join(directory, name))
 
     def close(self) -> None:
         """
@@ -230,6 +249,35 @@ class Database:
         finally:
             self._streams.clear()
         return results
+
+    def runAlone(self, operations: Sequence[Operation]) -> list[Any]:
+        """
+        Run C{operations} (one, in practice) outside any transaction: for
+        statements SQLite refuses inside one, like C{VACUUM}.
+        """
+        return [operation(self, *args) for operation, args in operations]
+
+    def backup(self) -> IO[bytes]:
+        """
+        C{VACUUM INTO} a new file beside the database, open it, and remove
+        its name at once, so that nothing is left behind however its reader
+        ends; a failed copy is removed too.
+
+        The copy is made by this connection because no other may read the
+        file (exclusive locking); it is a compacted, consistent snapshot in
+        rollback-journal mode, a single file ready to be restored.  Beside
+        the database, so it needs no other file system and the same
+        permissions do.
+        """
+        directory, prefix, suffix = _copyName(self.path)
+        fd, copy = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+        try:
+            os.close(fd)
+            # the file exists and is empty, as VACUUM INTO requires
+            self._db.execute("VACUUM INTO ?", (copy,))
+            return open(copy, "rb")
+        finally:
+            os.unlink(copy)
 
     def _stream(self, name: str) -> _StreamRow:
         """

@@ -12,14 +12,14 @@ shutdown, L{ShuttingDown}, and keeps the reason for ``/readyz``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import IO, Any, Mapping
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
-from realtime.interfaces import IMessageStore
+from realtime.interfaces import IBackupSource, IMessageStore
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
 
 
@@ -50,7 +50,8 @@ def logUnlessKnown(log: Logger, failure: Failure, message: str, **kw: Any) -> No
 @implementer(IMessageStore)
 class MonitoredStore:
     """
-    An L{IMessageStore} that tells how C{inner} is doing.
+    An L{IMessageStore} that tells how C{inner} is doing; an
+    L{IBackupSource} too if C{inner} is one.
 
     The store counts as failing from its first failed operation until an
     operation that writes succeeds (a read may succeed on a full disk).
@@ -66,6 +67,8 @@ class MonitoredStore:
         self.problem: str | None = None
         self.failures = 0
         self._closing = False
+        if IBackupSource.providedBy(inner):
+            alsoProvides(self, IBackupSource)
 
     def _watch(self, d: Deferred[Any], writes: bool) -> Deferred[Any]:
         return d.addCallbacks(self._worked, self._failed, callbackArgs=(writes,))
@@ -120,6 +123,12 @@ class MonitoredStore:
 
     def prune(self, now: float) -> Deferred[int]:
         return self._watch(self.inner.prune(now), True)
+
+    def backup(self) -> Deferred[IO[bytes]]:
+        """
+        C{inner}'s backup: a read, as far as the store's health goes.
+        """
+        return self._watch(IBackupSource(self.inner).backup(), False)
 
     def close(self) -> Deferred[None]:
         """

@@ -16,7 +16,7 @@ matters; an idle store commits a lone append within one reactor turn.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import IO, Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -26,13 +26,16 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from realtime.interfaces import IMessageStore
+from realtime.interfaces import IBackupSource, IMessageStore
 from realtime.store._sqlschema import Database, OpenHook, StoreClosedError
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
 
 __all__ = ["SQLiteMessageStore", "StoreClosedError"]
 
 _Pending = tuple[Callable[..., Any], tuple[Any, ...], "Deferred[Any]"]
+
+#: operations SQLite refuses inside a transaction: each is a job of its own
+_ALONE = frozenset({Database.backup})
 
 
 def _blob(payload: bytes) -> bytes:
@@ -47,10 +50,11 @@ def _blob(payload: bytes) -> bytes:
     raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
 
 
-@implementer(IMessageStore)
+@implementer(IMessageStore, IBackupSource)
 class SQLiteMessageStore:
     """
-    An L{IMessageStore} in the SQLite file at C{path}.
+    An L{IMessageStore} in the SQLite file at C{path}, which can back
+    itself up (L{IBackupSource}).
 
     Like C{adbapi.ConnectionPool}, it starts its thread and opens the file
     once the reactor runs - not at construction, which may happen before
@@ -186,12 +190,27 @@ class SQLiteMessageStore:
         self._flushCall = None
         if self._busy or not self._pending:
             return
-        batch = self._pending[: self._maxBatch]
-        del self._pending[: self._maxBatch]
+        batch = self._takeJob()
         self._busy = True
-        d = self._inThread(self._database.runBatch, [(operation, args) for operation, args, _ in batch])
+        run = self._database.runAlone if batch[0][0] in _ALONE else self._database.runBatch
+        d = self._inThread(run, [(operation, args) for operation, args, _ in batch])
         d.addBoth(self._batchDone, batch)
         d.addErrback(lambda f: self.log.failure("Delivering a batch's results failed", f))
+
+    def _takeJob(self) -> list[_Pending]:
+        """
+        The next job: the operations waiting, up to C{maxBatch} and up to
+        the first that must run alone - or that one, if it comes first.
+        """
+        size = 0
+        for operation, _, _ in self._pending[: self._maxBatch]:
+            if operation in _ALONE:
+                size = size or 1
+                break
+            size += 1
+        job = self._pending[:size]
+        del self._pending[:size]
+        return job
 
     def _batchDone(self, result: list[Any] | Failure, batch: list[_Pending]) -> None:
         """
@@ -309,6 +328,15 @@ class SQLiteMessageStore:
         See L{IMessageStore.prune}.
         """
         return self._enqueue(Database.prune, now)
+
+    def backup(self) -> Deferred[IO[bytes]]:
+        """
+        See L{IBackupSource.backup}: a job of its own in the store's thread,
+        after the operations asked for before it; those asked for while it
+        runs wait for it, as for any job, for about the time it takes to
+        write the database's size to disk.
+        """
+        return self._enqueue(Database.backup)
 
     def close(self) -> Deferred[None]:
         """
