@@ -39,11 +39,13 @@ class RealtimeServerFactory(WebSocketServerFactory):
         server: str = "realtime",
         maxQueuedBytes: int = 4 * 1024 * 1024,
         maxMessageSize: int = 0,
+        maxMessageFrames: int = 1024,
         slowConsumerTimeout: float = 30.0,
         sessionPrefix: str = "",
     ) -> None:
         WebSocketServerFactory.__init__(self, server=server)
         self.maxMessageSize = maxMessageSize
+        self.maxMessageFrames = maxMessageFrames
         self.setProtocolOptions(**strictOptions(maxMessageSize))
         self.authenticator = authenticator
         self.strategy = strategy

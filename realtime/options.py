@@ -32,8 +32,9 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("api-key", None, "key the HTTP API requires as 'Authorization: Bearer KEY' (default: read --api-key-file)"),
     ("api-key-file", None, "file holding the API key, created with a random key if missing (default realtime-api.key)"),
     ("max-message-size", None, "largest message in bytes, from clients and from backends (default 1048576)"),
+    ("max-message-frames", None, "frames one client message may have; more close the connection with 1009 (default 1024)"),
     ("ping-interval", None, "a client silent this many seconds is pinged, and dropped if silent twice as long; 0 disables (default 30)"),
-    ("max-queued-bytes", None, "unread bytes a client may fall behind by before it is dropped as a slow consumer (default 4194304)"),
+    ("max-queued-bytes", None, "bytes written to a client (pushes, replies, errors, pongs) and not yet read by it, before it is dropped as a slow consumer (default 4194304)"),
     ("store", None, "message store for history and offline queues: sqlite:PATH or memory (default sqlite:realtime.sqlite3)"),
     ("offline-ttl", None, "seconds a push to a uid without connections waits for it; 0 disables the offline queue (default 86400)"),
     ("offline-max", None, "pushes that may wait per uid; more are refused (default 100)"),
@@ -50,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "api-key": None,
     "api-key-file": "realtime-api.key",
     "max-message-size": 1024 * 1024,
+    "max-message-frames": 1024,
     "ping-interval": 30.0,
     "max-queued-bytes": 4 * 1024 * 1024,
     "store": "sqlite:realtime.sqlite3",
@@ -261,6 +263,9 @@ class Options(usage.Options):
         for option in ENDPOINTS:
             checkEndpoint(option, self[option])
         self["max-message-size"] = checkNumber("max-message-size", self["max-message-size"], integer=True, minimum=1)
+        self["max-message-frames"] = checkNumber(
+            "max-message-frames", self["max-message-frames"], integer=True, minimum=1
+        )
         self["ping-interval"] = checkNumber("ping-interval", self["ping-interval"], integer=False, minimum=0)
         self["max-queued-bytes"] = checkNumber(
             "max-queued-bytes", self["max-queued-bytes"], integer=True, minimum=65536
