@@ -13,7 +13,8 @@ INVALID_PAYLOAD = 1007
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
-#: the session could not keep up with what it was sent; reconnect later
+#: the session fell behind by more than --max-queued-bytes (everything it
+#: was sent counts: pushes, replies, errors, pongs); reconnect later
 SLOW_CONSUMER = 1013
 
 #: the first message did not authenticate the connection
@@ -36,7 +37,7 @@ DESCRIPTIONS = {
     UNSUPPORTED_DATA: "unsupported data (e.g. binary where text is expected)",
     INVALID_PAYLOAD: "invalid UTF-8 in a text message",
     POLICY_VIOLATION: "policy violation",
-    MESSAGE_TOO_BIG: "message larger than --max-message-size",
+    MESSAGE_TOO_BIG: "message larger than --max-message-size, or in more frames than --max-message-frames",
     INTERNAL_ERROR: "internal server error",
     SLOW_CONSUMER: "slow consumer: too much unread data queued; reconnect",
     AUTH_FAILED: "authentication failed (first message)",

@@ -41,6 +41,7 @@ class RealtimeServerFactory(WebSocketServerFactory):
         server: str = "realtime",
         maxQueuedBytes: int = 4 * 1024 * 1024,
         maxMessageSize: int = 0,
+        maxMessageFrames: int = 1024,
         slowConsumerTimeout: float = 30.0,
         sessionPrefix: str = "",
         origins: OriginPolicy | None = None,
@@ -52,6 +53,7 @@ class RealtimeServerFactory(WebSocketServerFactory):
         #: matcher is left admitting every well-formed origin)
         self.origins = origins or OriginPolicy()
         self.maxMessageSize = maxMessageSize
+        self.maxMessageFrames = maxMessageFrames
         self.setProtocolOptions(**strictOptions(maxMessageSize))
         self.authenticator = authenticator
         self.strategy = strategy

@@ -37,8 +37,9 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("api-key-file", None, "file holding the API key, created with a random key if missing (default realtime-api.key)"),
     ("head-timeout", None, "seconds a client has to send each HTTP request head, on every port (default 10)"),
     ("max-message-size", None, "largest message in bytes, from clients and from backends (default 1048576)"),
+    ("max-message-frames", None, "frames one client message may have; more close the connection with 1009 (default 1024)"),
     ("ping-interval", None, "a client silent this many seconds is pinged, and dropped if silent twice as long; 0 disables (default 30)"),
-    ("max-queued-bytes", None, "unread bytes a client may fall behind by before it is dropped as a slow consumer (default 4194304)"),
+    ("max-queued-bytes", None, "bytes written to a client (pushes, replies, errors, pongs) and not yet read by it, before it is dropped as a slow consumer (default 4194304)"),
     ("max-connections", None, "WebSocket connections in all, more are refused with 503; 0: no limit (default: the open-file limit minus a tenth, 100 to 1000, of it)"),
     ("max-connections-per-ip", None, "WebSocket connections per client address (an IPv6 /64), more are refused with 429; 0: no limit (default 1000)"),
     ("max-connections-per-uid", None, "connections one uid may hold, more are refused (429, or close 4008); 0: no limit (default 32)"),
@@ -62,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "api-key-file": "realtime-api.key",
     "head-timeout": 10.0,
     "max-message-size": 1024 * 1024,
+    "max-message-frames": 1024,
     "ping-interval": 30.0,
     "max-queued-bytes": 4 * 1024 * 1024,
     "max-connections": None,
@@ -345,6 +347,9 @@ class Options(usage.Options):
         for option in ENDPOINTS:
             self[option] = checkEndpoint(option, self[option])
         self["max-message-size"] = checkNumber("max-message-size", self["max-message-size"], integer=True, minimum=1)
+        self["max-message-frames"] = checkNumber(
+            "max-message-frames", self["max-message-frames"], integer=True, minimum=1
+        )
         self["ping-interval"] = checkNumber("ping-interval", self["ping-interval"], integer=False, minimum=0)
         self["max-queued-bytes"] = checkNumber(
             "max-queued-bytes", self["max-queued-bytes"], integer=True, minimum=65536

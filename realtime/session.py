@@ -3,6 +3,20 @@ The sending half of a session: frames and everything Autobahn writes leave
 through one place, in order, once per reactor turn (C{realtime.writer});
 deliveries can be held back (offline messages first); and a peer that stops
 reading is told and dropped instead of growing this process's memory.
+
+I{One budget for everything written.}  Deliveries, replies, error frames,
+pongs, close frames and the handshake response all pass through
+L{SessionOutput._write}, which counts them against the factory's
+C{maxQueuedBytes}: the bytes queued this turn plus what Twisted held unsent
+after the last flush (L{realtime.writer.unsentBytes}).  A session over it is
+closed with 1013 at once, and aborted by Autobahn's closing-handshake timer
+a second later if its peer does not read the close frame either.  Counting
+only deliveries let a client that never reads, and keeps sending requests
+that earn answers, grow this process by gigabytes.
+
+I{A peer that does not read is not read from.}  While the transport's buffer
+is over its high-water mark (C{pauseProducing}) the peer's own data stays in
+the kernel, so its requests earn nothing more until it catches up.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ from twisted.logger import Logger
 from realtime import closecodes
 from realtime.delivery import Frame
 from realtime.timers import Timeout
-from realtime.writer import sendNow
+from realtime.writer import sendNow, unsentBytes
 
 _STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
 
@@ -41,7 +55,8 @@ class SessionOutput:
     _log = Logger()
 
     _paused = False
-    _pausedBytes = 0
+    #: bytes written and not known to be taken by the kernel (see module doc)
+    _queued = 0
     _pauseTimeout: Timeout | None = None
     _dropped = False
     _held: list[Frame] | None = None
@@ -68,7 +83,9 @@ class SessionOutput:
         Ping a peer silent for C{interval}; drop one silent for twice that
         (C{realtime.keepalive} calls this about once per interval).
         """
-        if self.state != _STATE_OPEN:  # type: ignore[attr-defined]
+        if self.state != _STATE_OPEN or self._paused:  # type: ignore[attr-defined]
+            # a session we stopped reading cannot be heard: the
+            # slow-consumer timeout decides about it
             return
         silent = now - self._lastHeard
         if silent >= 2 * interval:
@@ -95,12 +112,33 @@ class SessionOutput:
         if self._held is not None:
             self._held.append(frame)
             return True
-        if self._paused:
-            self._pausedBytes += len(frame.wire)
-            if self._pausedBytes > self.factory.maxQueuedBytes:
-                self._dropSlowConsumer()
+        # L{_write}, inlined: this is the fan-out's inner loop
+        wire = frame.wire
+        queued = self._queued + len(wire)
+        if queued > self.factory.maxQueuedBytes:
+            self._dropSlowConsumer()
+            return False
+        self._queued = queued
+        self.factory.writer.write(self, wire)
+        return True
+
+    def _write(self, data: bytes) -> bool:
+        """
+        Queue C{data} for the end of this turn if it fits the budget, else
+        drop the session (and not queue it).
+
+        Our 1013 close frame itself is always queued (L{_dropSlowConsumer}
+        marks the session dropped first); after it nothing is.
+        """
+        queued = self._queued + len(data)
+        if self._dropped:
+            if self.state != _STATE_OPEN:  # type: ignore[attr-defined]
                 return False
-        self.factory.writer.write(self, frame.wire)
+        elif queued > self.factory.maxQueuedBytes:
+            self._dropSlowConsumer()
+            return False
+        self._queued = queued
+        self.factory.writer.write(self, data)
         return True
 
     # -- writing: one send per connection per reactor turn ---------------------
@@ -117,7 +155,7 @@ class SessionOutput:
             self._send = None
             WebSocketServerProtocol.sendData(self, data, sync, chopsize)
         else:
-            self.factory.writer.write(self, data)
+            self._write(data)
 
     #: the socket's C{send} while everything so far went out directly
     #: (L{realtime.writer.sendNow}); C{None}: ask the transport again.
@@ -129,7 +167,17 @@ class SessionOutput:
         """
         outgoing, self._outgoing = self._outgoing, None
         if outgoing and self.transport is not None:
-            self._send = sendNow(self.transport, outgoing, self._send)
+            send = self._send = sendNow(self.transport, outgoing, self._send)
+            if send is not None:
+                self._queued = 0
+            else:
+                held = unsentBytes(self.transport)
+                if held is not None:
+                    self._queued = held
+                elif not self._paused:
+                    # a transport that cannot tell: what it took while it
+                    # keeps up is gone; while paused, everything counts
+                    self._queued = 0
 
     def _closeConnection(self, abort: bool = False) -> None:
         """
@@ -177,24 +225,39 @@ class SessionOutput:
 
     def pauseProducing(self) -> None:
         """
-        The send buffer passed its high-water mark; start counting.
+        The send buffer passed its high-water mark: stop reading from the
+        peer, and give it C{slowConsumerTimeout} seconds to catch up.
         """
         if not self._paused:
             self._paused = True
-            self._pausedBytes = 0
+            self._pauseReading()
             self._pauseTimeout = self.factory.wheel.schedule(
                 self.factory.slowConsumerTimeout, self._dropSlowConsumer
             )
 
     def resumeProducing(self) -> None:
         """
-        The buffer drained.
+        The buffer drained: nothing is queued, read from the peer again.
         """
         self._paused = False
-        self._pausedBytes = 0
+        self._queued = 0
         if self._pauseTimeout is not None:
             self._pauseTimeout.cancel()
             self._pauseTimeout = None
+        if not self._dropped:
+            self._resumeReading()
+
+    _readingPaused = False
+
+    def _pauseReading(self) -> None:
+        if not self._readingPaused and self.transport is not None:
+            self._readingPaused = True
+            self.transport.pauseProducing()
+
+    def _resumeReading(self) -> None:
+        if self._readingPaused and self.transport is not None:
+            self._readingPaused = False
+            self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
         """
@@ -206,6 +269,7 @@ class SessionOutput:
         if self._dropped or self.state != _STATE_OPEN:
             return
         self._dropped = True
+        self._pauseReading()
         self.factory.countSlowConsumer()
         self._log.info(
             "dropping slow consumer {session} (uid {uid}, {peer})",

@@ -4,7 +4,7 @@ Autobahn itself, fall short.  Everything here is checked end to end by
 C{tests/test_conformance.py} and by the Autobahn testsuite
 (C{tests/conformance/}).
 
-Four corrections:
+Five corrections:
 
  - I{A failed connection gets a close frame, after what was already queued.}
    Twisted's C{abortConnection} closes the socket at once and discards the
@@ -34,6 +34,11 @@ Four corrections:
    messages that complete after we started the closing handshake (shutdown,
    slow consumer, refused authentication); an answer to one cannot be sent
    (RFC 6455 section 5.5.1) and Autobahn raises trying, so they are dropped.
+ - I{A message has a bounded number of frames.}  Autobahn bounds a
+   message's bytes, not its frames: empty continuation frames keep one
+   message open forever, each adding an entry to the list of its parts.
+   L{StrictProtocol.onMessageFrameBegin} closes (1009) a connection whose
+   message goes past the factory's C{maxMessageFrames}.
 """
 
 from __future__ import annotations
@@ -72,11 +77,30 @@ def strictOptions(maxMessageSize: int) -> dict[str, Any]:
 class StrictProtocol:
     """
     A mixin for a C{WebSocketServerProtocol} configured with L{strictOptions}
-    whose factory has C{maxMessageSize}, a C{wheel}
+    whose factory has C{maxMessageSize}, C{maxMessageFrames}, a C{wheel}
     (L{realtime.timers.TimeoutWheel}) and a C{slowConsumerTimeout}.
     """
 
     _lingerTimeout: Timeout | None = None
+
+    #: continuation frames of the message being received (only a
+    #: fragmented message sets it: a single-frame one costs nothing)
+    _continuations = 0
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        """
+        Autobahn's, then refuse a message with more than C{maxMessageFrames}
+        frames: the first frame of a message has a data opcode, each
+        continuation 0.
+        """
+        super().onMessageFrameBegin(length)  # type: ignore[misc]
+        if self.current_frame.opcode == 0:  # type: ignore[attr-defined]
+            count = self._continuations = self._continuations + 1
+            limit = self.factory.maxMessageFrames  # type: ignore[attr-defined]
+            if count >= limit and not self.failedByMe:  # type: ignore[attr-defined]
+                self._fail_connection(  # type: ignore[attr-defined]
+                    closecodes.MESSAGE_TOO_BIG, f"received WebSocket message in more than {limit} frames"
+                )
 
     def onMessageEnd(self) -> None:
         """
@@ -91,6 +115,8 @@ class StrictProtocol:
         """
         parts = self.message_data  # type: ignore[attr-defined]
         self.message_data = None
+        if self._continuations:
+            del self._continuations
         if self.state != _STATE_OPEN or self.failedByMe:  # type: ignore[attr-defined]
             return
         payload = parts[0] if len(parts) == 1 else b"".join(parts)

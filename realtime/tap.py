@@ -331,6 +331,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         TurnWriter(reactor),
         maxQueuedBytes=options["max-queued-bytes"],
         maxMessageSize=options["max-message-size"],
+        maxMessageFrames=options["max-message-frames"],
         sessionPrefix=secrets.token_hex(3) + ".",
         origins=options["origin-policy"],
         limits=ConnectionLimits(

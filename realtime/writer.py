@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
 from twisted.internet.interfaces import IReactorTime
+from twisted.protocols.policies import ProtocolWrapper
 
 
 class Writable(Protocol):
@@ -48,6 +49,22 @@ def directSend(transport: Any) -> Callable[[bytes], int] | None:
         and not transport.disconnecting
     ):
         return transport.socket.send  # type: ignore[no-any-return]
+    return None
+
+
+def unsentBytes(transport: Any) -> int | None:
+    """
+    How many bytes Twisted holds unsent for C{transport}: a TCP connection,
+    or TLS (any L{ProtocolWrapper}) over one, whose held bytes are those of
+    the TCP connection under it; C{None} for a transport that cannot tell.
+
+    Between two flushes this only shrinks, so with what a session queued
+    since the last flush it bounds what the connection costs us.
+    """
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    if isinstance(transport, abstract.FileDescriptor):
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
     return None
 
 

@@ -58,6 +58,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((o["auth-name"], o["routing-name"]), ("uid-first-packet", "uid"))
         self.assertIsInstance(o["authenticator"], FirstPacketAuthenticator)
         self.assertEqual(o["max-message-size"], 1048576)
+        self.assertEqual(o["max-message-frames"], 1024)
         self.assertEqual(o["ping-interval"], 30.0)
 
     def test_pluginOptions(self) -> None:
@@ -78,6 +79,7 @@ class OptionsTests(SynchronousTestCase):
             (("--api-port", "tcp:notaport"), "--api-port 'tcp:notaport' is not a valid endpoint"),
             (("--max-message-size", "-1"), "--max-message-size must be >= 1"),
             (("--max-message-size", "big"), "--max-message-size must be a whole number"),
+            (("--max-message-frames", "0"), "--max-message-frames must be >= 1"),
             (("--ping-interval", "soon"), "--ping-interval must be a number"),
             (("--auth", "nope"), "unknown auth 'nope' (--auth); available: "),
             (("--routing", "nope"), "unknown routing 'nope' (--routing); available: "),
