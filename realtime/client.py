@@ -183,7 +183,7 @@ class HttpPushClient:
 def _decodeAnswer(status: int, reason: str, raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw.decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if status >= 400:
         error = body.get("error") if isinstance(body, dict) else None
@@ -304,7 +304,7 @@ def parseData(text: str) -> Any:
     """
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 

@@ -260,6 +260,7 @@ class BodyTests(MemoryApiTestCase):
             (b"  \n", "empty body"),
             (b'{"data": "\xff"}', "not UTF-8"),
             (b'{"uid": "u", "data": NaN}', "NaN is not valid JSON"),
+            (b'{"channel": "news", "data": -Infinity}', "-Infinity is not valid JSON"),
             (b"[" * 1000, "invalid JSON"),
         ]:
             r = self.api.request("POST", "/api/push", body)
@@ -305,6 +306,29 @@ class BodyTests(MemoryApiTestCase):
         """
         r = self.api.request("POST", "/api/push", b'{"uid": "u1", "data": "\\ud800"}')
         self.assertEqual(r.error, (400, "invalid_request"))
+
+    def test_unsendableData(self) -> None:
+        """
+        On every endpoint that takes C{data}, a lone surrogate anywhere in it
+        or a float out of range is 400 invalid_request naming the problem,
+        never a 500, and nothing is pushed or published.
+        """
+        s = self.session("u1")
+        for path, head in [
+            ("/api/push", b'{"uid": "u1", '),
+            ("/api/broadcast", b"{"),
+            ("/api/publish", b'{"channel": "news", '),
+        ]:
+            for data, words in [
+                (b'"\\ud800"', "not valid Unicode"),
+                (b'["ok", {"\\udfff": 1}]', "not valid Unicode"),
+                (b"[1e999]", "out of range"),
+            ]:
+                r = self.api.request("POST", path, head + b'"data": ' + data + b"}")
+                self.assertEqual(r.error, (400, "invalid_request"), (path, data))
+                self.assertIn('"data" ', r.json["error"]["message"])
+                self.assertIn(words, r.json["error"]["message"])
+        self.assertEqual(s.sent, [])
 
     def test_contentType(self) -> None:
         """

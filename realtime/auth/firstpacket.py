@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from typing import Mapping, Sequence
 
@@ -25,6 +24,7 @@ from zope.interface import implementer
 
 from realtime import closecodes
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.jsoncodec import decode
 from realtime.pluginoptions import PluginOptions
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, Identity
 
@@ -37,7 +37,8 @@ def parseUid(text: str) -> str:
     """
     The uid in C{text}, surrounding whitespace removed.
 
-    @raise ValueError: if it is empty, too long, or holds control characters.
+    @raise ValueError: if it is empty, too long, holds control characters,
+        or a lone surrogate (from a C{\\ud800} escape in the JSON form).
     """
     uid = text.strip()
     if not uid:
@@ -46,6 +47,10 @@ def parseUid(text: str) -> str:
         raise ValueError(f"uid longer than {MAX_UID_LENGTH} characters")
     if _CONTROL.search(uid):
         raise ValueError("uid contains control characters")
+    try:
+        uid.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("uid is not valid Unicode (a lone surrogate escape)") from None
     return uid
 
 
@@ -79,7 +84,7 @@ def checkSignedPacket(secret: bytes, text: str, now: float) -> str:
     """
     if text.lstrip().startswith("{"):
         try:
-            obj = json.loads(text)
+            obj = decode(text)
             uid, expires, signature = obj["uid"], obj["expires"], obj["sig"]
         except (ValueError, KeyError, TypeError):
             raise ValueError('first message must be {"uid", "expires", "sig"} or uid:expires:sig') from None
@@ -92,7 +97,7 @@ def checkSignedPacket(secret: bytes, text: str, now: float) -> str:
             raise ValueError("first message must be uid:expires:signature")
         uid, expires, signature = parts
     uid = parseUid(uid)
-    if not expires.isdigit():
+    if not (expires.isascii() and expires.isdigit()):
         raise ValueError("expires must be a Unix time in whole seconds")
     expected = hmac.new(secret, f"{uid}:{expires}".encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
