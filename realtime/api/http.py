@@ -44,6 +44,7 @@ memory or spooled to disk.
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -262,7 +263,8 @@ class ApiResource(_Branch):
 
     @staticmethod
     def _encode(request: IRequest, status: int, body: dict[str, Any]) -> bytes:
-        data = encode(body)
+        # the spaced form the README and the examples show; bodies are the server's own
+        data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
         request.setResponseCode(status)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Content-Length", b"%d" % len(data))
