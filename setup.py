@@ -30,7 +30,7 @@ setup(
         "prometheus-client>=0.20",
     ],
     extras_require={
-        "test": ["pytest>=8", "websockets>=13", "ruff>=0.6", "playwright>=1.45", "schemathesis>=4"],
+        "test": ["pytest>=8", "websockets>=13", "ruff>=0.6", "playwright>=1.45", "schemathesis>=4", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["realtime-push = realtime.client:main"]},
     classifiers=[

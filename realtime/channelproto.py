@@ -24,10 +24,10 @@ Server to client::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from realtime.jsoncodec import JSONError, decode, encode
 from realtime.namespaces import validChannel
 from realtime.values import Position
 
@@ -35,8 +35,8 @@ OPS = ("subscribe", "unsubscribe", "publish", "presence", "ping")
 
 #: error codes of replies, with what they mean (README lists them)
 ERRORS = {
-    "bad_json": "the message is not valid JSON text",
-    "bad_request": "not an object, no usable id, or a field missing or of the wrong type",
+    "bad_json": "the message is not valid JSON text (NaN, Infinity and nesting too deep are not)",
+    "bad_request": "not an object, no usable id, a field missing or of the wrong type, or data that cannot be sent",
     "unknown_op": "op is none of subscribe, unsubscribe, publish, presence, ping",
     "bad_channel": "the channel name is not valid",
     "forbidden": "this identity may not subscribe to / publish on this channel",
@@ -73,8 +73,19 @@ class Failure:
     message: str
 
 
-def _dumps(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+_dumps = encode
+
+
+def _unsendable(value: object) -> JSONError | None:
+    """
+    Why C{value}, read from a request, could not be written back in a reply
+    or a message (a lone surrogate, an infinite float, too deep), if so.
+    """
+    try:
+        encode(value)
+    except JSONError as e:
+        return e
+    return None
 
 
 def parseRequest(payload: bytes, isBinary: bool) -> Request | Failure:
@@ -84,14 +95,17 @@ def parseRequest(payload: bytes, isBinary: bool) -> Request | Failure:
     if isBinary:
         return Failure(None, "bad_request", "requests are JSON text messages, not binary")
     try:
-        obj = json.loads(payload)
-    except ValueError as e:
+        obj = decode(payload.decode("utf-8"))
+    except (JSONError, UnicodeDecodeError) as e:
         return Failure(None, "bad_json", f"invalid JSON: {e}")
     if not isinstance(obj, dict):
         return Failure(None, "bad_request", "a request is a JSON object")
     requestId = obj.get("id")
     if requestId is None or isinstance(requestId, (bool, dict, list, float)):
         return Failure(None, "bad_request", '"id" must be a number or a string')
+    if isinstance(requestId, str) and (problem := _unsendable(requestId)):
+        # the reply could not carry this id back
+        return Failure(None, "bad_request", f'"id" {problem}')
     op = obj.get("op")
     if op not in OPS:
         return Failure(requestId, "unknown_op", f"op must be one of {', '.join(OPS)}, not {op!r}")
@@ -114,7 +128,10 @@ def parseRequest(payload: bytes, isBinary: bool) -> Request | Failure:
     if op == "publish":
         if "data" not in obj:
             return Failure(requestId, "bad_request", 'publish needs "data"')
-        data = _dumps(obj["data"])
+        try:
+            data = encode(obj["data"])
+        except JSONError as e:
+            return Failure(requestId, "bad_request", f'"data" {e}')
     return Request(requestId, op, channel, since, data)
 
 

@@ -247,7 +247,7 @@ def _copyBody(response: http.client.HTTPResponse, out: BinaryIO) -> int:
 def _decodeAnswer(status: int, reason: str, raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw.decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if status >= 400:
         error = body.get("error") if isinstance(body, dict) else None
@@ -400,7 +400,7 @@ def parseData(text: str) -> Any:
     """
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 

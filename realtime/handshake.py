@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import txaio
-from autobahn.websocket.protocol import WebSocketProtocol, _is_same_origin, _url_to_origin
+from autobahn.websocket.protocol import _HTTP_FIELD_NAME, WebSocketProtocol, _is_same_origin, _url_to_origin
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -40,6 +40,10 @@ from twisted.python.failure import Failure
 from realtime.values import HandshakeRequest
 
 _KEY = re.compile(r"[A-Za-z0-9+/]{22}==\Z")
+
+#: what Autobahn's C{parseHttpHeader} refuses anywhere in a head: a control
+#: character other than HTAB, a CR or LF that is not part of a CRLF
+_MALFORMED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 
 _log = Logger()
 
@@ -81,10 +85,18 @@ def readUpgrade(data: bytes, end: int, externalPort: int | None = None) -> Upgra
     upgrade (RFC 6455 section 4.2.1), else C{None}.
 
     Headers are decoded as ISO-8859-1, names lower-cased and values
-    stripped, as Autobahn's C{parseHttpHeader} does.
+    stripped of spaces and tabs, as Autobahn's C{parseHttpHeader} does; a
+    head it would refuse as malformed (a bare LF, a control character, a
+    space before a colon, obs-fold) is declined, so Autobahn refuses it: a
+    front proxy may read such a head differently (header smuggling).
     """
-    lines = data[:end].decode("iso-8859-1").splitlines()
-    statusLine = lines[0].strip()
+    text = data[:end].decode("iso-8859-1")
+    if _MALFORMED.search(text):
+        return None
+    lines = text.split("\r\n")
+    if "\t" in lines[0]:
+        return None
+    statusLine = lines[0].strip(" ")
     request = statusLine.split()
     if len(request) != 3 or request[0] != "GET" or request[2] != "HTTP/1.1":
         return None
@@ -95,9 +107,9 @@ def readUpgrade(data: bytes, end: int, externalPort: int | None = None) -> Upgra
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not name:
+        if not colon or not _HTTP_FIELD_NAME.fullmatch(name):
             return None
-        headers[name.strip().lower()] = value.strip()
+        headers[name.lower()] = value.strip(" \t")
     if len(headers) != len(lines) - 1:
         # a header twice: Autobahn joins or refuses them
         return None

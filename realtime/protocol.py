@@ -9,7 +9,6 @@ the L{ISession} the registry indexes, so an open connection costs one object.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -25,6 +24,7 @@ from realtime.channels import RequestError
 from realtime.delivery import Frame
 from realtime.handshake import FastHandshake, Upgrade, upgradeRequest
 from realtime.interfaces import ISession
+from realtime.jsoncodec import encode
 from realtime.limits import RETRY_AFTER, LimitExceeded, TokenBucket
 from realtime.quietadapter import QuietAdapter
 from realtime.session import SessionOutput, validCloseCode
@@ -94,7 +94,7 @@ def errorFrame(code: str, message: str) -> bytes:
     """
     The text of an error frame: C{{"type": "error", "code": ..., "message": ...}}.
     """
-    return json.dumps({"type": "error", "code": code, "message": message}).encode("utf-8")
+    return encode({"type": "error", "code": code, "message": message})
 
 
 @implementer(ISession, IPushProducer)

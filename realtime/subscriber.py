@@ -31,6 +31,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from realtime.jsoncodec import JSONError, decode, encode
 from realtime.values import Position
 
 #: errors found by this client, not the server: the request may succeed on the next connection
@@ -218,8 +219,8 @@ class ChannelSubscriber:
             return
         text = payload.decode("utf-8", "replace")
         try:
-            frame = json.loads(text)
-        except ValueError:
+            frame = decode(text)
+        except JSONError:
             frame = None
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "reply":
@@ -246,7 +247,7 @@ class ChannelSubscriber:
         d: Deferred[Result] = Deferred(lambda _: self._pending.pop(requestId)[1].cancel())
         timer = self._reactor.callLater(self._requestTimeout, self._timedOut, requestId, op)
         self._pending[requestId] = (d, timer)
-        self._send(json.dumps({"id": requestId, "op": op, **fields}, separators=(",", ":")).encode("utf-8"))
+        self._send(encode({"id": requestId, "op": op, **fields}))
         return d
 
     def _take(self, requestId: Any) -> Deferred[Result] | None:

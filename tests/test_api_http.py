@@ -262,6 +262,7 @@ class BodyTests(MemoryApiTestCase):
             (b"  \n", "empty body"),
             (b'{"data": "\xff"}', "not UTF-8"),
             (b'{"uid": "u", "data": NaN}', "NaN is not valid JSON"),
+            (b'{"channel": "news", "data": -Infinity}', "-Infinity is not valid JSON"),
             (b"[" * 1000, "invalid JSON"),
         ]:
             r = self.api.request("POST", "/api/push", body)
@@ -307,6 +308,32 @@ class BodyTests(MemoryApiTestCase):
         """
         r = self.api.request("POST", "/api/push", b'{"uid": "u1", "data": "\\ud800"}')
         self.assertEqual(r.error, (400, "invalid_request"))
+
+    def test_unsendableData(self) -> None:
+        """
+        On every endpoint that takes C{data}, a lone surrogate anywhere in it
+        is 400 invalid_request naming the problem, never a 500, and nothing
+        is pushed or published; a number out of range (C{1e999}) is already
+        refused as bad JSON.
+        """
+        s = self.session("u1")
+        for path, head in [
+            ("/api/push", b'{"uid": "u1", '),
+            ("/api/broadcast", b"{"),
+            ("/api/publish", b'{"channel": "news", '),
+        ]:
+            for data, words in [
+                (b'"\\ud800"', "not valid Unicode"),
+                (b'["ok", {"\\udfff": 1}]', "not valid Unicode"),
+            ]:
+                r = self.api.request("POST", path, head + b'"data": ' + data + b"}")
+                self.assertEqual(r.error, (400, "invalid_request"), (path, data))
+                self.assertIn('"data" ', r.json["error"]["message"])
+                self.assertIn(words, r.json["error"]["message"])
+            r = self.api.request("POST", path, head + b'"data": [1e999]}')
+            self.assertEqual(r.error, (400, "bad_json"), path)
+            self.assertIn("1e999 is too large", r.json["error"]["message"])
+        self.assertEqual(s.sent, [])
 
     def test_contentType(self) -> None:
         """

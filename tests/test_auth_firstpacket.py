@@ -82,6 +82,11 @@ class ParseTests(SynchronousTestCase):
             ("u1:soon:abc", "Unix time"),
             ('{"uid": "u1"}', "uid:expires:sig"),
             ('{"uid": 1, "expires": 2000, "sig": "x"}', "must be strings"),
+            ('{"uid":' * 100_000, "uid:expires:sig"),
+            ('{"uid": "u1", "expires": NaN, "sig": "x"}', "uid:expires:sig"),
+            ('{"uid": "\\ud800", "expires": 2000, "sig": "x"}', "not valid Unicode"),
+            ("\ud800:2000:x", "not valid Unicode"),
+            ('{"uid": "u1", "expires": "\u00b2", "sig": "x"}', "Unix time"),
         ]
         for text, reason in cases:
             e = self.assertRaises(ValueError, checkSignedPacket, SECRET, text, 0)

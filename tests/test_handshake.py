@@ -231,6 +231,26 @@ class SameAsAutobahnTests(SynchronousTestCase):
         ):
             self.assertSame(request, fast=False)
 
+    def test_malformedHeadsRefused(self) -> None:
+        """
+        A head Autobahn refuses as malformed HTTP (the fuzzer found the fast
+        path accepting these) is declined by the fast path and refused with
+        Autobahn's 400: whitespace before a colon, a bare LF, obs-fold, a
+        control character, a name that is not a token.  A front proxy could
+        read such a head differently (header smuggling).
+        """
+        for request in (
+            raw("GET / HTTP/1.1", *COMMON[:4], "Sec-WebSocket-Version : 13"),
+            raw("GET / HTTP/1.1", *COMMON).replace(b"\r\nUpgrade", b"\nUpgrade"),
+            raw("GET / HTTP/1.1", *COMMON[:2], "Connection:", " Upgrade", *COMMON[3:]),
+            raw("GET / HTTP/1.1", *COMMON[:2], "Connection: Upgrade\x0b", *COMMON[3:]),
+            raw("GET / HTTP/1.1", *COMMON, "X(y): z"),
+            raw("GET /\x00 HTTP/1.1", *COMMON),
+            raw("GET /\t HTTP/1.1", *COMMON),
+        ):
+            response = self.assertSame(request, fast=False)
+            self.assertTrue(response.startswith(b"HTTP/1.1 400"), (request, response))
+
     def test_connectionState(self) -> None:
         """
         After the handshake the protocol holds the same attributes, with the

@@ -519,6 +519,58 @@ class ChannelsProtocolTests(ProtocolTestCase):
         [(opcode, payload)] = self.frames(transport)
         self.assertEqual(json.loads(payload)["error"]["code"], "bad_request")
 
+    def test_hostileRequestsKeepConnection(self) -> None:
+        """
+        A request nested 100,000 deep, a lone surrogate in C{id} (on C{ping}
+        too) or in C{data}, and C{NaN}, C{Infinity} or an out-of-range float
+        in published data each get one documented error reply, nothing is
+        logged, nothing is published, and the connection still works.
+        """
+        proto, transport = self.connect()
+        transport.clear()
+        self.send(proto, transport, {"id": "s", "op": "subscribe", "channel": "room:1"})
+        publish = b'{"id":%s,"op":"publish","channel":"room:1","data":%s}'
+        replies = self.send(
+            proto,
+            transport,
+            b"[" * 100_000,
+            b'{"id":' * 100_000,
+            b'{"id":"\\ud800","op":"ping"}',
+            b'{"id":"\\udfff","op":"subscribe","channel":"room:2"}',
+            publish % (b"1", b'"\\ud800"'),
+            publish % (b"2", b'{"\\udc00":1}'),
+            publish % (b"3", b"NaN"),
+            publish % (b"4", b"[-Infinity]"),
+            publish % (b"5", b"1e999"),
+            publish % (b"6", b"[" * 100_000),
+            {"id": 7, "op": "ping"},
+        )
+        self.assertEqual(
+            [(r["id"], r["ok"], r.get("error", {}).get("code")) for r in replies],
+            [
+                (None, False, "bad_json"),
+                (None, False, "bad_json"),
+                (None, False, "bad_request"),
+                (None, False, "bad_request"),
+                (1, False, "bad_request"),
+                (2, False, "bad_request"),
+                (None, False, "bad_json"),
+                (None, False, "bad_json"),
+                (None, False, "bad_json"),
+                (None, False, "bad_json"),
+                (7, True, None),
+            ],
+        )
+        self.assertIn("nested too deeply", replies[0]["error"]["message"])
+        self.assertIn('"id" is not valid Unicode', replies[2]["error"]["message"])
+        self.assertIn('"data" is not valid Unicode', replies[4]["error"]["message"])
+        self.assertIn("NaN is not valid JSON", replies[6]["error"]["message"])
+        self.assertIn("Infinity is not valid JSON", replies[7]["error"]["message"])
+        self.assertIn("1e999 is too large", replies[8]["error"]["message"])
+        self.assertEqual(proto.state, proto.STATE_OPEN)
+        [reply] = self.send(proto, transport, {"id": 8, "op": "subscribe", "channel": "room:1"})
+        self.assertEqual(reply["error"]["code"], "already_subscribed")
+
     def test_subscribePublishPresence(self) -> None:
         """
         Two clients in a room: join event, publish with an offset, presence.

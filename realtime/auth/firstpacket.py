@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
@@ -24,6 +23,7 @@ from zope.interface import implementer
 
 from realtime import closecodes
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.jsoncodec import decode
 from realtime.pluginoptions import PluginOptions
 from realtime.uids import MAX_UID_LENGTH, parseUid  # noqa: F401 (uids were first checked here)
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, Identity
@@ -59,7 +59,7 @@ def checkSignedPacket(secret: bytes, text: str, now: float) -> str:
     """
     if text.lstrip().startswith("{"):
         try:
-            obj = json.loads(text)
+            obj = decode(text)
             uid, expires, signature = obj["uid"], obj["expires"], obj["sig"]
         except (ValueError, KeyError, TypeError):
             raise ValueError('first message must be {"uid", "expires", "sig"} or uid:expires:sig') from None
@@ -72,7 +72,7 @@ def checkSignedPacket(secret: bytes, text: str, now: float) -> str:
             raise ValueError("first message must be uid:expires:signature")
         uid, expires, signature = parts
     uid = parseUid(uid)
-    if not expires.isdigit():
+    if not (expires.isascii() and expires.isdigit()):
         raise ValueError("expires must be a Unix time in whole seconds")
     expected = hmac.new(secret, f"{uid}:{expires}".encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
