@@ -147,7 +147,8 @@ class OverBudgetTests(AttackTestCase):
     socket), whatever earns the answers.
     """
 
-    serverArgs = ("--routing", "channels", "--store", "memory", "--max-queued-bytes", "65536")
+    #: no --client-rate: a flood of requests would be closed with 4029 first
+    serverArgs = ("--routing", "channels", "--store", "memory", "--max-queued-bytes", "65536", "--client-rate", "0")
 
     def assertDropped(self, data: bytes) -> None:
         before = stats(self.server)["slowConsumers"]
