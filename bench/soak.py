@@ -4,8 +4,8 @@ chatting in rooms and being pushed to through the line port and the HTTP
 API, reconnecting, while a few hostile clients attack; then every message
 is accounted for.
 
-    /work/venv/bin/python bench/soak.py                      # 2,000 clients, 3 minutes
-    /work/venv/bin/python bench/soak.py --clients 50 --duration 10
+    .venv/bin/python bench/soak.py                      # 2,000 clients, 3 minutes
+    .venv/bin/python bench/soak.py --clients 50 --duration 10
 
 The server runs ``--routing channels`` with public, publishable rooms
 (``room:*``), a memory store and no offline queue, so every push is either
