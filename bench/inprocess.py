@@ -6,7 +6,7 @@ measures only our Python code and Autobahn's and Twisted's under it, with
 in-memory transports instead of sockets, so a change to the hot paths can be
 judged in seconds and profiled deterministically (``--profile`` prints
 cProfile's top functions).  The server's collector settings
-(L{realtime.collector}) apply, as in ``twistd realtime``.
+(L{realtime.ops.gctuning}) apply, as in ``twistd realtime``.
 
     .venv/bin/python bench/inprocess.py handshake   # us per connection: handshake, first message
     .venv/bin/python bench/inprocess.py unicast     # us per push through the line port
@@ -38,14 +38,14 @@ from twisted.python.failure import Failure  # noqa: E402
 
 from realtime.api.lineproto import LinePushFactory  # noqa: E402
 from realtime.auth.firstpacket import FirstPacketAuthenticator  # noqa: E402
-from realtime.collector import THRESHOLDS  # noqa: E402
-from realtime.factory import RealtimeServerFactory  # noqa: E402
-from realtime.instrument import InstrumentedBroker, LatencyHistogram  # noqa: E402
-from realtime.limits import LOOPBACK, ConnectionLimits, ProxyTrust, parseRate  # noqa: E402
-from realtime.options import DEFAULTS  # noqa: E402
+from realtime.config.options import DEFAULTS  # noqa: E402
+from realtime.core.limits import LOOPBACK, ConnectionLimits, ProxyTrust, parseRate  # noqa: E402
+from realtime.ops.gctuning import THRESHOLDS  # noqa: E402
+from realtime.ops.instrument import InstrumentedBroker, LatencyHistogram  # noqa: E402
 from realtime.routing.uid import UidStrategy  # noqa: E402
 from realtime.tap import acceptDeflate  # noqa: E402
-from realtime.web.front import FrontFactory  # noqa: E402
+from realtime.web.sharedport import SharedPortFactory  # noqa: E402
+from realtime.websocket.factory import RealtimeServerFactory  # noqa: E402
 from tests.support import TolerantTransport, buildFactory, clientFrame, handshake  # noqa: E402
 
 CONNECTIONS = 10_000
@@ -83,7 +83,7 @@ def endTurn() -> None:
     reactor.runUntilCurrent()  # type: ignore[attr-defined]
 
 
-def connectAll(front: FrontFactory, count: int, parts: list[float] | None = None) -> list[Any]:
+def connectAll(front: SharedPortFactory, count: int, parts: list[float] | None = None) -> list[Any]:
     """
     Connect C{count} clients through the front port, each sending its uid.
     """
@@ -112,7 +112,7 @@ def connectAll(front: FrontFactory, count: int, parts: list[float] | None = None
 
 def handshakes(rounds: int, profile: cProfile.Profile | None) -> None:
     factory = serverFactory()
-    front = FrontFactory(factory, None, factory.wheel)
+    front = SharedPortFactory(factory, None, factory.wheel)
     for _ in range(rounds):
         parts = [0.0, 0.0]
         if profile is not None:
@@ -131,12 +131,12 @@ def handshakes(rounds: int, profile: cProfile.Profile | None) -> None:
 
 def unicast(rounds: int, profile: cProfile.Profile | None) -> None:
     factory = serverFactory()
-    front = FrontFactory(factory, None, factory.wheel)
+    front = SharedPortFactory(factory, None, factory.wheel)
     sessions = connectAll(front, CONNECTIONS)
     for session in sessions:
         session.transport.clear()
     line = LinePushFactory(
-        InstrumentedBroker(factory.hub, "line", LatencyHistogram(), reactor), 65536, factory.writer
+        InstrumentedBroker(factory.router, "line", LatencyHistogram(), reactor), 65536, factory.writer
     ).buildProtocol(None)
     backend = StringTransport()
     line.makeConnection(backend)
@@ -172,7 +172,7 @@ def inbound(rounds: int, profile: cProfile.Profile | None) -> None:
     error frame: it is push-only), within the default rate.
     """
     factory = serverFactory()
-    front = FrontFactory(factory, None, factory.wheel)
+    front = SharedPortFactory(factory, None, factory.wheel)
     sessions = connectAll(front, CONNECTIONS)
     frame = clientFrame(b'{"type":"chat","text":"hello"}')
     perConnection = 20

@@ -17,9 +17,9 @@ README.rst walks through it line by line.
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from realtime.config.pluginoptions import PluginOptions
+from realtime.core.uids import checkUid
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.pluginoptions import PluginOptions
-from realtime.uids import checkUid
 from realtime.values import Accept, Deny, Identity
 
 

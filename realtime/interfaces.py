@@ -4,7 +4,7 @@ Every interface of the house.
 Plugin authors import from here and nothing else: an auth plugin provides
 L{IAuthenticatorFactory}, a routing plugin L{IRoutingStrategyFactory}, both
 together with C{twisted.plugin.IPlugin}, and they are found by
-C{twisted.plugin.getPlugins} (see C{realtime.discovery}).  The factories are
+C{twisted.plugin.getPlugins} (see C{realtime.config.discovery}).  The factories are
 shaped like C{twisted.cred.strcred.ICheckerFactory}: a name, a description,
 the options they take, and a method that builds the working object.
 """
@@ -84,13 +84,13 @@ class ISession(Interface):
     identity = Attribute("realtime.values.Identity")
     uid = Attribute("str: identity.uid")
     subscriptions = Attribute(
-        "dict[str, realtime.subscription.Subscription] | None: this session's channels, "
-        "created by the hub on the first subscribe"
+        "dict[str, realtime.core.subscription.Subscription] | None: this session's channels, "
+        "created by the router on the first subscribe"
     )
 
     def sendPrepared(frame):
         """
-        Queue a message framed once by C{realtime.delivery.Frame}.
+        Queue a message framed once by C{realtime.delivery.fanout.Frame}.
 
         @return: C{True} if queued; C{False} if the session is closing or was
             dropped as a slow consumer.

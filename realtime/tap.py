@@ -1,7 +1,7 @@
 """
 ``twistd realtime``: the one place where the parts are wired together.
 
-C{Options} (in C{realtime.options}) has already checked every value and built
+C{Options} (in C{realtime.config.options}) has already checked every value and built
 the chosen auth and routing plugins; C{makeService} connects them to the
 registry, the fan-out, the broker and the three listeners.
 """
@@ -25,29 +25,29 @@ from realtime import closecodes
 from realtime.api.cors import CorsPolicy
 from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
-from realtime.autobahnlogs import useCheapFormatting
 from realtime.broker.memory import MemoryBroker
-from realtime.collector import CollectorTuning
-from realtime.delivery import Fanout
-from realtime.factory import RealtimeServerFactory
-from realtime.hub import Hub
-from realtime.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram
+from realtime.config.options import Options, loadApiKey
+from realtime.core.limits import ConnectionLimits
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
+from realtime.delivery.keepalive import Keepalive
+from realtime.delivery.timers import TimeoutWheel
+from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import IBackupSource, IMessageStore, IPushFraming
-from realtime.keepalive import Keepalive
-from realtime.limits import ConnectionLimits
-from realtime.logs import observerFor
-from realtime.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
-from realtime.options import Options, loadApiKey
-from realtime.registry import SessionRegistry
+from realtime.ops.gctuning import GCTuning
+from realtime.ops.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram
+from realtime.ops.logs import observerFor
+from realtime.ops.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
+from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResource, ReadyResource
+from realtime.push.router import Router
 from realtime.store.health import MonitoredStore, logUnlessKnown
 from realtime.store.lock import lockStore
 from realtime.store.memory import MemoryMessageStore
-from realtime.timers import TimeoutWheel
 from realtime.values import OfflineLimits
-from realtime.web.front import FrontFactory
-from realtime.web.ops import HealthResource, MetricsResource, PageConfigResource, ReadyResource
+from realtime.web.sharedport import SharedPortFactory
 from realtime.web.site import buildWebSite
-from realtime.writer import TurnWriter
+from realtime.websocket._autobahn.debuglogs import useCheapFormatting
+from realtime.websocket.factory import RealtimeServerFactory
 
 __all__ = ["Options", "makeService"]
 
@@ -133,11 +133,11 @@ class StoreService(Service):
     """
 
     def __init__(
-        self, store: IMessageStore, reactor: Any, hub: Hub, interval: float = 60.0, lock: IO[bytes] | None = None
+        self, store: IMessageStore, reactor: Any, router: Router, interval: float = 60.0, lock: IO[bytes] | None = None
     ) -> None:
         self._store = store
         self._lock = lock
-        self._hub = hub
+        self._router = router
         self._reactor = reactor
         self._prune = LoopingCall(self._pruneNow)
         self._prune.clock = reactor
@@ -162,8 +162,8 @@ class StoreService(Service):
         Service.stopService(self)
         if self._prune.running:
             self._prune.stop()
-        if self._hub.offline is not None:
-            self._hub.offline.stop()
+        if self._router.offline is not None:
+            self._router.offline.stop()
         return self._store.close().addBoth(self._unlock)
 
     def _unlock(self, result: object) -> object:
@@ -307,7 +307,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     lock = lockStore(options["store"])
     store = openStore(options["store"], reactor)
     strategy = options["strategy"]
-    hub = Hub(
+    router = Router(
         reactor,
         registry,
         MemoryBroker(registry, fanout),
@@ -318,14 +318,14 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         framePush=strategy.framePush if IPushFraming.providedBy(strategy) else None,
         fanout=fanout,
     )
-    broker = hub
+    broker = router
     counting = CountingStrategy(strategy)
     latency = LatencyHistogram()
 
     factory = RealtimeServerFactory(
         options["authenticator"],
         counting,
-        hub,
+        router,
         fanout,
         wheel,
         TurnWriter(reactor),
@@ -354,15 +354,15 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         routingName=options["routing-name"],
         brokerName="memory",
         broker=broker,
-        hub=hub,
+        router=router,
         fanout=fanout,
         factory=factory,
         strategy=counting,
         latency=latency,
     )
     top = RealtimeService()
-    CollectorTuning().setServiceParent(top)
-    StoreService(store, reactor, hub, lock=lock).setServiceParent(top)
+    GCTuning().setServiceParent(top)
+    StoreService(store, reactor, router, lock=lock).setServiceParent(top)
     Keepalive(reactor, registry, ping).setServiceParent(top)
     sessions = SessionsService(reactor, registry, wheel)
     sessions.setServiceParent(top)
@@ -376,7 +376,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         b"config.json": PageConfigResource(lambda: pageDescription(options, apiListener)()),
     }
     headTimeout = options["head-timeout"]
-    front = FrontFactory(factory, buildWebSite(factory, reactor, web, headTimeout), wheel, headTimeout)
+    front = SharedPortFactory(factory, buildWebSite(factory, reactor, web, headTimeout), wheel, headTimeout)
     Listener(reactor, "port", options["port"], front).setServiceParent(top)
 
     if options["api-port"] != "none":
@@ -422,7 +422,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     notes.append(f"auth {options['auth-name']}, routing {options['routing-name']}")
     StartupReport(warnings, options["plugin-problems"], notes).setServiceParent(top)
 
-    top.hub = hub  # type: ignore[attr-defined]
+    top.router = router  # type: ignore[attr-defined]
     top.registry = registry  # type: ignore[attr-defined]
     top.broker = broker  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]

@@ -150,7 +150,7 @@ class Close:
 @dataclass(frozen=True, slots=True)
 class Call:
     """
-    Hand a parsed request to the hub, which answers it (the channels
+    Hand a parsed request to the router, which answers it (the channels
     protocol: subscribe, publish, ...).
     """
 

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import alsoProvides, implementer
 
 from realtime import closecodes
-from realtime.delivery import Frame
+from realtime.delivery.fanout import Frame
 from realtime.interfaces import IBackupSource, IBroker, IMessageStore, ISession
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, Identity, PushResult
@@ -116,7 +116,7 @@ class GatedStore:
     """
     A real store whose answers wait at a gate until the test opens it, in
     the order they were asked for: a store on disk answers later, and the
-    hub must be right whatever happens in between.
+    router must be right whatever happens in between.
     """
 
     def __init__(self, inner: Any) -> None:

@@ -14,14 +14,14 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from realtime.broker.memory import MemoryBroker
-from realtime.delivery import Fanout
-from realtime.factory import RealtimeServerFactory
-from realtime.hub import Hub
+from realtime.core.namespaces import NamespaceRules
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
+from realtime.delivery.timers import TimeoutWheel
+from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import IPushFraming
-from realtime.namespaces import NamespaceRules
-from realtime.registry import SessionRegistry
-from realtime.timers import TimeoutWheel
-from realtime.writer import TurnWriter
+from realtime.push.router import Router
+from realtime.websocket.factory import RealtimeServerFactory
 
 PEER = IPv4Address("TCP", "127.0.0.1", 50000)
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -129,29 +129,29 @@ def closeCode(payload: bytes) -> tuple[int, str]:
     return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
 
 
-def buildHub(reactor: Any, store: Any = None, rules: NamespaceRules | None = None, **kw: Any) -> Hub:
+def buildRouter(reactor: Any, store: Any = None, rules: NamespaceRules | None = None, **kw: Any) -> Router:
     """
-    A hub over a memory broker, wired like C{tap.buildService} does.
+    A router over a memory broker, wired like C{tap.buildService} does.
     """
     registry = SessionRegistry()
     fanout = Fanout(reactor)
-    return Hub(reactor, registry, MemoryBroker(registry, fanout), store, rules or NamespaceRules(), fanout=fanout, **kw)
+    return Router(reactor, registry, MemoryBroker(registry, fanout), store, rules or NamespaceRules(), fanout=fanout, **kw)
 
 
 def buildFactory(
-    authenticator: Any, strategy: Any, reactor: Any, hub: Hub | None = None, **kw: Any
+    authenticator: Any, strategy: Any, reactor: Any, router: Router | None = None, **kw: Any
 ) -> RealtimeServerFactory:
     """
     A factory wired like C{tap.buildService} does, on C{reactor}.
     """
-    if hub is None:
+    if router is None:
         framing = strategy.framePush if IPushFraming.providedBy(strategy) else None
-        hub = buildHub(reactor, offline=None, framePush=framing)
+        router = buildRouter(reactor, offline=None, framePush=framing)
     factory = RealtimeServerFactory(
         authenticator,
         strategy,
-        hub,
-        hub.broker.fanout,
+        router,
+        router.broker.fanout,
         TimeoutWheel(reactor),
         TurnWriter(reactor),
         sessionPrefix="t.",

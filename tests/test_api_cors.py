@@ -16,8 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from realtime.api.cors import CorsPolicy
 from realtime.api.http import buildApiSite
 from realtime.broker.memory import MemoryBroker
-from realtime.delivery import Fanout
-from realtime.registry import SessionRegistry
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
 from tests.test_api_http import KEY, PEER, Response, rawRequest
 
 PAGE = "http://127.0.0.1:8080"

@@ -19,9 +19,9 @@ from twisted.web.server import Site
 from realtime.api.http import ApiResource, buildApiResource, buildApiSite, messagePayload
 from realtime.api.limits import ApiRequest, ApiSite
 from realtime.broker.memory import MemoryBroker
-from realtime.delivery import Fanout
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
 from realtime.interfaces import IBroker
-from realtime.registry import SessionRegistry
 from realtime.values import PushResult, ToAll, ToUids
 from tests.fakes import FakeSession, ManualBroker
 

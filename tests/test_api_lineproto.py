@@ -20,11 +20,11 @@ from realtime.api.lineproto import (
     parseLine,
 )
 from realtime.broker.memory import MemoryBroker
-from realtime.delivery import Fanout
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
+from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import IBroker
-from realtime.registry import SessionRegistry
 from realtime.values import Envelope, PushResult, ToAll, ToUids
-from realtime.writer import TurnWriter
 from tests.fakes import FakeSession, ManualBroker
 
 

@@ -1,9 +1,9 @@
 """
-Tests for the per-connection output budget (L{realtime.session}): every byte
+Tests for the per-connection output budget (L{realtime.websocket.sending}): every byte
 written to a connection, whatever wrote it, counts against
 C{maxQueuedBytes}; a session over it is closed with 1013 and aborted soon
 after; a session whose peer stops reading is no longer read from; and a
-message may have only so many frames (L{realtime.strict}).
+message may have only so many frames (L{realtime.websocket._autobahn.rfc6455}).
 
 A peer that does not read is modelled as the transport does it: it calls
 the session's C{pauseProducing} once its buffer passes the high-water mark
@@ -27,12 +27,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from realtime import closecodes
 from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.auth.firstpacket import FirstPacketAuthenticator
-from realtime.delivery import Frame
+from realtime.delivery.fanout import Frame
+from realtime.delivery.writer import unsentBytes
 from realtime.routing.echo import EchoStrategy
 from realtime.routing.uid import UidStrategy
-from realtime.writer import unsentBytes
 from tests.support import buildFactory, clientFrame, closeCode, closeFrame, handshake
-from tests.test_protocol import ProtocolTestCase
+from tests.test_websocket_protocol import ProtocolTestCase
 
 #: the budget of these tests
 BUDGET = 1000
@@ -353,7 +353,7 @@ class Closer(Protocol):
 class NothingLeftTests(TestCase):
     """
     A closed connection is freed by reference counting alone, over real
-    sockets: the tuned collector (L{realtime.collector}) would leave cyclic
+    sockets: the tuned collector (L{realtime.ops.gctuning}) would leave cyclic
     garbage for millions of allocations, tens of MB after a few thousand
     reconnects.
     """

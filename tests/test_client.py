@@ -1,5 +1,5 @@
 """
-Tests for L{realtime.client}: the blocking clients and the ``realtime-push``
+Tests for L{realtime.client.blocking}: the blocking clients and the ``realtime-push``
 command, run in a thread against the real API site and line port listening
 on loopback, while the reactor keeps serving.
 """
@@ -22,16 +22,16 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import realtime
-from realtime import client
 from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.auth.firstpacket import checkSignedPacket, signFirstPacket
 from realtime.broker.memory import MemoryBroker
-from realtime.client import HttpPushClient, LinePushClient, PushError, findApiKey, main, parseData
-from realtime.delivery import Fanout
-from realtime.hub import Hub
-from realtime.namespaces import NamespaceRules
-from realtime.registry import SessionRegistry
+from realtime.client import blocking as client
+from realtime.client.blocking import HttpPushClient, LinePushClient, PushError, findApiKey, main, parseData
+from realtime.core.namespaces import NamespaceRules
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
+from realtime.push.router import Router
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import OfflineLimits
 from tests.fakes import FakeSession
@@ -354,12 +354,12 @@ class QueuedTests(ServerTestCase):
 
     def buildBroker(self, reactor: Any) -> Any:
         """
-        A hub with offline queues over a memory store that saw C{"gone"}.
+        A router with offline queues over a memory store that saw C{"gone"}.
         """
         store = MemoryMessageStore()
         store.markSeen({"gone": reactor.seconds()})
         broker = MemoryBroker(self.registry, Fanout(reactor))
-        return Hub(reactor, self.registry, broker, store, NamespaceRules(), OfflineLimits(100, 86400.0))
+        return Router(reactor, self.registry, broker, store, NamespaceRules(), OfflineLimits(100, 86400.0))
 
     @inlineCallbacks
     def test_lineAnswers(self) -> Any:
@@ -594,7 +594,7 @@ class OfflineMainTests(SynchronousTestCase):
 
     def test_signFirstPacketReexported(self) -> None:
         """
-        C{realtime.client.signFirstPacket} is the auth plugin's own.
+        C{realtime.client.blocking.signFirstPacket} is the auth plugin's own.
         """
         self.assertIs(client.signFirstPacket, signFirstPacket)
         self.assertRaises(AttributeError, getattr, client, "noSuchName")
@@ -605,7 +605,7 @@ class OfflineMainTests(SynchronousTestCase):
         can vendor it.
         """
         code = (
-            "import sys, realtime.client\n"
+            "import sys, realtime.client.blocking\n"
             "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('twisted', 'autobahn', 'zope'))\n"
             "print(loaded)\n"
         )

@@ -18,7 +18,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThread
 
-from realtime.client import HttpPushClient, PushError
+from realtime.client.blocking import HttpPushClient, PushError
 from realtime.store.sqlite import SQLiteMessageStore
 from tests.serverprocess import environment
 from tests.store_contract import KEEP, T0
@@ -61,7 +61,7 @@ class BackupClientTests(ServerTestCase):
         Run ``realtime-push --url ... backup ARGS`` in its own process (off
         the reactor thread, which serves it).
         """
-        code = "import sys; from realtime.client import main; sys.exit(main())"
+        code = "import sys; from realtime.client.blocking import main; sys.exit(main())"
         argv = [sys.executable, "-c", code, "--url", self.url, "--api-key", KEY, "backup", *args]
         return deferToThread(subprocess.run, argv, env=environment(), capture_output=True, timeout=60)
 

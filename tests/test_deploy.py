@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import pytest
 from websockets.sync.client import connect
 
-from realtime.options import DEFAULTS
+from realtime.config.options import DEFAULTS
 from tests.certificates import issuedThroughIntermediate
 from tests.serverprocess import ROOT, ServerProcess, freePorts, run, twistdCommand
 

@@ -1,5 +1,5 @@
 """
-Tests for L{realtime.discovery}: built-ins and third-party plugins are found
+Tests for L{realtime.config.discovery}: built-ins and third-party plugins are found
 the same way, checked, and broken ones reported by file name.
 """
 
@@ -16,7 +16,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from realtime.discovery import PluginSet, addPluginDirectories, describe, discover
+from realtime.config.discovery import PluginSet, addPluginDirectories, describe, discover
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory, IRoutingStrategyFactory
 from realtime.values import Accept, Deny, HandshakeRequest
 

@@ -20,13 +20,13 @@ from txaio.testutil import replace_loop
 from realtime.api.http import buildApiSite
 from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.broker.memory import MemoryBroker
-from realtime.delivery import Fanout
-from realtime.protocol import RealtimeServerProtocol
-from realtime.registry import SessionRegistry
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
+from realtime.delivery.timers import TimeoutWheel
 from realtime.routing.echo import EchoStrategy
-from realtime.timers import TimeoutWheel
-from realtime.web.front import FrontFactory
+from realtime.web.sharedport import SharedPortFactory
 from realtime.web.site import buildWebSite
+from realtime.websocket.protocol import RealtimeServerProtocol
 from tests.serverprocess import ServerProcess
 from tests.support import PEER, TolerantTransport, buildFactory, handshake
 
@@ -86,7 +86,7 @@ class WebPortTests(_Connections):
     def setUp(self) -> None:
         super().setUp()
         self.ws = buildFactory(AnonymousAuthenticator(), EchoStrategy(), self.clock)
-        self.front = FrontFactory(self.ws, buildWebSite(self.ws, self.clock), TimeoutWheel(self.clock))
+        self.front = SharedPortFactory(self.ws, buildWebSite(self.ws, self.clock), TimeoutWheel(self.clock))
 
     def test_keepAliveHeadDeadline(self) -> None:
         """

@@ -318,7 +318,7 @@ class PluginDirTests(SynchronousTestCase):
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.pluginoptions import PluginOptions
+from realtime.config.pluginoptions import PluginOptions
 from realtime.values import Accept, Deny, Identity
 
 

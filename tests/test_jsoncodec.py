@@ -1,5 +1,5 @@
 """
-Tests for L{realtime.jsoncodec}, and hostile JSON against a real server.
+Tests for L{realtime.core.jsoncodec}, and hostile JSON against a real server.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 from websockets.sync.client import connect
 
-from realtime.jsoncodec import JSONError, decode, encode
+from realtime.core.jsoncodec import JSONError, decode, encode
 from tests.serverprocess import ServerProcess
 from tests.test_integration import api, linePush
 

@@ -14,16 +14,16 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.channelproto import Request
-from realtime.hub import Hub
-from realtime.namespaces import NamespaceRules, parseNamespaceSpec
-from realtime.offline import QUEUE_STEP_COST
+from realtime.core.channelwire import Request
+from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
+from realtime.push.offline import QUEUE_STEP_COST
+from realtime.push.router import Router
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, OfflineLimits, PushResult, ToChannel, ToUids
 from tests.fakes import FakeSession, GatedStore
 from tests.serverprocess import ServerProcess
-from tests.support import buildHub
-from tests.test_delivery import TurnClock
+from tests.support import buildRouter
+from tests.test_delivery_fanout import TurnClock
 from tests.test_integration import api, linePush
 
 LIMITS = OfflineLimits(maxCount=3, ttl=60)
@@ -35,7 +35,7 @@ CHUNK = 1000
 
 class LargePushTests(SynchronousTestCase):
     """
-    A hub whose fan-out writes at most C{CHUNK} sessions per turn.
+    A router whose fan-out writes at most C{CHUNK} sessions per turn.
     """
 
     def setUp(self) -> None:
@@ -44,11 +44,11 @@ class LargePushTests(SynchronousTestCase):
         self.store = GatedStore(MemoryMessageStore())
         self.store.gated = False
 
-    def build(self, *namespaces: str) -> Hub:
+    def build(self, *namespaces: str) -> Router:
         rules = NamespaceRules(parseNamespaceSpec(s) for s in namespaces)
-        hub = buildHub(self.clock, self.store, rules, offline=LIMITS)
-        hub.broker.fanout.chunkSize = CHUNK
-        return hub
+        router = buildRouter(self.clock, self.store, rules, offline=LIMITS)
+        router.broker.fanout.chunkSize = CHUNK
+        return router
 
     def turns(self, d: Any, measure: Any, limit: int = 1000) -> list[int]:
         """
@@ -69,11 +69,11 @@ class LargePushTests(SynchronousTestCase):
         chunk's worth of sessions per turn, over several turns, and is
         answered with every uid's count once the last is written.
         """
-        hub = self.build()
+        router = self.build()
         sessions = [FakeSession(f"u{i}") for i in range(UIDS)]
         for session in sessions:
-            hub.sessionOpened(session)
-        d = hub.publish(Envelope(ToUids(tuple(s.uid for s in sessions)), b"hello"))
+            router.sessionOpened(session)
+        d = router.publish(Envelope(ToUids(tuple(s.uid for s in sessions)), b"hello"))
         written = self.turns(d, lambda: sum(len(s.sent) for s in sessions))
         perTurn = [b - a for a, b in zip([0] + written, written, strict=False)]
         self.assertGreater(len(perTurn), 5, perTurn)
@@ -88,12 +88,12 @@ class LargePushTests(SynchronousTestCase):
         A push asked for while a large one is still being written reaches a
         common uid after it.
         """
-        hub = self.build()
+        router = self.build()
         sessions = [FakeSession(f"u{i}") for i in range(UIDS)]
         for session in sessions:
-            hub.sessionOpened(session)
-        big = hub.publish(Envelope(ToUids(tuple(s.uid for s in sessions)), b"first"))
-        small = hub.publish(Envelope(ToUids((sessions[-1].uid,)), b"second"))
+            router.sessionOpened(session)
+        big = router.publish(Envelope(ToUids(tuple(s.uid for s in sessions)), b"first"))
+        small = router.publish(Envelope(ToUids((sessions[-1].uid,)), b"second"))
         self.turns(small, lambda: None)
         self.assertTrue(big.called)
         self.assertEqual(sessions[-1].texts, ["first", "second"])
@@ -104,7 +104,7 @@ class LargePushTests(SynchronousTestCase):
         number of store operations per turn, and is answered with every uid
         queued.
         """
-        hub = self.build()
+        router = self.build()
         uids = tuple(f"u{i}" for i in range(SOME))
         self.successResultOf(self.store.inner.markSeen(dict.fromkeys(uids, self.clock.seconds())))
         self.store.gated = True
@@ -115,7 +115,7 @@ class LargePushTests(SynchronousTestCase):
             self.store.open()
             return asked[-1]
 
-        d = hub.publish(Envelope(ToUids(uids), b"later"))
+        d = router.publish(Envelope(ToUids(uids), b"later"))
         perTurn = self.turns(d, measure)
         self.assertGreater(len([n for n in perTurn if n]), 5, perTurn)
         # each turn: the wasSeen of the uids started, the queueOffline of
@@ -123,21 +123,21 @@ class LargePushTests(SynchronousTestCase):
         self.assertLessEqual(max(perTurn), 2 * (CHUNK // QUEUE_STEP_COST + 1), perTurn)
         result: PushResult = self.successResultOf(d)
         self.assertEqual((result.delivered, result.queued, result.refused), (0, uids, ()))
-        self.assertEqual(hub.queuedPushes, SOME)
+        self.assertEqual(router.queuedPushes, SOME)
 
     def test_channelSpreadOverTurns(self) -> None:
         """
         A channel message to 3,000 subscribers is written a chunk per turn
         and answered with the count.
         """
-        hub = self.build("news:*:history=10:public=true")
+        router = self.build("news:*:history=10:public=true")
         sessions = [FakeSession(f"u{i}") for i in range(SOME)]
         for session in sessions:
-            hub.sessionOpened(session)
+            router.sessionOpened(session)
         for n, session in enumerate(sessions):
-            self.successResultOf(hub.request(session, Request(n, "subscribe", "news:1")))
+            self.successResultOf(router.request(session, Request(n, "subscribe", "news:1")))
         before = [len(s.sent) for s in sessions]
-        d = hub.publish(Envelope(ToChannel("news:1"), json.dumps("x").encode()))
+        d = router.publish(Envelope(ToChannel("news:1"), json.dumps("x").encode()))
         written = self.turns(d, lambda: sum(len(s.sent) for s in sessions) - sum(before))
         perTurn = [b - a for a, b in zip([0] + written, written, strict=False)]
         self.assertLessEqual(max(perTurn), CHUNK, perTurn)

@@ -1,5 +1,5 @@
 """
-Tests for L{realtime.limits} and where its limits are enforced: the token
+Tests for L{realtime.core.limits} and where its limits are enforced: the token
 bucket and the counters under a fake clock, the opening handshake on both
 paths (the fast one and Autobahn's) fed raw bytes, the message rate, and the
 HTTP API's push rate.
@@ -25,8 +25,8 @@ from realtime import closecodes
 from realtime.api.http import buildApiSite
 from realtime.auth.firstpacket import FirstPacketAuthenticator
 from realtime.broker.memory import MemoryBroker
-from realtime.delivery import Fanout
-from realtime.limits import (
+from realtime.config.options import Options
+from realtime.core.limits import (
     RETRY_AFTER,
     SEEN_ADDRESSES,
     ConnectionLimits,
@@ -38,8 +38,8 @@ from realtime.limits import (
     parseRate,
     retryAfter,
 )
-from realtime.options import Options
-from realtime.registry import SessionRegistry
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
 from realtime.routing.echo import EchoStrategy
 from realtime.values import Accept, Deny, Identity
 from tests.fakes import FakeSession
@@ -53,8 +53,8 @@ from tests.support import (
     splitResponse,
 )
 from tests.test_api_http import KEY, PEER, Response, rawRequest
-from tests.test_handshake import AutobahnPath
-from tests.test_protocol import ScriptedAuthenticator
+from tests.test_websocket_handshake import AutobahnPath
+from tests.test_websocket_protocol import ScriptedAuthenticator
 
 txaio.use_twisted()
 

@@ -1,5 +1,5 @@
 """
-Tests for L{realtime.options}: defaults, the TOML file, and refusals that
+Tests for L{realtime.config.options}: defaults, the TOML file, and refusals that
 name the option.
 """
 
@@ -15,7 +15,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from realtime.auth.firstpacket import FirstPacketAuthenticator
-from realtime.options import Options, loadApiKey
+from realtime.config.options import Options, loadApiKey
 from realtime.routing.chat import ChatStrategy
 from tests.serverprocess import environment, twistdCommand
 

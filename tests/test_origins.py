@@ -1,7 +1,7 @@
 """
-C{--allowed-origin}: L{realtime.origins.OriginPolicy}, the option's
+C{--allowed-origin}: L{realtime.core.origins.OriginPolicy}, the option's
 checks, and a real server's answers.  (Both handshake paths giving the same
-answer is in C{tests/test_handshake.py}.)
+answer is in C{tests/test_websocket_handshake.py}.)
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.options import Options
-from realtime.origins import OriginPolicy, parseOrigin
+from realtime.config.options import Options
+from realtime.core.origins import OriginPolicy, parseOrigin
 from tests.serverprocess import ServerProcess
 from tests.support import handshake
 

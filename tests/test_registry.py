@@ -1,12 +1,12 @@
 """
-Tests for L{realtime.registry}.
+Tests for L{realtime.core.registry}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from realtime.core.registry import SessionRegistry
 from realtime.interfaces import ISessionRegistry
-from realtime.registry import SessionRegistry
 from tests.fakes import FakeSession
 
 

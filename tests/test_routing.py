@@ -7,8 +7,8 @@ from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from realtime.core.registry import SessionRegistry
 from realtime.interfaces import IRoutingStrategy, IRoutingStrategyFactory
-from realtime.registry import SessionRegistry
 from realtime.routing.chat import ChatStrategyFactory
 from realtime.routing.echo import EchoStrategyFactory
 from realtime.routing.uid import UidStrategyFactory

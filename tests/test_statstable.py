@@ -1,12 +1,12 @@
 """
-Tests for L{realtime.statstable}: the table ``realtime-push stats`` prints.
+Tests for L{realtime.client.statstable}: the table ``realtime-push stats`` prints.
 """
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.statstable import formatStats, label
+from realtime.client.statstable import formatStats, label
 
 
 class TableTests(SynchronousTestCase):

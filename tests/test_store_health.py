@@ -18,21 +18,21 @@ from zope.interface.verify import verifyObject
 
 from realtime.api.lineproto import LinePushFactory
 from realtime.interfaces import IMessageStore
+from realtime.ops.probes import ReadyResource
 from realtime.store.health import MonitoredStore
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import OfflineLimits
-from realtime.web.ops import ReadyResource
 from tests.fakes import FaultyStore, ManualBroker
-from tests.support import buildHub
+from tests.support import buildRouter
 from tests.test_api_http import Api
-from tests.test_web_ops import render
+from tests.test_ops_probes import render
 
 FULL = sqlite3.OperationalError("database or disk is full")
 
 
 class FailingStoreTests(SynchronousTestCase):
     """
-    A hub, the line port, the HTTP API and C{/readyz} over a watched store
+    A router, the line port, the HTTP API and C{/readyz} over a watched store
     whose disk fills up, then has room again.
     """
 
@@ -42,12 +42,12 @@ class FailingStoreTests(SynchronousTestCase):
         self.faulty = FaultyStore(MemoryMessageStore())
         self.faulty.readsWork = True
         self.store = MonitoredStore(self.faulty)
-        self.hub = buildHub(self.clock, self.store, offline=OfflineLimits(10, 60))
+        self.router = buildRouter(self.clock, self.store, offline=OfflineLimits(10, 60))
         self.successResultOf(self.faulty.inner.markSeen({"away": self.clock.seconds()}))
-        self.line = LinePushFactory(self.hub).buildProtocol(None)
+        self.line = LinePushFactory(self.router).buildProtocol(None)
         self.transport = StringTransport()
         self.line.makeConnection(self.transport)
-        self.api = Api(self.hub, maxBodySize=4096)
+        self.api = Api(self.router, maxBodySize=4096)
         self.ready = ReadyResource(self.clock, ManualBroker(), self.store, lambda: False)
         self.events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(self.events.append)
@@ -123,16 +123,16 @@ class FailingStoreTests(SynchronousTestCase):
         traceback or a store-failure message.
         """
         closed = MonitoredStore(FaultyStore(MemoryMessageStore()))
-        hub = buildHub(self.clock, closed, offline=OfflineLimits(10, 60))
+        router = buildRouter(self.clock, closed, offline=OfflineLimits(10, 60))
         self.successResultOf(closed.inner.inner.markSeen({"away": self.clock.seconds()}))
         closed.close()
         closed.inner.fault = RuntimeError("the store is closed")
-        line = LinePushFactory(hub).buildProtocol(None)
+        line = LinePushFactory(router).buildProtocol(None)
         transport = StringTransport()
         line.makeConnection(transport)
         line.dataReceived(b'{"uid":"away"}\n')
         self.assertEqual(transport.value(), b"error: shutting down\n")
-        r = Api(hub).post("/api/push", {"uid": "away", "data": "x"})
+        r = Api(router).post("/api/push", {"uid": "away", "data": "x"})
         self.assertEqual((r.error, r.headers["retry-after"]), ((503, "shutting_down"), "5"))
         self.assertEqual(self.flushLoggedErrors(), [])
         self.assertEqual(self.said("message store failing"), 0)

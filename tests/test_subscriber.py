@@ -1,5 +1,5 @@
 """
-Tests for L{realtime.subscriber}: the logic with a L{Clock} and frames as
+Tests for L{realtime.client.subscriber}: the logic with a L{Clock} and frames as
 bytes (no sockets), then against a real server subprocess with the real
 reactor, across a restart, and the ``realtime-push subscribe`` command.
 """
@@ -24,8 +24,14 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from realtime.client import main
-from realtime.subscriber import ChannelMessage, ChannelSubscriber, SubscriberError, SubscriberService, backoffDelay
+from realtime.client.blocking import main
+from realtime.client.subscriber import (
+    ChannelMessage,
+    ChannelSubscriber,
+    SubscriberError,
+    SubscriberService,
+    backoffDelay,
+)
 from realtime.values import Position
 from tests.serverprocess import OutputLines, ServerProcess, environment
 from tests.test_resume_integration import publish
@@ -531,7 +537,7 @@ class CommandTests(SynchronousTestCase):
         """
         Start ``realtime-push subscribe ARGS`` in C{server}'s directory.
         """
-        code = "import sys; from realtime.client import main; sys.exit(main())"
+        code = "import sys; from realtime.client.blocking import main; sys.exit(main())"
         process = subprocess.Popen(
             [sys.executable, "-c", code, "subscribe", *args],
             env=environment(),
@@ -574,7 +580,7 @@ class CommandTests(SynchronousTestCase):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from realtime.client import main; sys.exit(main())", "subscribe",
+            [sys.executable, "-c", "import sys; from realtime.client.blocking import main; sys.exit(main())", "subscribe",
              "x", "--url", f"ws://127.0.0.1:{silent.getsockname()[1]}/ws"],
             env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -19,7 +19,7 @@ from realtime.auth.anonymous import AnonymousAuthenticatorFactory
 from realtime.auth.firstpacket import parseUid
 from realtime.auth.token import TokenAuthenticatorFactory
 from realtime.auth.wechat import WeChatAuthenticatorFactory, computeSignature
-from realtime.uids import MAX_UID_LENGTH, checkUid
+from realtime.core.uids import MAX_UID_LENGTH, checkUid
 from realtime.values import Accept, HandshakeRequest
 
 #: invisible or text-reordering characters a uid must not hide: right-to-left override, zero-width space,

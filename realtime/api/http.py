@@ -71,10 +71,10 @@ from realtime.api.cors import CorsPolicy
 from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
+from realtime.core.jsoncodec import JSONError, decode, encode
+from realtime.core.limits import RateLimit, TokenBucket, retryAfter
+from realtime.core.namespaces import validChannel
 from realtime.interfaces import IBackupSource, IBroker
-from realtime.jsoncodec import JSONError, decode, encode
-from realtime.limits import RateLimit, TokenBucket, retryAfter
-from realtime.namespaces import validChannel
 from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
 from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT

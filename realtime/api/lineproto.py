@@ -64,12 +64,12 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from realtime.core.jsoncodec import JSONError, decode
+from realtime.core.uids import checkUid
+from realtime.delivery.writer import TurnWriter, sendNow
 from realtime.interfaces import IBroker
-from realtime.jsoncodec import JSONError, decode
 from realtime.store.health import ShuttingDown, StoreUnavailable
-from realtime.uids import checkUid
 from realtime.values import Envelope, PushResult, Target, ToAll, ToUids
-from realtime.writer import TurnWriter, sendNow
 
 #: how many answers one connection may have outstanding before it is no longer
 #: read from; it is read again once half of them are answered
@@ -468,11 +468,11 @@ class LinePushFactory(Factory):
         @param maxUids: the most uids one line may name; a line naming more
             is answered with an error and pushes nothing.
         @param writer: if given, the answers of one reactor turn leave in one
-            C{send()} (L{realtime.writer}), as the pushes they answer do.
+            C{send()} (L{realtime.delivery.writer}), as the pushes they answer do.
         """
         self.broker = broker
         self.writer = writer
-        #: the broker's synchronous fast path, if it has one (L{Hub.pushNow})
+        #: the broker's synchronous fast path, if it has one (L{Router.pushNow})
         self.pushNow = getattr(broker, "pushNow", None)
         self.maxLineLength = maxLineLength
         self.maxUids = maxUids

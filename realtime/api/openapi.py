@@ -21,10 +21,10 @@ from twisted.web.resource import Resource
 
 from realtime import __version__
 from realtime.api.cors import CorsPolicy
-from realtime.namespaces import CHANNEL_NAME
+from realtime.core.namespaces import CHANNEL_NAME
 
 # the character sets checkUid refuses, so the document states the same rule
-from realtime.uids import _REFUSED_ASTRAL, _REFUSED_BMP, MAX_UID_LENGTH
+from realtime.core.uids import _REFUSED_ASTRAL, _REFUSED_BMP, MAX_UID_LENGTH
 
 _JSON = "application/json"
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -34,7 +34,7 @@ _COUNT = {"type": "integer", "minimum": 0}
 
 def _uidPattern() -> str:
     """
-    L{realtime.uids.checkUid}'s rule as a regular expression: no control or
+    L{realtime.core.uids.checkUid}'s rule as a regular expression: no control or
     format character (lone surrogates, which no JSON text decodes to a
     character, are left out) and no whitespace at either end.
     """

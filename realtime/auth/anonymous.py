@@ -13,9 +13,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from realtime.config.pluginoptions import PluginOptions
+from realtime.core.uids import checkUid
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.pluginoptions import PluginOptions
-from realtime.uids import checkUid
 from realtime.values import Accept, HandshakeRequest, Identity
 
 

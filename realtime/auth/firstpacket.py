@@ -8,7 +8,7 @@ it: ``uid:expires:signature`` (or the JSON object
 ``{"uid": ..., "expires": ..., "sig": ...}``), where ``expires`` is a Unix
 time and ``signature`` is the lower-case hex HMAC-SHA256 of ``uid:expires``
 under the shared ``secret``.  The backend hands that string to its page; see
-``realtime.client.signFirstPacket``.
+``realtime.client.blocking.signFirstPacket``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from realtime import closecodes
+from realtime.config.pluginoptions import PluginOptions
+from realtime.core.jsoncodec import decode
+from realtime.core.uids import MAX_UID_LENGTH, parseUid  # noqa: F401 (uids were first checked here)
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.jsoncodec import decode
-from realtime.pluginoptions import PluginOptions
-from realtime.uids import MAX_UID_LENGTH, parseUid  # noqa: F401 (uids were first checked here)
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, Identity
 
 

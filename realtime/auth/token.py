@@ -32,9 +32,9 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from realtime import closecodes
+from realtime.config.pluginoptions import PluginOptions
+from realtime.core.uids import checkUid
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.pluginoptions import PluginOptions
-from realtime.uids import checkUid
 from realtime.values import Accept, Deny, HandshakeRequest, Identity
 
 #: the HTTP status of every refusal

@@ -63,8 +63,8 @@ from realtime.auth.wechatsign import (  # noqa: F401 (re-exported: they lived he
     parseTimestamp,
     signingText,
 )
+from realtime.config.pluginoptions import PluginOptions
 from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.pluginoptions import PluginOptions
 from realtime.values import Accept, Deny, HandshakeRequest, Identity
 
 #: the HTTP status of every refusal: the client must sign again

@@ -37,7 +37,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from realtime.uids import checkUid
+from realtime.core.uids import checkUid
 
 MODES = ("wx1", "legacy-sorted", "seed")
 DEFAULT_MODE = "wx1"

@@ -12,9 +12,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from realtime.delivery import Fanout, Frame
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout, Frame
 from realtime.interfaces import IBroker
-from realtime.registry import SessionRegistry
 from realtime.values import Envelope, PushResult, Target, ToAll, ToChannel, ToSessions, ToUids
 
 

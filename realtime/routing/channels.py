@@ -1,11 +1,11 @@
 """
-``--routing channels``: the JSON channels protocol (``realtime.channelproto``):
+``--routing channels``: the JSON channels protocol (``realtime.core.channelwire``):
 subscribe with resume, unsubscribe, publish, presence and ping, each with an
 id and exactly one reply.
 
 The strategy only reads requests; malformed ones are answered here with an
 error reply and the connection stays open, well-formed ones are handed to
-the hub (``Call``) which answers them.
+the router (``Call``) which answers them.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from realtime import channelproto
+from realtime.config.pluginoptions import PluginOptions
+from realtime.core import channelwire as channelproto
 from realtime.interfaces import IPushFraming, IRoutingStrategy, IRoutingStrategyFactory, ISession, ISessionRegistry
-from realtime.pluginoptions import PluginOptions
 from realtime.values import Call, Reply
 
 
@@ -32,7 +32,7 @@ class ChannelsStrategy:
         self, session: ISession, payload: bytes, isBinary: bool, registry: ISessionRegistry
     ) -> tuple[Reply] | tuple[Call]:
         """
-        A request for the hub, or an error reply.
+        A request for the router, or an error reply.
         """
         parsed = channelproto.parseRequest(payload, isBinary)
         if isinstance(parsed, channelproto.Failure):

@@ -11,8 +11,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from realtime.config.pluginoptions import PluginOptions
 from realtime.interfaces import IRoutingStrategy, IRoutingStrategyFactory, ISession, ISessionRegistry
-from realtime.pluginoptions import PluginOptions
 from realtime.values import Reply
 
 

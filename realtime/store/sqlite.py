@@ -27,7 +27,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from realtime.interfaces import IBackupSource, IMessageStore
-from realtime.store._sqlschema import Database, OpenHook, StoreClosedError
+from realtime.store.sqlitefile import Database, OpenHook, StoreClosedError
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
 
 __all__ = ["SQLiteMessageStore", "StoreClosedError"]

@@ -2,7 +2,7 @@
 The web side of ``--port``: the demo page at ``/`` with its files
 (``realtime.js``, ``demo.js``, ``demo.css``), WebSocket at ``/ws`` for
 upgrades that arrive on a reused keep-alive connection (fresh connections are
-handed to Autobahn directly by C{realtime.web.front}), and whatever else
+handed to Autobahn directly by C{realtime.web.sharedport}), and whatever else
 C{tap.py} mounts (``/metrics``, ``/healthz``, ``/readyz``, ``/config.json``).
 """
 

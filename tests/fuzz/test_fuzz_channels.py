@@ -12,13 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from realtime.auth.anonymous import AnonymousAuthenticator
-from realtime.channelproto import ERRORS, OPS, Failure, Request, parseRequest
-from realtime.namespaces import NamespaceRules, parseNamespaceSpec
+from realtime.core.channelwire import ERRORS, OPS, Failure, Request, parseRequest
+from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.routing.channels import ChannelsStrategy
 from realtime.store.memory import MemoryMessageStore
 from tests.fuzz.support import anyText, fuzz, noTracebacks, objectsWith, values
-from tests.support import buildHub, clientFrame
-from tests.test_protocol import ProtocolTestCase
+from tests.support import buildRouter, clientFrame
+from tests.test_websocket_protocol import ProtocolTestCase
 
 since = st.fixed_dictionaries({"epoch": st.one_of(anyText, values), "offset": st.one_of(st.integers(), values)})
 requestTexts = objectsWith(
@@ -48,8 +48,8 @@ class ChannelsFuzzTests(ProtocolTestCase):
                 parseNamespaceSpec("hist:*:public=true:publish=true:history=5:ttl=60"),
             ]
         )
-        hub = buildHub(self.clock, MemoryMessageStore(), rules, offline=None, framePush=strategy.framePush)
-        self.serve(AnonymousAuthenticator(), strategy, hub=hub)
+        router = buildRouter(self.clock, MemoryMessageStore(), rules, offline=None, framePush=strategy.framePush)
+        self.serve(AnonymousAuthenticator(), strategy, router=router)
         self.proto, self.transport = self.connect()
         self.transport.clear()
 

@@ -1,5 +1,5 @@
 """
-Fuzzing the opening handshake: the fast path (L{realtime.handshake}) answers
+Fuzzing the opening handshake: the fast path (L{realtime.websocket.handshake}) answers
 every request head exactly as Autobahn's own path does, and never crashes.
 """
 
@@ -11,11 +11,11 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.handshake import readUpgrade
-from tests import test_handshake
+from realtime.websocket.handshake import readUpgrade
+from tests import test_websocket_handshake
 from tests.fuzz.support import fuzz, noTracebacks
 from tests.support import KEY
-from tests.test_handshake import AutobahnPath
+from tests.test_websocket_handshake import AutobahnPath
 
 #: a finished handshake: switched, refused with an HTTP error, or (no
 #: Upgrade header) Autobahn's status page
@@ -83,9 +83,9 @@ class HandshakeFuzzTests(SynchronousTestCase):
     Every generated head, answered by both paths.
     """
 
-    setUp = test_handshake.SameAsAutobahnTests.setUp
-    answer = test_handshake.SameAsAutobahnTests.answer
-    origins = test_handshake.SameAsAutobahnTests.origins
+    setUp = test_websocket_handshake.SameAsAutobahnTests.setUp
+    answer = test_websocket_handshake.SameAsAutobahnTests.answer
+    origins = test_websocket_handshake.SameAsAutobahnTests.origins
 
     @fuzz
     @given(heads())

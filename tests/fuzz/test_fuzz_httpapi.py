@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.namespaces import NamespaceRules, parseNamespaceSpec
+from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.store.memory import MemoryMessageStore
 from tests.fuzz.support import anyText, fuzz, noTracebacks, objectsWith, values
-from tests.support import buildHub
+from tests.support import buildRouter
 from tests.test_api_http import Api
 
 #: the statuses the API documents, with the error codes each may carry
@@ -35,13 +35,13 @@ queries = st.lists(
 
 class HttpApiFuzzTests(SynchronousTestCase):
     """
-    One API over a real hub (channels with history, memory store).
+    One API over a real router (channels with history, memory store).
     """
 
     def setUp(self) -> None:
         self.clock = Clock()
         rules = NamespaceRules([parseNamespaceSpec("news:*:public=true:history=10:ttl=60")])
-        self.api = Api(buildHub(self.clock, MemoryMessageStore(), rules, offline=None), maxBodySize=1 << 20)
+        self.api = Api(buildRouter(self.clock, MemoryMessageStore(), rules, offline=None), maxBodySize=1 << 20)
 
     def check(self, response) -> None:
         """

@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from realtime.api.lineproto import LineError, parseLine
 from realtime.broker.memory import MemoryBroker
-from realtime.delivery import Fanout
-from realtime.registry import SessionRegistry
+from realtime.core.registry import SessionRegistry
+from realtime.delivery.fanout import Fanout
 from realtime.values import ToAll, ToUids
 from tests.fakes import FakeSession
 from tests.fuzz.support import anyText, fuzz, noTracebacks, objectsWith, values

@@ -1,0 +1,1 @@
+"""Configuration: options, plugin options, plugin discovery."""

@@ -1,0 +1,1 @@
+"""Delivery mechanics: fan-out, the per-turn writer, the timer wheel, keepalive."""

@@ -1,0 +1,1 @@
+"""Operations: metrics, probes, logs, garbage-collector tuning."""

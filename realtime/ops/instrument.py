@@ -1,0 +1,204 @@
+"""
+The few counts the parts did not keep yet, taken by wrapping them in
+C{tap.py} instead of editing the hot paths: messages from clients (around
+the routing strategy) and how long a backend's push takes to be written
+(around the broker the HTTP API and the line port push through).
+
+Everything else the metrics report is read from counters the parts already
+keep (C{realtime.ops.metrics}).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any, Callable, Iterable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import alsoProvides, implementer
+
+from realtime.interfaces import IBroker, IPushFraming, IRoutingStrategy, ISession, ISessionRegistry
+from realtime.values import Envelope, PushResult, Target, ToAll, ToChannel, ToSessions, ToUids
+
+#: upper bounds, in seconds, of the push latency histogram's buckets: from
+#: a loopback push (tens of microseconds) to a broadcast to 100k sessions
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class LatencyHistogram:
+    """
+    Counts of observed durations per bucket, per label pair.
+
+    Cumulative counts are computed at scrape time, so an observation costs
+    one bisection and two additions.
+    """
+
+    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
+        self.buckets = tuple(buckets)
+        # labels -> [counts per bucket (+Inf last), sum]
+        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        """
+        Record one duration under C{labels}.
+        """
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = ([0] * (len(self.buckets) + 1), [0.0])
+        series[0][bisect_left(self.buckets, seconds)] += 1
+        series[1][0] += seconds
+
+    def series(self) -> list[tuple[tuple[str, ...], list[tuple[str, int]], float]]:
+        """
+        Each label tuple with its cumulative C{(le, count)} buckets (the last
+        is C{+Inf}) and its sum, as Prometheus wants them.
+        """
+        result = []
+        for labels, (counts, total) in sorted(self._series.items()):
+            cumulative, running = [], 0
+            for bound, count in zip([*map(repr, self.buckets), "+Inf"], counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            result.append((labels, cumulative, total[0]))
+        return result
+
+    def count(self, labels: tuple[str, ...]) -> int:
+        """
+        How many durations were recorded under C{labels}.
+        """
+        series = self._series.get(labels)
+        return sum(series[0]) if series else 0
+
+
+def targetKind(envelope: Envelope) -> str:
+    """
+    The label of an envelope's target: C{uid}, C{channel}, C{broadcast} or
+    C{session}.
+    """
+    return kindOf(envelope.target)
+
+
+def kindOf(target: Target) -> str:
+    """
+    The label of a target (see L{targetKind}).
+    """
+    if isinstance(target, ToUids):
+        return "uid"
+    if isinstance(target, ToChannel):
+        return "channel"
+    if isinstance(target, ToAll):
+        return "broadcast"
+    if isinstance(target, ToSessions):
+        return "session"
+    return "other"
+
+
+@implementer(IBroker)
+class InstrumentedBroker:
+    """
+    The broker as one backend entry point (C{source}: C{http}, C{line})
+    sees it: every publish is timed from accepted to written (the broker's
+    Deferred fires once every frame is on its transport, or queued for an
+    offline uid), and C{stats} adds the server's counters to the broker's.
+    """
+
+    def __init__(
+        self,
+        broker: IBroker,
+        source: str,
+        histogram: LatencyHistogram,
+        reactor: IReactorTime,
+        extraStats: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.source = source
+        self.histogram = histogram
+        self._reactor = reactor
+        self.extraStats = extraStats
+        self._pushNow = getattr(broker, "pushNow", None)
+        if self._pushNow is None:
+            # no fast path to offer: the line port then takes publish()
+            self.pushNow = None  # type: ignore[assignment]
+
+    def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
+        """
+        The real broker's synchronous path, timed like L{publish}.
+        """
+        seconds = self._reactor.seconds
+        started = seconds()
+        delivered = self._pushNow(target, payload, isBinary)  # type: ignore[misc]
+        if delivered is not None:
+            self.histogram.observe((self.source, kindOf(target)), seconds() - started)
+        return delivered
+
+    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
+        """
+        Publish through the real broker and time it.
+        """
+        started = self._reactor.seconds()
+        labels = (self.source, targetKind(envelope))
+
+        def observed(result: Any) -> Any:
+            self.histogram.observe(labels, self._reactor.seconds() - started)
+            return result
+
+        return self.broker.publish(envelope).addBoth(observed)
+
+    def connectionCount(self, uid: str) -> Deferred[int]:
+        """
+        As the real broker answers.
+        """
+        return self.broker.connectionCount(uid)
+
+    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
+        """
+        As the real broker answers.
+        """
+        return self.broker.presence(channel)
+
+    def stats(self) -> Deferred[dict[str, Any]]:
+        """
+        The broker's stats, then every server counter it does not give.
+        """
+
+        def extend(stats: dict[str, Any]) -> dict[str, Any]:
+            extra = self.extraStats() if self.extraStats is not None else {}
+            return {**extra, **stats}
+
+        return self.broker.stats().addCallback(extend)
+
+
+@implementer(IRoutingStrategy)
+class CountingStrategy:
+    """
+    A routing strategy that counts what clients send before the real one
+    routes it.
+
+    It provides C{IPushFraming} exactly when the wrapped strategy does.
+
+    @ivar messages: messages routed (authenticated client messages).
+    @ivar bytes: their payload bytes.
+    """
+
+    def __init__(self, strategy: IRoutingStrategy) -> None:
+        self.strategy = strategy
+        self.messages = 0
+        self.bytes = 0
+        if IPushFraming.providedBy(strategy):
+            alsoProvides(self, IPushFraming)
+
+    def route(self, session: ISession, payload: bytes, isBinary: bool, registry: ISessionRegistry) -> Any:
+        """
+        Count, then let the real strategy decide.
+        """
+        self.messages += 1
+        self.bytes += len(payload)
+        return self.strategy.route(session, payload, isBinary, registry)
+
+    def framePush(self, payload: bytes, isBinary: bool) -> tuple[bytes, bool]:
+        """
+        The wrapped strategy's framing (only called when it has one).
+        """
+        return self.strategy.framePush(payload, isBinary)  # type: ignore[attr-defined, no-any-return]

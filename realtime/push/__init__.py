@@ -1,0 +1,1 @@
+"""What happens to a push above the broker: the router, offline queues, the channel service."""

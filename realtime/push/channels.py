@@ -1,0 +1,211 @@
+"""
+The channels protocol's requests, carried out: subscribe (with the seam
+between history and live messages), unsubscribe, publish, presence, ping,
+and who may do which.
+
+A subscription is indexed before its history is read, holding live
+messages back; when the history arrives it is written, then the held
+messages with offsets not already written (C{realtime.core.subscription}).  So a
+message published at any moment of a resume is delivered exactly once.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from realtime.core import channelwire as channelproto
+from realtime.core.namespaces import NamespaceOptions, NamespaceRules
+from realtime.core.registry import SessionRegistry
+from realtime.core.subscription import Subscription
+from realtime.delivery.fanout import Frame
+from realtime.interfaces import IBroker, IChannelAuthorizer, IMessageStore, ISession
+from realtime.values import Envelope, Identity, PushResult, ToChannel
+
+#: channels one connection may subscribe to
+MAX_SUBSCRIPTIONS = 512
+
+
+class RequestError(Exception):
+    """
+    A channels request refused with an error code from
+    C{channelproto.ERRORS}.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def identityMaySubscribe(identity: Identity, channel: str) -> bool:
+    """
+    The default policy: the identity's own channel, or one its credentials
+    list (``fnmatch`` patterns).
+    """
+    if channel == f"user:{identity.uid}":
+        return True
+    return any(fnmatchcase(channel, pattern) for pattern in identity.channels)
+
+
+class ChannelService:
+    """
+    Answers channels-protocol requests for sessions.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        registry: SessionRegistry,
+        broker: IBroker,
+        store: IMessageStore | None,
+        rules: NamespaceRules,
+        publish: Callable[[str, bytes], Deferred[PushResult]],
+        authorizer: object = None,
+    ) -> None:
+        self._reactor = reactor
+        self.registry = registry
+        self.broker = broker
+        self.store = store
+        self.rules = rules
+        self._publish = publish
+        self._authorizer = authorizer if IChannelAuthorizer.providedBy(authorizer) else None
+
+    def request(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
+        """
+        Carry out a client request; errors are L{RequestError}s.
+        """
+        handler = getattr(self, "_op_" + request.op)
+        return maybeDeferred(handler, session, request)
+
+    def sessionClosed(self, session: ISession) -> None:
+        """
+        Leave every channel, announcing leaves.
+        """
+        for subscription in list((session.subscriptions or {}).values()):
+            self._unsubscribe(subscription)
+        session.subscriptions = None
+
+    def _op_ping(self, session: ISession, request: channelproto.Request) -> dict[str, Any]:
+        return {}
+
+    def _authorize(self, session: ISession, channel: str, options: NamespaceOptions, publish: bool) -> Deferred[bool]:
+        identity = session.identity
+        if publish and not options.publish:
+            return succeed(False)
+        if not publish and (options.public or channel == f"user:{identity.uid}"):
+            return succeed(True)
+        if self._authorizer is not None:
+            check = self._authorizer.mayPublish if publish else self._authorizer.maySubscribe
+            return maybeDeferred(check, identity, channel).addCallback(bool)
+        return succeed(options.public or identityMaySubscribe(identity, channel))
+
+    def _op_subscribe(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
+        channel = request.channel
+        assert channel is not None
+        if session.subscriptions is not None and channel in session.subscriptions:
+            raise RequestError("already_subscribed", f"already subscribed to {channel!r}")
+        if session.subscriptions is not None and len(session.subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise RequestError("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+        options = self.rules.match(channel)
+        return self._authorize(session, channel, options, False).addCallback(
+            self._subscribeAllowed, session, request, options
+        )
+
+    def _subscribeAllowed(
+        self, allowed: bool, session: ISession, request: channelproto.Request, options: NamespaceOptions
+    ) -> Deferred[dict[str, Any]] | dict[str, Any]:
+        channel = request.channel
+        assert channel is not None
+        if not allowed:
+            raise RequestError("forbidden", f"not allowed to subscribe to {channel!r}")
+        if not session.isOpen():
+            return {}
+        if session.subscriptions is None:
+            session.subscriptions = {}
+        if channel in session.subscriptions:
+            raise RequestError("already_subscribed", f"already subscribed to {channel!r}")
+        subscription = Subscription(session, channel)
+        session.subscriptions[channel] = subscription
+        if options.presence and not self.registry.presenceOf(channel).get(session.uid):
+            self._announce("join", channel, session.uid)
+        self.registry.subscribe(subscription)
+        if not (options.history and self.store is not None):
+            subscription.release(0)
+            result: dict[str, Any] = {"channel": channel}
+            if request.since is not None:
+                result["recovered"] = False
+            return result
+        return self.store.history(channel, request.since, self._reactor.seconds()).addCallback(
+            self._historyRead, subscription, request
+        )
+
+    def _historyRead(self, history: Any, subscription: Subscription, request: channelproto.Request) -> dict[str, Any]:
+        channel = subscription.channel
+        result: dict[str, Any] = {"channel": channel, "epoch": history.epoch}
+        if request.since is not None and history.recovered:
+            frames = [
+                Frame(channelproto.encodeMessage(channel, m.offset, history.epoch, m.payload), offset=m.offset)
+                for m in history.messages
+            ]
+            subscription.release(request.since.offset, frames)
+            result.update(offset=max(history.offset, request.since.offset), recovered=True, missed=len(frames))
+        else:
+            held = subscription.heldOffsets()
+            position = min(held) - 1 if held else history.offset
+            subscription.release(position)
+            result["offset"] = position
+            if request.since is not None:
+                result["recovered"] = False
+        return result
+
+    def _op_unsubscribe(self, session: ISession, request: channelproto.Request) -> dict[str, Any]:
+        subscription = (session.subscriptions or {}).pop(request.channel, None)
+        if subscription is None:
+            raise RequestError("not_subscribed", f"not subscribed to {request.channel!r}")
+        self._unsubscribe(subscription)
+        return {"channel": request.channel}
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        if self.registry.unsubscribe(subscription) and self.rules.match(subscription.channel).presence:
+            self._announce("leave", subscription.channel, subscription.uid)
+
+    def _announce(self, kind: str, channel: str, uid: str) -> None:
+        wire = channelproto.encodePresenceEvent(kind, channel, uid)
+        self.broker.publish(Envelope(ToChannel(channel), wire)).addErrback(
+            lambda f: self.log.failure("announcing {kind} in {channel} failed", f, kind=kind, channel=channel)
+        )
+
+    def _op_publish(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
+        channel = request.channel
+        assert channel is not None and request.data is not None
+        options = self.rules.match(channel)
+
+        def allowed(ok: bool) -> Deferred[dict[str, Any]]:
+            if not ok:
+                raise RequestError("forbidden", f"not allowed to publish to {channel!r}")
+            return self._publish(channel, request.data).addCallback(
+                lambda r: {"channel": channel, "offset": r.offset, "epoch": r.epoch, "delivered": r.delivered}
+            )
+
+        return self._authorize(session, channel, options, True).addCallback(allowed)
+
+    def _op_presence(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
+        channel = request.channel
+        assert channel is not None
+        options = self.rules.match(channel)
+        if not options.presence:
+            raise RequestError("presence_disabled", f"presence is not enabled for {channel!r}")
+
+        def allowed(ok: bool) -> Deferred[dict[str, Any]]:
+            if not ok:
+                raise RequestError("forbidden", f"not allowed to see who is in {channel!r}")
+            return self.broker.presence(channel)
+
+        return self._authorize(session, channel, options, False).addCallback(allowed)
