@@ -2,6 +2,11 @@
 Tests for L{realtime.delivery.fanout}.
 """
 
+from typing import Any, Callable, Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -124,22 +129,92 @@ class FanoutTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.successResultOf(d), 14)
 
+    def runTurns(self, ds: list[Deferred[int]], sessions: Sequence[FakeSession], limit: int = 100) -> list[list[int]]:
+        """
+        Run turns until every one of C{ds} fired.
+
+        @return: for each turn, how many frames each session got in it.
+        """
+        turns = []
+        before = [len(s.sent) for s in sessions]
+        while not all(d.called for d in ds):
+            self.assertLess(len(turns), limit, "the deliveries never finished")
+            self.clock.advance(0)
+            after = [len(s.sent) for s in sessions]
+            turns.append([b - a for a, b in zip(before, after, strict=True)])
+            before = after
+        return turns
+
     def test_sameAudienceTogether(self) -> None:
         """
         Deliveries waiting for the same audience are written together: each
-        session gets all their frames in the same reactor turn, in order.
+        session gets all their frames in the same reactor turn, in order,
+        and a turn writes at most C{chunkSize} frames.
         """
         sessions = tuple(FakeSession(str(i)) for i in range(25))
         ds = [self.fanout.deliver(sessions, Frame(b"m%d" % n)) for n in range(3)]
         other = self.fanout.deliver(tuple(sessions[:5]), Frame(b"other"))
         self.clock.advance(0)
-        self.assertEqual([len(s.sent) for s in sessions[:12]], [3] * 10 + [0, 0])
-        for _ in range(3):
-            self.clock.advance(0)
+        self.assertEqual([len(s.sent) for s in sessions[:5]], [3] * 3 + [0, 0])
+        turns = [[3] * 3 + [0] * 22] + self.runTurns([*ds, other], sessions)
+        for turn in turns:
+            self.assertLessEqual(sum(turn), 10)
+            self.assertTrue(set(turn[5:]) <= {0, 3}, turn)
         self.assertEqual([self.successResultOf(d) for d in ds], [25, 25, 25])
         self.assertEqual(self.successResultOf(other), 5)
         self.assertEqual(sessions[0].sent, [(b"m0", False), (b"m1", False), (b"m2", False), (b"other", False)])
         self.assertEqual(sessions[24].sent, [(b"m0", False), (b"m1", False), (b"m2", False)])
+
+    def test_joinsTheSweepHalfway(self) -> None:
+        """
+        A delivery to the audience another one is halfway through joins it
+        where it stands: from there on each session gets both frames in the
+        same turn (one send); then it comes round to the sessions it missed.
+        """
+        sessions = tuple(FakeSession(str(i)) for i in range(25))
+        first = self.fanout.deliver(sessions, Frame(b"first"))
+        self.clock.advance(0)
+        self.assertEqual([len(s.sent) for s in sessions], [1] * 10 + [0] * 15)
+        second = self.fanout.deliver(sessions, Frame(b"second"))
+        turns = self.runTurns([first, second], sessions)
+        for i in range(10, 25):
+            self.assertIn(2, [turn[i] for turn in turns], f"session {i} got the two frames apart")
+        self.assertEqual((self.successResultOf(first), self.successResultOf(second)), (25, 25))
+        for session in sessions:
+            self.assertEqual(session.texts, ["first", "second"])
+        self.assertEqual(self.fanout.pending, 0)
+
+    def test_newAudienceWaits(self) -> None:
+        """
+        A delivery to another snapshot (sessions connected or left since)
+        waits until the sweep ahead of it is done, and what comes after it
+        waits for it: the same session is never sent them out of order.
+        """
+        sessions = tuple(FakeSession(str(i)) for i in range(25))
+        grown = sessions + (FakeSession("new"),)
+        ds = [self.fanout.deliver(sessions, Frame(b"a"))]
+        self.clock.advance(0)
+        ds.append(self.fanout.deliver(grown, Frame(b"b")))
+        ds.append(self.fanout.deliver(sessions, Frame(b"c")))
+        self.runTurns(ds, grown)
+        self.assertEqual([self.successResultOf(d) for d in ds], [25, 26, 25])
+        for session in sessions:
+            self.assertEqual(session.texts, ["a", "b", "c"])
+        self.assertEqual(grown[-1].texts, ["b"])
+
+    def test_manyWaitingBoundedTurns(self) -> None:
+        """
+        However many deliveries sweep together, a turn writes at most
+        C{chunkSize} frames, or one session's worth when that is more.
+        """
+        sessions = tuple(FakeSession(str(i)) for i in range(25))
+        ds = [self.fanout.deliver(sessions, Frame(b"%d" % n)) for n in range(4)]
+        turns = self.runTurns(ds, sessions)
+        self.assertTrue(all(sum(turn) <= 10 for turn in turns), turns)
+        more = [self.fanout.deliver(sessions, Frame(b"%d" % n)) for n in range(4, 17)]
+        turns = self.runTurns(more, sessions)
+        self.assertTrue(all(sum(turn) == 13 for turn in turns), turns)
+        self.assertEqual([s.texts for s in sessions], [[str(n) for n in range(17)]] * 25)
 
     def test_eachAtOnce(self) -> None:
         """
@@ -186,3 +261,63 @@ class FanoutTests(SynchronousTestCase):
         self.successResultOf(steps)
         self.assertEqual(self.successResultOf(after), 1)
         self.assertEqual(last.texts, ["first", "second", "third"])
+
+
+#: one step of a random schedule: ask for a delivery to one of the
+#: snapshots, ask for a step writing to one session, or let a turn pass
+_OPERATIONS = st.one_of(
+    st.tuples(st.just("deliver"), st.integers(0, 3)),
+    st.tuples(st.just("each"), st.integers(0, 11)),
+    st.tuples(st.just("turn"), st.just(0)),
+)
+
+
+class FanoutOrderProperties(SynchronousTestCase):
+    """
+    Whatever arrives when, each session gets its frames in the order they
+    were asked for, exactly once, and every count is exact.
+    """
+
+    def writer(self, fanout: Fanout, frame: Frame) -> Callable[[FakeSession], int]:
+        """
+        A step for L{Fanout.each} writing C{frame} to its session.
+        """
+        return lambda session: fanout.write([session], frame) + 1
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.integers(1, 9), st.lists(_OPERATIONS, max_size=40))
+    def test_orderAndCounts(self, chunkSize: int, operations: list[tuple[str, int]]) -> None:
+        """
+        Deliveries to the same snapshot, to another snapshot of the same
+        sessions, to a part of them and to more of them, and L{Fanout.each}
+        steps, asked for in any order between reactor turns.
+        """
+        clock = TurnClock()
+        fanout = Fanout(clock, chunkSize=chunkSize)
+        sessions = tuple(FakeSession(str(i)) for i in range(12))
+        extra = FakeSession("extra")
+        snapshots = [sessions, tuple(sessions), sessions[3:8], (*sessions, extra)]
+        expected: dict[FakeSession, list[str]] = {s: [] for s in (*sessions, extra)}
+        asked: list[tuple[Deferred[Any], int | None]] = []
+        for n, (kind, arg) in enumerate(operations):
+            text = f"m{n}"
+            if kind == "turn":
+                clock.advance(0)
+            elif kind == "deliver":
+                audience = snapshots[arg]
+                for session in audience:
+                    expected[session].append(text)
+                asked.append((fanout.deliver(audience, Frame(text.encode())), len(audience)))
+            else:
+                target = sessions[arg]
+                expected[target].append(text)
+                asked.append((fanout.each([target], self.writer(fanout, Frame(text.encode()))), None))
+        for _ in range(1000):
+            if not fanout.pending:
+                break
+            clock.advance(0)
+        self.assertEqual(fanout.pending, 0)
+        for d, count in asked:
+            self.assertEqual(self.successResultOf(d), count)
+        for session, texts in expected.items():
+            self.assertEqual(session.texts, texts, session.uid)

@@ -58,7 +58,7 @@ static struct {
     char scenarios[256];
     double warmup, duration, hold;
     double rate;
-    int size, pipeline, window;
+    int size, pipeline, window, burst, readSize, maxBehind;
     long maxInflight;
     int pid;
     int sources;  /* >1: connection i binds to 127.0.0.(2 + i % sources), for more than ~28k connections */
@@ -68,7 +68,7 @@ static struct {
 } opt = {
     .host = "127.0.0.1", .key = "", .path = "/", .connections = 1000, .concurrency = 64,
     .scenarios = "fanout", .warmup = 2, .duration = 5, .hold = 3, .rate = 2000, .size = 64,
-    .pipeline = 256, .window = 0, .maxInflight = 20000, .baselineAfter = 1000,
+    .pipeline = 256, .window = 0, .burst = 50, .readSize = 0, .maxBehind = 0, .maxInflight = 20000, .baselineAfter = 1000,
     .connectTimeout = 180, .drainTimeout = 15,
 };
 
@@ -562,7 +562,8 @@ static void connHandshake(Conn *c, size_t headEnd) {
 static uint8_t scratch[SCRATCH];
 
 static void connReadable(Conn *c) {
-    ssize_t n = read(c->fd, scratch, sizeof scratch);
+    size_t want = opt.readSize > 0 && (size_t)opt.readSize < sizeof scratch ? (size_t)opt.readSize : sizeof scratch;
+    ssize_t n = read(c->fd, scratch, want);
     if (n == 0) { connClose(c, "EOF"); return; }
     if (n < 0) {
         if (errno != EAGAIN) connClose(c, strerror(errno));
@@ -802,14 +803,35 @@ static int drain(uint64_t wantB, uint64_t wantU) {
     return -1;
 }
 
-static void runFanout(void) {
+/* How broadcasts are pumped into the push port (bench/README.rst, The scenarios):
+ *
+ *   fanout            at most W broadcasts not yet received everywhere, W the
+ *                     4 MiB window below (--window overrides), joined writes;
+ *   fanout-pipelined  at most --pipeline unanswered lines, each line its own
+ *                     write() as soon as an answer frees its place: a backend
+ *                     pushing at full rate, whatever the audience's progress
+ *                     (bounded only by --max-behind broadcasts not yet received,
+ *                     far below any slow-consumer limit);
+ *   fanout-serial     one line at a time, the next once its answer is read;
+ *   fanout-burst      --burst lines in one write, the next burst once every
+ *                     connection has received all of them.
+ */
+enum { PUMP_WINDOW, PUMP_PIPELINED, PUMP_SERIAL, PUMP_BURST };
+
+static void runFanout(const char *name, int pumping) {
     /* at most 4 MiB of messages in flight over all connections (65,536
      * deliveries of 64 bytes): deep enough to keep any server busy, far
      * below any slow-consumer limit whatever the message size */
     long perBroadcast = (long)opt.connections * opt.size;
     int window = opt.window > 0 ? opt.window : (int)((4L << 20) / perBroadcast);
     if (window < 2) window = 2;
-    beginScenario("fanout");
+    /* pipelined: at most 256 KiB per connection not yet received */
+    uint64_t maxBehind = opt.maxBehind > 0 ? (uint64_t)opt.maxBehind : (256u << 10) / (uint64_t)opt.size;
+    if (maxBehind < 2) maxBehind = 2;
+    if (pumping == PUMP_PIPELINED) window = opt.pipeline;
+    else if (pumping == PUMP_SERIAL) window = 1;
+    else if (pumping == PUMP_BURST) window = opt.burst;
+    beginScenario(name);
     for (int i = 0; i < opt.connections; i++) conns[i].lastB = bseq;
     uint64_t startB = cnt.deliveredB, sentB = 0;
     uint64_t n = (uint64_t)openCount;
@@ -820,11 +842,36 @@ static void runFanout(void) {
         if (!measuring && now >= tm) { histReset(&hist); a = snap(); measuring = 1; }
         if (now >= tend) break;
         uint64_t done = (cnt.deliveredB - startB) / n;
-        while (sentB - done < (uint64_t)window && lineOutstanding() < (size_t)window) {
-            lineQueue(1, 0, ++bseq, nowNs());
-            sentB++;
+        switch (pumping) {
+        case PUMP_WINDOW:
+            while (sentB - done < (uint64_t)window && lineOutstanding() < (size_t)window) {
+                lineQueue(1, 0, ++bseq, nowNs());
+                sentB++;
+            }
+            lineFlush();
+            break;
+        case PUMP_PIPELINED:
+            while (lineOutstanding() < (size_t)window && sentB - done < maxBehind) {
+                lineQueue(1, 0, ++bseq, nowNs());
+                sentB++;
+                lineFlush();
+            }
+            break;
+        case PUMP_SERIAL:
+            if (!lineOutstanding() && sentB - done < maxBehind) {
+                lineQueue(1, 0, ++bseq, nowNs());
+                sentB++;
+                lineFlush();
+            }
+            break;
+        case PUMP_BURST:
+            if (!lineOutstanding() && sentB == done) {
+                for (int k = 0; k < window; k++) lineQueue(1, 0, ++bseq, nowNs());
+                sentB += (uint64_t)window;
+                lineFlush();
+            }
+            break;
         }
-        lineFlush();
         pump(1000000);
     }
     b = snap();
@@ -1066,8 +1113,10 @@ static int selftest(void) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen --port P --push-port P --stats-port P [--key K] [-n N] [--scenarios fanout,unicast-max,unicast-rate,idle]\n"
+            "usage: loadgen --port P --push-port P --stats-port P [--key K] [-n N]\n"
+            "               [--scenarios fanout,fanout-pipelined,fanout-serial,fanout-burst,unicast-max,unicast-rate,idle]\n"
             "               [--warmup S] [--duration S] [--rate R] [--size B] [--pipeline K] [--window W] [--conc C]\n"
+            "               [--burst N] [--max-behind N] [--read-size B]\n"
             "               [--pid PID] [--baseline-after N] [--hold S] [--host H] [--drain-timeout S]\n"
             "               [--sources K]   (bind to 127.0.0.2..K+1: beyond ~28k connections)\n"
             "       loadgen --selftest\n");
@@ -1098,6 +1147,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--size")) opt.size = atoi(v);
         else if (!strcmp(a, "--pipeline")) opt.pipeline = atoi(v);
         else if (!strcmp(a, "--window")) opt.window = atoi(v);
+        else if (!strcmp(a, "--burst")) opt.burst = atoi(v);
+        else if (!strcmp(a, "--max-behind")) opt.maxBehind = atoi(v);
+        else if (!strcmp(a, "--read-size")) opt.readSize = atoi(v);
         else if (!strcmp(a, "--max-inflight")) opt.maxInflight = atol(v);
         else if (!strcmp(a, "--pid")) opt.pid = atoi(v);
         else if (!strcmp(a, "--baseline-after")) opt.baselineAfter = atoi(v);
@@ -1154,7 +1206,10 @@ int main(int argc, char **argv) {
         char list[256];
         snprintf(list, sizeof list, "%s", opt.scenarios);
         for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
-            if (!strcmp(s, "fanout")) runFanout();
+            if (!strcmp(s, "fanout")) runFanout(s, PUMP_WINDOW);
+            else if (!strcmp(s, "fanout-pipelined")) runFanout(s, PUMP_PIPELINED);
+            else if (!strcmp(s, "fanout-serial")) runFanout(s, PUMP_SERIAL);
+            else if (!strcmp(s, "fanout-burst")) runFanout(s, PUMP_BURST);
             else if (!strcmp(s, "unicast-max")) runUnicast("unicast-max", 0);
             else if (!strcmp(s, "unicast-rate")) runUnicast("unicast-rate", opt.rate);
             else if (!strcmp(s, "idle")) runIdle(rssFresh, rssBase, baseConns);

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from itertools import islice
 from typing import Callable, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
@@ -68,12 +67,17 @@ class Frame:
 
 
 class _Job:
-    __slots__ = ("sessions", "frame", "position", "count", "deferred")
+    """
+    One frame for one audience snapshot; C{left} sessions of it not yet
+    visited by the sweep (see L{Fanout._runChunk}).
+    """
+
+    __slots__ = ("sessions", "frame", "left", "count", "deferred")
 
     def __init__(self, sessions: Sequence[ISession], frame: Frame) -> None:
         self.sessions = sessions
         self.frame = frame
-        self.position = 0
+        self.left = len(sessions)
         self.count = 0
         self.deferred: Deferred[int] = Deferred()
 
@@ -126,6 +130,9 @@ class Fanout:
         self._jobs: deque[_Job | _Steps] = deque()
         self._scheduled = False
         self.delivered = 0
+        #: the audience being swept and the sweep's next position in it
+        self._sweepSessions: Sequence[ISession] | None = None
+        self._cursor = 0
 
     @property
     def pending(self) -> int:
@@ -204,12 +211,7 @@ class Fanout:
 
     def _runChunk(self) -> None:
         """
-        Write up to C{chunkSize} sessions' worth of the waiting deliveries.
-
-        Deliveries waiting one after the other for the same audience (the
-        same snapshot, at the same position: broadcasts between two
-        connects) are written together, all their frames to one session
-        before the next, so each session's frames leave in one send().
+        Do up to C{chunkSize} writes' worth of the waiting work, in order.
         """
         self._scheduled = False
         budget = self.chunkSize
@@ -222,39 +224,83 @@ class Fanout:
                     jobs.popleft()
                     head.deferred.callback(None)
                 continue
-            sessions = head.sessions
-            start = head.position
-            group = [head]
-            for job in islice(jobs, 1, None):
-                if isinstance(job, _Steps) or job.sessions is not sessions or job.position != start:
-                    break
-                group.append(job)
-            end = min(start + budget, len(sessions))
-            if len(group) == 1:
-                frame = head.frame
-                count = 0
-                for i in range(start, end):
-                    if sessions[i].sendPrepared(frame):
-                        count += 1
-                head.count += count
-                self.delivered += count
-            else:
-                frames = [job.frame for job in group]
-                counts = [0] * len(group)
-                for i in range(start, end):
-                    session = sessions[i]
-                    for k, frame in enumerate(frames):
-                        if session.sendPrepared(frame):
-                            counts[k] += 1
-                for job, count in zip(group, counts, strict=True):
-                    job.count += count
-                self.delivered += sum(counts)
-            budget -= end - start
-            for job in group:
-                job.position = end
-            if end == len(sessions):
-                for job in group:
-                    jobs.popleft()
-                    job.deferred.callback(job.count)
+            spent = self._sweep(head, budget, budget == self.chunkSize)
+            if not spent:
+                break
+            budget -= spent
         if jobs:
             self._schedule()
+
+    def _sweep(self, head: _Job, budget: int, first: bool) -> int:
+        """
+        Write the next sessions of C{head}'s audience: every waiting
+        delivery to that same audience that directly follows C{head} (one
+        sweep) gets its frame written to each of them, in order.
+
+        The sweep walks the audience in a circle from where it stands; a
+        delivery joins it where it stands now and is done once the sweep
+        has come round to that place again.  So however the broadcasts
+        arrive (all at once, or one every reactor turn while a walk is
+        halfway), each session gets every frame pending for it in one
+        C{send()}: walking one broadcast's audience after another's, or
+        only together when they start at the same place, gave a session
+        one frame per send once broadcasts arrived while a walk was under
+        way.  Order holds per session: a delivery joins after those already
+        sweeping, stays in the sweep until it has visited everyone, and a
+        delivery to another audience (or L{each}'s steps) ends the sweep
+        for what comes behind it, so nothing overtakes it.
+
+        @param first: whether this is the turn's first step, which visits
+            at least one session even if that overshoots C{budget}.
+        @return: the writes spent (visited sessions times sweeping frames),
+            0 if the rest of the budget is too small for one session.
+        """
+        sessions = head.sessions
+        jobs = self._jobs
+        if sessions is not self._sweepSessions or head.left == len(sessions):
+            # a new sweep: nothing of this audience is half-visited
+            self._sweepSessions = sessions
+            self._cursor = 0
+        sweeping: list[_Job] = []
+        for job in jobs:
+            if isinstance(job, _Steps) or job.sessions is not sessions:
+                break
+            sweeping.append(job)
+        start = self._cursor
+        span = budget // len(sweeping)
+        if not span:
+            if not first:
+                return 0
+            span = 1
+        # the head joined first, so it has the fewest sessions left
+        end = start + min(span, len(sessions) - start, head.left)
+        if len(sweeping) == 1:
+            frame = head.frame
+            count = 0
+            for i in range(start, end):
+                if sessions[i].sendPrepared(frame):
+                    count += 1
+            head.count += count
+            self.delivered += count
+        else:
+            frames = [job.frame for job in sweeping]
+            counts = [0] * len(sweeping)
+            for i in range(start, end):
+                session = sessions[i]
+                for k, frame in enumerate(frames):
+                    if session.sendPrepared(frame):
+                        counts[k] += 1
+            for job, count in zip(sweeping, counts, strict=True):
+                job.count += count
+            self.delivered += sum(counts)
+        span = end - start
+        for job in sweeping:
+            job.left -= span
+        self._cursor = 0 if end == len(sessions) else end
+        while jobs:
+            done = jobs[0]
+            if isinstance(done, _Steps) or done.left:
+                break
+            jobs.popleft()
+            done.deferred.callback(done.count)
+        return max(1, span * len(sweeping))
