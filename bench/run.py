@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import re
@@ -42,6 +43,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -175,12 +177,40 @@ class Ours(Peer):
     """
     ``twistd -n realtime --auth uid-first-packet --routing uid``, started by
     the integration tests' own harness.
+
+    @ivar root: the source tree the server runs from: this checkout, or
+        another revision's (L{checkout}), whose own C{tests/serverprocess.py}
+        then starts it with that tree first on C{PYTHONPATH}.
     """
 
-    name = "ours"
+    def __init__(self, name: str = "ours", root: str = ROOT) -> None:
+        self.name = name
+        self.root = root
+
+    def available(self) -> str | None:
+        if not os.path.exists(os.path.join(self.root, "tests", "serverprocess.py")):
+            return f"{self.root} has no tests/serverprocess.py to start it with"
+        return None
+
+    def harness(self) -> Any:
+        """
+        The C{ServerProcess} class of C{root}'s own harness: its module puts
+        its own tree first on the server's C{PYTHONPATH}.
+        """
+        if self.root == ROOT:
+            return ServerProcess
+        name = f"_serverprocess_{abs(hash(self.root))}"
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, os.path.join(self.root, "tests", "serverprocess.py"))
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return module.ServerProcess
 
     def start(self) -> Running:
-        server = ServerProcess("--auth", "uid-first-packet", "--routing", "uid", apiKey=API_KEY)
+        server = self.harness()("--auth", "uid-first-packet", "--routing", "uid", apiKey=API_KEY)
         with pinnedTo(SERVER_CPU):
             server.start()
         assert server.process is not None
@@ -264,6 +294,36 @@ def allPeers() -> dict[str, Peer]:
     }
 
 
+#: peer name -> the revision it was asked as and its full hash (for the report)
+BUILDS: dict[str, str] = {}
+
+
+def checkout(revision: str, into: str) -> tuple[str, str]:
+    """
+    Export C{revision} of this repository (a commit, tag or branch; C{HEAD}
+    is the last commit, not the working tree) into a new directory under
+    C{into}, for a peer C{ours@<short hash>} running that build.
+
+    @return: the peer's name and the tree's path.
+    """
+    short = subprocess.run(
+        ["git", "rev-parse", "--short", f"{revision}^{{commit}}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if short.returncode:
+        raise SystemExit(f"--baseline {revision}: {short.stderr.strip()}")
+    name = f"ours@{short.stdout.strip()}"
+    full = subprocess.run(["git", "rev-parse", short.stdout.strip()], cwd=ROOT, capture_output=True, text=True)
+    BUILDS[name] = f"--baseline {revision} = {full.stdout.strip()}"
+    tree = tempfile.mkdtemp(prefix=f"{name}-", dir=into)
+    archive = subprocess.Popen(
+        ["git", "archive", "--format=tar", short.stdout.strip()], cwd=ROOT, stdout=subprocess.PIPE
+    )
+    subprocess.run(["tar", "-x", "-C", tree], stdin=archive.stdout, check=True)
+    if archive.wait():
+        raise SystemExit(f"--baseline {revision}: git archive failed")
+    return name, tree
+
+
 # -- building ----------------------------------------------------------------
 
 
@@ -305,8 +365,8 @@ def plan(quick: bool, capacity: int) -> list[Group]:
     """
     sources = ["--sources", str(capacity // 20000 + 1)] if capacity > 25000 else []
     return [
-        Group("fanout-1k", 1000, "fanout"),
-        Group("load-10k", 10000, "unicast-rate,unicast-max,fanout"),
+        Group("fanout-1k", 1000, "fanout,fanout-pipelined"),
+        Group("load-10k", 10000, "unicast-rate,unicast-max,fanout,fanout-pipelined,fanout-burst,fanout-serial"),
         Group("idle", capacity, "idle", ["--baseline-after", "2000", *sources]),
     ]
 
@@ -405,8 +465,16 @@ class Metric:
 METRICS = [
     Metric("fanout1k", "broadcast fan-out, 1,000 conns, deliveries/s", "fanout-1k",
            ("scenarios", "fanout", "deliveriesPerSec"), True, 2.0, "/s"),
+    Metric("fanout1kPipelined", "  pipelined 50 unanswered, 1,000 conns", "fanout-1k",
+           ("scenarios", "fanout-pipelined", "deliveriesPerSec"), True, 2.0, "/s"),
     Metric("fanout10k", "broadcast fan-out, 10,000 conns, deliveries/s", "load-10k",
-           ("scenarios", "fanout", "deliveriesPerSec"), True, 2.0, "/s"),
+           ("scenarios", "fanout", "deliveriesPerSec"), True, 5.0, "/s"),
+    Metric("fanout10kPipelined", "  pipelined 50 unanswered, 10,000 conns", "load-10k",
+           ("scenarios", "fanout-pipelined", "deliveriesPerSec"), True, 5.0, "/s"),
+    Metric("fanout10kBurst", "  bursts of 50, 10,000 conns", "load-10k",
+           ("scenarios", "fanout-burst", "deliveriesPerSec"), True, 5.0, "/s"),
+    Metric("fanout10kSerial", "  one at a time (nothing to coalesce), 10,000", "load-10k",
+           ("scenarios", "fanout-serial", "deliveriesPerSec"), True, None, "/s"),
     Metric("unicastMax", "push to random uids, 10,000 conns, max deliveries/s", "load-10k",
            ("scenarios", "unicast-max", "deliveriesPerSec"), True, 1.0, "/s"),
     Metric("unicastP99", "push 2,000/s to random uids, p99 latency ms", "load-10k",
@@ -436,8 +504,10 @@ def dig(report: dict[str, Any], path: tuple[str, ...]) -> float | None:
 
 def summarize(runs: list[dict[str, Any]], peers: list[str]) -> dict[str, Any]:
     """
-    Medians per peer and metric over the valid runs, ratios against Node ws,
-    and whether each target is met.
+    Medians per peer and metric over the valid runs, ratios against Node ws
+    (ours', and every other build of ours' in C{peerRatios}), ours against
+    each other build (C{versusBuilds}: after / before), and whether each
+    target is met.
     """
     medians: dict[str, dict[str, float | None]] = {}
     spread: dict[str, dict[str, list[float]]] = {}
@@ -456,19 +526,32 @@ def summarize(runs: list[dict[str, Any]], peers: list[str]) -> dict[str, Any]:
                 values = [v / 2**20 for v in values]
             spread[peer][metric.key] = sorted(values)
             medians[peer][metric.key] = statistics.median(values) if values else None
-    ratios: dict[str, float | None] = {}
+
+    def ratio(a: str, b: str, key: str) -> float | None:
+        x, y = medians.get(a, {}).get(key), medians.get(b, {}).get(key)
+        return x / y if x is not None and y else None
+
+    builds = [p for p in peers if p.startswith("ours@")]
+    ratios = {metric.key: ratio("ours", "node-ws", metric.key) for metric in METRICS}
+    peerRatios = {p: {m.key: ratio(p, "node-ws", m.key) for m in METRICS} for p in ["ours", *builds]}
+    versus = {b: {m.key: ratio("ours", b, m.key) for m in METRICS} for b in builds}
     met: dict[str, bool | None] = {}
     for metric in METRICS:
-        ours, node = medians.get("ours", {}).get(metric.key), medians.get("node-ws", {}).get(metric.key)
-        ratio = ours / node if ours is not None and node else None
-        ratios[metric.key] = ratio
-        if metric.target is None or ratio is None:
+        value = ratios[metric.key]
+        if metric.target is None or value is None:
             met[metric.key] = None
         elif metric.higherIsBetter:
-            met[metric.key] = ratio >= metric.target
+            met[metric.key] = value >= metric.target
         else:
-            met[metric.key] = ratio <= metric.target
-    return {"medians": medians, "values": spread, "ratios": ratios, "targetsMet": met}
+            met[metric.key] = value <= metric.target
+    return {
+        "medians": medians,
+        "values": spread,
+        "ratios": ratios,
+        "peerRatios": peerRatios,
+        "versusBuilds": versus,
+        "targetsMet": met,
+    }
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -486,12 +569,25 @@ def fmt(value: float | None, unit: str) -> str:
 
 def table(summary: dict[str, Any], peers: list[str], runs: list[dict[str, Any]]) -> str:
     """
-    The results as a fixed-width text table (also pasted into README.rst).
+    The results as a fixed-width text table (also pasted into README.rst):
+    a ratio against Node for ours and for every other build of ours run
+    with it (C{--baseline}), and ours against each of those builds.
     """
-    header = ["scenario (medians)", *peers, "ours/node", "target", "met"]
+    builds = [p for p in peers if p.startswith("ours@")]
+    header = [
+        "scenario (medians)",
+        *peers,
+        "ours/node",
+        *(f"{b[len('ours') :]}/node" for b in builds),
+        *(f"ours/{b[len('ours') :]}" for b in builds),
+        "target",
+        "met",
+    ]
     rows = [header]
+    ratio = lambda value: "-" if value is None else f"{value:.2f}x"  # noqa: E731
     for metric in METRICS:
-        ratio = summary["ratios"][metric.key]
+        if all(summary["medians"][p][metric.key] is None for p in peers):
+            continue
         target = (
             "-"
             if metric.target is None
@@ -502,7 +598,9 @@ def table(summary: dict[str, Any], peers: list[str], runs: list[dict[str, Any]])
             [
                 metric.label,
                 *(fmt(summary["medians"][p][metric.key], metric.unit) for p in peers),
-                "-" if ratio is None else f"{ratio:.2f}x",
+                ratio(summary["ratios"][metric.key]),
+                *(ratio(summary["peerRatios"][b][metric.key]) for b in builds),
+                *(ratio(summary["versusBuilds"][b][metric.key]) for b in builds),
                 target,
                 "-" if met is None else ("yes" if met else "NO"),
             ]
@@ -522,6 +620,8 @@ def table(summary: dict[str, Any], peers: list[str], runs: list[dict[str, Any]])
         f"{len(runs)} runs, {len(invalid)} invalid (excluded); CPU used by other processes during runs: "
         f"median {statistics.median(other) if other else 0:.2f} cores, max {max(other, default=0):.2f}"
     )
+    for b in builds:
+        lines.append(f"{b}: {BUILDS.get(b, '?')}")
     for r in invalid:
         lines.append(f"  invalid: {r['peer']} {r['group']} round {r['round']}: {'; '.join(r['report']['problems'])}")
     return "\n".join(lines)
@@ -531,26 +631,45 @@ def generatorEvidence(runs: list[dict[str, Any]]) -> str:
     """
     The load generator's own CPU use next to the best figure any peer
     reached: if it drove the fastest peer harder than ours while not using
-    its whole core, it is not what limits ours.
+    its whole core, it is not what limits ours.  With each peer's CPU time
+    per delivery, which other work on the machine disturbs less than a rate
+    (it slows a server down without making its deliveries much dearer).
     """
-    lines = ["generator headroom (medians; 'core busy in all' includes interrupts and other processes on that core):"]
-    for group, scenario in (("fanout-1k", "fanout"), ("load-10k", "fanout"), ("load-10k", "unicast-max")):
-        best: dict[str, list[tuple[float, float, float]]] = {}
+    lines = [
+        "generator headroom and server cost (medians; 'core busy in all' includes interrupts and other processes on "
+        "that core; us/delivery is the server's CPU time per delivery):"
+    ]
+    for group, scenario in (
+        ("fanout-1k", "fanout"),
+        ("fanout-1k", "fanout-pipelined"),
+        ("load-10k", "fanout"),
+        ("load-10k", "fanout-pipelined"),
+        ("load-10k", "fanout-burst"),
+        ("load-10k", "unicast-max"),
+    ):
+        best: dict[str, list[tuple[float, float, float, float]]] = {}
         for run in runs:
             s = run["report"].get("scenarios", {}).get(scenario)
             if run["group"] != group or not s or run["report"]["problems"]:
                 continue
             cores = s.get("coreBusy", [-1, -1])
+            rate = s["deliveriesPerSec"]
+            cost = 1e6 * s.get("serverCpu", -1) / rate if rate > 0 and s.get("serverCpu", -1) >= 0 else -1
             best.setdefault(run["peer"], []).append(
-                (s["deliveriesPerSec"], s["loadgenCpu"], cores[LOADGEN_CPU] if len(cores) > 1 else -1)
+                (rate, s["loadgenCpu"], cores[LOADGEN_CPU] if len(cores) > 1 else -1, cost)
             )
         parts = []
         for peer, values in best.items():
             rate = statistics.median(v[0] for v in values)
             cpu = statistics.median(v[1] for v in values)
             core = statistics.median(v[2] for v in values)
-            parts.append(f"{peer} {rate / 1000:.0f}k/s (generator {cpu:.0%} of a core; core {core:.0%} busy in all)")
-        lines.append(f"  {group} {scenario}: " + ", ".join(parts))
+            cost = statistics.median(v[3] for v in values)
+            parts.append(
+                f"{peer} {rate / 1000:.0f}k/s, {cost:.2f} us/delivery "
+                f"(generator {cpu:.0%} of a core; core {core:.0%} busy in all)"
+            )
+        if parts:
+            lines.append(f"  {group} {scenario}: " + ", ".join(parts))
     return "\n".join(lines)
 
 
@@ -654,6 +773,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-scenarios", default="fanout,unicast-max", help="scenarios to profile (fanout,unicast-max,idle)"
     )
+    parser.add_argument(
+        "--baseline",
+        help="also run these revisions of our server (comma-separated, e.g. main,4136dd3; HEAD is the last commit, "
+        "not the working tree) as peers ours@<hash>, from exports in a temporary directory",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the generator's progress")
     parser.add_argument("--results", default=RESULTS, help="directory for the JSON report (default bench/results)")
     parser.add_argument(
@@ -674,6 +798,26 @@ def main(argv: list[str] | None = None) -> int:
         profile(10.0, stamp, tuple(args.profile_scenarios.split(",")), args.results)
         return 0
 
+    known = allPeers()
+    names = args.peers.split(",") if args.peers else (["ours", "node-ws", "c-batched"] if args.quick else list(known))
+    trees = tempfile.mkdtemp(prefix="realtime-bench-builds-")
+    try:
+        for revision in args.baseline.split(",") if args.baseline else []:
+            name, tree = checkout(revision, trees)
+            known[name] = Ours(name, tree)
+            names.insert(names.index("ours") + 1 if "ours" in names else 0, name)
+        return compare(args, known, names, limit, niceness, stamp)
+    finally:
+        shutil.rmtree(trees, ignore_errors=True)
+
+
+def compare(
+    args: argparse.Namespace, known: dict[str, Peer], names: list[str], limit: int, niceness: int, stamp: str
+) -> int:
+    """
+    Run every group on every peer, interleaved, round after round; print
+    the table and write the report.
+    """
     quick = args.quick
     rounds = args.rounds or (1 if quick else 3)
     timing = (
@@ -682,8 +826,6 @@ def main(argv: list[str] | None = None) -> int:
         else ["--warmup", "2", "--duration", "5", "--hold", "3"]
     )
     capacity = args.capacity or min(limit - 1000, 19000)
-    known = allPeers()
-    names = args.peers.split(",") if args.peers else (["ours", "node-ws", "c-batched"] if quick else list(known))
     peers = []
     for name in names:
         if name not in known:
@@ -733,6 +875,7 @@ def main(argv: list[str] | None = None) -> int:
             "niceness": niceness,
             "loadgenCpu": LOADGEN_CPU,
             "seconds": round(time.monotonic() - began, 1),
+            "builds": {name: BUILDS[name] for name in peerNames if name in BUILDS},
         },
         **summary,
         "table": text,

@@ -58,7 +58,7 @@ static struct {
     char scenarios[256];
     double warmup, duration, hold;
     double rate;
-    int size, pipeline, window, burst, readSize, maxBehind;
+    int size, pipeline, window, burst, readSize, maxBehind, bpipeline;
     long maxInflight;
     int pid;
     int sources;  /* >1: connection i binds to 127.0.0.(2 + i % sources), for more than ~28k connections */
@@ -68,7 +68,7 @@ static struct {
 } opt = {
     .host = "127.0.0.1", .key = "", .path = "/", .connections = 1000, .concurrency = 64,
     .scenarios = "fanout", .warmup = 2, .duration = 5, .hold = 3, .rate = 2000, .size = 64,
-    .pipeline = 256, .window = 0, .burst = 50, .readSize = 0, .maxBehind = 0, .maxInflight = 20000, .baselineAfter = 1000,
+    .pipeline = 256, .window = 0, .burst = 50, .readSize = 0, .maxBehind = 0, .bpipeline = 50, .maxInflight = 20000, .baselineAfter = 1000,
     .connectTimeout = 180, .drainTimeout = 15,
 };
 
@@ -807,11 +807,12 @@ static int drain(uint64_t wantB, uint64_t wantU) {
  *
  *   fanout            at most W broadcasts not yet received everywhere, W the
  *                     4 MiB window below (--window overrides), joined writes;
- *   fanout-pipelined  at most --pipeline unanswered lines, each line its own
- *                     write() as soon as an answer frees its place: a backend
- *                     pushing at full rate, whatever the audience's progress
- *                     (bounded only by --max-behind broadcasts not yet received,
- *                     far below any slow-consumer limit);
+ *   fanout-pipelined  at most --broadcast-pipeline unanswered lines (50), each
+ *                     line its own write() as soon as an answer frees its
+ *                     place: a backend pushing at full rate, whatever the
+ *                     audience's progress (bounded only by --max-behind
+ *                     broadcasts not yet received, by default that depth + 16,
+ *                     for a server that answers before it has written);
  *   fanout-serial     one line at a time, the next once its answer is read;
  *   fanout-burst      --burst lines in one write, the next burst once every
  *                     connection has received all of them.
@@ -825,12 +826,11 @@ static void runFanout(const char *name, int pumping) {
     long perBroadcast = (long)opt.connections * opt.size;
     int window = opt.window > 0 ? opt.window : (int)((4L << 20) / perBroadcast);
     if (window < 2) window = 2;
-    /* pipelined: at most 256 KiB per connection not yet received */
-    uint64_t maxBehind = opt.maxBehind > 0 ? (uint64_t)opt.maxBehind : (256u << 10) / (uint64_t)opt.size;
-    if (maxBehind < 2) maxBehind = 2;
-    if (pumping == PUMP_PIPELINED) window = opt.pipeline;
+    if (pumping == PUMP_PIPELINED) window = opt.bpipeline;
     else if (pumping == PUMP_SERIAL) window = 1;
     else if (pumping == PUMP_BURST) window = opt.burst;
+    if (window < 1) window = 1;
+    uint64_t maxBehind = opt.maxBehind > 0 ? (uint64_t)opt.maxBehind : (uint64_t)window + 16;
     beginScenario(name);
     for (int i = 0; i < opt.connections; i++) conns[i].lastB = bseq;
     uint64_t startB = cnt.deliveredB, sentB = 0;
@@ -1116,7 +1116,7 @@ static void usage(void) {
             "usage: loadgen --port P --push-port P --stats-port P [--key K] [-n N]\n"
             "               [--scenarios fanout,fanout-pipelined,fanout-serial,fanout-burst,unicast-max,unicast-rate,idle]\n"
             "               [--warmup S] [--duration S] [--rate R] [--size B] [--pipeline K] [--window W] [--conc C]\n"
-            "               [--burst N] [--max-behind N] [--read-size B]\n"
+            "               [--broadcast-pipeline K] [--burst N] [--max-behind N] [--read-size B]\n"
             "               [--pid PID] [--baseline-after N] [--hold S] [--host H] [--drain-timeout S]\n"
             "               [--sources K]   (bind to 127.0.0.2..K+1: beyond ~28k connections)\n"
             "       loadgen --selftest\n");
@@ -1148,6 +1148,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--pipeline")) opt.pipeline = atoi(v);
         else if (!strcmp(a, "--window")) opt.window = atoi(v);
         else if (!strcmp(a, "--burst")) opt.burst = atoi(v);
+        else if (!strcmp(a, "--broadcast-pipeline")) opt.bpipeline = atoi(v);
         else if (!strcmp(a, "--max-behind")) opt.maxBehind = atoi(v);
         else if (!strcmp(a, "--read-size")) opt.readSize = atoi(v);
         else if (!strcmp(a, "--max-inflight")) opt.maxInflight = atol(v);
