@@ -366,7 +366,12 @@ def plan(quick: bool, capacity: int) -> list[Group]:
     sources = ["--sources", str(capacity // 20000 + 1)] if capacity > 25000 else []
     return [
         Group("fanout-1k", 1000, "fanout,fanout-pipelined"),
-        Group("load-10k", 10000, "unicast-rate,unicast-max,fanout,fanout-pipelined,fanout-burst,fanout-serial"),
+        Group(
+            "load-10k",
+            10000,
+            "unicast-rate,unicast-max,fanout,fanout-pipelined,fanout-paced,fanout-burst,fanout-serial",
+            ["--drain-timeout", "30"],
+        ),
         Group("idle", capacity, "idle", ["--baseline-after", "2000", *sources]),
     ]
 
@@ -471,9 +476,11 @@ METRICS = [
            ("scenarios", "fanout", "deliveriesPerSec"), True, 5.0, "/s"),
     Metric("fanout10kPipelined", "  pipelined 50 unanswered, 10,000 conns", "load-10k",
            ("scenarios", "fanout-pipelined", "deliveriesPerSec"), True, 5.0, "/s"),
+    Metric("fanout10kPaced", "  one every ms, 50 unanswered, 10,000 conns", "load-10k",
+           ("scenarios", "fanout-paced", "deliveriesPerSec"), True, 5.0, "/s"),
     Metric("fanout10kBurst", "  bursts of 50, 10,000 conns", "load-10k",
            ("scenarios", "fanout-burst", "deliveriesPerSec"), True, 5.0, "/s"),
-    Metric("fanout10kSerial", "  one at a time (nothing to coalesce), 10,000", "load-10k",
+    Metric("fanout10kSerial", "  one at a time (none to coalesce), 10,000 conns", "load-10k",
            ("scenarios", "fanout-serial", "deliveriesPerSec"), True, None, "/s"),
     Metric("unicastMax", "push to random uids, 10,000 conns, max deliveries/s", "load-10k",
            ("scenarios", "unicast-max", "deliveriesPerSec"), True, 1.0, "/s"),
@@ -644,7 +651,9 @@ def generatorEvidence(runs: list[dict[str, Any]]) -> str:
         ("fanout-1k", "fanout-pipelined"),
         ("load-10k", "fanout"),
         ("load-10k", "fanout-pipelined"),
+        ("load-10k", "fanout-paced"),
         ("load-10k", "fanout-burst"),
+        ("load-10k", "fanout-serial"),
         ("load-10k", "unicast-max"),
     ):
         best: dict[str, list[tuple[float, float, float, float]]] = {}

@@ -59,6 +59,7 @@ static struct {
     double warmup, duration, hold;
     double rate;
     int size, pipeline, window, burst, readSize, maxBehind, bpipeline;
+    double binterval;
     long maxInflight;
     int pid;
     int sources;  /* >1: connection i binds to 127.0.0.(2 + i % sources), for more than ~28k connections */
@@ -68,7 +69,7 @@ static struct {
 } opt = {
     .host = "127.0.0.1", .key = "", .path = "/", .connections = 1000, .concurrency = 64,
     .scenarios = "fanout", .warmup = 2, .duration = 5, .hold = 3, .rate = 2000, .size = 64,
-    .pipeline = 256, .window = 0, .burst = 50, .readSize = 0, .maxBehind = 0, .bpipeline = 50, .maxInflight = 20000, .baselineAfter = 1000,
+    .pipeline = 256, .window = 0, .burst = 50, .readSize = 0, .maxBehind = 0, .bpipeline = 50, .binterval = 1000, .maxInflight = 20000, .baselineAfter = 1000,
     .connectTimeout = 180, .drainTimeout = 15,
 };
 
@@ -813,11 +814,16 @@ static int drain(uint64_t wantB, uint64_t wantU) {
  *                     audience's progress (bounded only by --max-behind
  *                     broadcasts not yet received, by default that depth + 16,
  *                     for a server that answers before it has written);
+ *   fanout-paced      one line every --broadcast-interval microseconds (1000),
+ *                     each its own write(), while fewer than
+ *                     --broadcast-pipeline are unanswered: broadcasts that
+ *                     arrive one or a few at a time, steadily, whatever the
+ *                     server is doing (events from many sources);
  *   fanout-serial     one line at a time, the next once its answer is read;
  *   fanout-burst      --burst lines in one write, the next burst once every
  *                     connection has received all of them.
  */
-enum { PUMP_WINDOW, PUMP_PIPELINED, PUMP_SERIAL, PUMP_BURST };
+enum { PUMP_WINDOW, PUMP_PIPELINED, PUMP_PACED, PUMP_SERIAL, PUMP_BURST };
 
 static void runFanout(const char *name, int pumping) {
     /* at most 4 MiB of messages in flight over all connections (65,536
@@ -826,11 +832,12 @@ static void runFanout(const char *name, int pumping) {
     long perBroadcast = (long)opt.connections * opt.size;
     int window = opt.window > 0 ? opt.window : (int)((4L << 20) / perBroadcast);
     if (window < 2) window = 2;
-    if (pumping == PUMP_PIPELINED) window = opt.bpipeline;
+    if (pumping == PUMP_PIPELINED || pumping == PUMP_PACED) window = opt.bpipeline;
     else if (pumping == PUMP_SERIAL) window = 1;
     else if (pumping == PUMP_BURST) window = opt.burst;
     if (window < 1) window = 1;
     uint64_t maxBehind = opt.maxBehind > 0 ? (uint64_t)opt.maxBehind : (uint64_t)window + 16;
+    uint64_t interval = (uint64_t)(opt.binterval * 1000), nextLine = 0;
     beginScenario(name);
     for (int i = 0; i < opt.connections; i++) conns[i].lastB = bseq;
     uint64_t startB = cnt.deliveredB, sentB = 0;
@@ -857,6 +864,17 @@ static void runFanout(const char *name, int pumping) {
                 lineFlush();
             }
             break;
+        case PUMP_PACED:
+            if (!nextLine) nextLine = now;
+            while (now >= nextLine && lineOutstanding() < (size_t)window && sentB - done < maxBehind) {
+                lineQueue(1, 0, ++bseq, nowNs());
+                sentB++;
+                lineFlush();
+                nextLine += interval;
+            }
+            /* a pace the server cannot follow is not banked up for later */
+            if (now >= nextLine) nextLine = now + interval;
+            break;
         case PUMP_SERIAL:
             if (!lineOutstanding() && sentB - done < maxBehind) {
                 lineQueue(1, 0, ++bseq, nowNs());
@@ -872,7 +890,9 @@ static void runFanout(const char *name, int pumping) {
             }
             break;
         }
-        pump(1000000);
+        uint64_t wait = 1000000, later = nowNs();
+        if (pumping == PUMP_PACED && nextLine > later && nextLine - later < wait) wait = nextLine - later;
+        pump(wait);
     }
     b = snap();
     measuring = 0;
@@ -1114,9 +1134,9 @@ static int selftest(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port P --push-port P --stats-port P [--key K] [-n N]\n"
-            "               [--scenarios fanout,fanout-pipelined,fanout-serial,fanout-burst,unicast-max,unicast-rate,idle]\n"
+            "               [--scenarios fanout,fanout-pipelined,fanout-paced,fanout-serial,fanout-burst,unicast-max,unicast-rate,idle]\n"
             "               [--warmup S] [--duration S] [--rate R] [--size B] [--pipeline K] [--window W] [--conc C]\n"
-            "               [--broadcast-pipeline K] [--burst N] [--max-behind N] [--read-size B]\n"
+            "               [--broadcast-pipeline K] [--broadcast-interval US] [--burst N] [--max-behind N] [--read-size B]\n"
             "               [--pid PID] [--baseline-after N] [--hold S] [--host H] [--drain-timeout S]\n"
             "               [--sources K]   (bind to 127.0.0.2..K+1: beyond ~28k connections)\n"
             "       loadgen --selftest\n");
@@ -1149,6 +1169,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--window")) opt.window = atoi(v);
         else if (!strcmp(a, "--burst")) opt.burst = atoi(v);
         else if (!strcmp(a, "--broadcast-pipeline")) opt.bpipeline = atoi(v);
+        else if (!strcmp(a, "--broadcast-interval")) opt.binterval = atof(v);
         else if (!strcmp(a, "--max-behind")) opt.maxBehind = atoi(v);
         else if (!strcmp(a, "--read-size")) opt.readSize = atoi(v);
         else if (!strcmp(a, "--max-inflight")) opt.maxInflight = atol(v);
@@ -1209,6 +1230,7 @@ int main(int argc, char **argv) {
         for (char *save = NULL, *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
             if (!strcmp(s, "fanout")) runFanout(s, PUMP_WINDOW);
             else if (!strcmp(s, "fanout-pipelined")) runFanout(s, PUMP_PIPELINED);
+            else if (!strcmp(s, "fanout-paced")) runFanout(s, PUMP_PACED);
             else if (!strcmp(s, "fanout-serial")) runFanout(s, PUMP_SERIAL);
             else if (!strcmp(s, "fanout-burst")) runFanout(s, PUMP_BURST);
             else if (!strcmp(s, "unicast-max")) runUnicast("unicast-max", 0);
