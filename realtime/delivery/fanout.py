@@ -1,18 +1,22 @@
 """
 Fan-out: a message is framed once and written to each recipient.
 
-Framing happens once per message, not once per connection (L{Frame}).  The
-write itself is C{transport.write}, which Twisted buffers until the reactor's
-next write pass, so every frame queued for one connection in one reactor tick
-leaves in one C{send} system call.  Audiences larger than C{chunkSize} are
-written over several reactor turns so handshakes, pings and other pushes keep
-flowing during a 100,000-connection broadcast; deliveries are started in the
-order they were asked for, so a connection never sees a later push before an
-earlier one.  Other per-item work a backend request asks for (one step per
-uid of a push to 10,000 uids, queueing for each uid without a connection)
-runs through the same queue with L{Fanout.each}: one budget per reactor turn
-for all of it, and a push's steps stay in order with the deliveries around
-it.
+Framing happens once per message, not once per connection (L{Frame}).  A
+session queues what it is given for the end of the reactor turn
+(C{realtime.delivery.writer}), so every frame written to one connection in
+one turn leaves in one C{send()}.  Audiences larger than C{chunkSize} are
+written over several reactor turns, at most C{chunkSize} writes per turn,
+so handshakes, pings and other pushes keep flowing during a
+100,000-connection broadcast.  Broadcasts waiting for the same audience are
+written in one sweep of it (L{Fanout._sweep}): each connection visited gets
+the frames of all of them at once, however they arrived, which is what
+makes a big audience as cheap per delivery as a small one.  Deliveries are
+started in the order they were asked for, so a connection never sees a
+later push before an earlier one.  Other per-item work a backend request
+asks for (one step per uid of a push to 10,000 uids, queueing for each uid
+without a connection) runs through the same queue with L{Fanout.each}: one
+budget per reactor turn for all of it, and a push's steps stay in order
+with the deliveries around it.
 """
 
 from __future__ import annotations
@@ -117,7 +121,8 @@ class _Steps:
 class Fanout:
     """
     Writes frames to sessions, at most C{chunkSize} writes per reactor turn
-    once a delivery is too large to finish at once.
+    once a delivery is too large to finish at once (or one session's frames,
+    when more broadcasts than that sweep together).
 
     @ivar delivered: frames sessions accepted, in all (for the metrics).
     """
