@@ -2,7 +2,7 @@
 Run the benchmark suite in one command and print the table: our server
 against Node ``ws``, asyncio ``websockets`` and a C peer.
 
-    .venv/bin/python bench/run.py            # full: 3 rounds, 4 peers, ~9 minutes
+    .venv/bin/python bench/run.py            # full: 3 rounds, 4 peers, ~20 minutes
     .venv/bin/python bench/run.py --quick    # development: ~2 minutes
     .venv/bin/python bench/run.py --profile  # py-spy our server (needs py-spy)
 
