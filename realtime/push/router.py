@@ -50,11 +50,15 @@ class Router:
         authorizer: object = None,
         framePush: Callable[[bytes, bool], tuple[bytes, bool]] | None = None,
         fanout: Fanout | None = None,
+        channels: ChannelService | None = None,
     ) -> None:
         """
         @param fanout: the broker's, if it has one: offline queueing then
             shares its budget per reactor turn and its order (see
             L{Fanout.each}).
+        @param channels: the channel service, built first when a routing
+            strategy needs it (C{IRoutingContext}); one over the same
+            broker and store otherwise.
         """
         self._reactor = reactor
         self.registry = registry
@@ -68,7 +72,7 @@ class Router:
             else None
         )
         self._brokerNow = getattr(broker, "pushNow", None)
-        self.channels = ChannelService(reactor, registry, broker, store, rules, self.publishToChannel, authorizer)
+        self.channels = channels or ChannelService(reactor, registry, broker, store, rules, authorizer)
 
     @property
     def queuedPushes(self) -> int:
@@ -158,22 +162,10 @@ class Router:
 
     def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
         """
-        Append C{data} (JSON text) to the channel's history if it keeps one,
-        then deliver it to the subscribers with its offset.
+        Publish C{data} (JSON text) through the channel's history
+        (L{ChannelService.publish}).
         """
-        options = self.rules.match(channel)
-        if options.history and self.store is not None:
-            d = self.store.append(channel, data, False, options.retention, self._reactor.seconds())
-            return d.addCallback(self._publishStored, channel, data)
-        return self._publishStored(None, channel, data)
-
-    def _publishStored(self, stored: Any, channel: str, data: bytes) -> Deferred[PushResult]:
-        offset = stored.offset if stored is not None else None
-        epoch = stored.epoch if stored is not None else None
-        wire = channelproto.encodeMessage(channel, offset, epoch, data)
-        return self.broker.publish(Envelope(ToChannel(channel), wire, False, offset)).addCallback(
-            lambda result: PushResult(result.delivered, offset=offset, epoch=epoch)
-        )
+        return self.channels.publish(channel, data)
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """

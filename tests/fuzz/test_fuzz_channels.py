@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from realtime.auth.anonymous import AnonymousAuthenticator
-from realtime.core.channelwire import ERRORS, OPS, Failure, Request, parseRequest
+from realtime.core.channelwire import ERRORS, OPS, Failure, Request, encodePush, parseRequest
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.routing.channels import ChannelsStrategy
 from realtime.store.memory import MemoryMessageStore
@@ -41,15 +41,14 @@ class ChannelsFuzzTests(ProtocolTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        strategy = ChannelsStrategy()
         rules = NamespaceRules(
             [
                 parseNamespaceSpec("room:*:public=true:publish=true:presence=true"),
                 parseNamespaceSpec("hist:*:public=true:publish=true:history=5:ttl=60"),
             ]
         )
-        router = buildRouter(self.clock, MemoryMessageStore(), rules, offline=None, framePush=strategy.framePush)
-        self.serve(AnonymousAuthenticator(), strategy, router=router)
+        router = buildRouter(self.clock, MemoryMessageStore(), rules, offline=None, framePush=encodePush)
+        self.serve(AnonymousAuthenticator(), ChannelsStrategy(router.channels), router=router)
         self.proto, self.transport = self.connect()
         self.transport.clear()
 
