@@ -277,15 +277,15 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
                 if not isinstance(answer, Deferred):
                     self.perform(answer)
                     return
-                routes = self._routes = RouteQueue(self.perform, self._routeFailed, self.isOpen)
+                routes = self._routes = RouteQueue(self.perform, self._routeFailed, self.isOpen, self._routesDrained)
             if not routes.add(answer):
                 self.close(closecodes.POLICY_VIOLATION, "too many messages waiting for answers")
         except Exception:
             self._routeFailed(Failure())
-            return
-        if routes.idle:
-            # every answer is out: an idle connection keeps no queue
-            self._routes = None
+
+    def _routesDrained(self) -> None:
+        # every answer is out: an idle connection keeps no queue
+        self._routes = None
 
     def _routeFailed(self, failure: Failure) -> None:
         self._log.failure("routing a message from {session} failed", failure, session=self.sessionId)

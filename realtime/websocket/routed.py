@@ -42,19 +42,23 @@ class RouteQueue:
     @ivar fail: told of a failed answer (logs it; closes the session if open).
     @ivar isOpen: whether the session can still be written to; when it
         cannot, only C{Deliver}s (to other sessions) are carried out.
+    @ivar drained: called when the last waiting answer has been carried
+        out, so the owner can let go of an empty queue.
     """
 
-    __slots__ = ("perform", "fail", "isOpen", "_slots", "_flushing")
+    __slots__ = ("perform", "fail", "isOpen", "drained", "_slots", "_flushing")
 
     def __init__(
         self,
         perform: Callable[[Iterable[object]], None],
         fail: Callable[[Failure], None],
         isOpen: Callable[[], bool],
+        drained: Callable[[], None] = lambda: None,
     ) -> None:
         self.perform = perform
         self.fail = fail
         self.isOpen = isOpen
+        self.drained = drained
         # [state, actions or failure]; few at a time, so a list
         self._slots: list[list[Any]] = []
         self._flushing = False
@@ -125,3 +129,5 @@ class RouteQueue:
                     self.fail(Failure())
         finally:
             self._flushing = False
+        if not self._slots:
+            self.drained()
