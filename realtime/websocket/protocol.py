@@ -40,7 +40,7 @@ from realtime.values import (
 from realtime.websocket._autobahn.adapter import QuietAdapter
 from realtime.websocket._autobahn.rfc6455 import StrictProtocol
 from realtime.websocket.handshake import FastHandshake, Upgrade, upgradeRequest
-from realtime.websocket.routed import RouteQueue
+from realtime.websocket.routed import RouteQueue, answerNow
 from realtime.websocket.sending import SessionOutput, validCloseCode
 
 #: seconds an asynchronous authenticator may take to decide a handshake
@@ -274,10 +274,19 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
         try:
             answer = self.factory.strategy.route(self, payload, isBinary, self.factory.registry)
             if routes is None:
-                if not isinstance(answer, Deferred):
-                    self.perform(answer)
-                    return
-                routes = self._routes = RouteQueue(self.perform, self._routeFailed, self.isOpen, self._routesDrained)
+                # (a tuple, what most strategies answer, skips the ABC check
+                # isinstance makes of Deferred, an Awaitable)
+                if type(answer) is not tuple and isinstance(answer, Deferred):
+                    answer = answerNow(answer)
+                    if isinstance(answer, Deferred):
+                        routes = self._routes = RouteQueue(self.perform, self._routeFailed, self.isOpen, self._routesDrained)
+                        routes.add(answer)
+                        return
+                    if isinstance(answer, Failure):
+                        self._routeFailed(answer)
+                        return
+                self.perform(answer)
+                return
             if not routes.add(answer):
                 self.close(closecodes.POLICY_VIOLATION, "too many messages waiting for answers")
         except Exception:

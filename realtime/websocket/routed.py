@@ -34,6 +34,23 @@ MAX_PENDING = 1024
 _WAITING, _READY, _FAILED = 0, 1, 2
 
 
+def answerNow(answer: Deferred[Any]) -> Any:
+    """
+    What C{answer} fired with, if it has (a C{Failure} if it failed, taken
+    from it), or else C{answer} itself, to fire as it would have.
+
+    Most Deferred answers have fired by the time they are returned (the
+    channel service answers a ping, or a subscribe to a memory store, at
+    once): with nothing waiting ahead, those are carried out without
+    making a queue.
+    """
+    box: list[Any] = []
+    answer.addBoth(box.append)
+    if box:
+        return box[0]
+    return answer.addCallback(lambda _: box[0])
+
+
 class RouteQueue:
     """
     The answers of one session's messages not carried out yet, oldest first.
@@ -89,11 +106,12 @@ class RouteQueue:
         if isinstance(answer, Deferred):
             slot: list[Any] = [_WAITING, None]
             self._slots.append(slot)
+            # flushes when it fires (now, if it has)
             answer.addCallbacks(self._answered, self._failed, callbackArgs=(slot,), errbackArgs=(slot,))
         else:
             # taken now: a generator must not see the strategy's later state
             self._slots.append([_READY, tuple(answer)])
-        self._flush()
+            self._flush()
         return True
 
     def _answered(self, actions: Iterable[object], slot: list[Any]) -> None:
