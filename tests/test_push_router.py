@@ -68,7 +68,7 @@ class RouterTestCase(SynchronousTestCase):
         return self.successResultOf(self.router.publish(Envelope(ToUids((uid,)), text.encode())))
 
     def call(self, session: FakeSession, op: str, channel: str | None = None, **kw: Any) -> Deferred[Any]:
-        return self.router.request(session, Request(1, op, channel, **kw))
+        return self.router.channels.request(session, Request(1, op, channel, **kw))
 
     def publish(self, channel: str, data: object) -> Deferred[Any]:
         return self.router.publish(Envelope(ToChannel(channel), json.dumps(data).encode()))

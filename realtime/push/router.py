@@ -5,8 +5,10 @@ The router: what happens between "a backend pushed" or "a client asked" and
 It frames pushes for the routing's protocol, queues pushes for uids
 without a connection (C{realtime.push.offline}), appends channel messages to
 history before they go live (so every live message has an offset a client
-can resume from), and hands channels-protocol requests to
-C{realtime.push.channels}.  Delivery itself is the broker's; storage the store's.
+can resume from, by C{realtime.push.channels}), and tells the channel service
+when a session closes.  Channels-protocol requests do not pass through
+here: the channels routing strategy takes them to the channel service
+itself.  Delivery itself is the broker's; storage the store's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from realtime.core import channelwire as channelproto
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
@@ -114,12 +115,6 @@ class Router:
         """
         self.channels.sessionClosed(session)
         self.registry.discard(session)
-
-    def request(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
-        """
-        Carry out a channels-protocol request.
-        """
-        return self.channels.request(session, request)
 
     # -- IBroker: what backends push ---------------------------------------------
 
