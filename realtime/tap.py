@@ -40,7 +40,7 @@ from realtime.ops.logs import observerFor
 from realtime.ops.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResource, ReadyResource
 from realtime.push.channels import ChannelService
-from realtime.push.router import Router
+from realtime.push.router import ChannelPublisher, Router
 from realtime.routing.context import RoutingContext, buildStrategy
 from realtime.store.health import MonitoredStore, logUnlessKnown
 from realtime.store.lock import lockStore
@@ -309,8 +309,17 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     lock = lockStore(options["store"])
     store = openStore(options["store"], reactor)
     memoryBroker = MemoryBroker(registry, fanout)
+    # the channel service first: a routing strategy may need it, and the
+    # router needs the strategy's framing
+    channelPublisher = ChannelPublisher(reactor, memoryBroker, store, options["namespace-rules"])
     channels = ChannelService(
-        reactor, registry, memoryBroker, store, options["namespace-rules"], options["authenticator"]
+        reactor,
+        registry,
+        memoryBroker,
+        store,
+        options["namespace-rules"],
+        channelPublisher.publish,
+        options["authenticator"],
     )
     strategy = options["strategy"]
     if strategy is None:
@@ -331,6 +340,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
         framePush=strategy.framePush if IPushFraming.providedBy(strategy) else None,
         fanout=fanout,
         channels=channels,
+        channelPublisher=channelPublisher,
     )
     broker = router
     counting = CountingStrategy(strategy)

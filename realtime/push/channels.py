@@ -15,7 +15,7 @@ message published at any moment of a resume is delivered exactly once.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Any, Collection
+from typing import Any, Callable, Collection
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -59,8 +59,7 @@ def identityMaySubscribe(identity: Identity, channel: str) -> bool:
 @implementer(IChannelService)
 class ChannelService:
     """
-    Answers channels-protocol requests for sessions, and publishes to
-    channels through their history.
+    Answers channels-protocol requests for sessions.
     """
 
     log = Logger()
@@ -72,13 +71,19 @@ class ChannelService:
         broker: IBroker,
         store: IMessageStore | None,
         rules: NamespaceRules,
+        publish: Callable[[str, bytes], Deferred[PushResult]],
         authorizer: object = None,
     ) -> None:
+        """
+        @param publish: how a client's message reaches a channel (through
+            its history: C{realtime.push.router.ChannelPublisher}).
+        """
         self._reactor = reactor
         self.registry = registry
         self.broker = broker
         self.store = store
         self.rules = rules
+        self._publish = publish
         self._authorizer = authorizer if IChannelAuthorizer.providedBy(authorizer) else None
         # session id -> channel -> subscription; a session's entry exists
         # from its first subscribe until it closes
@@ -209,7 +214,7 @@ class ChannelService:
         def allowed(ok: bool) -> Deferred[dict[str, Any]]:
             if not ok:
                 raise RequestError("forbidden", f"not allowed to publish to {channel!r}")
-            return self.publish(channel, request.data).addCallback(
+            return self._publish(channel, request.data).addCallback(
                 lambda r: {"channel": channel, "offset": r.offset, "epoch": r.epoch, "delivered": r.delivered}
             )
 
@@ -228,25 +233,3 @@ class ChannelService:
             return self.broker.presence(channel)
 
         return self._authorize(session, channel, options, False).addCallback(allowed)
-
-    # -- publishing ---------------------------------------------------------------
-
-    def publish(self, channel: str, data: bytes) -> Deferred[PushResult]:
-        """
-        Append C{data} (JSON text) to the channel's history if it keeps one,
-        then deliver it to the subscribers with its offset (so every live
-        message has an offset a client can resume from).
-        """
-        options = self.rules.match(channel)
-        if options.history and self.store is not None:
-            d = self.store.append(channel, data, False, options.retention, self._reactor.seconds())
-            return d.addCallback(self._publishStored, channel, data)
-        return self._publishStored(None, channel, data)
-
-    def _publishStored(self, stored: Any, channel: str, data: bytes) -> Deferred[PushResult]:
-        offset = stored.offset if stored is not None else None
-        epoch = stored.epoch if stored is not None else None
-        wire = channelproto.encodeMessage(channel, offset, epoch, data)
-        return self.broker.publish(Envelope(ToChannel(channel), wire, False, offset)).addCallback(
-            lambda result: PushResult(result.delivered, offset=offset, epoch=epoch)
-        )
