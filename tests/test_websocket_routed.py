@@ -257,3 +257,51 @@ class ShellTests(ProtocolTestCase):
         self.assertEqual(self.frames(otherTransport), [(1, b"from x")])
         self.assertEqual(self.transport.value(), b"")
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class ChannelsOrderTests(ProtocolTestCase):
+    """
+    The channels strategy through the shell: replies in request order, the
+    requests' work overlapping.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        from realtime.core.channelwire import encodePush
+        from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
+        from realtime.routing.channels import ChannelsStrategy
+        from realtime.store.memory import MemoryMessageStore
+        from tests.fakes import GatedStore
+        from tests.support import buildRouter
+
+        self.store = GatedStore(MemoryMessageStore())
+        rules = NamespaceRules([parseNamespaceSpec("news:*:public=true:publish=true:history=10")])
+        router = buildRouter(self.clock, self.store, rules, offline=None, framePush=encodePush)
+        self.serve(AnonymousAuthenticator(), ChannelsStrategy(router.channels), router=router)
+
+    def replies(self, transport: Any) -> list[tuple[Any, bool]]:
+        import json
+
+        return [(m["id"], m["ok"]) for m in (json.loads(p) for _, p in self.frames(transport)) if m["type"] == "reply"]
+
+    def test_slowHistoryHoldsLaterReplies(self) -> None:
+        """
+        A subscribe waiting for its history holds back the replies to the
+        requests after it, which were carried out meanwhile (both history
+        reads were asked for at once); they follow in order when it is in.
+        """
+        proto, transport = self.connect()
+        transport.clear()
+        proto.dataReceived(
+            clientFrame(b'{"id":1,"op":"subscribe","channel":"news:a"}')
+            + clientFrame(b'{"id":2,"op":"subscribe","channel":"news:b"}')
+            + clientFrame(b'{"id":3,"op":"ping"}')
+            + clientFrame(b'{"id":4,"op":"unsubscribe","channel":"news:x"}')
+        )
+        self.assertEqual(self.store.waiting, 2)
+        self.assertEqual(self.replies(transport), [])
+        self.store.open(1)
+        self.assertEqual(self.replies(transport), [(1, True)])
+        self.store.open(1)
+        self.assertEqual(self.replies(transport), [(2, True), (3, True), (4, False)])
+        self.assertIsNone(proto._routes)
