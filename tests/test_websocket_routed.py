@@ -305,3 +305,19 @@ class ChannelsOrderTests(ProtocolTestCase):
         self.store.open(1)
         self.assertEqual(self.replies(transport), [(2, True), (3, True), (4, False)])
         self.assertIsNone(proto._routes)
+
+    def test_subscriptionsOffTheSession(self) -> None:
+        """
+        A connection's subscriptions are the channel service's, by session
+        id, and are gone once the connection is.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(clientFrame(b'{"id":1,"op":"subscribe","channel":"news:a"}'))
+        self.store.drain()
+        self.assertEqual(self.replies(transport), [(1, True)])
+        channels = self.factory.router.channels
+        self.assertEqual(channels.subscriptionsOf(proto.sessionId), ("news:a",))
+        self.assertFalse(hasattr(proto, "subscriptions"))
+        proto.connectionLost(Failure(ConnectionError("gone")))
+        self.assertEqual(channels.subscriptionsOf(proto.sessionId), ())
+        self.assertEqual(self.factory.registry.subscribersOf("news:a"), ())

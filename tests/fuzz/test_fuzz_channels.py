@@ -68,9 +68,9 @@ class ChannelsFuzzTests(ProtocolTestCase):
     @given(st.lists(messages, min_size=1, max_size=4))
     def test_connection(self, batch: list[tuple[bytes, bool]]) -> None:
         """
-        One reply per message, each valid JSON with a documented error code
-        when it is an error; no close, nothing logged; a ping is then still
-        answered.
+        One reply per message, in order, each valid JSON with a documented
+        error code when it is an error; no close, nothing logged; a ping is
+        then still answered.
         """
         data = b"".join(clientFrame(p, opcode=2 if isBinary else 1) for p, isBinary in batch)
         with noTracebacks():
@@ -83,4 +83,6 @@ class ChannelsFuzzTests(ProtocolTestCase):
             if not reply["ok"]:
                 self.assertIn(reply["error"]["code"], ERRORS, reply)
         self.assertEqual((replies[-1]["id"], replies[-1]["ok"]), ("last", True))
+        # in the order the requests were sent
+        self.assertEqual([r["id"] for r in replies], [parseRequest(p, b).id for p, b in batch] + ["last"])
         self.assertEqual(self.proto.state, self.proto.STATE_OPEN)
