@@ -3,8 +3,10 @@ The Autobahn shell: turns WebSocket events into calls on the pure core.
 
 C{onConnect} asks the authenticator; C{onMessage} asks the routing strategy
 (or, before authentication, the authenticator again); the actions they answer
-with are carried out here and nowhere else.  The protocol instance is itself
-the L{ISession} the registry indexes, so an open connection costs one object.
+with, at once or by a Deferred, are carried out here and nowhere else, in
+the order of the messages (C{realtime.websocket.routed}).  The protocol
+instance is itself the L{ISession} the registry indexes, so an open
+connection costs one object.
 """
 
 from __future__ import annotations
