@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.request
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -28,7 +29,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.serverprocess import ServerProcess
+from tests.serverprocess import API_KEY, ServerProcess
 
 #: the plugin as its author writes it: realtime.interfaces and
 #: realtime.values are all it imports of the server
@@ -231,6 +232,16 @@ class WebhookRoutingTests(TestCase):
             ws.send(uid)
             yield ws
 
+    def online(self, uid: str) -> int:
+        """
+        How many connections the server counts for C{uid} (its HTTP API).
+        """
+        request = urllib.request.Request(
+            f"{self.server.apiUrl()}/api/online?uid={uid}", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(json.loads(response.read())["online"][uid])
+
     def test_replyAndPush(self) -> None:
         """
         The backend is told who sent what; its answer's reply goes to the
@@ -312,7 +323,7 @@ class WebhookRoutingTests(TestCase):
                 with self.client("alice") as alice:
                     alice.send("hold:9")
                     waitUntil(lambda: ("alice", "hold:9") in self.backend.seen)
-                time.sleep(0.2)
+                waitUntil(lambda: self.online("alice") == 0)
                 bob.send("release")
                 self.assertEqual(bob.recv(timeout=10), "re release")
                 self.assertEqual(bob.recv(timeout=10), "late 9")
