@@ -6,6 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from realtime.core.registry import SessionRegistry
+from realtime.core.subscription import Subscription
 from realtime.interfaces import ISessionRegistry
 from tests.fakes import FakeSession
 
@@ -101,3 +102,28 @@ class SessionRegistryTests(SynchronousTestCase):
         self.assertEqual(second, (a, b))
         registry.discard(a)
         self.assertEqual(registry.allSessions(), (b,))
+
+    def test_channelSnapshotShared(self) -> None:
+        """
+        C{subscribersOf} hands out the same snapshot until the channel's
+        subscriptions change, so the fan-out can sweep messages published
+        one after another to a big channel together.
+        """
+        registry = SessionRegistry()
+        a, b = (Subscription(FakeSession(uid, uid), "room") for uid in ("u", "v"))
+        other = Subscription(FakeSession("w", "w"), "hall")
+        registry.subscribe(a)
+        first = registry.subscribersOf("room")
+        self.assertIs(registry.subscribersOf("room"), first)
+        registry.subscribe(other)
+        self.assertIs(registry.subscribersOf("room"), first)
+        registry.subscribe(b)
+        second = registry.subscribersOf("room")
+        self.assertIsNot(second, first)
+        self.assertEqual(second, (a, b))
+        registry.unsubscribe(a)
+        self.assertEqual(registry.subscribersOf("room"), (b,))
+        registry.unsubscribe(b)
+        self.assertEqual(registry.subscribersOf("room"), ())
+        registry.subscribe(a)
+        self.assertEqual(registry.subscribersOf("room"), (a,))

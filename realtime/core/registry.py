@@ -21,7 +21,7 @@ class SessionRegistry:
     Sessions by id and by uid, in the order they joined.
     """
 
-    __slots__ = ("_byId", "_byUid", "_channels", "_present", "_all")
+    __slots__ = ("_byId", "_byUid", "_channels", "_present", "_all", "_snapshots")
 
     def __init__(self) -> None:
         self._byId: dict[str, ISession] = {}
@@ -34,6 +34,9 @@ class SessionRegistry:
         self._channels: dict[str, dict[Any, None]] = {}
         # channel -> uid -> how many of the uid's subscriptions are in it
         self._present: dict[str, dict[str, int]] = {}
+        # channel -> the snapshot subscribersOf() hands out, until its
+        # members change (as _all is for broadcasts)
+        self._snapshots: dict[str, tuple[Any, ...]] = {}
 
     def add(self, session: ISession) -> None:
         """
@@ -123,6 +126,7 @@ class SessionRegistry:
         if subscription in members:
             return False
         members[subscription] = None
+        self._snapshots.pop(subscription.channel, None)
         present = self._present[subscription.channel]
         count = present.get(subscription.uid, 0)
         present[subscription.uid] = count + 1
@@ -139,6 +143,7 @@ class SessionRegistry:
         if members is None or subscription not in members:
             return False
         del members[subscription]
+        self._snapshots.pop(subscription.channel, None)
         present = self._present[subscription.channel]
         count = present[subscription.uid] - 1
         if count:
@@ -152,10 +157,17 @@ class SessionRegistry:
 
     def subscribersOf(self, channel: str) -> Collection[Any]:
         """
-        The subscriptions of C{channel}, as a snapshot.
+        The subscriptions of C{channel}, as a snapshot: the same object
+        until they change, so that the fan-out writes the messages of a big
+        channel published to one after another in one sweep.
         """
-        members = self._channels.get(channel)
-        return tuple(members) if members else ()
+        snapshot = self._snapshots.get(channel)
+        if snapshot is None:
+            members = self._channels.get(channel)
+            if not members:
+                return ()
+            snapshot = self._snapshots[channel] = tuple(members)
+        return snapshot
 
     def presenceOf(self, channel: str) -> dict[str, int]:
         """
