@@ -26,6 +26,7 @@ from realtime.api.cors import CorsPolicy
 from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.broker.memory import MemoryBroker
+from realtime.config.discovery import pluginWarnings
 from realtime.config.options import Options, loadApiKey
 from realtime.core.limits import ConnectionLimits
 from realtime.core.registry import SessionRegistry
@@ -300,7 +301,7 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     txaio.set_global_log_level("info")
     useCheapFormatting()
     notes: list[str] = []
-    warnings = list(options["authenticator"].warnings())
+    warnings = pluginWarnings(options["authenticator"], options["strategy"])
     registry = SessionRegistry()
     wheel = TimeoutWheel(reactor)
     fanout = Fanout(reactor)

@@ -21,7 +21,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python import usage
 
 from realtime import __version__
-from realtime.config.discovery import describe, discover
+from realtime.config.discovery import checkBuilt, describe, discover
 from realtime.core.limits import LOOPBACK, ProxyTrust, defaultMaxConnections, parseRate
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.core.origins import OriginPolicy
@@ -421,3 +421,5 @@ class Options(usage.Options):
             self["strategy"] = routingFactory.buildRoutingStrategy(self["routing-options"], reactor)
         except ValueError as e:
             raise usage.UsageError(f"--routing {e}") from None
+        checkBuilt("auth", authFactory, self["authenticator"])
+        checkBuilt("routing", routingFactory, self["strategy"])

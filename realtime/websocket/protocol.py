@@ -25,7 +25,7 @@ from realtime.core.jsoncodec import encode
 from realtime.core.limits import RETRY_AFTER, LimitExceeded, TokenBucket
 from realtime.delivery.fanout import Frame
 from realtime.delivery.timers import Timeout
-from realtime.interfaces import ISession
+from realtime.interfaces import IFirstMessageAuthenticator, ISession
 from realtime.push.channels import RequestError
 from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import (
@@ -199,6 +199,8 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
             self.uid = decision.identity.uid
             return self._chosenSubprotocol(decision.identity.subprotocol)
         if isinstance(decision, AwaitFirstMessage):
+            if not IFirstMessageAuthenticator.providedBy(self.factory.authenticator):
+                raise TypeError("authenticator answered AwaitFirstMessage but does not provide IFirstMessageAuthenticator")
             self._awaitingFirst = True
             self._firstMessageTimeout = decision.timeout
             return self._chosenSubprotocol(decision.subprotocol)

@@ -19,6 +19,7 @@ from realtime.auth.anonymous import AnonymousAuthenticatorFactory
 from realtime.auth.firstpacket import FirstPacketAuthenticatorFactory, signFirstPacket
 from realtime.auth.token import TokenAuthenticatorFactory
 from realtime.auth.wechat import WeChatAuthenticatorFactory
+from realtime.testing import verifyPlugin
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest
 from tests.fuzz.support import anyText, dumps, fragments, fuzz, mutated, values
 
@@ -88,7 +89,7 @@ class AuthFuzzTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
-        build = lambda factory, **options: factory.buildAuthenticator(options, self.clock)  # noqa: E731
+        build = lambda factory, **options: verifyPlugin(factory, options, self.clock)  # noqa: E731
         self.plugins = {
             "anonymous": build(AnonymousAuthenticatorFactory()),
             "uid-first-packet": build(FirstPacketAuthenticatorFactory()),
