@@ -14,14 +14,43 @@ import tempfile
 from typing import IO, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
 from zope.interface import alsoProvides, implementer
 
-from realtime.interfaces import IBackupSource, IBroker, IMessageStore
+from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore
 from realtime.store.memory import MemoryMessageStore
 from realtime.testing import FakeSession
-from realtime.values import Envelope, PushResult
+from realtime.values import Envelope, HandshakeRequest, PushResult
 
-__all__ = ("FakeSession", "ManualBroker", "GatedStore", "FaultyStore", "ManualBackupStore")
+__all__ = (
+    "FakeSession",
+    "ScriptedAuthenticator",
+    "ManualBroker",
+    "GatedStore",
+    "FaultyStore",
+    "ManualBackupStore",
+    "TurnClock",
+)
+
+
+@implementer(IFirstMessageAuthenticator)
+class ScriptedAuthenticator:
+    """
+    Answers the handshake and first message with values (or Deferreds) set
+    by the test, and records the requests it was asked about.
+    """
+
+    def __init__(self, handshakeAnswer: object, firstAnswer: object = None) -> None:
+        self.handshakeAnswer = handshakeAnswer
+        self.firstAnswer = firstAnswer
+        self.requests: list[HandshakeRequest] = []
+
+    def checkHandshake(self, request: HandshakeRequest) -> object:
+        self.requests.append(request)
+        return self.handshakeAnswer
+
+    def checkFirstMessage(self, request: HandshakeRequest, payload: bytes, isBinary: bool) -> object:
+        return self.firstAnswer
 
 
 @implementer(IBroker)
@@ -208,3 +237,18 @@ class ManualBackupStore(MemoryMessageStore):
         self.copies.append(copy)
         self.asked.pop(0).callback(copy)
         return copy
+
+
+class TurnClock(Clock):
+    """
+    A L{Clock} whose C{advance(0)} is one reactor turn: like the real
+    reactor, calls scheduled during a turn run in the next one.
+    """
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        due = [c for c in self.calls if c.getTime() <= self.seconds()]
+        for call in due:
+            self.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)

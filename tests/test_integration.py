@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests import serverprocess
+from tests.pluginsource import realtimeImports
 from tests.serverprocess import API_KEY, ServerProcess, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -315,11 +316,8 @@ class PluginDirTests(SynchronousTestCase):
     """
 
     PLUGIN = '''
-from twisted.plugin import IPlugin
-from zope.interface import implementer
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.config.pluginoptions import PluginOptions
-from realtime.values import Accept, Deny, Identity
+from realtime.plugin import Accept, Deny, IAuthenticator, IAuthenticatorFactory, IPlugin, Identity
+from realtime.plugin import PluginOptions, implementer
 
 
 @implementer(IAuthenticator)
@@ -330,12 +328,6 @@ class StaticKeyAuthenticator:
     def checkHandshake(self, request):
         uid = self.keys.get(request.param("key") or "")
         return Accept(Identity(uid)) if uid else Deny(403, "unknown key")
-
-    def checkFirstMessage(self, request, payload, isBinary):
-        return Deny(4001, "handshake only")
-
-    def warnings(self):
-        return []
 
 
 @implementer(IPlugin, IAuthenticatorFactory)
@@ -360,6 +352,12 @@ staticKey = StaticKeyFactory()
             f.write(self.PLUGIN)
         with open(os.path.join(self.directory, "itest_broken.py"), "w") as f:
             f.write("raise RuntimeError('this plugin is broken on purpose')\n")
+
+    def test_facadeOnly(self) -> None:
+        """
+        The plugin is written against C{realtime.plugin} alone.
+        """
+        self.assertEqual(realtimeImports(self.PLUGIN), {"realtime.plugin"})
 
     def test_listed(self) -> None:
         """
