@@ -8,6 +8,7 @@ ports, so parallel runs never collide.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -17,6 +18,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from typing import Any, Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -288,3 +291,45 @@ def run(args: Sequence[str], cwd: str | None = None, timeout: float = 30.0) -> s
         text=True,
         timeout=timeout,
     )
+
+
+def linePush(port: int, *lines: bytes) -> list[bytes]:
+    """
+    What a Workerman backend does: write JSON lines to the push port, read
+    one answer line per line.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"".join(lines))
+        data = b""
+        while data.count(b"\n") < len(lines):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.splitlines()
+
+
+def api(server: ServerProcess, method: str, path: str, body: bytes | None = None, key: str | None = API_KEY):
+    """
+    One HTTP API call: C{(status, decoded JSON body)}.
+    """
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(server.apiUrl() + path, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def waitUntil(predicate, timeout: float = 5.0) -> None:
+    """
+    Poll C{predicate} (a check against the live server) until it holds.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)

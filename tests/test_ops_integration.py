@@ -21,8 +21,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from realtime.auth.wechat import computeSignature
-from tests.serverprocess import API_KEY, ServerProcess, environment
-from tests.test_integration import api, linePush, waitUntil
+from tests.serverprocess import API_KEY, ServerProcess, api, environment, linePush, waitUntil
 
 TOKEN = "metrics-test-token-0123456789"
 

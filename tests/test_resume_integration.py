@@ -15,8 +15,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 from websockets.sync.client import ClientConnection, connect
 
-from tests.serverprocess import ServerProcess
-from tests.test_integration import api, linePush, waitUntil
+from tests.serverprocess import ServerProcess, api, linePush, waitUntil
 
 CHANNELS = (
     "--auth",
