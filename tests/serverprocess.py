@@ -1,6 +1,9 @@
 """
 A real ``twistd -n realtime`` in a subprocess, on ports the kernel picks.
 
+With the helpers that talk to it the way its users do (L{api}, L{linePush},
+L{get}, L{publish}, L{waitUntil}), and L{tlsServer}.
+
 The server logs the address each listener bound (``--port listening on
 127.0.0.1:40123``); the harness reads those lines instead of guessing free
 ports, so parallel runs never collide.
@@ -23,6 +26,8 @@ import urllib.request
 from typing import Any, Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from tests.certificates import selfSigned, sslEndpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTENING = re.compile(r"--(port|api-port|push-port) listening on (\S+):(\d+)")
@@ -333,3 +338,34 @@ def waitUntil(predicate, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.02)
+
+
+def get(server: ServerProcess, path: str) -> tuple[int, Any]:
+    """
+    A GET on the web port: status and decoded JSON.
+    """
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.ports['port']}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def publish(server: ServerProcess, channel: str, data: object) -> dict[str, Any]:
+    """
+    Publish through the HTTP API.
+    """
+    status, body = api(server, "POST", "/api/publish", json.dumps({"channel": channel, "data": data}).encode())
+    assert status == 200, body
+    return body
+
+
+def tlsServer(*args: str) -> tuple[ServerProcess, str]:
+    """
+    A server with TLS on the web and API ports (and the line port plain),
+    and the path of the certificate clients should trust.
+    """
+    keyPath, certPath = selfSigned()
+    endpoint = sslEndpoint(keyPath, certPath)
+    ports = ("--port", endpoint, "--api-port", endpoint, "--push-port", "tcp:0:interface=127.0.0.1")
+    return ServerProcess(*ports, *args, defaultPorts=False).start(), certPath

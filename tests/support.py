@@ -8,6 +8,7 @@ in the public kit, C{realtime.testing}.)
 from __future__ import annotations
 
 import base64
+import json
 import os
 import struct
 from typing import Any
@@ -17,6 +18,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyRequest
 from txaio.testutil import replace_loop
 
 from realtime.broker.memory import MemoryBroker
@@ -214,3 +217,14 @@ class ProtocolTestCase(SynchronousTestCase):
         if data.startswith(b"HTTP/1.1"):
             data = splitResponse(data)[1]
         return serverFrames(data)
+
+
+def render(resource: Any, request: DummyRequest) -> tuple[int, Any]:
+    """
+    Render a GET synchronously: its status and JSON body.
+    """
+    result = resource.render(request)
+    if result is not NOT_DONE_YET:
+        request.write(result)
+        request.finish()
+    return request.responseCode or 200, json.loads(b"".join(request.written)) if request.finished else None
