@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from realtime.config.discovery import PluginSet, addPluginDirectories, describe, discover
-from realtime.interfaces import IAuthenticatorFactory, IRoutingStrategyFactory
+from realtime.config.discovery import PluginSet, addPluginDirectories, describe, discover, pluginWarnings
+from realtime.config.options import Options
+from realtime.interfaces import IAuthenticatorFactory, IRoutingStrategyFactory, IWarnings
 from realtime.testing import AuthenticationAttempt, makeHandshakeRequest, verifyPlugin
 from realtime.values import Deny
 from tests.pluginsource import PluginDirectoryMixin, realtimeImports
@@ -21,6 +24,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(os.path.dirname(HERE), "plugins", "example_auth.py")
 
 BROKEN = "import this_module_does_not_exist_anywhere\n"
+
+#: a plugin whose authenticator declares IWarnings but has no warnings()
+BROKEN_BUILD = '''
+from realtime.plugin import Accept, IAuthenticator, IAuthenticatorFactory, IPlugin, Identity, IWarnings, implementer
+
+@implementer(IAuthenticator, IWarnings)
+class Forgetful:
+    def checkHandshake(self, request):
+        return Accept(Identity("u"))
+
+@implementer(IPlugin, IAuthenticatorFactory)
+class ForgetfulFactory:
+    name = "forgetful"
+    description = "declares a hook it lacks"
+    options = {}
+
+    def buildAuthenticator(self, options, reactor):
+        return Forgetful()
+
+forgetful = ForgetfulFactory()
+'''
 
 NOT_A_PLUGIN = '''
 from twisted.plugin import IPlugin
@@ -117,3 +141,39 @@ class DiscoveryTests(PluginDirectoryMixin, SynchronousTestCase):
         """
         e = self.assertRaises(usage.UsageError, addPluginDirectories, ["/no/such/dir"])
         self.assertIn("/no/such/dir", str(e))
+
+    def test_builtChecked(self) -> None:
+        """
+        What a plugin builds is checked at startup against every optional
+        interface it declares: a declared hook that is missing stops the
+        start naming the plugin, not the first connection that needs it.
+        """
+        directory = self.pluginDirectory()
+        self.addFile(directory, BROKEN_BUILD)
+        options = Options(reactor=Clock())
+        e = self.assertRaises(usage.UsageError, options.parseOptions, ["--plugin-dir", directory, "--auth", "forgetful"])
+        self.assertIn("--auth 'forgetful' built", str(e))
+        self.assertIn("warnings", str(e))
+
+
+class WarningsTests(SynchronousTestCase):
+    """
+    L{pluginWarnings} gathers what built plugins announce.
+    """
+
+    def test_providers(self) -> None:
+        """
+        Each plugin providing L{IWarnings} is asked, in order; the others
+        are skipped.
+        """
+
+        @implementer(IWarnings)
+        class Loud:
+            def __init__(self, *said: str) -> None:
+                self.said = list(said)
+
+            def warnings(self) -> list[str]:
+                return self.said
+
+        self.assertEqual(pluginWarnings(Loud("a", "b"), object(), Loud("c")), ["a", "b", "c"])
+        self.assertEqual(pluginWarnings(object()), [])

@@ -3,17 +3,15 @@ Tests for the built-in routing strategies in L{realtime.routing}.
 """
 
 from twisted.internet.task import Clock
-from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface.verify import verifyObject
 
 from realtime.core.registry import SessionRegistry
-from realtime.interfaces import IRoutingStrategy, IRoutingStrategyFactory
+from realtime.interfaces import IRoutingStrategy
 from realtime.routing.chat import ChatStrategyFactory
 from realtime.routing.echo import EchoStrategyFactory
 from realtime.routing.uid import UidStrategyFactory
+from realtime.testing import FakeSession, sessionRegistry, verifyPlugin
 from realtime.values import Deliver, Refuse, Reply
-from tests.fakes import FakeSession
 
 FACTORIES = [UidStrategyFactory(), ChatStrategyFactory(), EchoStrategyFactory()]
 
@@ -29,9 +27,7 @@ class FactoryTests(SynchronousTestCase):
         build provides L{IRoutingStrategy}.
         """
         for factory in FACTORIES:
-            self.assertTrue(verifyObject(IPlugin, factory))
-            self.assertTrue(verifyObject(IRoutingStrategyFactory, factory))
-            self.assertTrue(verifyObject(IRoutingStrategy, factory.buildRoutingStrategy({}, Clock())))
+            self.assertTrue(IRoutingStrategy.providedBy(verifyPlugin(factory)))
 
     def test_unknownOption(self) -> None:
         """
@@ -48,10 +44,8 @@ class StrategyTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.registry = SessionRegistry()
         self.a, self.b, self.c = FakeSession("a"), FakeSession("b"), FakeSession("c")
-        for s in (self.a, self.b, self.c):
-            self.registry.add(s)
+        self.registry = sessionRegistry(self.a, self.b, self.c)
 
     def route(self, factory, payload=b"hi", isBinary=False):
         strategy = factory.buildRoutingStrategy({}, Clock())

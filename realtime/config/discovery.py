@@ -26,7 +26,9 @@ from zope.interface.verify import verifyObject
 from realtime.interfaces import (
     IAuthenticator,
     IAuthenticatorFactory,
+    IChannelAuthorizer,
     IFirstMessageAuthenticator,
+    IPushFraming,
     IRoutingStrategy,
     IRoutingStrategyFactory,
     IWarnings,
@@ -157,7 +159,7 @@ def describe(catalog: PluginCatalog) -> str:
 #: the optional interfaces a built plugin may declare, each checked in full
 #: when it does (a declared hook that is missing fails at startup, not on
 #: the first connection that needs it)
-OPTIONAL_INTERFACES: tuple[type[Interface], ...] = (IFirstMessageAuthenticator, IWarnings)
+OPTIONAL_INTERFACES: tuple[type[Interface], ...] = (IFirstMessageAuthenticator, IWarnings, IChannelAuthorizer, IPushFraming)
 
 
 def builtInterfaces(required: type[Interface], built: Any) -> list[type[Interface]]:
