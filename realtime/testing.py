@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import maybeDeferred
@@ -127,7 +127,9 @@ def makeHandshakeRequest(
 
     @param path: the request path, which may carry a query (C{"/ws?uid=7"});
         C{params} are added to it.
-    @param params: query parameters, each a value or a list of values.
+    @param params: query parameters, each a value or a list of values, as
+        the plugin reads them (already decoded: any text, which a client
+        would have percent-encoded); added after those of C{path}.
     @param headers: extra request headers, any case (the server lower-cases
         names), added to the ones every WebSocket handshake carries
         (C{host}, C{upgrade}, C{connection}, C{sec-websocket-key},
@@ -140,9 +142,9 @@ def makeHandshakeRequest(
     @param port: and its port.
     """
     base, _, query = path.partition("?")
-    if params:
-        pairs = [(k, v) for k, vs in params.items() for v in ([vs] if isinstance(vs, str) else vs)]
-        query = "&".join(q for q in (query, urlencode(pairs)) if q)
+    allParams = parse_qs(query) if query else {}
+    for name, given in (params or {}).items():
+        allParams.setdefault(name, []).extend([given] if isinstance(given, str) else given)
     allHeaders = {
         "host": host,
         "upgrade": "websocket",
@@ -161,7 +163,7 @@ def makeHandshakeRequest(
         descriptor = f"{'tcp6' if ':' in peer else 'tcp4'}:{peer}:{port}"
     return HandshakeRequest(
         path=base,
-        params=parse_qs(query) if query else {},
+        params=allParams,
         headers=allHeaders,
         protocols=tuple(protocols),
         origin=allHeaders.get("origin", ""),
