@@ -29,12 +29,13 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
+from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 from zope.interface.verify import verifyObject
 
 from realtime import closecodes
-from realtime.config.discovery import builtInterfaces
+from realtime.config.discovery import verifyBuilt
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Frame
 from realtime.interfaces import (
@@ -46,6 +47,7 @@ from realtime.interfaces import (
     ISession,
 )
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, Identity
+from realtime.websocket.protocol import HANDSHAKE_TIMEOUT, MAX_EARLY_MESSAGES
 from realtime.websocket.sending import validCloseCode
 
 __all__ = (
@@ -58,14 +60,11 @@ __all__ = (
     "MAX_EARLY_MESSAGES",
 )
 
-#: seconds the server gives an asynchronous C{checkHandshake} before it
-#: refuses the upgrade with HTTP 503 (the same value as the server's: a test
-#: in this project holds them equal)
-HANDSHAKE_TIMEOUT = 10.0
-
-#: messages a client may send while its first message is being checked;
-#: one more closes it with C{POLICY_VIOLATION}
-MAX_EARLY_MESSAGES = 32
+# HANDSHAKE_TIMEOUT: seconds the server gives an asynchronous
+# checkHandshake before it refuses the upgrade with HTTP 503;
+# MAX_EARLY_MESSAGES: messages a client may send while its first message is
+# being checked, one more closes it with POLICY_VIOLATION.  Both are the
+# server's own values, re-exported for tests that reach them.
 
 #: the key of every handshake L{makeHandshakeRequest} builds
 _KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -90,8 +89,6 @@ def verifyPlugin(plugin: Any, options: Mapping[str, str] | None = None, reactor:
     @raise zope.interface.exceptions.Invalid: naming what is missing.
     @raise ValueError: the plugin's own refusal of C{options}.
     """
-    from twisted.plugin import IPlugin
-
     verifyObject(IPlugin, plugin)
     if IAuthenticatorFactory.providedBy(plugin):
         verifyObject(IAuthenticatorFactory, plugin)
@@ -103,8 +100,7 @@ def verifyPlugin(plugin: Any, options: Mapping[str, str] | None = None, reactor:
         built = plugin.buildRoutingStrategy(dict(options or {}), reactor if reactor is not None else Clock())
     else:
         raise TypeError(f"{plugin!r} provides neither IAuthenticatorFactory nor IRoutingStrategyFactory")
-    for interface in builtInterfaces(required, built):
-        verifyObject(interface, built)
+    verifyBuilt(required, built)
     return built
 
 
