@@ -33,6 +33,10 @@ Routing plugins:
     - C{IRoutingStrategyFactory}, C{IRoutingStrategy}: built from
       ``--routing NAME``; C{route(session, payload, isBinary, registry)}.
     - C{IPushFraming}: wrap backend pushes in the strategy's own frames.
+    - C{IRoutingContextUser}: a factory whose strategy needs the server's
+      services, built with C{buildRoutingStrategyInContext(options, reactor,
+      context)}; C{IRoutingContext} is that context, C{IChannelService} the
+      channel service it holds.
     - C{ISession}, C{ISessionRegistry}: what C{route} is given.
     - C{Reply}, C{Deliver}, C{Refuse}, C{Close}: the actions C{route} answers;
       C{Action} is their union.
@@ -56,8 +60,11 @@ from realtime.interfaces import (
     IAuthenticator,
     IAuthenticatorFactory,
     IChannelAuthorizer,
+    IChannelService,
     IFirstMessageAuthenticator,
     IPushFraming,
+    IRoutingContext,
+    IRoutingContextUser,
     IRoutingStrategy,
     IRoutingStrategyFactory,
     ISession,
@@ -66,6 +73,7 @@ from realtime.interfaces import (
 )
 from realtime.values import (
     Accept,
+    Action,
     AwaitFirstMessage,
     Close,
     Deliver,
@@ -77,9 +85,6 @@ from realtime.values import (
     Refuse,
     Reply,
 )
-
-#: what C{IRoutingStrategy.route} may answer an iterable of
-Action = Reply | Deliver | Refuse | Close
 
 __all__ = (
     # declaring
@@ -103,6 +108,9 @@ __all__ = (
     "IRoutingStrategyFactory",
     "IRoutingStrategy",
     "IPushFraming",
+    "IRoutingContextUser",
+    "IRoutingContext",
+    "IChannelService",
     "ISession",
     "ISessionRegistry",
     "Reply",

@@ -20,13 +20,14 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IReactorCore, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, Logger
+from twisted.python import usage
 
 from realtime import closecodes
 from realtime.api.cors import CorsPolicy
 from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.broker.memory import MemoryBroker
-from realtime.config.discovery import pluginWarnings
+from realtime.config.discovery import checkBuilt, pluginWarnings
 from realtime.config.options import Options, loadApiKey
 from realtime.core.limits import ConnectionLimits
 from realtime.core.registry import SessionRegistry
@@ -40,7 +41,9 @@ from realtime.ops.instrument import CountingStrategy, InstrumentedBroker, Latenc
 from realtime.ops.logs import observerFor
 from realtime.ops.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResource, ReadyResource
-from realtime.push.router import Router
+from realtime.push.channels import ChannelService
+from realtime.push.router import ChannelPublisher, Router
+from realtime.routing.context import RoutingContext, buildStrategy
 from realtime.store.health import MonitoredStore, logUnlessKnown
 from realtime.store.lock import lockStore
 from realtime.store.memory import MemoryMessageStore
@@ -301,23 +304,49 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     txaio.set_global_log_level("info")
     useCheapFormatting()
     notes: list[str] = []
-    warnings = pluginWarnings(options["authenticator"], options["strategy"])
     registry = SessionRegistry()
     wheel = TimeoutWheel(reactor)
     fanout = Fanout(reactor)
     lock = lockStore(options["store"])
     store = openStore(options["store"], reactor)
+    memoryBroker = MemoryBroker(registry, fanout)
+    # the channel service first: a routing strategy may need it, and the
+    # router needs the strategy's framing
+    channelPublisher = ChannelPublisher(reactor, memoryBroker, store, options["namespace-rules"])
+    channels = ChannelService(
+        reactor,
+        registry,
+        memoryBroker,
+        store,
+        options["namespace-rules"],
+        channelPublisher.publish,
+        options["authenticator"],
+    )
     strategy = options["strategy"]
+    if strategy is None:
+        try:
+            strategy = buildStrategy(
+                options["routing-factory"], options["routing-options"], reactor, RoutingContext(registry, channels)
+            )
+        except ValueError as e:
+            raise SystemExit(f"realtime: --routing {e}") from None
+        try:
+            checkBuilt("routing", options["routing-factory"], strategy)
+        except usage.UsageError as e:
+            raise SystemExit(f"realtime: {e}") from None
+    warnings = pluginWarnings(options["authenticator"], strategy)
     router = Router(
         reactor,
         registry,
-        MemoryBroker(registry, fanout),
+        memoryBroker,
         store,
         options["namespace-rules"],
         OfflineLimits(options["offline-max"], options["offline-ttl"]) if options["offline-ttl"] > 0 else None,
         authorizer=options["authenticator"],
         framePush=strategy.framePush if IPushFraming.providedBy(strategy) else None,
         fanout=fanout,
+        channels=channels,
+        channelPublisher=channelPublisher,
     )
     broker = router
     counting = CountingStrategy(strategy)

@@ -42,6 +42,8 @@ from realtime.interfaces import (
     IAuthenticator,
     IAuthenticatorFactory,
     IFirstMessageAuthenticator,
+    IRoutingContext,
+    IRoutingContextUser,
     IRoutingStrategy,
     IRoutingStrategyFactory,
     ISession,
@@ -73,7 +75,13 @@ _KEY = base64.b64encode(b"0123456789abcdef").decode()
 # -- plugins -----------------------------------------------------------------
 
 
-def verifyPlugin(plugin: Any, options: Mapping[str, str] | None = None, reactor: IReactorTime | None = None) -> Any:
+def verifyPlugin(
+    plugin: Any,
+    options: Mapping[str, str] | None = None,
+    reactor: IReactorTime | None = None,
+    *,
+    context: IRoutingContext | None = None,
+) -> Any:
     """
     Check C{plugin} as the server does, build it, and check what it built.
 
@@ -83,7 +91,8 @@ def verifyPlugin(plugin: Any, options: Mapping[str, str] | None = None, reactor:
     by default); the result must provide the interface the factory's kind
     requires, and each optional interface it declares (for example
     C{IFirstMessageAuthenticator} or C{IWarnings}) in full, as startup
-    checks it.
+    checks it.  A routing factory that provides C{IRoutingContextUser} is
+    built in C{context} (an C{IRoutingContext}), as the server builds it.
 
     @return: what the plugin built, to test further.
     @raise zope.interface.exceptions.Invalid: naming what is missing.
@@ -97,7 +106,15 @@ def verifyPlugin(plugin: Any, options: Mapping[str, str] | None = None, reactor:
     elif IRoutingStrategyFactory.providedBy(plugin):
         verifyObject(IRoutingStrategyFactory, plugin)
         required = IRoutingStrategy
-        built = plugin.buildRoutingStrategy(dict(options or {}), reactor if reactor is not None else Clock())
+        clock = reactor if reactor is not None else Clock()
+        if IRoutingContextUser.providedBy(plugin):
+            verifyObject(IRoutingContextUser, plugin)
+            if context is None:
+                raise TypeError(f"{plugin!r} is built in a routing context: pass context=")
+            verifyObject(IRoutingContext, context)
+            built = plugin.buildRoutingStrategyInContext(dict(options or {}), clock, context)
+        else:
+            built = plugin.buildRoutingStrategy(dict(options or {}), clock)
     else:
         raise TypeError(f"{plugin!r} provides neither IAuthenticatorFactory nor IRoutingStrategyFactory")
     verifyBuilt(required, built)
@@ -343,7 +360,6 @@ class FakeSession:
         self.open = open
         self.sent: list[tuple[bytes, bool]] = []
         self.closed: tuple[int, str] | None = None
-        self.subscriptions: dict[str, Any] | None = None
         self._held: list[Frame] | None = None
 
     def sendPrepared(self, frame: Frame) -> bool:

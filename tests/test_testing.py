@@ -28,6 +28,7 @@ from realtime.interfaces import (
     ISessionRegistry,
     IWarnings,
 )
+from realtime.routing.context import RoutingContext
 from realtime.routing.echo import EchoStrategy
 from realtime.testing import (
     HANDSHAKE_TIMEOUT,
@@ -41,7 +42,16 @@ from realtime.testing import (
 from realtime.values import Accept, AwaitFirstMessage, Deny, Identity
 from realtime.websocket import protocol
 from tests.fakes import ScriptedAuthenticator
-from tests.support import AutobahnPath, ProtocolTestCase, clientFrame, closeCode, handshake, serverFrames, splitResponse
+from tests.support import (
+    AutobahnPath,
+    ProtocolTestCase,
+    buildRouter,
+    clientFrame,
+    closeCode,
+    handshake,
+    serverFrames,
+    splitResponse,
+)
 
 #: options that build each built-in plugin
 BUILTIN_OPTIONS = {
@@ -89,13 +99,19 @@ class VerifyPluginTests(SynchronousTestCase):
 
     def test_builtins(self) -> None:
         """
-        Every built-in plugin passes, and is built into a verified object.
+        Every built-in plugin passes, and is built into a verified object;
+        the one that asks for the server's services (C{channels}) is built in
+        their context, and refused without one.
         """
         catalog = discover()
         for name, plugin in catalog.auth.byName.items():
             self.assertTrue(IAuthenticator.providedBy(verifyPlugin(plugin, BUILTIN_OPTIONS.get(name))), name)
+        router = buildRouter(Clock(), offline=None)
+        context = RoutingContext(router.registry, router.channels)
         for name, plugin in catalog.routing.byName.items():
-            self.assertTrue(IRoutingStrategy.providedBy(verifyPlugin(plugin, BUILTIN_OPTIONS.get(name))), name)
+            built = verifyPlugin(plugin, BUILTIN_OPTIONS.get(name), context=context)
+            self.assertTrue(IRoutingStrategy.providedBy(built), name)
+        self.assertRaises(TypeError, verifyPlugin, catalog.routing.find("channels"))
 
     def test_reactorPassed(self) -> None:
         """
