@@ -46,7 +46,7 @@ from realtime.store.memory import MemoryMessageStore
 from realtime.values import OfflineLimits
 from realtime.web.sharedport import SharedPortFactory
 from realtime.web.site import buildWebSite
-from realtime.websocket._autobahn.debuglogs import useCheapFormatting
+from realtime.websocket._autobahn.endpoints import StrictEndpointService
 from realtime.websocket.factory import RealtimeServerFactory
 
 __all__ = ["Options", "makeService"]
@@ -81,14 +81,12 @@ def withBacklog(description: str) -> str:
     return description
 
 
-class Listener(StreamServerEndpointService):
+class Listener(StrictEndpointService):
     """
     Listens on one option's endpoint; a port that cannot be bound stops the
     start with a message naming the option, instead of a server that runs
     without it.
     """
-
-    _raiseSynchronously = True
 
     def __init__(self, reactor: Any, option: str, description: str, factory: IProtocolFactory) -> None:
         StreamServerEndpointService.__init__(self, serverFromString(reactor, withBacklog(description)), factory)
@@ -104,7 +102,7 @@ class Listener(StreamServerEndpointService):
             StreamServerEndpointService.privilegedStartService(self)
         except Exception as e:
             raise SystemExit(f"realtime: cannot listen on --{self.option} {self.description}: {e}") from None
-        self._waitingForPort.addCallback(self._listening)
+        self.whenListening().addCallback(self._listening)
 
     def _listening(self, port: Any) -> Any:
         self.port = port
@@ -298,7 +296,6 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     # Autobahn logs every frame at debug level through txaio; twistd's log
     # observer keeps everything, so set the level where txaio filters.
     txaio.set_global_log_level("info")
-    useCheapFormatting()
     notes: list[str] = []
     warnings = list(options["authenticator"].warnings())
     registry = SessionRegistry()

@@ -215,7 +215,7 @@ class LinePushProtocol(LineReceiver):
         after the last line): answer what is in flight, then close.
         """
         self._readClosed = True
-        self.dataReceived(b"\n" if self._buffer.strip() else b"")
+        self.dataReceived(b"\n" if self._unread.strip() else b"")
         self._flush()
 
     def writeConnectionLost(self) -> None:
@@ -241,13 +241,13 @@ class LinePushProtocol(LineReceiver):
         to C{lineLengthExceeded} in one piece and cannot resume within the same
         call, hence this replacement.
         """
-        if self._busyReceiving:
-            self._buffer += data
+        if self._receiving:
+            self._unread += data
             return
-        self._busyReceiving = True
+        self._receiving = True
         try:
-            buffer = self._buffer + data if self._buffer else data
-            self._buffer = b""
+            buffer = self._unread + data if self._unread else data
+            self._unread = b""
             start = 0
             while not self.paused and not self._lost:
                 end = buffer.find(b"\n", start)
@@ -267,16 +267,28 @@ class LinePushProtocol(LineReceiver):
                 self.lineReceived(line)
             rest = buffer[start:]
             if self.paused or self._lost:
-                self._buffer = rest
+                self._unread = rest
             elif self._discarding:
-                self._buffer = b""
+                self._unread = b""
             elif len(rest) > self.MAX_LENGTH + 1:
                 # no newline yet, and too long already even allowing for \r
                 self.lineLengthExceeded(rest)
             else:
-                self._buffer = rest
+                self._unread = rest
         finally:
-            self._busyReceiving = False
+            self._receiving = False
+
+    #: bytes read and not yet split into lines; C{dataReceived} is running
+    #: (our own names: C{LineReceiver}'s are private to it)
+    _unread = b""
+    _receiving = False
+
+    def clearLineBuffer(self) -> bytes:
+        """
+        C{LineReceiver}'s, on this class's buffer.
+        """
+        unread, self._unread = self._unread, b""
+        return unread
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -284,7 +296,7 @@ class LinePushProtocol(LineReceiver):
         connection stays open, unlike C{LineReceiver}'s default.
         """
         self._discarding = True
-        self._buffer = b""
+        self._unread = b""
         self._answerError(f"error: line longer than {self.MAX_LENGTH} bytes".encode())
 
     def lineReceived(self, line: bytes) -> None:
