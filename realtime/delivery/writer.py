@@ -49,7 +49,7 @@ def directSend(transport: Any) -> Callable[[bytes], int] | None:
         and transport.connected
         and not transport.disconnecting
     ):
-        return transport.socket.send  # type: ignore[no-any-return]
+        return transport.socket.send
     return None
 
 

@@ -78,7 +78,7 @@ class RealtimeServerFactory(WebSocketServerFactory):
 
     _configured: type | None = None
 
-    def setProtocolOptions(self, **options: Any) -> None:
+    def setProtocolOptions(self, *args: Any, **options: Any) -> None:
         """
         Autobahn's, then forget the configured protocol class.
 
@@ -86,7 +86,7 @@ class RealtimeServerFactory(WebSocketServerFactory):
         does not give it: it stays C{True}, since C{self.origins} decides.
         """
         options.setdefault("allowNullOrigin", True)
-        WebSocketServerFactory.setProtocolOptions(self, **options)
+        WebSocketServerFactory.setProtocolOptions(self, *args, **options)
         self._configured = None
 
     def buildProtocol(self, addr: Any) -> RealtimeServerProtocol:

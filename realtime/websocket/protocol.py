@@ -116,7 +116,9 @@ class RealtimeServerProtocol(SessionOutput):
         """
         The fast path's (C{realtime.websocket._autobahn.opening}).
         """
-        return self.decideHandshake(upgradeRequest(upgrade, self.peer, getattr(self.transport.getPeer(), "host", "")))
+        return self.decideHandshake(
+            upgradeRequest(upgrade, self.peer or "", getattr(self.transport.getPeer(), "host", ""))
+        )
 
     def decideHandshake(self, handshake: HandshakeRequest) -> Any:
         """
@@ -181,7 +183,8 @@ class RealtimeServerProtocol(SessionOutput):
         raise TypeError(f"authenticator answered {decision!r}, not Accept/Deny/AwaitFirstMessage")
 
     def _chosenSubprotocol(self, subprotocol: str | None) -> str | None:
-        if subprotocol is not None and subprotocol not in self.handshake.protocols:
+        offered = self.handshake.protocols if self.handshake is not None else ()
+        if subprotocol is not None and subprotocol not in offered:
             raise TypeError(f"authenticator chose subprotocol {subprotocol!r}, which the client did not offer")
         return subprotocol
 
@@ -321,8 +324,9 @@ class RealtimeServerProtocol(SessionOutput):
             self.sendMessage(channelproto.encodeReply(requestId, result), False)
 
     def _ebAnswer(self, failure: Failure, requestId: Any) -> None:
-        if failure.check(RequestError):
-            code, message = failure.value.code, failure.value.message
+        error = failure.value
+        if isinstance(error, RequestError):
+            code, message = error.code, error.message
         elif failure.check(StoreUnavailable, ShuttingDown):
             # the store's monitor logged it once
             code, message = "unavailable", str(failure.value)

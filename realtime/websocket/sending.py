@@ -54,6 +54,10 @@ class SessionOutput(ServerConnection):
 
     _log = Logger()
 
+    #: the session's id and uid (set by the protocol), for the log
+    sessionId: str
+    uid: str
+
     _paused = False
     #: bytes written and not known to be taken by the kernel (see module doc)
     _queued = 0

@@ -65,13 +65,30 @@ class ServerConnection(WebSocketServerProtocol):
     (called before the transport closes).
     """
 
+    #: whatever Twisted connected us to: TCP, TLS over TCP, a Unix socket,
+    #: a test's StringTransport (Twisted types it as an optional
+    #: C{ITransport}, which has none of the TCP, producer and abort
+    #: methods a server connection uses)
+    transport: Any
+
+    # The protocol options (C{CONFIG_ATTRS}) this server reads: class
+    # attributes of the protocol class the factory builds, copied from the
+    # factory at connection otherwise.
+    tcpNoDelay: bool
+    openHandshakeTimeout: float
+    autoPingInterval: float
+    maxConnections: int
+    trustXForwardedFor: int
+    versions: list[int]
+    allowedOriginsPatterns: list[Any]
+
     # -- the lean adapter ------------------------------------------------------
 
     # What WebSocketProtocol._connectionMade sets to the same value on every
     # connection, as class attributes: read the same, and an idle
     # connection's own dict holds only what it changed.
     _perMessageCompress = None
-    trackedTimings = None
+    trackedTimings = None  # type: ignore[assignment]
     send_state = WebSocketProtocol.SEND_STATE_GROUND
     data = b""
     triggered = False
@@ -81,7 +98,7 @@ class ServerConnection(WebSocketServerProtocol):
     failedByMe = False
     droppedByMe = False
     wasClean = False
-    wasNotCleanReason = None
+    wasNotCleanReason: str | None = None  # type: ignore[assignment]
     wasServerConnectionDropTimeout = False
     wasOpenHandshakeTimeout = False
     wasCloseHandshakeTimeout = False
@@ -145,8 +162,9 @@ class ServerConnection(WebSocketServerProtocol):
         if self._lingerTimeout is not None:
             self._lingerTimeout.cancel()
             self._lingerTimeout = None
-        if privates.isTlsError(reason.value):
-            self.log.error(privates.tlsReason(reason.value))
+        error = reason.value
+        if error is not None and privates.isTlsError(error):
+            self.log.error(privates.tlsReason(error))
         privates.connectionLost(self, reason)
         self.factory.countConnections -= 1
         # Autobahn resolves is_closed with the protocol itself: a reference
@@ -256,7 +274,7 @@ class ServerConnection(WebSocketServerProtocol):
         listener.
         """
         parts = self.message_data
-        self.message_data = None
+        self.message_data = None  # type: ignore[assignment]
         if self._continuations:
             del self._continuations
         if self.state != _STATE_OPEN or self.failedByMe:

@@ -27,5 +27,7 @@ class StrictEndpointService(StreamServerEndpointService):
         """
         The Deferred of the port, once C{privilegedStartService} has run.
         """
-        waiting: Deferred[Any] = self._waitingForPort
+        waiting: Deferred[Any] | None = self._waitingForPort
+        if waiting is None:
+            raise RuntimeError("not listening yet: privilegedStartService has not run")
         return waiting

@@ -131,7 +131,7 @@ def openNow(connection: Any, protocol: str | None) -> None:
     connection.inside_message = False
     connection.current_frame = None
     privates.onOpen(connection)
-    txaio.resolve(connection.is_open, None)
+    txaio.resolve(connection.is_open, None)  # type: ignore[attr-defined]
     if connection.data:
         connection.consumeData()
 
