@@ -180,6 +180,34 @@ class RoomTests(SynchronousTestCase):
         )
 
 
+class TypeIgnoreTests(SynchronousTestCase):
+    """
+    Type checking is waived only in the room.
+    """
+
+    def test_onlyInTheRoom(self) -> None:
+        """
+        No C{type: ignore} outside C{realtime/websocket/_autobahn/}, and the
+        mypy configuration overrides nothing outside it.
+        """
+        import tomllib
+
+        found = [
+            f"{path.relative_to(PACKAGE.parent)}:{number}"
+            for path in sorted(PACKAGE.rglob("*.py"))
+            if ROOM not in path.parents
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if "type: ignore" in line
+        ]
+        self.assertEqual(found, [])
+        config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+        self.assertNotIn("ignore_errors", config)
+        for override in config.get("overrides", []):
+            modules = override["module"] if isinstance(override["module"], list) else [override["module"]]
+            for module in modules:
+                self.assertTrue(module.startswith("realtime.websocket._autobahn"), module)
+
+
 class CompatTests(SynchronousTestCase):
     """
     A missing private name fails at import, naming itself and the supported

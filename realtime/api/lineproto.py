@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
@@ -192,6 +192,9 @@ class LinePushProtocol(LineReceiver):
     delimiter = b"\n"
     log = Logger()
     factory: LinePushFactory
+    #: TCP, TLS or a Unix socket (Twisted types it as an optional
+    #: C{ITransport}, which is not a producer)
+    transport: Any
 
     def __init__(self) -> None:
         self._pending: deque[list[bytes | None]] = deque()
@@ -346,7 +349,8 @@ class LinePushProtocol(LineReceiver):
         self._pending.append(slot)
         if len(self._pending) >= MAX_PENDING:
             self._pauseReading("pending")
-        d: Deferred[PushResult] = maybeDeferred(factory.broker.publish, Envelope(target, line, False))
+        # a PushResult, then the answer line
+        d: Deferred[Any] = maybeDeferred(factory.broker.publish, Envelope(target, line, False))
         d.addCallbacks(self._cbPublished, self._ebPublished)
         d.addCallback(self._fill, slot)
         d.addErrback(lambda f: self.log.failure("could not answer a line port request", f))
@@ -390,7 +394,7 @@ class LinePushProtocol(LineReceiver):
         while pending and pending[0][0] is not None:
             answer = pending.popleft()[0]
             if not self._lost:
-                self.sendLine(answer)  # type: ignore[arg-type]
+                self.sendLine(cast(bytes, answer))
         if len(pending) <= MAX_PENDING // 2:
             self._resumeReading("pending")
         if self._readClosed and not pending and not self._lost:
@@ -455,7 +459,7 @@ class LinePushProtocol(LineReceiver):
         self._lost = True
 
 
-class LinePushFactory(Factory):
+class LinePushFactory(Factory[LinePushProtocol]):
     """
     Builds L{LinePushProtocol}s sharing one broker and one set of counters.
 
