@@ -22,7 +22,7 @@ listed in L{CHECKED}.
 from __future__ import annotations
 
 from importlib.metadata import version as _installed
-from types import FunctionType
+from types import FunctionType, ModuleType
 from typing import Any, Callable
 
 import autobahn.util as _autobahnUtil
@@ -35,7 +35,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import abstract
 
 #: the versions setup.py admits and CI tests (the oldest and the newest)
-SUPPORTED = "autobahn>=26.10,<27 and twisted>=26.10,<27"
+SUPPORTED = "autobahn>=26.11,<27 and twisted>=26.10,<27"
 
 #: every private name this package relies on, as C{"owner.name"} or (for an
 #: instance attribute) C{"name"}; the test of the room compares it with the
@@ -65,6 +65,12 @@ def _ownerName(owner: Any) -> str:
     return getattr(owner, "__qualname__", None) or owner.__name__
 
 
+def _fullName(owner: Any) -> str:
+    if isinstance(owner, ModuleType):
+        return str(owner.__name__)
+    return f"{owner.__module__}.{owner.__qualname__}"
+
+
 def _lookup(owner: Any, name: str) -> Any:
     """
     C{owner.name}, or L{UnsupportedVersion}.
@@ -73,7 +79,7 @@ def _lookup(owner: Any, name: str) -> Any:
     try:
         return getattr(owner, name)
     except AttributeError:
-        raise _fail(f"{owner.__module__}.{_ownerName(owner)}.{name}") from None
+        raise _fail(f"{_fullName(owner)}.{name}") from None
 
 
 def _assignedBy(function: Callable[..., Any], name: str) -> str:
