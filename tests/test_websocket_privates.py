@@ -22,7 +22,16 @@ from txaio.testutil import replace_loop
 from realtime.routing.echo import EchoStrategy
 from realtime.websocket._autobahn import privates
 from realtime.websocket._autobahn.privates import UnsupportedVersion
-from tests.support import PEER, TolerantTransport, buildFactory, clientFrame, closeFrame, handshake
+from tests.support import (
+    PEER,
+    TolerantTransport,
+    buildFactory,
+    clientFrame,
+    closeFrame,
+    handshake,
+    serverFrames,
+    splitResponse,
+)
 from tests.test_websocket_protocol import AnonymousAuthenticator
 
 PACKAGE = Path(__file__).resolve().parent.parent / "realtime"
@@ -232,6 +241,40 @@ class CompatTests(SynchronousTestCase):
         with self.assertRaises(UnsupportedVersion) as caught:
             privates._assignedBy(sets, "_gone")
         self.assertIn("setting ._gone", str(caught.exception))
+
+
+class TrickledSendTests(SynchronousTestCase):
+    """
+    Autobahn's trickled sends (C{sync}, C{chopsize}) work: its queue's drain
+    is C{_send}, which the sending half once shadowed with an attribute of
+    its own (the scan of the room now catches such a name).
+    """
+
+    def test_inOrder(self) -> None:
+        """
+        A synchronous send leaves after what was queued before it, through
+        Autobahn's queue of the connection's own.
+        """
+        clock = Clock()
+        loop = replace_loop(clock)
+        loop.__enter__()
+        self.addCleanup(loop.__exit__, None, None, None)
+        factory = buildFactory(AnonymousAuthenticator(), EchoStrategy(), clock)
+        proto = factory.buildProtocol(PEER)
+        transport = TolerantTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(handshake())
+        clock.advance(0)
+        head, _ = splitResponse(transport.value())
+        transport.clear()
+        proto.sendMessage(b"first", False)
+        proto.sendMessage(b"second", False, sync=True)
+        proto.sendMessage(b"third", False, fragmentSize=None, sync=False)
+        for _ in range(5):
+            clock.advance(0.01)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"))
+        self.assertEqual([payload for _, payload in serverFrames(transport.value())], [b"first", b"second", b"third"])
+        self.assertIn("send_queue", proto.__dict__)
 
 
 class NoDebugFormattingTests(SynchronousTestCase):

@@ -136,17 +136,17 @@ class SessionOutput(ServerConnection):
 
     # -- writing: one send per connection per reactor turn ---------------------
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+    #: everything Autobahn writes (handshake responses, replies, pongs,
+    #: close frames) joins the frames of this turn, in order
+    writeData = _write
+
+    def trickleStarts(self) -> None:
         """
-        Everything Autobahn writes (handshake responses, replies, pongs,
-        close frames) joins the frames of this turn, in order.
+        Send what this turn queued; Autobahn then writes to the transport
+        itself, so the socket may no longer be written to directly.
         """
-        if sync or chopsize:
-            self.flushOutgoing()
-            self._directSend = None
-            ServerConnection.sendData(self, data, sync, chopsize)
-        else:
-            self._write(data)
+        self.flushOutgoing()
+        self._directSend = None
 
     #: the socket's C{send} while everything so far went out directly
     #: (L{realtime.delivery.writer.sendNow}); C{None}: ask the transport again.

@@ -176,12 +176,34 @@ class ServerConnection(WebSocketServerProtocol):
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """
-        Autobahn's trickled send, with a queue of this connection's own
-        (the subclass sends everything else its own way).
+        Everything Autobahn writes (handshake responses, frames, pongs,
+        close frames) goes to L{writeData}, in order.  A trickled send
+        (C{sync}, C{chopsize}: only tests use them) takes Autobahn's
+        queue, with a queue of this connection's own, once what was
+        written before has left (L{trickleStarts}).
         """
-        if "send_queue" not in self.__dict__:
-            self.send_queue = deque()
-        WebSocketServerProtocol.sendData(self, data, sync, chopsize)
+        if sync or chopsize:
+            self.trickleStarts()
+            if "send_queue" not in self.__dict__:
+                self.send_queue = deque()
+            WebSocketServerProtocol.sendData(self, data, sync, chopsize)
+        else:
+            self.writeData(data)
+
+    def writeData(self, data: bytes) -> bool:
+        """
+        Write C{data} to the transport (the subclass queues it instead, or
+        refuses it: C{False}).
+        """
+        self.transport.write(data)
+        return True
+
+    def trickleStarts(self) -> None:
+        """
+        Autobahn is about to write to the transport itself: send what was
+        queued first.
+        """
+        self.flushOutgoing()
 
     def _closeConnection(self, abort: bool = False) -> None:
         """
