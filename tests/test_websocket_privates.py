@@ -243,6 +243,35 @@ class CompatTests(SynchronousTestCase):
         self.assertIn("setting ._gone", str(caught.exception))
 
 
+class ConfiguredClassTests(SynchronousTestCase):
+    """
+    The protocol class a factory builds carries only the options that
+    factory changed from Autobahn's defaults; every option reads as the
+    factory's.
+    """
+
+    def test_onlyChanges(self) -> None:
+        from autobahn.twisted.websocket import WebSocketServerProtocol
+
+        factory = buildFactory(AnonymousAuthenticator(), EchoStrategy(), Clock(), maxMessageSize=1000)
+        factory.setProtocolOptions(openHandshakeTimeout=7)
+        proto = factory.buildProtocol(PEER)
+        own = {name for name in vars(type(proto)) if name in WebSocketServerProtocol.CONFIG_ATTRS}
+        self.assertEqual(
+            own,
+            {
+                "failByDrop",
+                "echoCloseCodeReason",
+                "maxFramePayloadSize",
+                "maxMessagePayloadSize",
+                "openHandshakeTimeout",
+                "perMessageCompressionAccept",
+            },
+        )
+        for name in WebSocketServerProtocol.CONFIG_ATTRS:
+            self.assertEqual(getattr(proto, name), getattr(factory, name), name)
+
+
 class TrickledSendTests(SynchronousTestCase):
     """
     Autobahn's trickled sends (C{sync}, C{chopsize}) work: its queue's drain

@@ -41,6 +41,7 @@ from autobahn.twisted.util import create_transport_details
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.wamp.types import TransportDetails
 from autobahn.websocket.protocol import Timings, TrafficStats, WebSocketProtocol
+from autobahn.websocket.protocol import WebSocketServerFactory as _GenericServerFactory
 from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -48,6 +49,8 @@ from twisted.python.failure import Failure
 from realtime import closecodes
 from realtime.delivery.timers import Timeout
 from realtime.websocket._autobahn import opening, privates
+
+_MISSING = object()
 
 _STATE_OPEN = WebSocketProtocol.STATE_OPEN
 _STATE_CLOSED = WebSocketProtocol.STATE_CLOSED
@@ -133,9 +136,14 @@ class ServerConnection(WebSocketServerProtocol):
         except Exception:  # Unix sockets and the like have no Nagle to turn off
             pass
         factory = self.factory
+        # a protocol class the factory built (configuredClass) has no
+        # CONFIG_ATTRS left to copy; any other gets the factory's options
+        # that differ from the defaults it already has, unless set on it
+        instance = self.__dict__
         for name in self.CONFIG_ATTRS:
-            if not hasattr(self, name):
-                setattr(self, name, getattr(factory, name))
+            value = getattr(factory, name)
+            if name not in instance and not sameOption(getattr(self, name, _MISSING), value):
+                setattr(self, name, value)
         if self.trackTimings:
             self.trackedTimings = Timings()
         self.trafficStats = TrafficStats()
@@ -346,3 +354,55 @@ class ServerConnection(WebSocketServerProtocol):
     def _lingeredTooLong(self) -> None:
         self._lingerTimeout = None
         self.transport.abortConnection()
+
+
+def sameOption(current: object, value: object) -> bool:
+    """
+    Whether a protocol option already has C{value} (same type too: C{0} is
+    not C{False}).
+    """
+    return current is value or (type(current) is type(value) and current == value)
+
+
+def _autobahnDefaults() -> dict[str, Any]:
+    """
+    The protocol options of a server factory Autobahn made without options
+    (its framework-independent one: no reactor is imported), but for the
+    per-factory callable C{perMessageCompressionAccept}.
+    """
+    probe = _GenericServerFactory()
+    return {
+        name: getattr(probe, name)
+        for name in WebSocketServerProtocol.CONFIG_ATTRS
+        if not callable(getattr(probe, name))
+    }
+
+
+# Autobahn's defaults are class attributes of every server connection, so
+# the protocol class a factory builds (configuredClass) carries only the
+# options that factory changed: a handful instead of all 29.
+for _name, _value in _autobahnDefaults().items():
+    setattr(ServerConnection, _name, _value)
+del _name, _value
+
+
+def configuredClass(protocol: type[ServerConnection], factory: Any) -> type[ServerConnection]:
+    """
+    A subclass of C{protocol} carrying C{factory}'s protocol options that
+    differ from what C{protocol} already has, as class attributes.
+
+    Autobahn copies some 30 options from the factory into every protocol
+    instance (and pretty-prints them, for a debug log that is off); a
+    subclass holding them makes both unnecessary: less memory per idle
+    connection, faster handshakes.
+    """
+    attributes: dict[str, Any] = {"CONFIG_ATTRS": ()}
+    for name in WebSocketServerProtocol.CONFIG_ATTRS:
+        value = getattr(factory, name)
+        if callable(value):
+            # a function stored on a class would become a method: keep
+            # callables (perMessageCompressionAccept) plain
+            attributes[name] = staticmethod(value)
+        elif not sameOption(getattr(protocol, name, _MISSING), value):
+            attributes[name] = value
+    return type(protocol.__name__, (protocol,), attributes)
