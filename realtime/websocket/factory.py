@@ -16,7 +16,7 @@ from realtime.delivery.timers import TimeoutWheel
 from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
 from realtime.push.router import Router
-from realtime.websocket._autobahn.connection import configuredClass
+from realtime.websocket._autobahn.options import configuredClass
 from realtime.websocket._autobahn.rfc6455 import strictOptions
 from realtime.websocket.protocol import RealtimeServerProtocol
 

@@ -2,7 +2,7 @@
 The one subclass of Autobahn's server protocol: every Autobahn method this
 server overrides is overridden here, and nowhere else.
 
-Three reasons, each a section of L{ServerConnection}:
+Four reasons, each a section of L{ServerConnection}:
 
  - I{A lean adapter.}  Autobahn's Twisted adapter logs at debug level on
    every read, connection and loss, building the log arguments eagerly
@@ -18,7 +18,15 @@ Three reasons, each a section of L{ServerConnection}:
    value on every connection is a class attribute here, so an idle
    connection's own dict holds only what it changed.  Autobahn's own debug
    logging still works on the paths left to it (a handshake the fast path
-   declines), with Autobahn's formatting.
+   declines), with Autobahn's formatting.  (The server used to replace
+   C{hltype} and C{hlval} in two Autobahn modules, process-wide and for
+   good; every method that calls them on the common path is replaced here,
+   so that patch is gone: C{tests/test_websocket_privates.py} checks that a
+   connection's common life calls neither.)
+ - I{One way out.}  Everything Autobahn writes goes to L{writeData}, which
+   the sending half (C{realtime.websocket.sending}) replaces with its
+   budgeted, once-per-turn queue; the transport closes only after
+   L{flushOutgoing}.
  - I{Strict RFC 6455.}  The corrections C{realtime.websocket._autobahn.rfc6455}
    explains (with the options L{realtime.websocket._autobahn.rfc6455.strictOptions}
    sets): a bounded number of frames per message, a compressed message just
@@ -41,7 +49,6 @@ from autobahn.twisted.util import create_transport_details
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.wamp.types import TransportDetails
 from autobahn.websocket.protocol import Timings, TrafficStats, WebSocketProtocol
-from autobahn.websocket.protocol import WebSocketServerFactory as _GenericServerFactory
 from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -49,8 +56,7 @@ from twisted.python.failure import Failure
 from realtime import closecodes
 from realtime.delivery.timers import Timeout
 from realtime.websocket._autobahn import opening, privates
-
-_MISSING = object()
+from realtime.websocket._autobahn.options import MISSING, autobahnDefaults, sameOption
 
 _STATE_OPEN = WebSocketProtocol.STATE_OPEN
 _STATE_CLOSED = WebSocketProtocol.STATE_CLOSED
@@ -136,13 +142,13 @@ class ServerConnection(WebSocketServerProtocol):
         except Exception:  # Unix sockets and the like have no Nagle to turn off
             pass
         factory = self.factory
-        # a protocol class the factory built (configuredClass) has no
+        # a protocol class the factory built (C{options.configuredClass}) has no
         # CONFIG_ATTRS left to copy; any other gets the factory's options
         # that differ from the defaults it already has, unless set on it
         instance = self.__dict__
         for name in self.CONFIG_ATTRS:
             value = getattr(factory, name)
-            if name not in instance and not sameOption(getattr(self, name, _MISSING), value):
+            if name not in instance and not sameOption(getattr(self, name, MISSING), value):
                 setattr(self, name, value)
         if self.trackTimings:
             self.trackedTimings = Timings()
@@ -356,53 +362,10 @@ class ServerConnection(WebSocketServerProtocol):
         self.transport.abortConnection()
 
 
-def sameOption(current: object, value: object) -> bool:
-    """
-    Whether a protocol option already has C{value} (same type too: C{0} is
-    not C{False}).
-    """
-    return current is value or (type(current) is type(value) and current == value)
-
-
-def _autobahnDefaults() -> dict[str, Any]:
-    """
-    The protocol options of a server factory Autobahn made without options
-    (its framework-independent one: no reactor is imported), but for the
-    per-factory callable C{perMessageCompressionAccept}.
-    """
-    probe = _GenericServerFactory()
-    return {
-        name: getattr(probe, name)
-        for name in WebSocketServerProtocol.CONFIG_ATTRS
-        if not callable(getattr(probe, name))
-    }
-
 
 # Autobahn's defaults are class attributes of every server connection, so
-# the protocol class a factory builds (configuredClass) carries only the
-# options that factory changed: a handful instead of all 29.
-for _name, _value in _autobahnDefaults().items():
+# the protocol class a factory builds (options.configuredClass) carries only
+# the options that factory changed: a handful instead of all 29.
+for _name, _value in autobahnDefaults().items():
     setattr(ServerConnection, _name, _value)
 del _name, _value
-
-
-def configuredClass(protocol: type[ServerConnection], factory: Any) -> type[ServerConnection]:
-    """
-    A subclass of C{protocol} carrying C{factory}'s protocol options that
-    differ from what C{protocol} already has, as class attributes.
-
-    Autobahn copies some 30 options from the factory into every protocol
-    instance (and pretty-prints them, for a debug log that is off); a
-    subclass holding them makes both unnecessary: less memory per idle
-    connection, faster handshakes.
-    """
-    attributes: dict[str, Any] = {"CONFIG_ATTRS": ()}
-    for name in WebSocketServerProtocol.CONFIG_ATTRS:
-        value = getattr(factory, name)
-        if callable(value):
-            # a function stored on a class would become a method: keep
-            # callables (perMessageCompressionAccept) plain
-            attributes[name] = staticmethod(value)
-        elif not sameOption(getattr(protocol, name, _MISSING), value):
-            attributes[name] = value
-    return type(protocol.__name__, (protocol,), attributes)

@@ -5,7 +5,8 @@ looked up here, once, at import.
 The WebSocket shell gets its speed and its strictness by doing some of
 Autobahn's work itself (C{realtime.websocket._autobahn.connection}), and the
 writer sends straight to the socket when Twisted holds nothing back
-(C{realtime.delivery.writer}).  Both depend on names no release promises to
+(C{realtime.delivery.writer}); the server's ports fail to start when they
+cannot listen (C{realtime.websocket._autobahn.endpoints}).  All depend on names no release promises to
 keep.  They are all named in this module and nowhere else: a module-level
 helper or constant is imported from here; a method or class attribute is
 checked to exist on its class; an instance attribute is checked to be set by
@@ -14,7 +15,7 @@ source).  An upgrade that renames or drops one fails at C{import realtime}
 with L{UnsupportedVersion} naming the symbol and the versions that are known
 to work, not later as an C{AttributeError} on a live connection.
 
-C{tests/test_privates.py} checks that no other module of C{realtime} touches a
+C{tests/test_websocket_privates.py} checks that no other module of C{realtime} touches a
 private name of these libraries, and that every name used in this package is
 listed in L{CHECKED}.
 """
