@@ -44,7 +44,7 @@ def isPrivate(name: str) -> bool:
 
 
 def isThirdParty(module: str | None) -> bool:
-    return bool(module) and module.split(".")[0] in THIRD_PARTY  # type: ignore[union-attr]
+    return module is not None and module.split(".")[0] in THIRD_PARTY
 
 
 def modules() -> Iterator[tuple[Path, str, ast.Module]]:
