@@ -25,9 +25,8 @@ import base64
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs
 
-from twisted.internet.base import DelayedCall
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import Clock
 from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
@@ -230,7 +229,7 @@ class AuthenticationAttempt:
         self.closed: tuple[int, str] | None = None
         self.failure: Failure | None = None
         self.routed: list[tuple[bytes, bool]] = []
-        self._timer: DelayedCall | None = None
+        self._timer: IDelayedCall | None = None
         self._early: list[tuple[bytes, bool]] | None = None
         self._handshake()
 
