@@ -114,7 +114,7 @@ class OriginPolicyTests(SynchronousTestCase):
         os.chdir(home)
 
         def parse(*argv: str) -> Options:
-            options = Options(reactor=Clock())
+            options = Options()
             options.parseOptions(list(argv))
             return options
 

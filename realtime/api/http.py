@@ -74,9 +74,9 @@ from realtime.api.openapi import OpenApiResource
 from realtime.core.jsoncodec import JSONError, decode, encode
 from realtime.core.limits import RateLimit, TokenBucket, retryAfter
 from realtime.core.namespaces import validChannel
-from realtime.interfaces import IBackupSource, IBroker
+from realtime.interfaces import IBackupSource, IPublisher
 from realtime.store.health import ShuttingDown, StoreUnavailable
-from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
+from realtime.values import Envelope, PushResult, Target, ToAll, ToChannel, ToUids
 from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT
 
 #: seconds a backend is told to wait when the store fails or the server stops
@@ -138,10 +138,19 @@ def jsonData(data: object) -> bytes:
         raise _invalid(f'"data" {e}') from None
 
 
-def pushAnswer(result: PushResult, withUids: bool) -> dict[str, Any]:
+def pushAnswer(target: Target, result: PushResult) -> dict[str, Any]:
     """
-    The JSON answer to a push or a broadcast.
+    The JSON answer to a push, a broadcast or a publish: the one place the
+    API words a C{PushResult}, whether it came at once or later.
     """
+    if type(target) is ToChannel:
+        return {
+            "status": "published",
+            "channel": target.name,
+            "offset": result.offset,
+            "epoch": result.epoch,
+            "delivered": result.delivered,
+        }
     if result.delivered:
         status = "delivered"
     elif result.queued:
@@ -149,7 +158,7 @@ def pushAnswer(result: PushResult, withUids: bool) -> dict[str, Any]:
     else:
         status = "offline"
     answer: dict[str, Any] = {"status": status, "delivered": result.delivered}
-    if withUids:
+    if type(target) is ToUids:
         answer["uids"] = dict(result.uids)
         if result.queued:
             answer["queued"] = list(result.queued)
@@ -202,20 +211,31 @@ class _Root(_Branch):
         self._notFound = _Endpoint(api)
 
 
+class ApiCounters:
+    """
+    The HTTP API's own counts.
+
+    @ivar requests: requests served.
+    @ivar pushes: pushes, broadcasts and publishes.
+    @ivar errors: requests answered with an error status.
+    """
+
+    __slots__ = ("requests", "pushes", "errors")
+
+    def __init__(self) -> None:
+        self.requests = self.pushes = self.errors = 0
+
+
 class ApiResource(_Branch):
     """
     C{/api}: authenticates every request, then runs its endpoint.
-
-    @ivar requests: requests served.
-    @ivar pushes: pushes and broadcasts published.
-    @ivar errors: requests answered with an error status.
     """
 
     log = Logger()
 
     def __init__(
         self,
-        broker: IBroker,
+        publisher: IPublisher,
         apiKey: str,
         maxBodySize: int,
         reactor: IReactorTime,
@@ -223,6 +243,7 @@ class ApiResource(_Branch):
         maxUids: int | None = None,
         rate: RateLimit | None = None,
         backups: IBackupSource | None = None,
+        counts: ApiCounters | None = None,
     ) -> None:
         super().__init__()
         self.maxUids = maxUids
@@ -232,12 +253,14 @@ class ApiResource(_Branch):
         self.cors = cors or CorsPolicy(())
         if not apiKey:
             raise ValueError("the API key must not be empty")
-        self.broker = broker
+        self.publisher = publisher
         self.maxBodySize = maxBodySize
         self._apiKey = apiKey.encode("utf-8")
         self._reactor = reactor
         self._started = reactor.seconds()
-        self.requests = self.pushes = self.errors = 0
+        #: requests, pushes and errors, kept apart so the server's counters
+        #: (which /api/stats reports) can be built before this resource
+        self.counts = counts if counts is not None else ApiCounters()
         self._notFound = _Endpoint(self)
         self.putChild(b"push", _Endpoint(self, b"POST", self._push))
         self.putChild(b"broadcast", _Endpoint(self, b"POST", self._broadcast))
@@ -248,6 +271,27 @@ class ApiResource(_Branch):
         self.putChild(b"backup", _Endpoint(self, b"GET", self._backup))
         self.putChild(b"openapi.json", OpenApiResource(self.cors, maxBodySize))
 
+    @property
+    def requests(self) -> int:
+        """
+        Requests served.
+        """
+        return self.counts.requests
+
+    @property
+    def pushes(self) -> int:
+        """
+        Pushes, broadcasts and publishes.
+        """
+        return self.counts.pushes
+
+    @property
+    def errors(self) -> int:
+        """
+        Requests answered with an error status.
+        """
+        return self.counts.errors
+
     # -- the request cycle ---------------------------------------------------
 
     def serve(self, request: IRequest, method: bytes | None, action: _Action | None) -> bytes | int:
@@ -256,7 +300,7 @@ class ApiResource(_Branch):
         exist), then route and run C{action}: JSON whatever happens, and
         nothing written after the client has gone.
         """
-        self.requests += 1
+        self.counts.requests += 1
         request.setHeader(b"Cache-Control", b"no-store")
         preflight = self.cors.handle(request, method)
         if preflight is not None:
@@ -299,7 +343,7 @@ class ApiResource(_Branch):
             request.finish()
 
     def _errorAnswer(self, request: IRequest, error: ApiError) -> _Answer:
-        self.errors += 1
+        self.counts.errors += 1
         for name, value in error.headers.items():
             request.setHeader(name, value)
         return error.status, {"error": {"code": error.code, "message": error.message}}
@@ -363,7 +407,7 @@ class ApiResource(_Branch):
 
     # -- endpoints -----------------------------------------------------------
 
-    def _push(self, request: IRequest) -> Deferred[_Answer]:
+    def _push(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         if "uid" not in body:
             raise _invalid('missing "uid"')
@@ -373,43 +417,41 @@ class ApiResource(_Branch):
             raise ApiError(413, "too_many_uids", str(e)) from None
         except LineError as e:
             raise _invalid(str(e)) from None
-        envelope = Envelope(ToUids(uids), self._data(body), False)
-        self.pushes += 1
-        d = self.broker.publish(envelope)
-        return d.addCallback(lambda result: (200, pushAnswer(result, True)))
+        return self._pushed(Envelope(ToUids(uids), self._data(body), False))
 
-    def _broadcast(self, request: IRequest) -> Deferred[_Answer]:
+    def _broadcast(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         if "uid" in body:
             raise _invalid('a broadcast goes to everyone: drop "uid", or use /api/push')
-        envelope = Envelope(ToAll(), self._data(body), False)
-        self.pushes += 1
-        d = self.broker.publish(envelope)
-        return d.addCallback(lambda result: (200, pushAnswer(result, False)))
+        return self._pushed(Envelope(ToAll(), self._data(body), False))
 
-    def _publish(self, request: IRequest) -> Deferred[_Answer]:
+    def _publish(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         channel = body.get("channel")
         if not validChannel(channel):
             raise _invalid('"channel" must be a channel name (letters, digits and _-:.@/=+~#$%&!, up to 200)')
         if "data" not in body:
             raise _invalid('missing "data"')
-        data = jsonData(body["data"])
-        self.pushes += 1
-        d = self.broker.publish(Envelope(ToChannel(channel), data, False))
-        return d.addCallback(
-            lambda r: (
-                200,
-                {"status": "published", "channel": channel, "offset": r.offset, "epoch": r.epoch, "delivered": r.delivered},
-            )
-        )
+        return self._pushed(Envelope(ToChannel(channel), jsonData(body["data"]), False))
+
+    def _pushed(self, envelope: Envelope) -> Deferred[_Answer] | _Answer:
+        """
+        Publish C{envelope} and word the answer, at once if the router
+        answered at once.
+        """
+        self.counts.pushes += 1
+        result = self.publisher.publish(envelope)
+        target = envelope.target
+        if isinstance(result, Deferred):
+            return result.addCallback(lambda r: (200, pushAnswer(target, r)))
+        return 200, pushAnswer(target, result)
 
     def _presence(self, request: IRequest) -> Deferred[_Answer]:
         raw = request.args.get(b"channel") or [b""]
         channel = raw[0].decode("utf-8", "replace")
         if not validChannel(channel):
             raise _invalid('give the channel as a "channel" query parameter: /api/presence?channel=chat:lobby')
-        return self.broker.presence(channel).addCallback(lambda presence: (200, presence))
+        return self.publisher.presence(channel).addCallback(lambda presence: (200, presence))
 
     def _online(self, request: IRequest) -> Deferred[_Answer]:
         raw = request.args.get(b"uid") or []
@@ -419,12 +461,12 @@ class ApiResource(_Branch):
             raise _invalid('"uid" is not UTF-8') from None
         if not uids or not all(uids):
             raise _invalid('give each uid as a non-empty "uid" query parameter: /api/online?uid=u1&uid=u2')
-        d = gatherResults([self.broker.connectionCount(uid) for uid in uids], consumeErrors=True)
+        d = gatherResults([self.publisher.connectionCount(uid) for uid in uids], consumeErrors=True)
         return d.addCallback(lambda counts: (200, {"online": dict(zip(uids, counts, strict=True))}))
 
     def _stats(self, request: IRequest) -> Deferred[_Answer]:
         uptime = round(self._reactor.seconds() - self._started, 3)
-        return self.broker.stats().addCallback(lambda stats: (200, {**stats, "uptime": uptime}))
+        return self.publisher.stats().addCallback(lambda stats: (200, {**stats, "uptime": uptime}))
 
     def _backup(self, request: IRequest) -> Deferred[None]:
         if self.backups is None:
@@ -436,7 +478,7 @@ class ApiResource(_Branch):
 
 
 def buildApiResource(
-    broker: IBroker,
+    publisher: IPublisher,
     apiKey: str,
     maxBodySize: int,
     reactor: IReactorTime,
@@ -444,6 +486,7 @@ def buildApiResource(
     maxUids: int | None = None,
     rate: RateLimit | None = None,
     backups: IBackupSource | None = None,
+    counts: ApiCounters | None = None,
 ) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
@@ -456,12 +499,13 @@ def buildApiResource(
     @param maxUids: the most uids one push may name (default: any).
     @param rate: pushes per second the key may make (default: no limit).
     @param backups: what C{/api/backup} copies (default: nothing, 409).
+    @param counts: where the API counts its requests (default: its own).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups))
+    return _Root(ApiResource(publisher, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups, counts))
 
 
 def buildApiSite(
-    broker: IBroker,
+    publisher: IPublisher,
     apiKey: str,
     maxBodySize: int,
     reactor: IReactorTime,
@@ -470,18 +514,17 @@ def buildApiSite(
     maxUids: int | None = None,
     rate: RateLimit | None = None,
     backups: IBackupSource | None = None,
+    counts: ApiCounters | None = None,
 ) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
-    to give to an endpoint's C{listen}; its C{ApiResource} is C{site.api}.
+    to give to an endpoint's C{listen}.
 
     @param headTimeout: seconds a client has to send each request head.
     """
-    site = ApiSite(
-        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups),
+    return ApiSite(
+        buildApiResource(publisher, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups, counts),
         maxBodySize,
         headTimeout,
         reactor=reactor,
     )
-    site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
-    return site

@@ -292,9 +292,10 @@ class OfflineQueues:
         # with it, so it waits for the next one like any other
         if any(session.isOpen() for session in self._registry.sessionsOf(uid)):
             framed, framedBinary = self._frame(payload, isBinary)
-            return self._broker.publish(Envelope(ToUids((uid,)), framed, framedBinary)).addCallback(
-                lambda result: (uid, result.delivered)
-            )
+            published = self._broker.publish(Envelope(ToUids((uid,)), framed, framedBinary))
+            if isinstance(published, Deferred):
+                return published.addCallback(lambda result: (uid, result.delivered))
+            return succeed((uid, published.delivered))
         now = self._reactor.seconds()
 
         def known(seen: bool) -> Deferred[tuple[str, int | str]] | tuple[str, int]:

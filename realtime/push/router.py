@@ -4,71 +4,102 @@ The router: what happens between "a backend pushed" or "a client asked" and
 
 It frames pushes for the routing's protocol, queues pushes for uids
 without a connection (C{realtime.push.offline}), appends channel messages to
-history before they go live (so every live message has an offset a client
-can resume from), and hands channels-protocol requests to
-C{realtime.push.channels}.  Delivery itself is the broker's; storage the store's.
+history before they go live (L{ChannelPublisher}: every live message has an
+offset a client can resume from), and hands channels-protocol requests to
+C{realtime.push.channels}.  Delivery itself is the broker's; storage the
+store's.  The router is not a broker: it holds one, and its parts are
+given to it built (C{realtime.wiring.buildRouter}).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from realtime.core import channelwire as channelproto
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
-from realtime.delivery.fanout import Fanout
-from realtime.interfaces import IBroker, IMessageStore, ISession
+from realtime.interfaces import IBroker, IMessageStore, IPublisher, ISession
 from realtime.push.channels import MAX_SUBSCRIPTIONS, ChannelService, RequestError
 from realtime.push.offline import KeyedSerializer, OfflineQueues
-from realtime.values import Envelope, OfflineLimits, PushResult, Target, ToChannel, ToUids
+from realtime.values import Envelope, PushResult, ToChannel, ToUids
 
-__all__ = ["Router", "RequestError", "KeyedSerializer", "MAX_SUBSCRIPTIONS"]
+__all__ = ["Router", "ChannelPublisher", "RequestError", "KeyedSerializer", "MAX_SUBSCRIPTIONS"]
+
+Framing = Callable[[bytes, bool], "tuple[bytes, bool]"]
 
 
-@implementer(IBroker)
+class ChannelPublisher:
+    """
+    A message to a channel: into its history if the channel keeps one (so
+    it has an offset), then live to the subscribers with that offset.
+
+    Shared by the router (backend publishes) and the channel service
+    (clients' publishes), which is why it is neither of them.
+    """
+
+    def __init__(self, reactor: IReactorTime, broker: IBroker, store: IMessageStore | None, rules: NamespaceRules) -> None:
+        self._reactor = reactor
+        self._broker = broker
+        self._store = store
+        self._rules = rules
+
+    def publish(self, channel: str, data: bytes) -> Deferred[PushResult]:
+        """
+        Append C{data} (JSON text) to the channel's history if it keeps one,
+        then deliver it to the subscribers with its offset.
+        """
+        options = self._rules.match(channel)
+        if options.history and self._store is not None:
+            d = self._store.append(channel, data, False, options.retention, self._reactor.seconds())
+            return d.addCallback(self._publishStored, channel, data)
+        return self._publishStored(None, channel, data)
+
+    def _publishStored(self, stored: Any, channel: str, data: bytes) -> Deferred[PushResult]:
+        offset = stored.offset if stored is not None else None
+        epoch = stored.epoch if stored is not None else None
+        wire = channelproto.encodeMessage(channel, offset, epoch, data)
+        result = self._broker.publish(Envelope(ToChannel(channel), wire, False, offset))
+        if isinstance(result, Deferred):
+            return result.addCallback(lambda r: PushResult(r.delivered, offset=offset, epoch=epoch))
+        return succeed(PushResult(result.delivered, offset=offset, epoch=epoch))
+
+
+@implementer(IPublisher)
 class Router:
     """
     Offline queues, channel history and the channels protocol over a broker
-    and a store.
-
-    It provides L{IBroker} itself, so the HTTP API and the line port push
-    through it unchanged.
+    and a store: what the HTTP API and the line port push through.
     """
 
     def __init__(
         self,
-        reactor: IReactorTime,
         registry: SessionRegistry,
         broker: IBroker,
-        store: IMessageStore | None,
-        rules: NamespaceRules,
-        offline: OfflineLimits | None,
-        authorizer: object = None,
-        framePush: Callable[[bytes, bool], tuple[bytes, bool]] | None = None,
-        fanout: Fanout | None = None,
+        channels: ChannelService,
+        channelPublisher: ChannelPublisher,
+        offline: OfflineQueues | None = None,
+        framePush: Framing | None = None,
+        store: IMessageStore | None = None,
     ) -> None:
         """
-        @param fanout: the broker's, if it has one: offline queueing then
-            shares its budget per reactor turn and its order (see
-            L{Fanout.each}).
+        @param offline: the offline queues, if pushes to uids without a
+            connection wait for them.
+        @param framePush: the routing's framing of backend pushes, if it has
+            one (C{IPushFraming}).
+        @param store: the store under the offline queues and the history,
+            for the metrics (C{realtime_store_up}).
         """
-        self._reactor = reactor
         self.registry = registry
         self.broker = broker
+        self.channels = channels
+        self.offline = offline
         self.store = store
-        self.rules = rules
+        self._channelPublisher = channelPublisher
         self._framePush = framePush
-        self.offline = (
-            OfflineQueues(reactor, registry, broker, store, offline, self._frame, fanout or Fanout(reactor))
-            if offline is not None and store is not None
-            else None
-        )
-        self._brokerNow = getattr(broker, "pushNow", None)
-        self.channels = ChannelService(reactor, registry, broker, store, rules, self.publishToChannel, authorizer)
 
     @property
     def queuedPushes(self) -> int:
@@ -90,9 +121,6 @@ class Router:
         Queued pushes delivered at their uid's next connection.
         """
         return self.offline.delivered if self.offline is not None else 0
-
-    def _frame(self, payload: bytes, isBinary: bool) -> tuple[bytes, bool]:
-        return self._framePush(payload, isBinary) if self._framePush else (payload, isBinary)
 
     # -- sessions ----------------------------------------------------------------
 
@@ -117,63 +145,36 @@ class Router:
         """
         return self.channels.request(session, request)
 
-    # -- IBroker: what backends push ---------------------------------------------
+    # -- IPublisher: what backends push ------------------------------------------
 
-    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
+    def publish(self, envelope: Envelope) -> PushResult | Deferred[PushResult]:
         """
-        Push to uids (queueing for those without a connection), to
-        everyone, or to a channel (through its history).
+        Push to uids (queueing for those without an open connection), to
+        everyone, to sessions, or to a channel (through its history).
+
+        Synchronous whenever the broker answers at once and no uid needs
+        its offline queue: the line port's common case costs no Deferred.
         """
         target = envelope.target
-        if isinstance(target, ToChannel):
-            return self.publishToChannel(target.name, envelope.payload)
-        payload, isBinary = self._frame(envelope.payload, envelope.isBinary)
-        d = self.broker.publish(Envelope(target, payload, isBinary))
-        if self.offline is not None and isinstance(target, ToUids):
-            d.addCallback(self.offline.queueMissing, envelope.payload, envelope.isBinary)
-        return d
-
-    def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
-        """
-        L{publish} without Deferreds where the answer needs no waiting: to
-        uids that all have a connection here (or with no offline queue), or
-        to everyone.  How many sessions got it, or C{None} with nothing done.
-        """
-        fast = self._brokerNow
-        if fast is None or type(target) is ToChannel:
-            return None
-        if self.offline is not None and type(target) is ToUids:
-            # a uid whose connections are all closing gets the push queued,
-            # which only the Deferred path does
-            sessionsOf = self.registry.sessionsOf
-            for uid in target.uids:
-                for session in sessionsOf(uid):
-                    if session.isOpen():
-                        break
-                else:
-                    return None
-        if self._framePush is not None:
-            payload, isBinary = self._framePush(payload, isBinary)
-        return fast(target, payload, isBinary)
+        if type(target) is ToChannel:
+            return self._channelPublisher.publish(target.name, envelope.payload)
+        framePush = self._framePush
+        outgoing = envelope if framePush is None else Envelope(target, *framePush(envelope.payload, envelope.isBinary))
+        result = self.broker.publish(outgoing)
+        offline = self.offline
+        if offline is None or type(target) is not ToUids:
+            return result
+        # a uid whose connections are all closing counts 0 and gets the
+        # push queued, like a uid without any
+        if isinstance(result, Deferred):
+            return result.addCallback(offline.queueMissing, envelope.payload, envelope.isBinary)
+        return offline.queueMissing(result, envelope.payload, envelope.isBinary)
 
     def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
         """
-        Append C{data} (JSON text) to the channel's history if it keeps one,
-        then deliver it to the subscribers with its offset.
+        Publish C{data} (JSON text) to C{channel}, through its history.
         """
-        options = self.rules.match(channel)
-        if options.history and self.store is not None:
-            d = self.store.append(channel, data, False, options.retention, self._reactor.seconds())
-            return d.addCallback(self._publishStored, channel, data)
-        return self._publishStored(None, channel, data)
-
-    def _publishStored(self, stored: Any, channel: str, data: bytes) -> Deferred[PushResult]:
-        offset = stored.offset if stored is not None else None
-        epoch = stored.epoch if stored is not None else None
-        wire = channelproto.encodeMessage(channel, offset, epoch, data)
-        return self.broker.publish(Envelope(ToChannel(channel), wire, False, offset)).addCallback(
-            lambda result: PushResult(result.delivered, offset=offset, epoch=epoch)
-        )
+        return self._channelPublisher.publish(channel, data)
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """
