@@ -5,7 +5,7 @@ The shared fakes provide the interfaces they stand in for.
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from realtime.interfaces import IBackupSource, IBroker, IPublisher, IMessageStore, ISession
+from realtime.interfaces import IBackupSource, IBroker, IMessageStore, IPublisher, ISession
 from realtime.store.memory import MemoryMessageStore
 from tests.fakes import FakeSession, FaultyStore, GatedStore, ManualBackupStore, ManualBroker
 

@@ -17,8 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from realtime.auth.firstpacket import FirstPacketAuthenticator
 from realtime.config.options import Options, loadApiKey
-from realtime.wiring import buildPlugins
 from realtime.routing.chat import ChatStrategy
+from realtime.wiring import buildPlugins
 from tests.serverprocess import environment, twistdCommand
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 
-from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
