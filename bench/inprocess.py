@@ -41,7 +41,7 @@ from realtime.auth.firstpacket import FirstPacketAuthenticator  # noqa: E402
 from realtime.config.options import DEFAULTS  # noqa: E402
 from realtime.core.limits import LOOPBACK, ConnectionLimits, ProxyTrust, parseRate  # noqa: E402
 from realtime.ops.gctuning import THRESHOLDS  # noqa: E402
-from realtime.ops.instrument import InstrumentedBroker, LatencyHistogram  # noqa: E402
+from realtime.ops.instrument import InstrumentedPublisher, LatencyHistogram  # noqa: E402
 from realtime.routing.uid import UidStrategy  # noqa: E402
 from realtime.tap import acceptDeflate  # noqa: E402
 from realtime.web.sharedport import SharedPortFactory  # noqa: E402
@@ -136,7 +136,7 @@ def unicast(rounds: int, profile: cProfile.Profile | None) -> None:
     for session in sessions:
         session.transport.clear()
     line = LinePushFactory(
-        InstrumentedBroker(factory.router, "line", LatencyHistogram(), reactor), 65536, factory.writer
+        InstrumentedPublisher(factory.router, "line", LatencyHistogram(), reactor), 65536, factory.writer
     ).buildProtocol(None)
     backend = StringTransport()
     line.makeConnection(backend)
