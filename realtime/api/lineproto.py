@@ -56,7 +56,6 @@ import re
 from collections import deque
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -320,7 +319,8 @@ class LinePushProtocol(LineReceiver):
         except Exception:
             answer = self._failed(Failure())
         else:
-            if isinstance(result, Deferred):
+            # PushResult, not Deferred (an ABC, slower to check): the hot path
+            if not isinstance(result, PushResult):
                 slot: list[bytes | None] = [None]
                 self._pending.append(slot)
                 if len(self._pending) >= MAX_PENDING:

@@ -166,9 +166,9 @@ class Router:
             return result
         # a uid whose connections are all closing counts 0 and gets the
         # push queued, like a uid without any
-        if isinstance(result, Deferred):
-            return result.addCallback(offline.queueMissing, envelope.payload, envelope.isBinary)
-        return offline.queueMissing(result, envelope.payload, envelope.isBinary)
+        if isinstance(result, PushResult):
+            return offline.queueMissing(result, envelope.payload, envelope.isBinary)
+        return result.addCallback(offline.queueMissing, envelope.payload, envelope.isBinary)
 
     def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
         """
