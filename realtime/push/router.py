@@ -170,12 +170,6 @@ class Router:
             return offline.queueMissing(result, envelope.payload, envelope.isBinary)
         return result.addCallback(offline.queueMissing, envelope.payload, envelope.isBinary)
 
-    def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
-        """
-        Publish C{data} (JSON text) to C{channel}, through its history.
-        """
-        return self._channelPublisher.publish(channel, data)
-
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """
         Who is subscribed to C{channel}.
