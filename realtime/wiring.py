@@ -198,6 +198,8 @@ def buildWebSocketFactory(
         fanout,
         wheel,
         TurnWriter(reactor),
+        registry=router.registry,
+        clock=reactor,
         maxQueuedBytes=options["max-queued-bytes"],
         maxMessageSize=options["max-message-size"],
         maxMessageFrames=options["max-message-frames"],

@@ -181,6 +181,8 @@ def buildFactory(
         router.broker.fanout,  # type: ignore[attr-defined]
         TimeoutWheel(reactor),
         TurnWriter(reactor),
+        registry=router.registry,
+        clock=reactor,
         sessionPrefix="t.",
         **kw,
     )

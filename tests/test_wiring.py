@@ -63,6 +63,10 @@ class CoreTests(SynchronousTestCase):
         """
         core = self.core
         self.assertIs(core.factory.router, core.router)
+        self.assertIs(core.factory.registry, core.registry)
+        self.assertIs(core.factory.clock, self.reactor)
+        self.assertIs(core.factory.fanout, core.fanout)
+        self.assertIs(core.broker.fanout, core.fanout)  # type: ignore[attr-defined]
         self.assertIs(core.router.registry, core.registry)
         self.assertIs(core.router.broker, core.broker)
         self.assertIs(core.counters.broker, core.broker)
