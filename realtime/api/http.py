@@ -66,18 +66,30 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from realtime.api.answers import ApiError, invalid, isMultipart, jsonData, messagePayload, pushAnswer
 from realtime.api.backup import BackupDownloads, BackupInProgress
 from realtime.api.cors import CorsPolicy
 from realtime.api.limits import ApiSite
-from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
-from realtime.core.jsoncodec import JSONError, decode, encode
+from realtime.api.targets import LineError, TooManyUids, targetUids
+from realtime.core.jsoncodec import JSONError, decode
 from realtime.core.limits import RateLimit, TokenBucket, retryAfter
 from realtime.core.namespaces import validChannel
 from realtime.interfaces import IBackupSource, IPublisher
 from realtime.store.health import ShuttingDown, StoreUnavailable
-from realtime.values import Envelope, PushResult, Target, ToAll, ToChannel, ToUids
+from realtime.values import Envelope, ToAll, ToChannel, ToUids
 from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT
+
+__all__ = [
+    "ApiCounters",
+    "ApiError",
+    "ApiResource",
+    "buildApiResource",
+    "buildApiSite",
+    "jsonData",
+    "messagePayload",
+    "pushAnswer",
+]
 
 #: seconds a backend is told to wait when the store fails or the server stops
 RETRY_AFTER = b"5"
@@ -85,86 +97,6 @@ RETRY_AFTER = b"5"
 _Answer = tuple[int, dict[str, Any]]
 #: an action answers None when it writes its answer itself (a download)
 _Action = Callable[[IRequest], "Deferred[_Answer] | Deferred[None] | _Answer"]
-
-
-class ApiError(Exception):
-    """
-    A request refused with an HTTP status and a JSON error body.
-    """
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[bytes, bytes] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-def _invalid(message: str) -> ApiError:
-    return ApiError(400, "invalid_request", message)
-
-
-def _isMultipart(contentType: bytes) -> bool:
-    return contentType.split(b";", 1)[0].strip().lower().startswith(b"multipart/")
-
-
-def messagePayload(data: object) -> bytes:
-    """
-    The text a client receives for the JSON value C{data}.
-
-    A string is sent as itself, not quoted, so a backend can send plain text
-    (or JSON it serialised itself) and the page gets exactly that.
-
-    @raise ApiError: for data UTF-8 JSON cannot carry (see L{jsonData}).
-    """
-    if isinstance(data, str):
-        try:
-            return data.encode("utf-8")
-        except UnicodeEncodeError:
-            pass
-    return jsonData(data)
-
-
-def jsonData(data: object) -> bytes:
-    """
-    The JSON text of C{data}, as it is stored and sent.
-
-    @raise ApiError: for a lone surrogate (a C{\\ud800} escape), a float out
-        of range (C{1e999}) or nesting too deep to write.
-    """
-    try:
-        return encode(data)
-    except JSONError as e:
-        raise _invalid(f'"data" {e}') from None
-
-
-def pushAnswer(target: Target, result: PushResult) -> dict[str, Any]:
-    """
-    The JSON answer to a push, a broadcast or a publish: the one place the
-    API words a C{PushResult}, whether it came at once or later.
-    """
-    if type(target) is ToChannel:
-        return {
-            "status": "published",
-            "channel": target.name,
-            "offset": result.offset,
-            "epoch": result.epoch,
-            "delivered": result.delivered,
-        }
-    if result.delivered:
-        status = "delivered"
-    elif result.queued:
-        status = "queued"
-    else:
-        status = "offline"
-    answer: dict[str, Any] = {"status": status, "delivered": result.delivered}
-    if type(target) is ToUids:
-        answer["uids"] = dict(result.uids)
-        if result.queued:
-            answer["queued"] = list(result.queued)
-        if result.refused:
-            answer["refused"] = list(result.refused)
-    return answer
 
 
 class _Endpoint(Resource):
@@ -376,7 +308,7 @@ class ApiResource(_Branch):
         # The body is parsed as JSON whatever the Content-Type says: `curl -d`
         # labels JSON as a form, and refusing that would only be pedantic.
         # A multipart body is a form upload, never JSON.
-        if contentType and _isMultipart(contentType):
+        if contentType and isMultipart(contentType):
             wanted = f"expected a JSON body, not {contentType.decode('latin-1')}"
             raise ApiError(415, "unsupported_media_type", wanted)
         tooLarge = ApiError(413, "payload_too_large", f"request body longer than {self.maxBodySize} bytes")
@@ -396,13 +328,13 @@ class ApiResource(_Branch):
         except JSONError as e:
             raise ApiError(400, "bad_json", f"invalid JSON: {e}") from None
         if not isinstance(body, dict):
-            raise _invalid("expected a JSON object")
+            raise invalid("expected a JSON object")
         return body
 
     @staticmethod
     def _data(body: dict[str, Any]) -> bytes:
         if "data" not in body:
-            raise _invalid('missing "data"')
+            raise invalid('missing "data"')
         return messagePayload(body["data"])
 
     # -- endpoints -----------------------------------------------------------
@@ -410,28 +342,28 @@ class ApiResource(_Branch):
     def _push(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         if "uid" not in body:
-            raise _invalid('missing "uid"')
+            raise invalid('missing "uid"')
         try:
             uids = targetUids(body["uid"], self.maxUids)
         except TooManyUids as e:
             raise ApiError(413, "too_many_uids", str(e)) from None
         except LineError as e:
-            raise _invalid(str(e)) from None
+            raise invalid(str(e)) from None
         return self._pushed(Envelope(ToUids(uids), self._data(body), False))
 
     def _broadcast(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         if "uid" in body:
-            raise _invalid('a broadcast goes to everyone: drop "uid", or use /api/push')
+            raise invalid('a broadcast goes to everyone: drop "uid", or use /api/push')
         return self._pushed(Envelope(ToAll(), self._data(body), False))
 
     def _publish(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         channel = body.get("channel")
         if not validChannel(channel):
-            raise _invalid('"channel" must be a channel name (letters, digits and _-:.@/=+~#$%&!, up to 200)')
+            raise invalid('"channel" must be a channel name (letters, digits and _-:.@/=+~#$%&!, up to 200)')
         if "data" not in body:
-            raise _invalid('missing "data"')
+            raise invalid('missing "data"')
         return self._pushed(Envelope(ToChannel(channel), jsonData(body["data"]), False))
 
     def _pushed(self, envelope: Envelope) -> Deferred[_Answer] | _Answer:
@@ -450,7 +382,7 @@ class ApiResource(_Branch):
         raw = request.args.get(b"channel") or [b""]
         channel = raw[0].decode("utf-8", "replace")
         if not validChannel(channel):
-            raise _invalid('give the channel as a "channel" query parameter: /api/presence?channel=chat:lobby')
+            raise invalid('give the channel as a "channel" query parameter: /api/presence?channel=chat:lobby')
         return self.publisher.presence(channel).addCallback(lambda presence: (200, presence))
 
     def _online(self, request: IRequest) -> Deferred[_Answer]:
@@ -458,9 +390,9 @@ class ApiResource(_Branch):
         try:
             uids = tuple(dict.fromkeys(value.decode("utf-8") for value in raw))
         except UnicodeDecodeError:
-            raise _invalid('"uid" is not UTF-8') from None
+            raise invalid('"uid" is not UTF-8') from None
         if not uids or not all(uids):
-            raise _invalid('give each uid as a non-empty "uid" query parameter: /api/online?uid=u1&uid=u2')
+            raise invalid('give each uid as a non-empty "uid" query parameter: /api/online?uid=u1&uid=u2')
         d = gatherResults([self.publisher.connectionCount(uid) for uid in uids], consumeErrors=True)
         return d.addCallback(lambda counts: (200, {"online": dict(zip(uids, counts, strict=True))}))
 
