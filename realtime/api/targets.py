@@ -47,8 +47,11 @@ def targetUids(value: object, maxUids: int | None = None) -> tuple[str, ...]:
     @raise TooManyUids: for a list longer than C{maxUids}.
     """
     if type(value) is str and value:
-        # the common case: one uid
-        return (_checkUid(value),)
+        # the common case: one uid, checked without a call more
+        try:
+            return (checkUid(value, '"uid"'),)
+        except ValueError as e:
+            raise LineError(str(e)) from None
     items = value if isinstance(value, list) else [value]
     if not items:
         raise LineError(_UID_TYPE)

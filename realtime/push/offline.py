@@ -259,9 +259,10 @@ class OfflineQueues:
         """
         Queue the push for each uid C{result} says it reached no connection of.
         """
-        missing = [uid for uid, count in result.uids.items() if count == 0]
-        if not missing:
+        if 0 not in result.uids.values():
+            # every uid reached (nearly every push): answered at once
             return result
+        missing = [uid for uid, count in result.uids.items() if count == 0]
         gathered = _Gathered(len(missing))
         serial, queueOne = self._serial, self._queueOne
 

@@ -167,6 +167,9 @@ class Router:
         # a uid whose connections are all closing counts 0 and gets the
         # push queued, like a uid without any
         if isinstance(result, PushResult):
+            if 0 not in result.uids.values():
+                # every uid reached (nearly every push): nothing to queue
+                return result
             return offline.queueMissing(result, envelope.payload, envelope.isBinary)
         return result.addCallback(offline.queueMissing, envelope.payload, envelope.isBinary)
 
