@@ -12,6 +12,7 @@ cProfile's top functions).  The server's collector settings
     .venv/bin/python bench/inprocess.py unicast     # us per push through the line port
     .venv/bin/python bench/inprocess.py unicast --profile
     .venv/bin/python bench/inprocess.py unicast --cpu   # CPU time, not wall time: steadier on a shared machine
+    .venv/bin/python bench/inprocess.py unicast --offline   # through offline queues, as twistd's defaults
     .venv/bin/python bench/inprocess.py inbound     # us per message a client sends (rate limit included)
 
 Absolute numbers are for comparing commits on one machine, not peers.
@@ -44,10 +45,12 @@ from realtime.core.limits import LOOPBACK, ConnectionLimits, ProxyTrust, parseRa
 from realtime.ops.gctuning import THRESHOLDS  # noqa: E402
 from realtime.ops.instrument import InstrumentedPublisher, LatencyHistogram  # noqa: E402
 from realtime.routing.uid import UidStrategy  # noqa: E402
+from realtime.store.memory import MemoryMessageStore  # noqa: E402
 from realtime.tap import acceptDeflate  # noqa: E402
+from realtime.values import OfflineLimits  # noqa: E402
 from realtime.web.sharedport import SharedPortFactory  # noqa: E402
 from realtime.websocket.factory import RealtimeServerFactory  # noqa: E402
-from tests.support import TolerantTransport, buildFactory, clientFrame, handshake  # noqa: E402
+from tests.support import TolerantTransport, buildFactory, buildRouter, clientFrame, handshake  # noqa: E402
 
 CONNECTIONS = 10_000
 
@@ -56,10 +59,18 @@ CONNECTIONS = 10_000
 CLOCK: Callable[[], float] = time.perf_counter
 
 
+#: with --offline, pushes go through offline queues (in a memory store), as
+#: with ``twistd realtime``'s defaults; without, straight to the broker
+OFFLINE = False
+
+
 def serverFactory() -> RealtimeServerFactory:
     """
     The WebSocket factory as ``twistd realtime`` configures it.
     """
+    router = None
+    if OFFLINE:
+        router = buildRouter(reactor, MemoryMessageStore(), offline=OfflineLimits(100, 86400.0))
     limits = ConnectionLimits(
         # the total from the open-file limit would not fit in-memory transports
         CONNECTIONS,
@@ -71,6 +82,7 @@ def serverFactory() -> RealtimeServerFactory:
         FirstPacketAuthenticator(reactor, 10.0, None),
         UidStrategy(),
         reactor,
+        router=router,
         limits=limits,
         clientRate=parseRate("client-rate", DEFAULTS["client-rate"]),
     )
@@ -206,10 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions (slows everything)")
     parser.add_argument("--cpu", action="store_true", help="time this process's CPU use, not the wall clock")
+    parser.add_argument("--offline", action="store_true", help="push through offline queues, as twistd's defaults do")
     args = parser.parse_args(argv)
+    global CLOCK, OFFLINE
     if args.cpu:
-        global CLOCK
         CLOCK = time.process_time
+    OFFLINE = args.offline
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
     profile = cProfile.Profile() if args.profile else None
