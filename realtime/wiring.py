@@ -54,6 +54,7 @@ from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResou
 from realtime.push.channels import ChannelService
 from realtime.push.offline import OfflineQueues
 from realtime.push.router import ChannelPublisher, Router
+from realtime.routing.context import RoutingContext, buildStrategy
 from realtime.services import SessionsService, StartupReport, StoreService
 from realtime.store.health import MonitoredStore
 from realtime.store.lock import lockStore
@@ -64,7 +65,17 @@ from realtime.web.site import buildWebSite
 from realtime.websocket._autobahn.debuglogs import useCheapFormatting
 from realtime.websocket.factory import RealtimeServerFactory
 
-__all__ = ["Core", "buildCore", "buildPlugins", "buildRouter", "openStore", "acceptDeflate"]
+__all__ = [
+    "Core",
+    "buildCore",
+    "buildAuthenticator",
+    "buildRouting",
+    "buildPlugins",
+    "buildChannels",
+    "buildRouter",
+    "openStore",
+    "acceptDeflate",
+]
 
 Framing = Callable[[bytes, bool], "tuple[bytes, bool]"]
 
@@ -131,22 +142,65 @@ def openStore(spec: str, reactor: Any) -> IMessageStore:
     return MonitoredStore(SQLiteMessageStore(spec[len("sqlite:") :], reactor))
 
 
-def buildPlugins(options: Options, reactor: Any) -> tuple[IAuthenticator, IRoutingStrategy]:
+def buildAuthenticator(options: Options, reactor: Any) -> IAuthenticator:
     """
-    Build the auth and routing plugins the options found.
+    Build the auth plugin the options found.
 
-    @raise usage.UsageError: naming the option when a plugin refuses its
+    @raise usage.UsageError: naming the option when the plugin refuses its
         options, as C{Options} refuses its own.
     """
     try:
-        authenticator = options["auth-factory"].buildAuthenticator(options["auth-options"], reactor)
+        authenticator: IAuthenticator = options["auth-factory"].buildAuthenticator(options["auth-options"], reactor)
     except ValueError as e:
         raise usage.UsageError(f"--auth {e}") from None
+    return authenticator
+
+
+def buildRouting(options: Options, reactor: Any, context: RoutingContext) -> IRoutingStrategy:
+    """
+    Build the routing plugin the options found, in C{context} if it asks
+    for one (C{IRoutingContextUser}).
+
+    @raise usage.UsageError: naming the option when the plugin refuses its
+        options.
+    """
     try:
-        strategy = options["routing-factory"].buildRoutingStrategy(options["routing-options"], reactor)
+        return buildStrategy(options["routing-factory"], options["routing-options"], reactor, context)
     except ValueError as e:
         raise usage.UsageError(f"--routing {e}") from None
-    return authenticator, strategy
+
+
+def buildPlugins(options: Options, reactor: Any) -> tuple[IAuthenticator, IRoutingStrategy]:
+    """
+    Both plugins, the routing one in a context of its own (a registry and a
+    channel service over a memory broker): for checking a configuration and
+    for tests; C{buildCore} builds them into its server.
+
+    @raise usage.UsageError: when a plugin refuses its options.
+    """
+    authenticator = buildAuthenticator(options, reactor)
+    registry = SessionRegistry()
+    broker = MemoryBroker(registry, Fanout(reactor))
+    publisher, channels = buildChannels(reactor, registry, broker, None, options["namespace-rules"], authenticator)
+    return authenticator, buildRouting(options, reactor, RoutingContext(registry, channels))
+
+
+def buildChannels(
+    reactor: Any,
+    registry: SessionRegistry,
+    broker: IBroker,
+    store: IMessageStore | None,
+    rules: NamespaceRules,
+    authorizer: object = None,
+) -> tuple[ChannelPublisher, ChannelService]:
+    """
+    The channel publisher (history, then live) and the channel service that
+    clients' channel requests reach; built before the routing strategy,
+    which may need the service (C{IRoutingContext}), and the router, which
+    needs the strategy's framing.
+    """
+    publisher = ChannelPublisher(reactor, broker, store, rules)
+    return publisher, ChannelService(reactor, registry, broker, store, rules, publisher.publish, authorizer)
 
 
 def buildRouter(
@@ -159,23 +213,23 @@ def buildRouter(
     offline: OfflineLimits | None,
     authorizer: object = None,
     framePush: Framing | None = None,
+    channels: tuple[ChannelPublisher, ChannelService] | None = None,
 ) -> Router:
     """
-    The router and its parts over C{broker}: the channel publisher (history,
-    then live), the offline queues (if C{offline} and a store are given),
-    the channel service.
+    The router and its parts over C{broker}: the offline queues (if
+    C{offline} and a store are given) and the channels (L{buildChannels}'s,
+    built here unless given).
 
     @param fanout: the broker's: offline queueing then shares its budget
         per reactor turn and its order (see L{Fanout.each}).
     @param framePush: the routing's framing of backend pushes, if any.
     """
-    channelPublisher = ChannelPublisher(reactor, broker, store, rules)
+    publisher, service = channels or buildChannels(reactor, registry, broker, store, rules, authorizer)
     queues = None
     if offline is not None and store is not None:
         framing: Framing = framePush if framePush is not None else (lambda payload, isBinary: (payload, isBinary))
         queues = OfflineQueues(reactor, registry, broker, store, offline, framing, fanout)
-    channels = ChannelService(reactor, registry, broker, store, rules, channelPublisher.publish, authorizer)
-    return Router(registry, broker, channels, channelPublisher, queues, framePush, store)
+    return Router(registry, broker, service, publisher, queues, framePush, store)
 
 
 def buildWebSocketFactory(
@@ -270,17 +324,21 @@ def buildCore(options: Options, reactor: IReactorCore) -> Core:
     # observer keeps everything, so set the level where txaio filters.
     txaio.set_global_log_level("info")
     useCheapFormatting()
-    authenticator, strategy = buildPlugins(options, reactor)
+    authenticator = buildAuthenticator(options, reactor)
     registry = SessionRegistry()
     wheel = TimeoutWheel(reactor)
     fanout = Fanout(reactor)
+    broker = MemoryBroker(registry, fanout)
+    rules = options["namespace-rules"]
     lock: IO[bytes] | None = lockStore(options["store"])
     store = openStore(options["store"], reactor)
-    broker = MemoryBroker(registry, fanout)
+    # the channels first: a routing strategy may need them, and the router
+    # needs the strategy's framing
+    channels = buildChannels(reactor, registry, broker, store, rules, authenticator)
+    strategy = buildRouting(options, reactor, RoutingContext(registry, channels[1]))
     offline = OfflineLimits(options["offline-max"], options["offline-ttl"]) if options["offline-ttl"] > 0 else None
     framePush = strategy.framePush if IPushFraming.providedBy(strategy) else None
-    rules = options["namespace-rules"]
-    router = buildRouter(reactor, registry, broker, fanout, store, rules, offline, authenticator, framePush)
+    router = buildRouter(reactor, registry, broker, fanout, store, rules, offline, authenticator, framePush, channels)
     counting = CountingStrategy(strategy)
     factory = buildWebSocketFactory(options, reactor, authenticator, counting, router, fanout, wheel)
     latency = LatencyHistogram()

@@ -282,3 +282,42 @@ class ApiKeyTests(SynchronousTestCase):
         path = self.mktemp()
         open(path, "w").close()
         self.assertIn("is empty", str(self.assertRaises(usage.UsageError, loadApiKey, path)))
+
+
+class ContextRoutingOptionsTests(SynchronousTestCase):
+    """
+    A routing plugin built with the server's services (C{IRoutingContextUser})
+    is found and its option names checked at startup, and built by the
+    wiring once those services exist.
+    """
+
+    def options(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(["--store", "memory", *argv])
+        return options
+
+    def test_channelsLeftForTheWiring(self) -> None:
+        """
+        C{--routing channels} leaves the strategy to the wiring (as every
+        plugin), which builds it over its own channel service.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from realtime.routing.channels import ChannelsStrategy, ChannelsStrategyFactory
+        from realtime.wiring import buildCore
+
+        o = self.options("--routing", "channels", "--api-key", "k")
+        self.assertNotIn("strategy", o)
+        self.assertIsInstance(o["routing-factory"], ChannelsStrategyFactory)
+        core = buildCore(o, MemoryReactorClock())
+        strategy = core.factory.strategy.strategy  # type: ignore[attr-defined]
+        self.assertIsInstance(strategy, ChannelsStrategy)
+        self.assertIs(strategy.channels, core.router.channels)
+
+    def test_unknownOptionRefused(self) -> None:
+        """
+        An option name the plugin does not take is refused at startup all
+        the same.
+        """
+        e = self.assertRaises(usage.UsageError, self.options, "--routing", "channels:fast=yes")
+        self.assertIn("--routing channels: unknown option 'fast'", str(e))

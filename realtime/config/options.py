@@ -22,9 +22,11 @@ from twisted.python import usage
 
 from realtime import __version__
 from realtime.config.discovery import describe, discover
+from realtime.config.pluginoptions import PluginOptions
 from realtime.core.limits import LOOPBACK, ProxyTrust, defaultMaxConnections, parseRate
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.core.origins import OriginPolicy
+from realtime.interfaces import IRoutingContextUser
 
 #: (name, short, default, help): None means "not given"; see Options.defaults
 PARAMETERS: list[tuple[str, str | None, str]] = [
@@ -412,4 +414,11 @@ class Options(usage.Options):
             print(describe(catalog), end="")
             raise SystemExit(0)
         self["auth-factory"] = catalog.auth.find(self["auth-name"])
-        self["routing-factory"] = catalog.routing.find(self["routing-name"])
+        routingFactory = self["routing-factory"] = catalog.routing.find(self["routing-name"])
+        if IRoutingContextUser.providedBy(routingFactory):
+            # built by the wiring, in the server's routing context; its
+            # option names can be checked now, its values only then
+            try:
+                PluginOptions(routingFactory.name, self["routing-options"], routingFactory.options)
+            except ValueError as e:
+                raise usage.UsageError(f"--routing {e}") from None

@@ -5,10 +5,12 @@ The router: what happens between "a backend pushed" or "a client asked" and
 It frames pushes for the routing's protocol, queues pushes for uids
 without a connection (C{realtime.push.offline}), appends channel messages to
 history before they go live (L{ChannelPublisher}: every live message has an
-offset a client can resume from), and hands channels-protocol requests to
-C{realtime.push.channels}.  Delivery itself is the broker's; storage the
-store's.  The router is not a broker: it holds one, and its parts are
-given to it built (C{realtime.wiring.buildRouter}).
+offset a client can resume from), and tells the channel service when a
+session closes.  Channels-protocol requests do not pass through here: the
+channels routing strategy takes them to the channel service itself.
+Delivery itself is the broker's; storage the store's.  The router is not a
+broker: it holds one, and its parts are given to it built
+(C{realtime.wiring.buildRouter}).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class ChannelPublisher:
     it has an offset), then live to the subscribers with that offset.
 
     Shared by the router (backend publishes) and the channel service
-    (clients' publishes), which is why it is neither of them.
+    (clients' publishes), which is why it is neither of them: the channel
+    service is built before the router (a routing strategy may need it, and
+    the router needs the strategy's framing).
     """
 
     def __init__(self, reactor: IReactorTime, broker: IBroker, store: IMessageStore | None, rules: NamespaceRules) -> None:
@@ -71,7 +75,7 @@ class ChannelPublisher:
 @implementer(IPublisher)
 class Router:
     """
-    Offline queues, channel history and the channels protocol over a broker
+    Offline queues, channel history and framing over a broker
     and a store: what the HTTP API and the line port push through.
     """
 
@@ -138,12 +142,6 @@ class Router:
         """
         self.channels.sessionClosed(session)
         self.registry.discard(session)
-
-    def request(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
-        """
-        Carry out a channels-protocol request.
-        """
-        return self.channels.request(session, request)
 
     # -- IPublisher: what backends push ------------------------------------------
 
