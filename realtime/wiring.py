@@ -50,7 +50,7 @@ from realtime.interfaces import (
 from realtime.ops.gctuning import GCTuning
 from realtime.ops.instrument import CountingStrategy, InstrumentedPublisher, LatencyHistogram
 from realtime.ops.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
-from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResource, ReadyResource
+from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResource, ReadyResource, pageDescription
 from realtime.push.channels import ChannelService
 from realtime.push.offline import OfflineQueues
 from realtime.push.router import ChannelPublisher, Router
@@ -65,17 +65,7 @@ from realtime.web.site import buildWebSite
 from realtime.websocket._autobahn.debuglogs import useCheapFormatting
 from realtime.websocket.factory import RealtimeServerFactory
 
-__all__ = [
-    "Core",
-    "buildCore",
-    "buildAuthenticator",
-    "buildRouting",
-    "buildPlugins",
-    "buildChannels",
-    "buildRouter",
-    "openStore",
-    "acceptDeflate",
-]
+__all__ = ["Core", "buildCore", "buildAuthenticator", "buildRouting", "buildChannels", "buildRouter", "openStore"]
 
 Framing = Callable[[bytes, bool], "tuple[bytes, bool]"]
 
@@ -168,21 +158,6 @@ def buildRouting(options: Options, reactor: Any, context: RoutingContext) -> IRo
         return buildStrategy(options["routing-factory"], options["routing-options"], reactor, context)
     except ValueError as e:
         raise usage.UsageError(f"--routing {e}") from None
-
-
-def buildPlugins(options: Options, reactor: Any) -> tuple[IAuthenticator, IRoutingStrategy]:
-    """
-    Both plugins, the routing one in a context of its own (a registry and a
-    channel service over a memory broker): for checking a configuration and
-    for tests; C{buildCore} builds them into its server.
-
-    @raise usage.UsageError: when a plugin refuses its options.
-    """
-    authenticator = buildAuthenticator(options, reactor)
-    registry = SessionRegistry()
-    broker = MemoryBroker(registry, Fanout(reactor))
-    publisher, channels = buildChannels(reactor, registry, broker, None, options["namespace-rules"], authenticator)
-    return authenticator, buildRouting(options, reactor, RoutingContext(registry, channels))
 
 
 def buildChannels(
@@ -284,31 +259,6 @@ def _apiKey(options: Options, notes: list[str]) -> str:
         "(send it as 'Authorization: Bearer <key>')"
     )
     return apiKey
-
-
-def pageDescription(options: Options, ports: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    """
-    What C{/config.json} tells the demo page: the plugins, the rules of its
-    chat channel, and the HTTP API's port (the page still needs the key).
-    """
-    chat = options["namespace-rules"].match("chat:lobby")
-
-    def describe() -> dict[str, Any]:
-        port = getattr(ports.get("api-port"), "getHost", lambda: None)()
-        return {
-            "routing": options["routing-name"],
-            "auth": options["auth-name"],
-            "chat": {
-                "channel": "chat:lobby",
-                "public": chat.public,
-                "publish": chat.publish,
-                "presence": chat.presence,
-                "history": chat.history,
-            },
-            "api": {"port": getattr(port, "port", None), "cors": bool(CorsPolicy(options["api-cors-origin"]).origins)},
-        }
-
-    return describe
 
 
 def buildCore(options: Options, reactor: IReactorCore) -> Core:

@@ -24,6 +24,7 @@ from realtime.delivery.timers import TimeoutWheel
 from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import IPushFraming
 from realtime.push.router import Router
+from realtime.routing.context import RoutingContext
 from realtime.values import Envelope, PushResult
 from realtime.websocket.factory import RealtimeServerFactory
 from realtime.wiring import Core
@@ -197,3 +198,18 @@ def buildCore(reactor: Any, *argv: str) -> Core:
     options = Options()
     options.parseOptions(list(argv))
     return wiring.buildCore(options, reactor)
+
+
+def buildPlugins(options: Options, reactor: Any) -> tuple[Any, Any]:
+    """
+    Both plugins, the routing one in a context of its own (a registry and a
+    channel service over a memory broker): as C{buildCore} builds them into its
+    server, for tests of their options.
+
+    @raise usage.UsageError: when a plugin refuses its options.
+    """
+    authenticator = wiring.buildAuthenticator(options, reactor)
+    registry = SessionRegistry()
+    broker = MemoryBroker(registry, Fanout(reactor))
+    publisher, channels = wiring.buildChannels(reactor, registry, broker, None, options["namespace-rules"], authenticator)
+    return authenticator, wiring.buildRouting(options, reactor, RoutingContext(registry, channels))

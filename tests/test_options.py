@@ -18,8 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from realtime.auth.firstpacket import FirstPacketAuthenticator
 from realtime.config.options import Options, loadApiKey
 from realtime.routing.chat import ChatStrategy
-from realtime.wiring import buildPlugins
 from tests.serverprocess import environment, twistdCommand
+from tests.support import buildPlugins
 
 
 class OptionsTests(SynchronousTestCase):

@@ -406,7 +406,7 @@ class Options(usage.Options):
         Discover the plugins and find the chosen ones, so that an unknown
         name stops the start with a clear message.  Building them (which
         checks their options, and needs the reactor) is the wiring's:
-        C{realtime.wiring.buildPlugins}.
+        C{realtime.wiring.buildCore}.
         """
         catalog = discover(self["plugin-dir"])
         self["plugin-problems"] = catalog.problems

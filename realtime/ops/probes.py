@@ -31,6 +31,7 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
+from realtime.api.cors import CorsPolicy
 from realtime.interfaces import IBroker
 
 
@@ -208,3 +209,28 @@ class PageConfigResource(Resource):
         The description, as JSON.
         """
         return jsonBody(request, 200, self._describe())
+
+
+def pageDescription(options: Any, ports: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """
+    What C{/config.json} tells the demo page: the plugins, the rules of its
+    chat channel, and the HTTP API's port (the page still needs the key).
+    """
+    chat = options["namespace-rules"].match("chat:lobby")
+
+    def describe() -> dict[str, Any]:
+        port = getattr(ports.get("api-port"), "getHost", lambda: None)()
+        return {
+            "routing": options["routing-name"],
+            "auth": options["auth-name"],
+            "chat": {
+                "channel": "chat:lobby",
+                "public": chat.public,
+                "publish": chat.publish,
+                "presence": chat.presence,
+                "history": chat.history,
+            },
+            "api": {"port": getattr(port, "port", None), "cors": bool(CorsPolicy(options["api-cors-origin"]).origins)},
+        }
+
+    return describe
