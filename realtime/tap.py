@@ -14,13 +14,14 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IProtocolFactory, IReactorCore
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 
 from realtime.config.options import Options
 from realtime.ops.logs import observerFor
 from realtime.services import RealtimeService
+from realtime.websocket._autobahn.endpoints import StrictEndpointService
 from realtime.wiring import Core, acceptDeflate, buildCore
 
 __all__ = ["Options", "makeService", "buildService", "addListeners", "RealtimeService", "acceptDeflate"]
@@ -45,14 +46,12 @@ def withBacklog(description: str) -> str:
     return description
 
 
-class Listener(StreamServerEndpointService):
+class Listener(StrictEndpointService):
     """
     Listens on one option's endpoint; a port that cannot be bound stops the
     start with a message naming the option, instead of a server that runs
     without it.
     """
-
-    _raiseSynchronously = True
 
     def __init__(
         self, reactor: Any, option: str, description: str, factory: IProtocolFactory, ports: dict[str, Any] | None = None
@@ -74,7 +73,7 @@ class Listener(StreamServerEndpointService):
             StreamServerEndpointService.privilegedStartService(self)
         except Exception as e:
             raise SystemExit(f"realtime: cannot listen on --{self.option} {self.description}: {e}") from None
-        self._waitingForPort.addCallback(self._listening)
+        self.whenListening().addCallback(self._listening)
 
     def _listening(self, port: Any) -> Any:
         self.port = port
@@ -118,7 +117,7 @@ def makeService(options: Options) -> MultiService:
     return service
 
 
-def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
+def buildService(options: Options, reactor: IReactorTime) -> RealtimeService:
     """
     The whole server on C{reactor}: the core, its services, its listeners.
     """

@@ -20,10 +20,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
-import txaio
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.application.service import IService
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
 
 from realtime.api.cors import CorsPolicy
@@ -62,7 +61,7 @@ from realtime.store.memory import MemoryMessageStore
 from realtime.values import OfflineLimits
 from realtime.web.sharedport import SharedPortFactory
 from realtime.web.site import buildWebSite
-from realtime.websocket._autobahn.debuglogs import useCheapFormatting
+from realtime.websocket._autobahn.logs import setAutobahnLogLevel
 from realtime.websocket.factory import RealtimeServerFactory
 
 __all__ = ["Core", "buildCore", "buildAuthenticator", "buildRouting", "buildChannels", "buildRouter", "openStore"]
@@ -261,7 +260,7 @@ def _apiKey(options: Options, notes: list[str]) -> str:
     return apiKey
 
 
-def buildCore(options: Options, reactor: IReactorCore) -> Core:
+def buildCore(options: Options, reactor: IReactorTime) -> Core:
     """
     Every part of the server, built from checked options and connected.
 
@@ -270,10 +269,7 @@ def buildCore(options: Options, reactor: IReactorCore) -> Core:
 
     @raise usage.UsageError: when a plugin refuses its options.
     """
-    # Autobahn logs every frame at debug level through txaio; twistd's log
-    # observer keeps everything, so set the level where txaio filters.
-    txaio.set_global_log_level("info")
-    useCheapFormatting()
+    setAutobahnLogLevel("info")
     authenticator = buildAuthenticator(options, reactor)
     registry = SessionRegistry()
     wheel = TimeoutWheel(reactor)

@@ -12,7 +12,7 @@ keep (C{realtime.ops.metrics}).
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -192,4 +192,4 @@ class CountingStrategy:
         """
         The wrapped strategy's framing (only called when it has one).
         """
-        return self.strategy.framePush(payload, isBinary)  # type: ignore[attr-defined, no-any-return]
+        return cast(IPushFraming, self.strategy).framePush(payload, isBinary)
