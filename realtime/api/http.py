@@ -365,7 +365,7 @@ class ApiResource(_Branch):
             raise invalid('"channel" must be a channel name (letters, digits and _-:.@/=+~#$%&!, up to 200)')
         if "data" not in body:
             raise invalid('missing "data"')
-        return self._pushed(Envelope(ToChannel(channel), jsonData(body["data"]), False))
+        return self._pushed(Envelope(ToChannel(cast(str, channel)), jsonData(body["data"]), False))
 
     def _pushed(self, envelope: Envelope) -> Deferred[_Answer] | _Answer:
         """
