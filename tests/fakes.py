@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from zope.interface import alsoProvides, implementer
 
-from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore
+from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore, IPublisher
 from realtime.store.memory import MemoryMessageStore
 from realtime.testing import FakeSession
 from realtime.values import Envelope, HandshakeRequest, PushResult
@@ -53,16 +53,20 @@ class ScriptedAuthenticator:
         return self.firstAnswer
 
 
-@implementer(IBroker)
+@implementer(IBroker, IPublisher)
 class ManualBroker:
     """
-    A broker whose publish Deferreds the test fires by hand, in any order.
+    A broker (or, for a port, a router) whose publish Deferreds the test
+    fires by hand, in any order: the answer that comes later.
 
     @ivar published: C{(envelope, deferred)} for each publish, in order.
+    @ivar problem: what the broker reports about itself (L{IBroker.problem});
+        a test sets it to play a broker cut off from its server.
     """
 
     def __init__(self) -> None:
         self.published: list[tuple[Envelope, Deferred[PushResult]]] = []
+        self.problem: str | None = None
 
     def publish(self, envelope: Envelope) -> Deferred[PushResult]:
         d: Deferred[PushResult] = Deferred()

@@ -19,6 +19,7 @@ from realtime.interfaces import IAuthenticatorFactory, IRoutingStrategyFactory, 
 from realtime.testing import AuthenticationAttempt, makeHandshakeRequest, verifyPlugin
 from realtime.values import Deny
 from tests.pluginsource import PluginDirectoryMixin, realtimeImports
+from tests.support import buildPlugins
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(os.path.dirname(HERE), "plugins", "example_auth.py")
@@ -150,8 +151,9 @@ class DiscoveryTests(PluginDirectoryMixin, SynchronousTestCase):
         """
         directory = self.pluginDirectory()
         self.addFile(directory, BROKEN_BUILD)
-        options = Options(reactor=Clock())
-        e = self.assertRaises(usage.UsageError, options.parseOptions, ["--plugin-dir", directory, "--auth", "forgetful"])
+        options = Options()
+        options.parseOptions(["--plugin-dir", directory, "--auth", "forgetful"])
+        e = self.assertRaises(usage.UsageError, buildPlugins, options, Clock())
         self.assertIn("--auth 'forgetful' built", str(e))
         self.assertIn("warnings", str(e))
 

@@ -6,7 +6,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore, ISession
+from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore, IPublisher, ISession
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Accept, Identity
 from tests.fakes import (
@@ -34,6 +34,7 @@ class FakesTests(SynchronousTestCase):
         """
         self.assertTrue(verifyObject(ISession, FakeSession("u")))
         self.assertTrue(verifyObject(IBroker, ManualBroker()))
+        self.assertTrue(verifyObject(IPublisher, ManualBroker()))
         self.assertTrue(verifyObject(IMessageStore, GatedStore(MemoryMessageStore())))
         self.assertTrue(verifyObject(IMessageStore, FaultyStore(MemoryMessageStore())))
         self.assertTrue(verifyObject(IMessageStore, ManualBackupStore()))
