@@ -30,7 +30,9 @@ setup(
         "prometheus-client>=0.20",
     ],
     extras_require={
-        "test": ["pytest>=8", "websockets>=13", "ruff>=0.6", "playwright>=1.45", "schemathesis>=4", "hypothesis>=6.100"],
+        # redis-py's asyncio client with the hiredis parser: --store redis://
+        "redis": ["redis[hiredis]>=5.2,<9"],
+        "test": ["redis[hiredis]>=5.2,<9", "pytest>=8", "websockets>=13", "ruff>=0.6", "playwright>=1.45", "schemathesis>=4", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["realtime-push = realtime.client.blocking:main"]},
     classifiers=[
