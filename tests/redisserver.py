@@ -33,11 +33,26 @@ def requireRedis() -> str:
     return path
 
 
-def _freePort() -> int:
+def _isFree(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _freePort(clusterBus: bool = False) -> int:
+    """
+    A port nobody listens on; with C{clusterBus}, one whose cluster bus port
+    (the port + 10000, which must be a valid port too) is free as well.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if not clusterBus or (port + 10000 <= 65535 and _isFree(port + 10000)):
+            return port
 
 
 class RedisServer:
@@ -52,7 +67,7 @@ class RedisServer:
         self.binary = requireRedis()
         self.extra = extra
         self.directory = tempfile.mkdtemp(prefix="realtime-redis-")
-        self.port = _freePort()
+        self.port = _freePort(clusterBus="--cluster-enabled" in extra)
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -105,3 +120,39 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RedisClusterServers:
+    """
+    A Redis Cluster of three masters, each a L{RedisServer} with cluster
+    mode on, joined with C{redis-cli --cluster create}.
+    """
+
+    def __init__(self, size: int = 3) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            requireRedis()
+            pytest.skip("redis-cli is not installed")
+        self.nodes = [
+            RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+            for _ in range(size)
+        ]
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 20
+        while b"cluster_state:ok" not in self.nodes[0].command("CLUSTER", "INFO"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not become ready")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            node.command("FLUSHALL")
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()

@@ -19,7 +19,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.logger import Logger
@@ -27,7 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.interfaces import SEEN_RETENTION, IMessageStore
-from realtime.redisio import loopOf, onLoop
+from realtime.redisio import clientFor, isCluster, loopOf, onLoop
 from realtime.store import redisscripts
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
 
@@ -137,24 +136,24 @@ class RedisMessageStore:
         self._client = client
         self._reactor = reactor
         self._loop = loopOf(reactor)
+        self._cluster = isCluster(client)
         self._keys = keys
         self._maxBatch = maxBatch
         self._pending: list[_Operation] = []
         self._flushing = False
         self._closed = False
         self._scripts = {
-            name: client.register_script(getattr(redisscripts, name))
+            name: AsyncScript(client, getattr(redisscripts, name))
             for name in ("APPEND", "HISTORY", "PRUNE_STREAM", "QUEUE_OFFLINE", "TAKE_OFFLINE", "PRUNE_QUEUE")
         }
 
     @classmethod
     def fromURL(cls, url: str, reactor: Any, **kwargs: Any) -> RedisMessageStore:
         """
-        A store on the Redis at C{url} (C{redis://HOST:PORT/DB},
-        C{rediss://...}), speaking RESP3.
+        A store on the Redis at C{url}, in any form
+        L{realtime.redisio.clientFor} takes.
         """
-        client = aioredis.Redis.from_url(url, protocol=3, decode_responses=False)
-        return cls(client, reactor, **kwargs)
+        return cls(clientFor(url), reactor, **kwargs)
 
     # the batching of operations into pipelines
 
@@ -173,6 +172,9 @@ class RedisMessageStore:
         # coroutine: the pipeline loads its scripts (SCRIPT LOAD on NOSCRIPT)
         # before it executes
         script: AsyncScript = self._scripts[name]
+        if self._cluster:
+            pipe.eval(script.script, len(keys), *keys, *args)
+            return 1
         pipe.scripts.add(script)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
         return 1

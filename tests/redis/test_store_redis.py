@@ -5,6 +5,7 @@ against a real C{redis-server}, and what only a shared store must do.
 
 from __future__ import annotations
 
+import atexit
 from typing import Any
 
 from twisted.internet import reactor
@@ -12,7 +13,7 @@ from twisted.trial.unittest import TestCase
 
 from realtime.store.redis import Keys, RedisMessageStore
 from realtime.values import Position
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisClusterServers, RedisServer
 from tests.store_contract import KEEP, LIMITS, T0, MessageStoreContractMixin
 
 _server: RedisServer | None = None
@@ -25,7 +26,22 @@ def sharedServer() -> RedisServer:
     global _server
     if _server is None or _server.process is None:
         _server = RedisServer()
+        atexit.register(_server.cleanup)
     return _server
+
+
+_cluster: RedisClusterServers | None = None
+
+
+def sharedCluster() -> RedisClusterServers:
+    """
+    One Redis Cluster for the tests of this process, emptied before each.
+    """
+    global _cluster
+    if _cluster is None:
+        _cluster = RedisClusterServers()
+        atexit.register(_cluster.cleanup)
+    return _cluster
 
 
 class RedisStoreTestCase(TestCase):
@@ -106,3 +122,33 @@ class SharedStoreTests(RedisStoreTestCase):
         keys = Keys()
         self.assertEqual(keys.meta("a:b{c}").split("}")[0], keys.stream("a:b{c}").split("}")[0])
         self.assertEqual(keys.queue("u{1"), keys.sequence("u{1").replace(":seq", ":offline"))
+
+
+class RedisClusterStoreContractTests(MessageStoreContractMixin, TestCase):
+    """
+    On a Redis Cluster of three masters the store answers the same: each
+    script's keys share a hash tag, so each runs on one slot.
+    """
+
+    def setUp(self) -> None:
+        self.cluster = sharedCluster()
+        self.cluster.flush()
+
+    def makeStore(self) -> RedisMessageStore:
+        store = RedisMessageStore.fromURL(self.cluster.url, reactor)
+        self.addCleanup(store.close)
+        return store
+
+    async def test_streamsSpreadOverMasters(self) -> None:
+        """
+        Streams land on different masters, and each keeps its order.
+        """
+        store = self.makeStore()
+        for i in range(20):
+            for name in ("a", "b", "c", "d"):
+                await store.append(name, b"%d" % i, False, KEEP, T0)
+        for name in ("a", "b", "c", "d"):
+            history = await store.history(name, Position((await store.history(name, None, T0)).epoch, 0), T0)
+            self.assertEqual([m.payload for m in history.messages], [b"%d" % i for i in range(20)])
+        holders = [n for n in self.cluster.nodes if n.command("DBSIZE") != b":0\r\n"]
+        self.assertGreater(len(holders), 1)
