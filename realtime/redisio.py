@@ -14,11 +14,13 @@ runs.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Coroutine, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
 
-__all__ = ["WrongReactor", "loopOf", "onLoop", "REACTOR_ADVICE", "clientFor", "isCluster", "SCHEMES"]
+__all__ = ["WrongReactor", "loopOf", "onLoop", "REACTOR_ADVICE", "clientFor", "isCluster", "SCHEMES", "Pipeliner"]
 
 #: the URL forms C{--store} and C{--broker} take
 SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "rediss+cluster://")
@@ -103,3 +105,126 @@ def isCluster(client: Any) -> bool:
     from redis.asyncio.cluster import RedisCluster
 
     return isinstance(client, RedisCluster)
+
+
+@dataclass
+class _Operation:
+    """
+    One operation waiting for the next pipeline: C{queue} adds its commands
+    and says how many, C{finish} turns their answers into its result.
+    """
+
+    queue: Callable[[Any], int]
+    finish: Callable[[list[Any]], Any]
+    done: Deferred[Any]
+
+
+class Pipeliner:
+    """
+    Sends the operations asked for in one reactor turn - and any asked for
+    while the previous pipeline is in flight - as one pipeline, one pipeline
+    at a time.
+
+    One pipeline at a time on one client is what keeps operations in the
+    order they were asked for (several pipelines on a pool's connections
+    could run in any order; on a cluster, a pipeline's commands for one slot
+    stay in order on that slot's node), and it costs one round trip per
+    burst instead of one per operation.  An operation whose command fails
+    fails alone; a pipeline that cannot be sent fails all of its operations.
+
+    @param maxBatch: the most operations one pipeline takes, so one huge
+        burst does not hold Redis (or its first caller) for long.
+    """
+
+    def __init__(self, client: Any, reactor: Any, maxBatch: int = 500) -> None:
+        self._client = client
+        self._reactor = reactor
+        self._loop = loopOf(reactor)
+        self._cluster = isCluster(client)
+        self._maxBatch = maxBatch
+        self._pending: list[_Operation] = []
+        self.flushing = False
+        self.closed = False
+
+    def submit(self, queue: Callable[[Any], int], finish: Callable[[list[Any]], Any]) -> Deferred[Any]:
+        """
+        Ask for an operation; its Deferred fires with C{finish}'s result.
+        """
+        if self.closed:
+            return fail(RuntimeError("the Redis client is closed"))
+        done: Deferred[Any] = Deferred()
+        self._pending.append(_Operation(queue, finish, done))
+        if not self.flushing:
+            self.flushing = True
+            self._reactor.callLater(0, self._flush)
+        return done
+
+    def script(self, pipe: Any, script: Any, keys: list[str], args: list[Any]) -> int:
+        """
+        Queue C{script} (an C{AsyncScript}) on C{pipe}; answers 1, the
+        number of commands queued.
+
+        This is what C{AsyncScript.__call__} does for a pipeline, without its
+        coroutine: the pipeline loads its scripts (C{SCRIPT LOAD} after a
+        C{NOSCRIPT}) before it executes.  Cluster pipelines refuse
+        C{EVALSHA}, so there the script's text goes with C{EVAL}.
+        """
+        if self._cluster:
+            pipe.eval(script.script, len(keys), *keys, *args)
+        else:
+            pipe.scripts.add(script)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return 1
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> Deferred[_T]:
+        """
+        Run one coroutine of the client (outside the pipelines).
+        """
+        return onLoop(self._loop, coroutine)
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending[: self._maxBatch], self._pending[self._maxBatch :]
+        if not batch:
+            self.flushing = False
+            return
+        pipe = self._client.pipeline(transaction=False)
+        counts = [operation.queue(pipe) for operation in batch]
+        self.run(pipe.execute(raise_on_error=False)).addCallbacks(
+            self._answer, self._failBatch, callbackArgs=(batch, counts), errbackArgs=(batch,)
+        ).addBoth(lambda _: self._flush())
+
+    def _answer(self, results: list[Any], batch: list[_Operation], counts: list[int]) -> None:
+        start = 0
+        for operation, count in zip(batch, counts, strict=True):
+            answers, start = results[start : start + count], start + count
+            error = next((a for a in answers if isinstance(a, Exception)), None)
+            if error is not None:
+                operation.done.errback(Failure(error))
+                continue
+            try:
+                result = operation.finish(answers)
+            except Exception:
+                operation.done.errback(Failure())
+            else:
+                operation.done.callback(result)
+
+    def _failBatch(self, reason: Failure, batch: list[_Operation]) -> None:
+        for operation in batch:
+            operation.done.errback(reason)
+
+    def close(self) -> Deferred[None]:
+        """
+        Refuse new operations, answer the ones asked for, then close the
+        client's connections.
+        """
+        self.closed = True
+        drained: Deferred[None] = Deferred()
+
+        def closeWhenIdle() -> None:
+            if self.flushing:
+                self._reactor.callLater(0.01, closeWhenIdle)
+                return
+            self.run(self._client.aclose()).chainDeferred(drained)
+
+        closeWhenIdle()
+        return drained

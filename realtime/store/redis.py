@@ -4,12 +4,9 @@ Redis Streams and offline queues in lists, shared by every node of a cluster,
 so a client resumes from its position whichever node it reconnects to, and an
 offline uid's pushes wait for it wherever it comes back.
 
-Operations asked for in one reactor turn - and any asked for while the
-previous batch is in flight - go to Redis as one pipeline on one connection,
-one pipeline at a time.  That is what keeps appends to a stream in the order
-they were asked for (pipelines on a pool's several connections could be
-executed in any order), and it is cheap: a burst of publishes costs one
-round trip, the way the SQLite store's burst costs one commit.  Each
+Operations go to Redis through one L{realtime.redisio.Pipeliner}: a burst
+costs one round trip, the way the SQLite store's burst costs one commit, and
+appends to a stream stay in the order they were asked for.  Each
 operation that must be atomic is one Lua script (L{realtime.store.redisscripts}).
 """
 
@@ -17,16 +14,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from redis.commands.core import AsyncScript
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.interfaces import SEEN_RETENTION, IMessageStore
-from realtime.redisio import clientFor, isCluster, loopOf, onLoop
+from realtime.redisio import Pipeliner, clientFor
 from realtime.store import redisscripts
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
 
@@ -78,19 +74,6 @@ class Keys:
         return f"{self.prefix}:seen"
 
 
-@dataclass
-class _Operation:
-    """
-    One store operation waiting for the next pipeline: C{queue} adds its
-    commands, C{finish} turns their answers (as many as it added) into the
-    operation's result.
-    """
-
-    queue: Callable[[Any], int]
-    finish: Callable[[list[Any]], Any]
-    done: Deferred[Any]
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -133,15 +116,9 @@ class RedisMessageStore:
     log = Logger()
 
     def __init__(self, client: Any, reactor: Any, *, keys: Keys = Keys(), maxBatch: int = 500) -> None:
-        self._client = client
-        self._reactor = reactor
-        self._loop = loopOf(reactor)
-        self._cluster = isCluster(client)
+        self._pipeliner = Pipeliner(client, reactor, maxBatch)
+        self._submit = self._pipeliner.submit
         self._keys = keys
-        self._maxBatch = maxBatch
-        self._pending: list[_Operation] = []
-        self._flushing = False
-        self._closed = False
         self._scripts = {
             name: AsyncScript(client, getattr(redisscripts, name))
             for name in ("APPEND", "HISTORY", "PRUNE_STREAM", "QUEUE_OFFLINE", "TAKE_OFFLINE", "PRUNE_QUEUE")
@@ -155,59 +132,8 @@ class RedisMessageStore:
         """
         return cls(clientFor(url), reactor, **kwargs)
 
-    # the batching of operations into pipelines
-
-    def _submit(self, queue: Callable[[Any], int], finish: Callable[[list[Any]], Any]) -> Deferred[Any]:
-        if self._closed:
-            return fail(RuntimeError("the Redis store is closed"))
-        done: Deferred[Any] = Deferred()
-        self._pending.append(_Operation(queue, finish, done))
-        if not self._flushing:
-            self._flushing = True
-            self._reactor.callLater(0, self._flush)
-        return done
-
     def _script(self, name: str, pipe: Any, keys: list[str], args: list[Any]) -> int:
-        # what AsyncScript.__call__ does for a pipeline, without its
-        # coroutine: the pipeline loads its scripts (SCRIPT LOAD on NOSCRIPT)
-        # before it executes
-        script: AsyncScript = self._scripts[name]
-        if self._cluster:
-            pipe.eval(script.script, len(keys), *keys, *args)
-            return 1
-        pipe.scripts.add(script)
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return 1
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending[: self._maxBatch], self._pending[self._maxBatch :]
-        if not batch:
-            self._flushing = False
-            return
-        pipe = self._client.pipeline(transaction=False)
-        counts = [operation.queue(pipe) for operation in batch]
-        onLoop(self._loop, pipe.execute(raise_on_error=False)).addCallbacks(
-            self._answer, self._failBatch, callbackArgs=(batch, counts), errbackArgs=(batch,)
-        ).addBoth(lambda _: self._flush())
-
-    def _answer(self, results: list[Any], batch: list[_Operation], counts: list[int]) -> None:
-        start = 0
-        for operation, count in zip(batch, counts, strict=True):
-            answers, start = results[start : start + count], start + count
-            error = next((a for a in answers if isinstance(a, Exception)), None)
-            if error is not None:
-                operation.done.errback(Failure(error))
-                continue
-            try:
-                result = operation.finish(answers)
-            except Exception:
-                operation.done.errback(Failure())
-            else:
-                operation.done.callback(result)
-
-    def _failBatch(self, reason: Failure, batch: list[_Operation]) -> None:
-        for operation in batch:
-            operation.done.errback(reason)
+        return self._pipeliner.script(pipe, self._scripts[name], keys, args)
 
     # IMessageStore
 
@@ -379,14 +305,4 @@ class RedisMessageStore:
         """
         Answer what was asked for, then close the connections.
         """
-        self._closed = True
-        drained: Deferred[None] = Deferred()
-
-        def closeWhenIdle() -> None:
-            if self._flushing:
-                self._reactor.callLater(0.01, closeWhenIdle)
-                return
-            onLoop(self._loop, self._client.aclose()).chainDeferred(drained)
-
-        closeWhenIdle()
-        return drained
+        return self._pipeliner.close()
