@@ -140,7 +140,9 @@ class RedisClusterServers:
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes"], check=True, capture_output=True, timeout=60)
         deadline = time.monotonic() + 20
-        while b"cluster_state:ok" not in self.nodes[0].command("CLUSTER", "INFO"):
+        # every node must see the whole cluster, or a client that asks one
+        # that does not yet is told CLUSTERDOWN
+        while not all(b"cluster_state:ok" in node.command("CLUSTER", "INFO") for node in self.nodes):
             if time.monotonic() > deadline:
                 raise RuntimeError("the Redis Cluster did not become ready")
             time.sleep(0.1)

@@ -75,6 +75,10 @@ class PubSubLink:
         self._toUnsubscribe: set[str] = set()
         self._syncing = False
         self._reader: asyncio.Task[None] | None = None
+        # one subscription command at a time: redis-py's PubSub connects on
+        # its first command, and two first commands at once would each make
+        # a connection, the second orphaning what the first subscribed to
+        self._commands = asyncio.Lock()
         self._stopping = False
         self.probeChannel = probeChannel
         self._probeToken = ""
@@ -86,8 +90,10 @@ class PubSubLink:
         self._probeInterval = probeInterval
         #: why the link does not work now, or C{None} while it does
         self.problem: str | None = "not started"
-        #: how many times the link found itself deaf and reconnected
+        #: how many times the link found itself deaf and reconnected, and why
+        #: the last time
         self.reconnects = 0
+        self.lastDeafness: str | None = None
 
     # what the node wants
 
@@ -133,10 +139,11 @@ class PubSubLink:
             return
 
         async def apply() -> None:
-            if subscribe:
-                await self._pubsub.subscribe(*subscribe)
-            if unsubscribe:
-                await self._pubsub.unsubscribe(*unsubscribe)
+            async with self._commands:
+                if subscribe:
+                    await self._pubsub.subscribe(*subscribe)
+                if unsubscribe:
+                    await self._pubsub.unsubscribe(*unsubscribe)
 
         def failed(reason: Any) -> None:
             # the pub/sub connection is down: redis-py subscribes again to
@@ -159,7 +166,8 @@ class PubSubLink:
         self._stopping = False
 
         async def begin() -> None:
-            await self._pubsub.subscribe(self.probeChannel)
+            async with self._commands:
+                await self._pubsub.subscribe(self.probeChannel)
             self._reader = self._loop.create_task(self._read())
 
         def started(_: object) -> None:
@@ -247,6 +255,7 @@ class PubSubLink:
         self.problem = f"Redis pub/sub delivered nothing for {silentFor:.1f} s; reconnecting"
         self.log.warn("{problem}", problem=self.problem)
         self.reconnects += 1
+        self.lastDeafness = self.problem
         self._heardAt = self._reactor.seconds()
         connection = self._pubsub.connection
         if connection is not None:

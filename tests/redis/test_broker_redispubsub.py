@@ -179,7 +179,7 @@ class PubSubLinkTests(TestCase):
         proxy.silenceExisting()
         await self.publish("u:1", b"lost in the proxy")
         await until(lambda: link.reconnects == 1, timeout=5)
-        self.assertIn("delivered nothing", link.problem or "")
+        self.assertIn("delivered nothing", link.lastDeafness or "")
         await until(lambda: link.problem is None, timeout=5)
         await self.publish("u:1", b"heard")
         await until(lambda: ("u:1", b"heard") in self.got)
