@@ -139,7 +139,7 @@ class RedisBrokerTests(TestCase):
         await until(lambda: self.subscribedTo("realtime:{u:u1}:push"))
         for i in range(50):
             a.broker.publish(Envelope(ToUids(("u1",)), b"%d" % i))
-        expected = ["%d" % i for i in range(50)]
+        expected = [str(i) for i in range(50)]
         await until(lambda: here.texts == expected and there.texts == expected)
 
     async def test_channelAndBroadcast(self) -> None:
