@@ -200,7 +200,7 @@ class RedisBrokerTests(TestCase):
         session = b.session("u1")
         await until(lambda: self.subscribedTo("realtime:{u:u1}:push"))
         self.redis.stop()
-        with self.assertRaises(Exception):
+        with self.assertRaises(ConnectionError):
             await a.broker.publish(Envelope(ToUids(("u1",)), b"lost"))
         await until(lambda: a.broker.problem is not None)
         self.redis.start()
