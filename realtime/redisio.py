@@ -45,10 +45,11 @@ def loopOf(reactor: Any) -> asyncio.AbstractEventLoop:
     """
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
+    from realtime.websocket._autobahn.privates import asyncioLoopOf
+
     if not isinstance(reactor, AsyncioSelectorReactor):
         raise WrongReactor(f"{REACTOR_ADVICE} (this one is {type(reactor).__name__})")
-    loop: asyncio.AbstractEventLoop = reactor._asyncioEventloop
-    return loop
+    return asyncioLoopOf(reactor)
 
 
 def onLoop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, _T]) -> Deferred[_T]:

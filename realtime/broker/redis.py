@@ -195,7 +195,7 @@ class RedisBroker:
             return
         answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset))
         if isinstance(answer, Deferred):
-            answer.addErrback(self.log.failure, "delivering a message from Redis")
+            answer.addErrback(lambda f: self.log.failure("delivering a message from Redis", f))
 
     # IBroker
 

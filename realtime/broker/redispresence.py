@@ -113,12 +113,21 @@ class RedisPresence:
         self._members: dict[str, dict[str, str]] = {}
         #: the live nodes as the last heartbeat saw them
         self.liveNodes: frozenset[str] = frozenset({node})
-        self._beat = LoopingCall(self.heartbeat)
+        self._beat = LoopingCall(self._quietly, self.heartbeat, "heartbeat")
         self._beat.clock = reactor
         self._heartbeatInterval = heartbeatInterval
-        self._refresh = LoopingCall(self.refresh)
+        self._refresh = LoopingCall(self._quietly, self.refresh, "refresh")
         self._refresh.clock = reactor
         self._refreshInterval = refreshInterval
+
+    def _quietly(self, operation: Any, name: str) -> Deferred[None]:
+        """
+        Run one periodic C{operation}; its failure (Redis unreachable) is
+        said and the loop goes on, so the node is back as soon as Redis is.
+        """
+        return operation().addErrback(
+            lambda f: self.log.warn("Redis presence {name} failed: {why}", name=name, why=f.getErrorMessage())
+        )
 
     def start(self) -> Deferred[None]:
         """
@@ -126,8 +135,8 @@ class RedisPresence:
         refresh interval.  Fires once the first heartbeat is answered.
         """
         first = self.heartbeat()
-        self._beat.start(self._heartbeatInterval, now=False).addErrback(self.log.failure, "presence heartbeat")
-        self._refresh.start(self._refreshInterval, now=False).addErrback(self.log.failure, "presence refresh")
+        self._beat.start(self._heartbeatInterval, now=False).addErrback(lambda f: self.log.failure("presence heartbeat", f))
+        self._refresh.start(self._refreshInterval, now=False).addErrback(lambda f: self.log.failure("presence refresh", f))
         return first
 
     def stop(self) -> Deferred[None]:

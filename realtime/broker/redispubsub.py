@@ -40,6 +40,10 @@ except ImportError:  # pragma: no cover - redis is what this module is for
     _ERRORS = (OSError,)
 
 
+#: what awaiting the cancelled reader may raise
+_ENDING: tuple[type[BaseException], ...] = (asyncio.CancelledError, *_ERRORS)
+
+
 class PubSubLink:
     """
     Reference-counted Redis subscriptions feeding C{deliver(channel, data)}.
@@ -173,7 +177,7 @@ class PubSubLink:
         def started(_: object) -> None:
             self.problem = None
             self._heardAt = self._reactor.seconds()
-            self._probe.start(self._probeInterval, now=False).addErrback(self.log.failure, "pub/sub probe")
+            self._probe.start(self._probeInterval, now=False).addErrback(lambda f: self.log.failure("pub/sub probe", f))
 
         return onLoop(self._loop, begin()).addCallback(started)
 
@@ -190,7 +194,7 @@ class PubSubLink:
                 self._reader.cancel()
                 try:
                     await self._reader
-                except (asyncio.CancelledError, *_ERRORS):
+                except _ENDING:
                     pass
             await self._pubsub.aclose()
 

@@ -10,13 +10,23 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from realtime.broker.redispresence import RedisPresence
+from tests.redis.test_broker_redispubsub import until
 from tests.redis.test_store_redis import sharedServer
+from tests.redisserver import RedisServer
 
 
 class PresenceTests(TestCase):
     def setUp(self) -> None:
         self.redis = sharedServer()
         self.redis.command("FLUSHALL")
+
+    def ownServer(self) -> RedisServer:
+        """
+        A Redis of this test's own, for a test that stops it.
+        """
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.cleanup)
+        return self.redis
 
     def node(self, name: str, **kwargs: object) -> RedisPresence:
         client = aioredis.Redis.from_url(self.redis.url, protocol=3)
@@ -114,3 +124,17 @@ class PresenceTests(TestCase):
         await a.refresh()
         self.assertEqual(await a.connectionCount("u1"), 1)
         self.assertEqual((await a.presence("room"))["uids"], {"alice": 1})
+
+    async def test_heartbeatOutlivesAnOutage(self) -> None:
+        """
+        The heartbeat goes on through a Redis outage, so the node counts
+        again once Redis is back, with nobody restarting anything.
+        """
+        self.ownServer()
+        a = self.node("a", heartbeatInterval=0.1, staleAfter=0.5)
+        await a.start()
+        self.redis.stop()
+        await task.deferLater(reactor, 0.5, lambda: None)
+        self.redis.start()
+        await until(lambda: b"a" in self.redis.command("ZRANGE", "realtime:{nodes}:alive", "0", "-1"))
+        self.assertTrue(a._beat.running)
