@@ -1,7 +1,8 @@
 """
 Every interface of the house.
 
-Plugin authors import from here and nothing else: an auth plugin provides
+Plugin authors import C{realtime.plugin}, which re-exports the ones they
+need with the values and helpers that go with them.  An auth plugin provides
 L{IAuthenticatorFactory}, a routing plugin L{IRoutingStrategyFactory}, both
 together with C{twisted.plugin.IPlugin}, and they are found by
 C{twisted.plugin.getPlugins} (see C{realtime.config.discovery}).  The factories are
@@ -41,9 +42,14 @@ class IAuthenticatorFactory(Interface):
 
 class IAuthenticator(Interface):
     """
-    Decides who a connection is.  Answers are values from C{realtime.values}
-    (C{Accept}, C{Deny}, C{AwaitFirstMessage}), or Deferreds that fire with
-    them, and never touch the connection itself.
+    Decides who a connection is at its opening handshake.  Answers are
+    values from C{realtime.values} (C{Accept}, C{Deny}, C{AwaitFirstMessage}),
+    or Deferreds that fire with them, and never touch the connection itself.
+
+    This is all a handshake-time plugin provides; the optional hooks are
+    interfaces of their own, found with C{providedBy} (like
+    L{IChannelAuthorizer}): L{IFirstMessageAuthenticator} to decide on the
+    first message, L{IWarnings} to announce an insecure configuration.
     """
 
     def checkHandshake(request):
@@ -52,8 +58,17 @@ class IAuthenticator(Interface):
 
         @param request: a C{realtime.values.HandshakeRequest}.
         @return: C{Accept}, C{Deny} (an HTTP status: the upgrade is refused),
-            or C{AwaitFirstMessage}; or a Deferred of one.
+            or C{AwaitFirstMessage} (only from an L{IFirstMessageAuthenticator}:
+            the shell refuses it from anything else); or a Deferred of one.
         """
+
+
+class IFirstMessageAuthenticator(IAuthenticator):
+    """
+    An L{IAuthenticator} that may answer C{AwaitFirstMessage} and then
+    decides on the connection's first message (Workerman-style clients that
+    send their uid, or a signed packet, once the socket is open).
+    """
 
     def checkFirstMessage(request, payload, isBinary):
         """
@@ -66,6 +81,15 @@ class IAuthenticator(Interface):
         @return: C{Accept} or C{Deny} (a close code, 4000-4999); or a Deferred
             of one.
         """
+
+
+class IWarnings(Interface):
+    """
+    Optionally provided by a built plugin (an authenticator or a routing
+    strategy) whose configuration can be insecure: a demo mode, a short
+    secret.  Found with C{providedBy}; a plugin with nothing to warn about
+    does not provide it.
+    """
 
     def warnings():
         """
@@ -154,6 +178,39 @@ class ISessionRegistry(Interface):
     def __len__():
         """
         @return: how many sessions there are.
+        """
+
+
+class IRegistryObserver(Interface):
+    """
+    Told when the registry's sessions change, for a broker that subscribes
+    to what this node's sessions need (a uid's pushes, a channel's
+    messages) and keeps the cluster's presence.  Called synchronously,
+    after the change; an observer does its I/O later, never in the call.
+    """
+
+    def sessionAdded(session, first):
+        """
+        C{session} was indexed; C{first} tells whether its uid had no
+        session here before.
+        """
+
+    def sessionRemoved(session, last):
+        """
+        C{session} was forgotten; C{last} tells whether its uid has no
+        session here any more.
+        """
+
+    def subscribed(subscription, first):
+        """
+        C{subscription} (with C{channel}, C{uid}) was indexed; C{first}
+        tells whether its channel had no subscription here before.
+        """
+
+    def unsubscribed(subscription, last):
+        """
+        C{subscription} was forgotten; C{last} tells whether its channel
+        has no subscription here any more.
         """
 
 
@@ -272,16 +329,34 @@ class IRoutingStrategy(Interface):
 
 class IBroker(Interface):
     """
-    Carries backend pushes to the sessions they address, on every node.
+    Carries pushes to the sessions they address, on every node.
 
     The memory broker delivers to this process only; a broker for several
-    processes (scale-out) fans each push out to all of them.
+    processes (scale-out) fans each push out to all of them.  It delivers
+    and nothing more: offline queues, channel history and framing are the
+    router's (L{IPublisher}), above it.
     """
+
+    problem = Attribute(
+        "str | None: why the broker cannot deliver now (its server is "
+        "unreachable, say), or None while it can; /readyz answers 503 with "
+        "it and realtime_broker_up is 0 while it is set"
+    )
 
     def publish(envelope):
         """
+        Deliver C{envelope} to the sessions it addresses.
+
+        The answer is a C{realtime.values.PushResult} itself when nothing
+        had to wait (the memory broker, whenever the fan-out has no
+        chunked delivery ahead of it: nearly every unicast push), or a
+        Deferred firing with one (a networked broker, a delivery behind
+        others): Twisted's "maybe synchronous" result, so the line port's
+        hot path costs no Deferred.  Callers test with
+        C{isinstance(result, Deferred)}, or take C{maybeDeferred}.
+
         @param envelope: a C{realtime.values.Envelope}.
-        @return: a Deferred firing with a C{realtime.values.PushResult}.
+        @return: a C{PushResult}, or a Deferred firing with one.
         """
 
     def connectionCount(uid):
@@ -299,6 +374,40 @@ class IBroker(Interface):
         """
         @return: a Deferred firing with C{{"channel": ..., "uids": {uid:
             subscriptions}, "connections": n}}.
+        """
+
+
+class IPublisher(Interface):
+    """
+    What the backend ports (the HTTP API, the line port) push through and
+    ask: the router, which adds offline queues, channel history and the
+    routing's framing to its L{IBroker}.  It is not a broker itself: it
+    holds one, and nothing else reaches past it to push.
+    """
+
+    def publish(envelope):
+        """
+        Push C{envelope}: to uids (queued for those without a connection,
+        if offline queues are on), to everyone, to sessions, or to a
+        channel (appended to its history first, if it keeps one).
+
+        @return: a C{realtime.values.PushResult}, or a Deferred firing with
+            one, as L{IBroker.publish}: synchronous whenever nothing waits.
+        """
+
+    def connectionCount(uid):
+        """
+        @return: a Deferred firing with how many sessions C{uid} holds.
+        """
+
+    def stats():
+        """
+        @return: a Deferred firing with a C{dict} of counters.
+        """
+
+    def presence(channel):
+        """
+        @return: a Deferred firing with who is subscribed to C{channel}.
         """
 
 

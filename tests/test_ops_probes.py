@@ -13,23 +13,12 @@ from prometheus_client.registry import CollectorRegistry
 from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResource, ReadyResource
 from realtime.store.memory import MemoryMessageStore
 from tests.fakes import GatedStore, ManualBroker
-
-
-def render(resource: Any, request: DummyRequest) -> tuple[int, Any]:
-    """
-    Render a GET synchronously: its status and JSON body.
-    """
-    result = resource.render(request)
-    if result is not NOT_DONE_YET:
-        request.write(result)
-        request.finish()
-    return request.responseCode or 200, json.loads(b"".join(request.written)) if request.finished else None
+from tests.support import render
 
 
 class FailingStore(MemoryMessageStore):
@@ -89,12 +78,17 @@ class ReadyTests(SynchronousTestCase):
 
     def test_brokerDisconnected(self) -> None:
         """
-        A broker that says it is not connected makes it 503.
+        A broker that has a problem (L{IBroker.problem}) makes it 503 with
+        the broker's reason, and 200 again once it has none.
         """
-        resource = self.ready(MemoryMessageStore())
-        resource._broker.connected = False  # type: ignore[attr-defined]
+        broker = ManualBroker()
+        resource = ReadyResource(self.clock, broker, MemoryMessageStore(), lambda: self.stopping, timeout=2.0)
+        broker.problem = "not connected to redis://10.0.0.5:6379"
         status, body = render(resource, DummyRequest([b""]))
-        self.assertEqual((status, body["checks"]["broker"]), (503, "failed: broker not connected"))
+        self.assertEqual((status, body["checks"]["broker"]), (503, "failed: not connected to redis://10.0.0.5:6379"))
+        broker.problem = None
+        status, body = render(resource, DummyRequest([b""]))
+        self.assertEqual((status, body["checks"]["broker"]), (200, "ok"))
 
     def test_stopping(self) -> None:
         """

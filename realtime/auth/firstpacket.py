@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, cast
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
@@ -25,7 +25,7 @@ from realtime import closecodes
 from realtime.config.pluginoptions import PluginOptions
 from realtime.core.jsoncodec import decode
 from realtime.core.uids import MAX_UID_LENGTH, parseUid  # noqa: F401 (uids were first checked here)
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.interfaces import IAuthenticatorFactory, IFirstMessageAuthenticator, IWarnings
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, Identity
 
 
@@ -82,7 +82,7 @@ def checkSignedPacket(secret: bytes, text: str, now: float) -> str:
     return uid
 
 
-@implementer(IAuthenticator)
+@implementer(IFirstMessageAuthenticator, IWarnings)
 class FirstPacketAuthenticator:
     """
     Waits for the first message and takes the uid from it.
@@ -149,4 +149,4 @@ class FirstPacketAuthenticatorFactory:
         secret = opts.string("secret", required=verify == "hmac")
         if verify == "none" and secret:
             raise opts.error("secret", "is only used with verify=hmac")
-        return FirstPacketAuthenticator(reactor, timeout, secret.encode() if verify == "hmac" else None)
+        return FirstPacketAuthenticator(reactor, timeout, cast(str, secret).encode() if verify == "hmac" else None)

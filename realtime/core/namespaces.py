@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 from realtime.values import Retention
 
@@ -96,7 +96,7 @@ def parseNamespace(pattern: str, values: Mapping[str, object]) -> NamespaceOptio
                     raise ValueError
                 options = replace(options, ttl=seconds)
             else:
-                options = replace(options, **{key: _flag(key, value)})
+                options = replace(options, **cast(dict[str, Any], {key: _flag(key, value)}))
         except ValueError as e:
             detail = str(e) if str(e) else f"{key} must be a {'whole ' if key == 'history' else ''}number > 0"
             raise ValueError(f"namespace {pattern!r}: {detail}, not {value!r}") from None

@@ -8,7 +8,7 @@ session leaves every index in one call.
 
 from __future__ import annotations
 
-from typing import Any, Collection
+from typing import Any, Collection, Sequence
 
 from zope.interface import implementer
 
@@ -21,9 +21,12 @@ class SessionRegistry:
     Sessions by id and by uid, in the order they joined.
     """
 
-    __slots__ = ("_byId", "_byUid", "_channels", "_present", "_all", "_snapshots")
+    __slots__ = ("_byId", "_byUid", "_channels", "_present", "_all", "_snapshots", "_observers")
 
     def __init__(self) -> None:
+        #: told of every change (L{IRegistryObserver}); empty unless a
+        #: broker for several nodes watches, which costs the rest nothing
+        self._observers: tuple[Any, ...] = ()
         self._byId: dict[str, ISession] = {}
         # the snapshot allSessions() hands out, until sessions change: many
         # broadcasts between two connects share it, which lets the fan-out
@@ -38,6 +41,12 @@ class SessionRegistry:
         # members change (as _all is for broadcasts)
         self._snapshots: dict[str, tuple[Any, ...]] = {}
 
+    def addObserver(self, observer: Any) -> None:
+        """
+        Tell C{observer} (an L{IRegistryObserver}) of every change from now on.
+        """
+        self._observers = (*self._observers, observer)
+
     def add(self, session: ISession) -> None:
         """
         Index C{session}; adding it twice changes nothing.
@@ -51,6 +60,8 @@ class SessionRegistry:
             self._byUid[session.uid] = [session]
         else:
             peers.append(session)
+        for observer in self._observers:
+            observer.sessionAdded(session, peers is None)
 
     def discard(self, session: ISession) -> None:
         """
@@ -61,10 +72,13 @@ class SessionRegistry:
         del self._byId[session.sessionId]
         self._all = None
         peers = self._byUid[session.uid]
-        if len(peers) == 1:
+        last = len(peers) == 1
+        if last:
             del self._byUid[session.uid]
         else:
             peers.remove(session)
+        for observer in self._observers:
+            observer.sessionRemoved(session, last)
 
     def get(self, sessionId: str) -> ISession | None:
         """
@@ -72,7 +86,7 @@ class SessionRegistry:
         """
         return self._byId.get(sessionId)
 
-    def sessionsOf(self, uid: str) -> Collection[ISession]:
+    def sessionsOf(self, uid: str) -> Sequence[ISession]:
         """
         The sessions of C{uid}, as a snapshot the caller may iterate while
         sessions come and go.
@@ -86,7 +100,7 @@ class SessionRegistry:
         """
         return uid in self._byUid
 
-    def allSessions(self) -> Collection[ISession]:
+    def allSessions(self) -> Sequence[ISession]:
         """
         Every session, as a snapshot (the same object until sessions change).
         """
@@ -120,6 +134,7 @@ class SessionRegistry:
             first subscription there): the moment to announce a join.
         """
         members = self._channels.get(subscription.channel)
+        first = members is None
         if members is None:
             members = self._channels[subscription.channel] = {}
             self._present[subscription.channel] = {}
@@ -130,6 +145,8 @@ class SessionRegistry:
         present = self._present[subscription.channel]
         count = present.get(subscription.uid, 0)
         present[subscription.uid] = count + 1
+        for observer in self._observers:
+            observer.subscribed(subscription, first)
         return count == 0
 
     def unsubscribe(self, subscription: Any) -> bool:
@@ -153,9 +170,11 @@ class SessionRegistry:
         if not members:
             del self._channels[subscription.channel]
             del self._present[subscription.channel]
+        for observer in self._observers:
+            observer.unsubscribed(subscription, not members)
         return count == 0
 
-    def subscribersOf(self, channel: str) -> Collection[Any]:
+    def subscribersOf(self, channel: str) -> Sequence[Any]:
         """
         The subscriptions of C{channel}, as a snapshot: the same object
         until they change, so that the fan-out writes the messages of a big

@@ -6,9 +6,10 @@ The operator's endpoints on the web side of ``--port``:
 ``/healthz``
     Liveness: 200 while the reactor answers requests at all.
 ``/readyz``
-    Readiness: 200 when the broker answers and the store completes a read
-    within C{timeout} seconds, 503 (with what failed) otherwise, while the
-    store is failing (until a write succeeds again) and while shutting down,
+    Readiness: 200 when the broker has no problem (C{IBroker.problem}: a
+    networked broker cut off from its server says so) and answers, and the
+    store completes a read within C{timeout} seconds; 503 (with what failed)
+    otherwise, while the store is failing (until a write succeeds again) and while shutting down,
     so a load balancer stops sending clients here first.
 ``/config.json``
     What the demo page needs to know to explain itself: the routing and
@@ -18,7 +19,7 @@ The operator's endpoints on the web side of ``--port``:
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -29,6 +30,18 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from realtime.api.cors import CorsPolicy
+from realtime.interfaces import IBroker
+
+
+class BrokerDown(Exception):
+    """
+    The broker says it cannot deliver (L{IBroker.problem}); the message is
+    its reason, which /readyz shows.
+    """
+
 
 #: the store key /readyz reads: never a real uid (uids have no control characters)
 READY_PROBE_UID = "\x00readyz"
@@ -94,7 +107,7 @@ class ReadyResource(Resource):
     def __init__(
         self,
         reactor: IReactorTime,
-        broker: Any,
+        broker: IBroker,
         store: Any,
         stopping: Callable[[], bool],
         timeout: float = 2.0,
@@ -109,11 +122,11 @@ class ReadyResource(Resource):
 
     def _probe(self, name: str, check: Callable[[], Any]) -> Deferred[str]:
         d: Deferred[Any] = maybeDeferred(check)
-        d.addTimeout(self.timeout, self._reactor)  # type: ignore[arg-type]
+        d.addTimeout(self.timeout, self._reactor)
 
         def failed(failure: Failure) -> str:
             self.log.warn("readiness check {name} failed: {why}", name=name, why=failure.getErrorMessage() or failure.type)
-            return f"failed: {failure.getErrorMessage() or failure.type.__name__}"
+            return f"failed: {failure.getErrorMessage() or getattr(failure.type, '__name__', 'error')}"
 
         return d.addCallbacks(lambda _: "ok", failed)
 
@@ -141,8 +154,9 @@ class ReadyResource(Resource):
         self._waiting = [done]
 
         def brokerUp() -> Any:
-            if not getattr(self._broker, "connected", True):
-                raise RuntimeError("broker not connected")
+            problem = self._broker.problem
+            if problem is not None:
+                raise BrokerDown(problem)
             return self._broker.stats()
 
         probes = [
@@ -166,7 +180,7 @@ class ReadyResource(Resource):
         if self._stopping():
             return jsonBody(request, 503, {"ready": False, "checks": {"server": "stopping"}})
         gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        cast(Request, request).notifyFinish().addErrback(lambda _: gone.append(True))
 
         def answer(checks: dict[str, str]) -> None:
             if gone:
@@ -196,3 +210,28 @@ class PageConfigResource(Resource):
         The description, as JSON.
         """
         return jsonBody(request, 200, self._describe())
+
+
+def pageDescription(options: Any, ports: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """
+    What C{/config.json} tells the demo page: the plugins, the rules of its
+    chat channel, and the HTTP API's port (the page still needs the key).
+    """
+    chat = options["namespace-rules"].match("chat:lobby")
+
+    def describe() -> dict[str, Any]:
+        port = getattr(ports.get("api-port"), "getHost", lambda: None)()
+        return {
+            "routing": options["routing-name"],
+            "auth": options["auth-name"],
+            "chat": {
+                "channel": "chat:lobby",
+                "public": chat.public,
+                "publish": chat.publish,
+                "presence": chat.presence,
+                "history": chat.history,
+            },
+            "api": {"port": getattr(port, "port", None), "cors": bool(CorsPolicy(options["api-cors-origin"]).origins)},
+        }
+
+    return describe

@@ -202,19 +202,20 @@ class ChannelService:
 
     def _announce(self, kind: str, channel: str, uid: str) -> None:
         wire = channelproto.encodePresenceEvent(kind, channel, uid)
-        self.broker.publish(Envelope(ToChannel(channel), wire)).addErrback(
+        maybeDeferred(self.broker.publish, Envelope(ToChannel(channel), wire)).addErrback(
             lambda f: self.log.failure("announcing {kind} in {channel} failed", f, kind=kind, channel=channel)
         )
 
     def _op_publish(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
         channel = request.channel
-        assert channel is not None and request.data is not None
+        data = request.data
+        assert channel is not None and data is not None
         options = self.rules.match(channel)
 
         def allowed(ok: bool) -> Deferred[dict[str, Any]]:
             if not ok:
                 raise RequestError("forbidden", f"not allowed to publish to {channel!r}")
-            return self._publish(channel, request.data).addCallback(
+            return self._publish(channel, data).addCallback(
                 lambda r: {"channel": channel, "offset": r.offset, "epoch": r.epoch, "delivered": r.delivered}
             )
 

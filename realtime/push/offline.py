@@ -246,8 +246,11 @@ class OfflineQueues:
     def _requeue(self, uid: str, messages: list[Any]) -> Deferred[None]:
         d: Deferred[Any] = succeed(None)
         for m in messages:
-            d.addCallback(lambda _, m=m: self._store.queueOffline(uid, m.payload, m.isBinary, self.limits, m.timestamp))
+            d.addCallback(self._requeueOne, uid, m)
         return d.addCallback(lambda _: None)
+
+    def _requeueOne(self, _: object, uid: str, m: Any) -> Deferred[bool]:
+        return self._store.queueOffline(uid, m.payload, m.isBinary, self.limits, m.timestamp)
 
     def _ebDrain(self, failure: Failure, session: ISession) -> None:
         logUnlessKnown(self.log, failure, "delivering offline messages to {uid} failed", uid=session.uid)
@@ -259,9 +262,10 @@ class OfflineQueues:
         """
         Queue the push for each uid C{result} says it reached no connection of.
         """
-        missing = [uid for uid, count in result.uids.items() if count == 0]
-        if not missing:
+        if 0 not in result.uids.values():
+            # every uid reached (nearly every push): answered at once
             return result
+        missing = [uid for uid, count in result.uids.items() if count == 0]
         gathered = _Gathered(len(missing))
         serial, queueOne = self._serial, self._queueOne
 
@@ -292,9 +296,10 @@ class OfflineQueues:
         # with it, so it waits for the next one like any other
         if any(session.isOpen() for session in self._registry.sessionsOf(uid)):
             framed, framedBinary = self._frame(payload, isBinary)
-            return self._broker.publish(Envelope(ToUids((uid,)), framed, framedBinary)).addCallback(
-                lambda result: (uid, result.delivered)
-            )
+            published = self._broker.publish(Envelope(ToUids((uid,)), framed, framedBinary))
+            if isinstance(published, Deferred):
+                return published.addCallback(lambda result: (uid, result.delivered))
+            return succeed((uid, published.delivered))
         now = self._reactor.seconds()
 
         def known(seen: bool) -> Deferred[tuple[str, int | str]] | tuple[str, int]:
@@ -311,5 +316,5 @@ class OfflineQueues:
             return (uid, "full")
 
         if uid in self._seen:
-            return maybeDeferred(known, True)
+            return succeed(True).addCallback(known)
         return self._store.wasSeen(uid, now).addCallback(known)
