@@ -32,7 +32,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "websockets>=13", "ruff>=0.6", "playwright>=1.45", "schemathesis>=4", "hypothesis>=6.100"],
     },
-    entry_points={"console_scripts": ["realtime-push = realtime.client.blocking:main"]},
+    entry_points={"console_scripts": ["realtime-push = realtime.client.cli:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -24,7 +24,7 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from realtime.client.blocking import main
+from realtime.client.cli import main
 from realtime.client.subscriber import (
     ChannelMessage,
     ChannelSubscriber,
@@ -537,7 +537,7 @@ class CommandTests(SynchronousTestCase):
         """
         Start ``realtime-push subscribe ARGS`` in C{server}'s directory.
         """
-        code = "import sys; from realtime.client.blocking import main; sys.exit(main())"
+        code = "import sys; from realtime.client.cli import main; sys.exit(main())"
         process = subprocess.Popen(
             [sys.executable, "-c", code, "subscribe", *args],
             env=environment(),
@@ -580,7 +580,7 @@ class CommandTests(SynchronousTestCase):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from realtime.client.blocking import main; sys.exit(main())", "subscribe",
+            [sys.executable, "-c", "import sys; from realtime.client.cli import main; sys.exit(main())", "subscribe",
              "x", "--url", f"ws://127.0.0.1:{silent.getsockname()[1]}/ws"],
             env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
