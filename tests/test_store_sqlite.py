@@ -17,7 +17,7 @@ from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
 from realtime.store.sqlite import SQLiteMessageStore, StoreClosedError
-from realtime.store.sqlitefile import SchemaError
+from realtime.store.sqliteschema import SchemaError
 from realtime.values import History, Position, Retention
 from tests.store_contract import KEEP, LIMITS, T0, MessageStoreContractMixin, offsets
 
