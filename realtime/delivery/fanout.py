@@ -2,8 +2,9 @@
 Fan-out: a message is framed once and written to each recipient.
 
 Framing happens once per message, not once per connection (L{Frame}).  The
-write itself is C{transport.write}, which Twisted buffers until the reactor's
-next write pass, so every frame queued for one connection in one reactor tick
+write itself goes through the turn writer (L{realtime.delivery.writer}),
+which joins everything written to one connection in a reactor turn and sends
+it at the turn's end, so every frame queued for one connection in one turn
 leaves in one C{send} system call.  Audiences larger than C{chunkSize} are
 written over several reactor turns so handshakes, pings and other pushes keep
 flowing during a 100,000-connection broadcast; deliveries are started in the
