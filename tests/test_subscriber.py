@@ -96,7 +96,7 @@ class Wire:
         """
         Deliver one frame from the server.
         """
-        self.subscriber.frameReceived(json.dumps(frame).encode("utf-8"), False)
+        self.subscriber.messageReceived(json.dumps(frame).encode("utf-8"), False)
 
     def reply(self, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None) -> None:
         """
@@ -162,7 +162,7 @@ class LogicTests(SynchronousTestCase):
         subscriber.connectionOpened(sent.append, lambda: None)
         self.assertEqual(sent[0], b"uid1")
         self.assertNoResult(d)
-        subscriber.frameReceived(b'{"type":"reply","id":1,"ok":true,"result":{"channel":"news:a"}}', False)
+        subscriber.messageReceived(b'{"type":"reply","id":1,"ok":true,"result":{"channel":"news:a"}}', False)
         self.assertEqual(self.successResultOf(d), {"channel": "news:a"})
 
     def test_duplicatesDropped(self) -> None:
@@ -321,8 +321,8 @@ class LogicTests(SynchronousTestCase):
         events: list[Any] = []
         subscriber.onPush, subscriber.onEvent = pushes.append, events.append
         wire.receive(type="push", data="hello")
-        subscriber.frameReceived(b"not json", False)
-        subscriber.frameReceived(b"\x00\x01", True)
+        subscriber.messageReceived(b"not json", False)
+        subscriber.messageReceived(b"\x00\x01", True)
         wire.receive(type="join", channel="chat:x", uid="alice")
         self.assertEqual(pushes, ["hello", "not json", b"\x00\x01"])
         self.assertEqual(events, [{"type": "join", "channel": "chat:x", "uid": "alice"}])

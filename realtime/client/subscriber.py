@@ -9,7 +9,7 @@ Python counterpart of ``realtime.js``::
 
 It reconnects with backoff and jitter and resubscribes each channel from its last position, so what
 was published meanwhile arrives in order, exactly once.  The logic (positions, duplicates, request
-ids) is L{ChannelSubscriber}, which sees frames as bytes and needs no socket; the Autobahn protocol
+ids) is L{ChannelSubscriber}, which sees messages as bytes and needs no socket; the Autobahn protocol
 only forwards events to it, and C{ClientService} keeps a connection up.
 """
 
@@ -80,8 +80,8 @@ class ChannelSubscriber:
     Channel subscriptions over one reconnecting WebSocket.
 
     @ivar positions: channel -> last L{Position} received, updated in place; never moves back in an epoch.
-    @ivar onPush: gets each backend push (C{str}; C{bytes} if binary) and any text frame not the protocol's.
-    @ivar onEvent: gets each C{join}/C{leave} frame; C{onStatus} C{("open", url)} and C{("closed", reason)}.
+    @ivar onPush: gets each backend push (C{str}; C{bytes} if binary) and any text message not the protocol's.
+    @ivar onEvent: gets each C{join}/C{leave} event; C{onStatus} C{("open", url)} and C{("closed", reason)}.
     """
 
     onPush: Callable[[str | bytes], object] | None = None
@@ -211,25 +211,25 @@ class ChannelSubscriber:
         for stopped in stopping:
             self.service.stopService().chainDeferred(stopped)
 
-    def frameReceived(self, payload: bytes, isBinary: bool) -> None:
-        """Dispatch one frame from the server."""
+    def messageReceived(self, payload: bytes, isBinary: bool) -> None:
+        """Dispatch one WebSocket message from the server."""
         if isBinary:
             self._call(self.onPush, payload)
             return
         text = payload.decode("utf-8", "replace")
         try:
-            frame = decode(text)
+            message = decode(text)
         except JSONError:
-            frame = None
-        kind = frame.get("type") if isinstance(frame, dict) else None
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
         if kind == "reply":
-            self._replied(frame)
+            self._replied(message)
         elif kind == "message":
-            self._message(frame)
+            self._channelMessage(message)
         elif kind == "push":
-            self._call(self.onPush, frame.get("data"))
+            self._call(self.onPush, message.get("data"))
         elif isinstance(kind, str):
-            self._call(self.onEvent, frame)
+            self._call(self.onEvent, message)
         else:
             self._call(self.onPush, text)
 
@@ -261,12 +261,12 @@ class ChannelSubscriber:
         if d is not None:
             d.errback(SubscriberError("timeout", f"no reply to {op} within {self._requestTimeout} s"))
 
-    def _replied(self, frame: Result) -> None:
-        d = self._take(frame.get("id"))
-        if d is not None and frame.get("ok"):
-            d.callback(frame.get("result") or {})
+    def _replied(self, message: Result) -> None:
+        d = self._take(message.get("id"))
+        if d is not None and message.get("ok"):
+            d.callback(message.get("result") or {})
         elif d is not None:
-            error = frame["error"] if isinstance(frame.get("error"), dict) else {}
+            error = message["error"] if isinstance(message.get("error"), dict) else {}
             d.errback(SubscriberError(str(error.get("code", "internal")), str(error.get("message", ""))))
 
     def _sendSubscribe(self, name: str, state: _Channel) -> Deferred[Result]:
@@ -298,15 +298,15 @@ class ChannelSubscriber:
         if not (isinstance(failure.value, SubscriberError) and failure.value.code in CLIENT_CODES):
             _log.failure("resubscribing to {channel} failed", failure, channel=name)
 
-    def _message(self, frame: Result) -> None:
-        name = frame.get("channel")
+    def _channelMessage(self, message: Result) -> None:
+        name = message.get("channel")
         state = self._channels.get(name) if isinstance(name, str) else None
         if state is None or not isinstance(name, str):
             return
-        epoch, offset = frame.get("epoch"), frame.get("offset")
+        epoch, offset = message.get("epoch"), message.get("offset")
         if isinstance(epoch, str) and isinstance(offset, int) and not self._advance(name, epoch, offset):
             return  # a duplicate, e.g. delivered live and again from history across a reconnect
-        self._call(state.onMessage, ChannelMessage(name, frame.get("data"), epoch, offset))
+        self._call(state.onMessage, ChannelMessage(name, message.get("data"), epoch, offset))
 
     def _advance(self, name: str, epoch: str, offset: int) -> bool:
         # a new epoch is always ahead: the history of the old one is gone
@@ -332,7 +332,7 @@ class SubscriberProtocol(WebSocketClientProtocol):
         self.factory.subscriber.connectionOpened(self._sendText, self._leave)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.factory.subscriber.frameReceived(payload, isBinary)
+        self.factory.subscriber.messageReceived(payload, isBinary)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
