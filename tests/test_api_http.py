@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
 from realtime.api.http import ApiResource, buildApiResource, buildApiSite, messagePayload
-from realtime.api.limits import ApiRequest, ApiSite
+from realtime.api.site import ApiRequest, ApiSite
 from realtime.broker.memory import MemoryBroker
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout

@@ -68,7 +68,7 @@ from twisted.web.resource import IResource, Resource
 
 from realtime.api.backup import BackupDownloads, BackupInProgress
 from realtime.api.cors import CorsPolicy
-from realtime.api.limits import ApiSite
+from realtime.api.site import ApiSite
 from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
 from realtime.core.jsoncodec import JSONError, decode, encode
