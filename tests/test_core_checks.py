@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -65,7 +64,7 @@ class SameMessageTests(SynchronousTestCase):
 
     def test_options(self) -> None:
         def refused(*argv: str) -> str:
-            return str(self.assertRaises(usage.UsageError, Options(reactor=Clock()).parseOptions, list(argv)))
+            return str(self.assertRaises(usage.UsageError, Options().parseOptions, list(argv)))
 
         self.assertEqual(refused("--offline-max", "x"), "--offline-max must be a whole number, not 'x'")
         self.assertEqual(refused("--head-timeout", "0"), "--head-timeout must be a finite number >= 1, not '0'")
@@ -77,7 +76,7 @@ class SameMessageTests(SynchronousTestCase):
         """
         for option in NUMBERS:
             message = str(
-                self.assertRaises(usage.UsageError, Options(reactor=Clock()).parseOptions, [f"--{option}", "x"])
+                self.assertRaises(usage.UsageError, Options().parseOptions, [f"--{option}", "x"])
             )
             self.assertTrue(message.startswith(f"--{option} must be a"), message)
 
