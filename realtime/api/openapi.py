@@ -4,7 +4,7 @@ at ``/api/openapi.json``, so a PHP, JS or Python developer can generate a
 client and a tool can check the server against it.
 
 The document is built here, next to the server, rather than written by hand
-elsewhere: ``tests/test_openapi.py`` runs schemathesis against a live server
+elsewhere: ``tests/test_api_openapi.py`` runs schemathesis against a live server
 with it, so an answer that drifts from what the document promises fails the
 tests instead of a generated client.  It describes what ``http.py``'s
 module docstring and the README's *The HTTP API* section say; change the
