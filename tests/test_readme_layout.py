@@ -91,6 +91,17 @@ class ReadmeLayoutTests(SynchronousTestCase):
         missing = [path for path in readmeTree() if not os.path.exists(os.path.join(ROOT, path))]
         self.assertEqual(missing, [])
 
+    def test_everyPathInProseExists(self) -> None:
+        """
+        A path of this repository's C{realtime/}, C{tests/} or C{bench/}
+        named anywhere in README (as ````realtime/...````) exists: prose
+        that points at a moved module is found too.
+        """
+        with open(os.path.join(ROOT, "README.rst"), encoding="utf-8") as f:
+            named = set(re.findall(r"``((?:realtime|tests|bench)/[A-Za-z0-9_./-]*)``", f.read()))
+        self.assertGreater(len(named), 5)
+        self.assertEqual(sorted(p for p in named if not os.path.exists(os.path.join(ROOT, p))), [])
+
     def test_listedOnce(self) -> None:
         """
         No path has two lines.
