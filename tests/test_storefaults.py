@@ -89,6 +89,9 @@ class StoreFaultTests(SynchronousTestCase):
         self.assertIsNone(self.server.process.poll(), self.server.output[-2000:])  # type: ignore[union-attr]
         status, body = get(self.server, "/readyz")
         self.assertEqual((status, body["checks"]["store"]), (503, f"failed: message store unavailable ({reason})"))
+        # the log line may still be on its way through the pipe the test
+        # reads the server's output from (seen once under load)
+        self.server.waitFor(FAILING)
         self.assertEqual(self.said(FAILING), 1, self.server.output[-3000:])
         self.assertNotIn("line port push failed", self.server.output)
 
@@ -128,6 +131,7 @@ class StoreFaultTests(SynchronousTestCase):
             self.assertLess(time.monotonic(), deadline, self.server.output[-2000:])
             time.sleep(0.1)
         self.assertEqual(self.push(), b"queued")
+        self.server.waitFor(AGAIN)
         self.assertEqual((self.said(FAILING), self.said(AGAIN)), (1, 1))
 
 
