@@ -83,10 +83,6 @@ class ISession(Interface):
     sessionId = Attribute("str: unique within this server process")
     identity = Attribute("realtime.values.Identity")
     uid = Attribute("str: identity.uid")
-    subscriptions = Attribute(
-        "dict[str, realtime.core.subscription.Subscription] | None: this session's channels, "
-        "created by the router on the first subscribe"
-    )
 
     def sendPrepared(frame):
         """
@@ -177,11 +173,90 @@ class IRoutingStrategyFactory(Interface):
         """
 
 
+class IRoutingContextUser(Interface):
+    """
+    Optionally provided by an L{IRoutingStrategyFactory} whose strategy uses
+    the server's own services (L{IRoutingContext}); checked with
+    C{providedBy}.  The server then builds its strategy with
+    L{buildRoutingStrategyInContext} once those services exist, and never
+    calls C{buildRoutingStrategy}, which such a factory may refuse with a
+    C{ValueError}.
+    """
+
+    def buildRoutingStrategyInContext(options, reactor, context):
+        """
+        @param options: as for C{buildRoutingStrategy}.
+        @param reactor: as for C{buildRoutingStrategy}.
+        @param context: the L{IRoutingContext} of this server.
+        @raise ValueError: naming a bad option.
+        @return: an L{IRoutingStrategy}.
+        """
+
+
+class IRoutingContext(Interface):
+    """
+    What the server offers the routing strategy of an L{IRoutingContextUser}
+    at build time: its services, so that a strategy reaches them through
+    this interface and the shell knows nothing of any strategy.
+    """
+
+    registry = Attribute("ISessionRegistry: the sessions of this process")
+    channels = Attribute("IChannelService: channels with history, presence and authorization")
+
+
+class IChannelService(Interface):
+    """
+    Channels carried out for sessions: subscribe (with resume from a
+    position), unsubscribe, publish, presence, ping; who may do which; and
+    each session's subscriptions, kept here by session id.
+    """
+
+    def request(session, request):
+        """
+        Carry out one request of C{session}.
+
+        @param session: the asking L{ISession}.
+        @param request: a C{realtime.core.channelwire.Request}.
+        @return: a Deferred firing with the result (a C{dict}, the reply's
+            C{result}), or failing with C{realtime.push.channels.RequestError}
+            (a documented error code), C{realtime.store.health.StoreUnavailable}
+            or C{ShuttingDown}, or anything else for a bug.
+        """
+
+    def subscriptionsOf(sessionId):
+        """
+        @return: a C{Collection[str]} of the channels the session with that id
+            is subscribed to (empty if none).
+        """
+
+    def sessionClosed(session):
+        """
+        C{session} is gone: leave every channel it was subscribed to
+        (announcing leaves) and forget it.  The server calls this once per
+        authenticated session; a session it never saw is ignored.
+        """
+
+
 class IRoutingStrategy(Interface):
     """
     Decides what happens to a message an authenticated client sends.
 
-    It chooses; it does no I/O.  The shell carries out the actions it returns.
+    It chooses; the shell carries out the actions it answers with, and only
+    the shell writes to connections.  A strategy that must ask someone first
+    (the channel service, a backend over HTTP) answers with a Deferred.
+
+    The actions for one session's messages are carried out in the order the
+    messages arrived, whether a message was answered at once or by a
+    Deferred: while an answer is pending, the strategy is still asked about
+    the next messages at once (so their work overlaps), and their actions
+    wait, in order, behind it.  At most
+    C{realtime.websocket.routed.MAX_PENDING} answers may wait per session;
+    one more closes it with 1008 (policy violation).  Once the session is
+    closed, actions addressed to it (C{Reply}, C{Refuse}, C{Close}) are
+    dropped and C{Deliver}s still carried out: its messages were received.
+    A failed Deferred (or an exception from C{route}) is logged and closes
+    the session with 1011; a strategy that wants the client told and the
+    connection kept answers with C{Refuse} instead.
     """
 
     def route(session, payload, isBinary, registry):
@@ -191,7 +266,7 @@ class IRoutingStrategy(Interface):
         @param isBinary: C{bool}; text payloads are valid UTF-8.
         @param registry: the L{ISessionRegistry} of this process.
         @return: an iterable of actions from C{realtime.values} (C{Reply},
-            C{Deliver}, C{Refuse}, C{Close}).
+            C{Deliver}, C{Refuse}, C{Close}), or a Deferred firing with one.
         """
 
 

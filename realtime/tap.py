@@ -39,7 +39,9 @@ from realtime.ops.instrument import CountingStrategy, InstrumentedBroker, Latenc
 from realtime.ops.logs import observerFor
 from realtime.ops.metrics import ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResource, ReadyResource
-from realtime.push.router import Router
+from realtime.push.channels import ChannelService
+from realtime.push.router import ChannelPublisher, Router
+from realtime.routing.context import RoutingContext, buildStrategy
 from realtime.store.health import MonitoredStore, logUnlessKnown
 from realtime.store.lock import lockStore
 from realtime.store.memory import MemoryMessageStore
@@ -306,17 +308,39 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     fanout = Fanout(reactor)
     lock = lockStore(options["store"])
     store = openStore(options["store"], reactor)
+    memoryBroker = MemoryBroker(registry, fanout)
+    # the channel service first: a routing strategy may need it, and the
+    # router needs the strategy's framing
+    channelPublisher = ChannelPublisher(reactor, memoryBroker, store, options["namespace-rules"])
+    channels = ChannelService(
+        reactor,
+        registry,
+        memoryBroker,
+        store,
+        options["namespace-rules"],
+        channelPublisher.publish,
+        options["authenticator"],
+    )
     strategy = options["strategy"]
+    if strategy is None:
+        try:
+            strategy = buildStrategy(
+                options["routing-factory"], options["routing-options"], reactor, RoutingContext(registry, channels)
+            )
+        except ValueError as e:
+            raise SystemExit(f"realtime: --routing {e}") from None
     router = Router(
         reactor,
         registry,
-        MemoryBroker(registry, fanout),
+        memoryBroker,
         store,
         options["namespace-rules"],
         OfflineLimits(options["offline-max"], options["offline-ttl"]) if options["offline-ttl"] > 0 else None,
         authorizer=options["authenticator"],
         framePush=strategy.framePush if IPushFraming.providedBy(strategy) else None,
         fanout=fanout,
+        channels=channels,
+        channelPublisher=channelPublisher,
     )
     broker = router
     counting = CountingStrategy(strategy)

@@ -149,17 +149,7 @@ class Close:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """
-    Hand a parsed request to the router, which answers it (the channels
-    protocol: subscribe, publish, ...).
-    """
-
-    request: Any
-
-
-Action = Reply | Deliver | Refuse | Close | Call
+Action = Reply | Deliver | Refuse | Close
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,6 @@ class FakeSession:
         self.open = open
         self.sent: list[tuple[bytes, bool]] = []
         self.closed: tuple[int, str] | None = None
-        self.subscriptions: dict[str, Any] | None = None
         self._held: list[Frame] | None = None
 
     def sendPrepared(self, frame: Frame) -> bool:

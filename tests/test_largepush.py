@@ -135,7 +135,7 @@ class LargePushTests(SynchronousTestCase):
         for session in sessions:
             router.sessionOpened(session)
         for n, session in enumerate(sessions):
-            self.successResultOf(router.request(session, Request(n, "subscribe", "news:1")))
+            self.successResultOf(router.channels.request(session, Request(n, "subscribe", "news:1")))
         before = [len(s.sent) for s in sessions]
         d = router.publish(Envelope(ToChannel("news:1"), json.dumps("x").encode()))
         written = self.turns(d, lambda: sum(len(s.sent) for s in sessions) - sum(before))

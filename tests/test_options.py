@@ -272,3 +272,42 @@ class ApiKeyTests(SynchronousTestCase):
         path = self.mktemp()
         open(path, "w").close()
         self.assertIn("is empty", str(self.assertRaises(usage.UsageError, loadApiKey, path)))
+
+
+class ContextRoutingOptionsTests(SynchronousTestCase):
+    """
+    A routing plugin built with the server's services (C{IRoutingContextUser})
+    is found and its option names checked at startup, and built by the
+    wiring once those services exist.
+    """
+
+    def options(self, *argv: str) -> Options:
+        options = Options(reactor=Clock())
+        options.parseOptions(["--store", "memory", *argv])
+        return options
+
+    def test_channelsLeftForTheWiring(self) -> None:
+        """
+        C{--routing channels} leaves the strategy to the wiring, which builds
+        it over its own channel service.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from realtime.routing.channels import ChannelsStrategy, ChannelsStrategyFactory
+        from realtime.tap import buildService
+
+        o = self.options("--routing", "channels")
+        self.assertIsNone(o["strategy"])
+        self.assertIsInstance(o["routing-factory"], ChannelsStrategyFactory)
+        top = buildService(o, MemoryReactorClock())
+        strategy = top.factory.strategy.strategy
+        self.assertIsInstance(strategy, ChannelsStrategy)
+        self.assertIs(strategy.channels, top.router.channels)
+
+    def test_unknownOptionRefused(self) -> None:
+        """
+        An option name the plugin does not take is refused at startup all
+        the same.
+        """
+        e = self.assertRaises(usage.UsageError, self.options, "--routing", "channels:fast=yes")
+        self.assertIn("--routing channels: unknown option 'fast'", str(e))

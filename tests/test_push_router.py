@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 
 from realtime.core.channelwire import Request, encodePush
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
-from realtime.interfaces import IBroker, IChannelAuthorizer
+from realtime.interfaces import IBroker, IChannelAuthorizer, IChannelService, ISession
 from realtime.push.channels import MAX_SUBSCRIPTIONS, RequestError
 from realtime.push.offline import KeyedSerializer
 from realtime.push.router import Router
@@ -68,7 +68,7 @@ class RouterTestCase(SynchronousTestCase):
         return self.successResultOf(self.router.publish(Envelope(ToUids((uid,)), text.encode())))
 
     def call(self, session: FakeSession, op: str, channel: str | None = None, **kw: Any) -> Deferred[Any]:
-        return self.router.request(session, Request(1, op, channel, **kw))
+        return self.router.channels.request(session, Request(1, op, channel, **kw))
 
     def publish(self, channel: str, data: object) -> Deferred[Any]:
         return self.router.publish(Envelope(ToChannel(channel), json.dumps(data).encode()))
@@ -521,6 +521,83 @@ class PermissionTests(RouterTestCase):
         self.router.sessionClosed(alice2)
         self.assertEqual(messages(bob)[-1], {"type": "leave", "channel": "chat:room", "uid": "alice"})
         self.assertEqual(self.successResultOf(self.router.presence("chat:room"))["uids"], {"bob": 1})
+
+
+class SubscriptionsBySessionTests(RouterTestCase):
+    """
+    The channel service keeps each session's subscriptions by session id;
+    a session holds none of them.
+    """
+
+    def test_interface(self) -> None:
+        """
+        The service is a verified L{IChannelService}; L{ISession} names no
+        subscriptions.
+        """
+        self.build("chat:*:public=true")
+        self.assertTrue(verifyObject(IChannelService, self.router.channels))
+        self.assertNotIn("subscriptions", ISession.names())
+
+    def test_keptBySessionId(self) -> None:
+        """
+        Subscriptions are listed per session id, apart for two sessions of
+        one uid, and nothing is set on the session.
+        """
+        self.build("chat:*:public=true")
+        alice, alice2 = self.connect("alice"), self.connect("alice")
+        self.successResultOf(self.call(alice, "subscribe", "chat:a"))
+        self.successResultOf(self.call(alice, "subscribe", "chat:b"))
+        self.successResultOf(self.call(alice2, "subscribe", "chat:a"))
+        channels = self.router.channels
+        self.assertEqual(channels.subscriptionsOf(alice.sessionId), ("chat:a", "chat:b"))
+        self.assertEqual(channels.subscriptionsOf(alice2.sessionId), ("chat:a",))
+        self.assertEqual(channels.subscriptionsOf("nobody"), ())
+        self.assertFalse(hasattr(alice, "subscriptions"))
+        self.successResultOf(self.call(alice, "unsubscribe", "chat:a"))
+        self.assertEqual(channels.subscriptionsOf(alice.sessionId), ("chat:b",))
+
+    def test_forgottenAtClose(self) -> None:
+        """
+        A closed session leaves its channels and is forgotten; closing it
+        again, or one never seen, changes nothing.
+        """
+        self.build("chat:*:public=true")
+        alice, bob = self.connect("alice"), self.connect("bob")
+        self.successResultOf(self.call(alice, "subscribe", "chat:a"))
+        self.successResultOf(self.call(bob, "subscribe", "chat:a"))
+        alice.open = False
+        self.router.sessionClosed(alice)
+        self.assertEqual(self.router.channels.subscriptionsOf(alice.sessionId), ())
+        self.assertEqual(self.router.channels._bySession.keys(), {bob.sessionId})
+        self.assertEqual(self.router.registry.presenceOf("chat:a"), {"bob": 1})
+        self.router.sessionClosed(alice)
+        self.router.channels.sessionClosed(FakeSession("ghost"))
+        self.assertEqual(self.router.registry.presenceOf("chat:a"), {"bob": 1})
+
+    def test_closedWhileAuthorizing(self) -> None:
+        """
+        A subscribe whose authorization answers after the session closed
+        indexes nothing and keeps no entry for it.
+        """
+        pending: Deferred[bool] = Deferred()
+
+        @implementer(IChannelAuthorizer)
+        class Slow:
+            def maySubscribe(self, identity: Identity, channel: str) -> Deferred[bool]:
+                return pending
+
+            def mayPublish(self, identity: Identity, channel: str) -> bool:
+                return False
+
+        self.build("room:*", authorizer=Slow())
+        alice = self.connect("alice")
+        d = self.call(alice, "subscribe", "room:1")
+        alice.open = False
+        self.router.sessionClosed(alice)
+        pending.callback(True)
+        self.successResultOf(d)
+        self.assertEqual(self.router.registry.subscribersOf("room:1"), ())
+        self.assertEqual(self.router.channels._bySession, {})
 
 
 class PushNowTests(RouterTestCase):

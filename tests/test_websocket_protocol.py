@@ -469,15 +469,15 @@ class ChannelsProtocolTests(ProtocolTestCase):
 
     def setUp(self) -> None:
         super().setUp()
+        from realtime.core.channelwire import encodePush
         from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
         from realtime.routing.channels import ChannelsStrategy
         from realtime.store.memory import MemoryMessageStore
         from tests.support import buildRouter
 
-        strategy = ChannelsStrategy()
         rules = NamespaceRules([parseNamespaceSpec("room:*:public=true:publish=true:presence=true")])
-        router = buildRouter(self.clock, MemoryMessageStore(), rules, offline=None, framePush=strategy.framePush)
-        self.serve(AnonymousAuthenticator(), strategy, router=router)
+        router = buildRouter(self.clock, MemoryMessageStore(), rules, offline=None, framePush=encodePush)
+        self.serve(AnonymousAuthenticator(), ChannelsStrategy(router.channels), router=router)
 
     def send(self, proto: object, transport: TolerantTransport, *requests: object) -> list[dict]:
         data = b"".join(
@@ -597,6 +597,7 @@ class ChannelsProtocolTests(ProtocolTestCase):
         A publish the failing store cannot keep is answered C{unavailable}
         with the store's reason; the fault is logged once, not per request.
         """
+        from realtime.core.channelwire import encodePush
         from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
         from realtime.routing.channels import ChannelsStrategy
         from realtime.store.health import MonitoredStore
@@ -606,10 +607,9 @@ class ChannelsProtocolTests(ProtocolTestCase):
 
         faulty = FaultyStore(MemoryMessageStore())
         faulty.fault = OSError(28, "No space left on device")
-        strategy = ChannelsStrategy()
         rules = NamespaceRules([parseNamespaceSpec("log:*:public=true:publish=true:history=10")])
-        router = buildRouter(self.clock, MonitoredStore(faulty), rules, offline=None, framePush=strategy.framePush)
-        self.serve(AnonymousAuthenticator(), strategy, router=router)
+        router = buildRouter(self.clock, MonitoredStore(faulty), rules, offline=None, framePush=encodePush)
+        self.serve(AnonymousAuthenticator(), ChannelsStrategy(router.channels), router=router)
         proto, transport = self.connect()
         transport.clear()
         publish = {"op": "publish", "channel": "log:1", "data": 1}

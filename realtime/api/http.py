@@ -68,9 +68,9 @@ from twisted.web.resource import IResource, Resource
 
 from realtime.api.backup import BackupDownloads, BackupInProgress
 from realtime.api.cors import CorsPolicy
-from realtime.api.site import ApiSite
 from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
+from realtime.api.site import ApiSite
 from realtime.core.jsoncodec import JSONError, decode, encode
 from realtime.core.limits import RateLimit, TokenBucket, retryAfter
 from realtime.core.namespaces import validChannel

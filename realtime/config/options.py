@@ -20,11 +20,13 @@ from twisted.python import usage
 from realtime import __version__
 from realtime.config.defaults import DEFAULTS, ENDPOINTS, LISTS, PARAMETERS
 from realtime.config.discovery import describe, discover
+from realtime.config.pluginoptions import PluginOptions
 from realtime.config.readers import checkEndpoint, loadApiKey, parsePairs, readConfig, splitPluginSpec
 from realtime.core import checks
 from realtime.core.limits import ProxyTrust, defaultMaxConnections, parseRate
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.core.origins import OriginPolicy
+from realtime.interfaces import IRoutingContextUser
 
 __all__ = ["DEFAULTS", "NUMBERS", "Options", "checkOption", "loadApiKey"]
 
@@ -229,7 +231,14 @@ class Options(usage.Options):
             self["authenticator"] = authFactory.buildAuthenticator(self["auth-options"], reactor)
         except ValueError as e:
             raise usage.UsageError(f"--auth {e}") from None
+        self["routing-factory"] = routingFactory
         try:
-            self["strategy"] = routingFactory.buildRoutingStrategy(self["routing-options"], reactor)
+            if IRoutingContextUser.providedBy(routingFactory):
+                # built with the server's services (tap.buildService); its
+                # option names are checked now, its values then
+                PluginOptions(routingFactory.name, self["routing-options"], routingFactory.options)
+                self["strategy"] = None
+            else:
+                self["strategy"] = routingFactory.buildRoutingStrategy(self["routing-options"], reactor)
         except ValueError as e:
             raise usage.UsageError(f"--routing {e}") from None

@@ -1,7 +1,10 @@
 """
 The channels protocol's requests, carried out: subscribe (with the seam
 between history and live messages), unsubscribe, publish, presence, ping,
-and who may do which.
+and who may do which.  Each session's subscriptions are kept here, by
+session id, not on the session: a session is a connection and nothing more,
+and a strategy other than C{--routing channels} may use the service too
+(through C{IRoutingContext}).
 
 A subscription is indexed before its history is read, holding live
 messages back; when the history arrives it is written, then the held
@@ -12,18 +15,19 @@ message published at any moment of a resume is delivered exactly once.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from realtime.core import channelwire as channelproto
 from realtime.core.namespaces import NamespaceOptions, NamespaceRules
 from realtime.core.registry import SessionRegistry
 from realtime.core.subscription import Subscription
 from realtime.delivery.fanout import Frame
-from realtime.interfaces import IBroker, IChannelAuthorizer, IMessageStore, ISession
+from realtime.interfaces import IBroker, IChannelAuthorizer, IChannelService, IMessageStore, ISession
 from realtime.values import Envelope, Identity, PushResult, ToChannel
 
 #: channels one connection may subscribe to
@@ -52,6 +56,7 @@ def identityMaySubscribe(identity: Identity, channel: str) -> bool:
     return any(fnmatchcase(channel, pattern) for pattern in identity.channels)
 
 
+@implementer(IChannelService)
 class ChannelService:
     """
     Answers channels-protocol requests for sessions.
@@ -69,6 +74,10 @@ class ChannelService:
         publish: Callable[[str, bytes], Deferred[PushResult]],
         authorizer: object = None,
     ) -> None:
+        """
+        @param publish: how a client's message reaches a channel (through
+            its history: C{realtime.push.router.ChannelPublisher}).
+        """
         self._reactor = reactor
         self.registry = registry
         self.broker = broker
@@ -76,6 +85,9 @@ class ChannelService:
         self.rules = rules
         self._publish = publish
         self._authorizer = authorizer if IChannelAuthorizer.providedBy(authorizer) else None
+        # session id -> channel -> subscription; a session's entry exists
+        # from its first subscribe until it closes
+        self._bySession: dict[str, dict[str, Subscription]] = {}
 
     def request(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
         """
@@ -84,13 +96,19 @@ class ChannelService:
         handler = getattr(self, "_op_" + request.op)
         return maybeDeferred(handler, session, request)
 
+    def subscriptionsOf(self, sessionId: str) -> Collection[str]:
+        """
+        The channels the session with id C{sessionId} is subscribed to.
+        """
+        return tuple(self._bySession.get(sessionId, ()))
+
     def sessionClosed(self, session: ISession) -> None:
         """
         Leave every channel, announcing leaves.
         """
-        for subscription in list((session.subscriptions or {}).values()):
+        subscriptions = self._bySession.pop(session.sessionId, None)
+        for subscription in (subscriptions or {}).values():
             self._unsubscribe(subscription)
-        session.subscriptions = None
 
     def _op_ping(self, session: ISession, request: channelproto.Request) -> dict[str, Any]:
         return {}
@@ -109,9 +127,10 @@ class ChannelService:
     def _op_subscribe(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
         channel = request.channel
         assert channel is not None
-        if session.subscriptions is not None and channel in session.subscriptions:
+        subscriptions = self._bySession.get(session.sessionId, {})
+        if channel in subscriptions:
             raise RequestError("already_subscribed", f"already subscribed to {channel!r}")
-        if session.subscriptions is not None and len(session.subscriptions) >= MAX_SUBSCRIPTIONS:
+        if len(subscriptions) >= MAX_SUBSCRIPTIONS:
             raise RequestError("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
         options = self.rules.match(channel)
         return self._authorize(session, channel, options, False).addCallback(
@@ -126,13 +145,16 @@ class ChannelService:
         if not allowed:
             raise RequestError("forbidden", f"not allowed to subscribe to {channel!r}")
         if not session.isOpen():
+            # closed (or closing) while being authorized: sessionClosed has
+            # run or will find nothing, so nothing may be indexed now
             return {}
-        if session.subscriptions is None:
-            session.subscriptions = {}
-        if channel in session.subscriptions:
+        subscriptions = self._bySession.get(session.sessionId)
+        if subscriptions is None:
+            subscriptions = self._bySession[session.sessionId] = {}
+        if channel in subscriptions:
             raise RequestError("already_subscribed", f"already subscribed to {channel!r}")
         subscription = Subscription(session, channel)
-        session.subscriptions[channel] = subscription
+        subscriptions[channel] = subscription
         if options.presence and not self.registry.presenceOf(channel).get(session.uid):
             self._announce("join", channel, session.uid)
         self.registry.subscribe(subscription)
@@ -166,7 +188,9 @@ class ChannelService:
         return result
 
     def _op_unsubscribe(self, session: ISession, request: channelproto.Request) -> dict[str, Any]:
-        subscription = (session.subscriptions or {}).pop(request.channel, None)
+        channel = request.channel
+        assert channel is not None
+        subscription = self._bySession.get(session.sessionId, {}).pop(channel, None)
         if subscription is None:
             raise RequestError("not_subscribed", f"not subscribed to {request.channel!r}")
         self._unsubscribe(subscription)

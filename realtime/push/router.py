@@ -5,8 +5,10 @@ The router: what happens between "a backend pushed" or "a client asked" and
 It frames pushes for the routing's protocol, queues pushes for uids
 without a connection (C{realtime.push.offline}), appends channel messages to
 history before they go live (so every live message has an offset a client
-can resume from), and hands channels-protocol requests to
-C{realtime.push.channels}.  Delivery itself is the broker's; storage the store's.
+can resume from, by C{realtime.push.channels}), and tells the channel service
+when a session closes.  Channels-protocol requests do not pass through
+here: the channels routing strategy takes them to the channel service
+itself.  Delivery itself is the broker's; storage the store's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,44 @@ from realtime.push.channels import MAX_SUBSCRIPTIONS, ChannelService, RequestErr
 from realtime.push.offline import KeyedSerializer, OfflineQueues
 from realtime.values import Envelope, OfflineLimits, PushResult, Target, ToChannel, ToUids
 
-__all__ = ["Router", "RequestError", "KeyedSerializer", "MAX_SUBSCRIPTIONS"]
+__all__ = ["Router", "ChannelPublisher", "RequestError", "KeyedSerializer", "MAX_SUBSCRIPTIONS"]
+
+
+class ChannelPublisher:
+    """
+    A message to a channel: into its history if the channel keeps one (so
+    it has an offset), then live to the subscribers with that offset.
+
+    Shared by the router (backend publishes) and the channel service
+    (clients' publishes), which is why it is neither of them: the channel
+    service is built before the router (a routing strategy may need it, and
+    the router needs the strategy's framing).
+    """
+
+    def __init__(self, reactor: IReactorTime, broker: IBroker, store: IMessageStore | None, rules: NamespaceRules) -> None:
+        self._reactor = reactor
+        self._broker = broker
+        self._store = store
+        self._rules = rules
+
+    def publish(self, channel: str, data: bytes) -> Deferred[PushResult]:
+        """
+        Append C{data} (JSON text) to the channel's history if it keeps one,
+        then deliver it to the subscribers with its offset.
+        """
+        options = self._rules.match(channel)
+        if options.history and self._store is not None:
+            d = self._store.append(channel, data, False, options.retention, self._reactor.seconds())
+            return d.addCallback(self._publishStored, channel, data)
+        return self._publishStored(None, channel, data)
+
+    def _publishStored(self, stored: Any, channel: str, data: bytes) -> Deferred[PushResult]:
+        offset = stored.offset if stored is not None else None
+        epoch = stored.epoch if stored is not None else None
+        wire = channelproto.encodeMessage(channel, offset, epoch, data)
+        return self._broker.publish(Envelope(ToChannel(channel), wire, False, offset)).addCallback(
+            lambda result: PushResult(result.delivered, offset=offset, epoch=epoch)
+        )
 
 
 @implementer(IBroker)
@@ -50,11 +89,17 @@ class Router:
         authorizer: object = None,
         framePush: Callable[[bytes, bool], tuple[bytes, bool]] | None = None,
         fanout: Fanout | None = None,
+        channels: ChannelService | None = None,
+        channelPublisher: ChannelPublisher | None = None,
     ) -> None:
         """
         @param fanout: the broker's, if it has one: offline queueing then
             shares its budget per reactor turn and its order (see
             L{Fanout.each}).
+        @param channels: the channel service, built first when a routing
+            strategy needs it (C{IRoutingContext}); one over the same
+            broker and store otherwise.
+        @param channelPublisher: the channel service's, if it is given.
         """
         self._reactor = reactor
         self.registry = registry
@@ -68,7 +113,10 @@ class Router:
             else None
         )
         self._brokerNow = getattr(broker, "pushNow", None)
-        self.channels = ChannelService(reactor, registry, broker, store, rules, self.publishToChannel, authorizer)
+        self.channelPublisher = channelPublisher or ChannelPublisher(reactor, broker, store, rules)
+        self.channels = channels or ChannelService(
+            reactor, registry, broker, store, rules, self.channelPublisher.publish, authorizer
+        )
 
     @property
     def queuedPushes(self) -> int:
@@ -111,12 +159,6 @@ class Router:
         self.channels.sessionClosed(session)
         self.registry.discard(session)
 
-    def request(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
-        """
-        Carry out a channels-protocol request.
-        """
-        return self.channels.request(session, request)
-
     # -- IBroker: what backends push ---------------------------------------------
 
     def publish(self, envelope: Envelope) -> Deferred[PushResult]:
@@ -158,22 +200,10 @@ class Router:
 
     def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
         """
-        Append C{data} (JSON text) to the channel's history if it keeps one,
-        then deliver it to the subscribers with its offset.
+        Publish C{data} (JSON text) through the channel's history
+        (L{ChannelPublisher}).
         """
-        options = self.rules.match(channel)
-        if options.history and self.store is not None:
-            d = self.store.append(channel, data, False, options.retention, self._reactor.seconds())
-            return d.addCallback(self._publishStored, channel, data)
-        return self._publishStored(None, channel, data)
-
-    def _publishStored(self, stored: Any, channel: str, data: bytes) -> Deferred[PushResult]:
-        offset = stored.offset if stored is not None else None
-        epoch = stored.epoch if stored is not None else None
-        wire = channelproto.encodeMessage(channel, offset, epoch, data)
-        return self.broker.publish(Envelope(ToChannel(channel), wire, False, offset)).addCallback(
-            lambda result: PushResult(result.delivered, offset=offset, epoch=epoch)
-        )
+        return self.channelPublisher.publish(channel, data)
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """

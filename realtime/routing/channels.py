@@ -3,41 +3,79 @@
 subscribe with resume, unsubscribe, publish, presence and ping, each with an
 id and exactly one reply.
 
-The strategy only reads requests; malformed ones are answered here with an
-error reply and the connection stays open, well-formed ones are handed to
-the router (``Call``) which answers them.
+A plugin like any other: its factory asks for the server's channel service
+(C{IRoutingContextUser}), the strategy answers each request with a Deferred
+of the reply it encodes itself, and the shell only sends that reply, after
+the replies to the session's earlier requests.  Malformed requests are
+answered at once with an error reply; the connection stays open.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.config.pluginoptions import PluginOptions
 from realtime.core import channelwire as channelproto
-from realtime.interfaces import IPushFraming, IRoutingStrategy, IRoutingStrategyFactory, ISession, ISessionRegistry
-from realtime.values import Call, Reply
+from realtime.interfaces import (
+    IChannelService,
+    IPushFraming,
+    IRoutingContext,
+    IRoutingContextUser,
+    IRoutingStrategy,
+    IRoutingStrategyFactory,
+    ISession,
+    ISessionRegistry,
+)
+from realtime.push.channels import RequestError
+from realtime.store.health import ShuttingDown, StoreUnavailable
+from realtime.values import Reply
 
 
 @implementer(IRoutingStrategy, IPushFraming)
 class ChannelsStrategy:
     """
-    Parse each message as a request.
+    Parse each message as a request for the channel service, and encode its
+    answer.
     """
+
+    log = Logger()
+
+    def __init__(self, channels: IChannelService) -> None:
+        self.channels = channels
 
     def route(
         self, session: ISession, payload: bytes, isBinary: bool, registry: ISessionRegistry
-    ) -> tuple[Reply] | tuple[Call]:
+    ) -> tuple[Reply] | Deferred[tuple[Reply]]:
         """
-        A request for the router, or an error reply.
+        An error reply at once, or the service's answer as a reply.
         """
         parsed = channelproto.parseRequest(payload, isBinary)
         if isinstance(parsed, channelproto.Failure):
             return (Reply(channelproto.encodeError(parsed.id, parsed.code, parsed.message)),)
-        return (Call(parsed),)
+        return self.channels.request(session, parsed).addCallbacks(
+            self._answered, self._failed, callbackArgs=(parsed.id,), errbackArgs=(parsed.id, session)
+        )
+
+    def _answered(self, result: dict[str, Any], requestId: Any) -> tuple[Reply]:
+        return (Reply(channelproto.encodeReply(requestId, result)),)
+
+    def _failed(self, failure: Failure, requestId: Any, session: ISession) -> tuple[Reply]:
+        if failure.check(RequestError):
+            code, message = failure.value.code, failure.value.message
+        elif failure.check(StoreUnavailable, ShuttingDown):
+            # the store's monitor logged it once
+            code, message = "unavailable", str(failure.value)
+        else:
+            self.log.failure("request {id!r} from {session} failed", failure, id=requestId, session=session.sessionId)
+            code, message = "internal", "internal error"
+        return (Reply(channelproto.encodeError(requestId, code, message)),)
 
     def framePush(self, payload: bytes, isBinary: bool) -> tuple[bytes, bool]:
         """
@@ -46,7 +84,7 @@ class ChannelsStrategy:
         return channelproto.encodePush(payload, isBinary)
 
 
-@implementer(IPlugin, IRoutingStrategyFactory)
+@implementer(IPlugin, IRoutingStrategyFactory, IRoutingContextUser)
 class ChannelsStrategyFactory:
     """
     The ``channels`` routing plugin.
@@ -58,7 +96,16 @@ class ChannelsStrategyFactory:
 
     def buildRoutingStrategy(self, options: Mapping[str, str], reactor: IReactorTime) -> ChannelsStrategy:
         """
+        Refused: the strategy is nothing without the server's channel service.
+        """
+        PluginOptions(self.name, options, self.options)
+        raise ValueError(f"{self.name}: needs the server's channel service (buildRoutingStrategyInContext)")
+
+    def buildRoutingStrategyInContext(
+        self, options: Mapping[str, str], reactor: IReactorTime, context: IRoutingContext
+    ) -> ChannelsStrategy:
+        """
         The channels protocol takes its settings from ``--namespace``.
         """
         PluginOptions(self.name, options, self.options)
-        return ChannelsStrategy()
+        return ChannelsStrategy(context.channels)

@@ -3,8 +3,10 @@ The Autobahn shell: turns WebSocket events into calls on the pure core.
 
 C{onConnect} asks the authenticator; C{onMessage} asks the routing strategy
 (or, before authentication, the authenticator again); the actions they answer
-with are carried out here and nowhere else.  The protocol instance is itself
-the L{ISession} the registry indexes, so an open connection costs one object.
+with, at once or by a Deferred, are carried out here and nowhere else, in
+the order of the messages (C{realtime.websocket.routed}).  The protocol
+instance is itself the L{ISession} the registry indexes, so an open
+connection costs one object.
 """
 
 from __future__ import annotations
@@ -26,12 +28,9 @@ from realtime.core.limits import RETRY_AFTER, LimitExceeded, TokenBucket
 from realtime.delivery.fanout import Frame
 from realtime.delivery.timers import Timeout
 from realtime.interfaces import ISession
-from realtime.push.channels import RequestError
-from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import (
     Accept,
     AwaitFirstMessage,
-    Call,
     Close,
     Deliver,
     Deny,
@@ -43,6 +42,7 @@ from realtime.values import (
 from realtime.websocket._autobahn.adapter import QuietAdapter
 from realtime.websocket._autobahn.rfc6455 import StrictProtocol
 from realtime.websocket.handshake import FastHandshake, Upgrade, upgradeRequest
+from realtime.websocket.routed import RouteQueue, answerNow
 from realtime.websocket.sending import SessionOutput, validCloseCode
 
 #: seconds an asynchronous authenticator may take to decide a handshake
@@ -117,7 +117,8 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
     _authPending: list[tuple[bytes, bool]] | None = None
     _awaitingFirst = False
     _registered = False
-    subscriptions: dict[str, Any] | None = None
+    #: answers of routing still waiting, or waited behind (in order)
+    _routes: RouteQueue | None = None
     #: the key C{factory.limits} counts this connection under, once admitted
     _clientKey: Any = _UNCOUNTED
     _refusedForLimit = False
@@ -271,11 +272,35 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
             self.factory.limits.refused["rate"] += 1
             self.close(closecodes.RATE_LIMITED, "rate limited: too many messages")
             return
+        routes = self._routes
         try:
-            actions = self.factory.strategy.route(self, payload, isBinary, self.factory.registry)
-            self.perform(actions)
+            answer = self.factory.strategy.route(self, payload, isBinary, self.factory.registry)
+            if routes is None:
+                # (a tuple, what most strategies answer, skips the ABC check
+                # isinstance makes of Deferred, an Awaitable)
+                if type(answer) is not tuple and isinstance(answer, Deferred):
+                    answer = answerNow(answer)
+                    if isinstance(answer, Deferred):
+                        routes = self._routes = RouteQueue(self.perform, self._routeFailed, self.isOpen, self._routesDrained)
+                        routes.add(answer)
+                        return
+                    if isinstance(answer, Failure):
+                        self._routeFailed(answer)
+                        return
+                self.perform(answer)
+                return
+            if not routes.add(answer):
+                self.close(closecodes.POLICY_VIOLATION, "too many messages waiting for answers")
         except Exception:
-            self._log.failure("routing a message from {session} failed", session=self.sessionId)
+            self._routeFailed(Failure())
+
+    def _routesDrained(self) -> None:
+        # every answer is out: an idle connection keeps no queue
+        self._routes = None
+
+    def _routeFailed(self, failure: Failure) -> None:
+        self._log.failure("routing a message from {session} failed", failure, session=self.sessionId)
+        if self.state == _STATE_OPEN:
             self.close(closecodes.INTERNAL_ERROR, "internal error")
 
     def _firstMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -336,29 +361,8 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
                 self.sendMessage(errorFrame(action.code, action.message), False)
             elif isinstance(action, Close):
                 self.close(validCloseCode(action.code, closecodes.POLICY_VIOLATION), action.reason)
-            elif isinstance(action, Call):
-                request = action.request
-                self.factory.router.request(self, request).addCallbacks(
-                    self._cbAnswer, self._ebAnswer, callbackArgs=(request.id,), errbackArgs=(request.id,)
-                )
             else:
                 raise TypeError(f"unknown routing action {action!r}")
-
-    def _cbAnswer(self, result: dict[str, Any], requestId: Any) -> None:
-        if self.state == _STATE_OPEN:
-            self.sendMessage(channelproto.encodeReply(requestId, result), False)
-
-    def _ebAnswer(self, failure: Failure, requestId: Any) -> None:
-        if failure.check(RequestError):
-            code, message = failure.value.code, failure.value.message
-        elif failure.check(StoreUnavailable, ShuttingDown):
-            # the store's monitor logged it once
-            code, message = "unavailable", str(failure.value)
-        else:
-            self._log.failure("request {id!r} from {session} failed", failure, id=requestId, session=self.sessionId)
-            code, message = "internal", "internal error"
-        if self.state == _STATE_OPEN:
-            self.sendMessage(channelproto.encodeError(requestId, code, message), False)
 
     # -- teardown ------------------------------------------------------------
 

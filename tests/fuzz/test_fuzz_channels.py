@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from realtime.auth.anonymous import AnonymousAuthenticator
-from realtime.core.channelwire import ERRORS, OPS, Failure, Request, parseRequest
+from realtime.core.channelwire import ERRORS, OPS, Failure, Request, encodePush, parseRequest
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.routing.channels import ChannelsStrategy
 from realtime.store.memory import MemoryMessageStore
@@ -41,15 +41,14 @@ class ChannelsFuzzTests(ProtocolTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        strategy = ChannelsStrategy()
         rules = NamespaceRules(
             [
                 parseNamespaceSpec("room:*:public=true:publish=true:presence=true"),
                 parseNamespaceSpec("hist:*:public=true:publish=true:history=5:ttl=60"),
             ]
         )
-        router = buildRouter(self.clock, MemoryMessageStore(), rules, offline=None, framePush=strategy.framePush)
-        self.serve(AnonymousAuthenticator(), strategy, router=router)
+        router = buildRouter(self.clock, MemoryMessageStore(), rules, offline=None, framePush=encodePush)
+        self.serve(AnonymousAuthenticator(), ChannelsStrategy(router.channels), router=router)
         self.proto, self.transport = self.connect()
         self.transport.clear()
 
@@ -69,9 +68,9 @@ class ChannelsFuzzTests(ProtocolTestCase):
     @given(st.lists(messages, min_size=1, max_size=4))
     def test_connection(self, batch: list[tuple[bytes, bool]]) -> None:
         """
-        One reply per message, each valid JSON with a documented error code
-        when it is an error; no close, nothing logged; a ping is then still
-        answered.
+        One reply per message, in order, each valid JSON with a documented
+        error code when it is an error; no close, nothing logged; a ping is
+        then still answered.
         """
         data = b"".join(clientFrame(p, opcode=2 if isBinary else 1) for p, isBinary in batch)
         with noTracebacks():
@@ -84,4 +83,6 @@ class ChannelsFuzzTests(ProtocolTestCase):
             if not reply["ok"]:
                 self.assertIn(reply["error"]["code"], ERRORS, reply)
         self.assertEqual((replies[-1]["id"], replies[-1]["ok"]), ("last", True))
+        # in the order the requests were sent
+        self.assertEqual([r["id"] for r in replies], [parseRequest(p, b).id for p, b in batch] + ["last"])
         self.assertEqual(self.proto.state, self.proto.STATE_OPEN)
