@@ -11,13 +11,12 @@ from __future__ import annotations
 import secrets
 from typing import IO, Any, Callable
 
-import txaio
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IProtocolFactory, IReactorCore, IReactorTime
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, Logger
 
@@ -48,7 +47,8 @@ from realtime.store.memory import MemoryMessageStore
 from realtime.values import OfflineLimits
 from realtime.web.sharedport import SharedPortFactory
 from realtime.web.site import buildWebSite
-from realtime.websocket._autobahn.debuglogs import useCheapFormatting
+from realtime.websocket._autobahn.endpoints import StrictEndpointService
+from realtime.websocket._autobahn.logs import setAutobahnLogLevel
 from realtime.websocket.factory import RealtimeServerFactory
 
 __all__ = ["Options", "makeService"]
@@ -83,14 +83,12 @@ def withBacklog(description: str) -> str:
     return description
 
 
-class Listener(StreamServerEndpointService):
+class Listener(StrictEndpointService):
     """
     Listens on one option's endpoint; a port that cannot be bound stops the
     start with a message naming the option, instead of a server that runs
     without it.
     """
-
-    _raiseSynchronously = True
 
     def __init__(self, reactor: Any, option: str, description: str, factory: IProtocolFactory) -> None:
         StreamServerEndpointService.__init__(self, serverFromString(reactor, withBacklog(description)), factory)
@@ -106,7 +104,7 @@ class Listener(StreamServerEndpointService):
             StreamServerEndpointService.privilegedStartService(self)
         except Exception as e:
             raise SystemExit(f"realtime: cannot listen on --{self.option} {self.description}: {e}") from None
-        self._waitingForPort.addCallback(self._listening)
+        self.whenListening().addCallback(self._listening)
 
     def _listening(self, port: Any) -> Any:
         self.port = port
@@ -247,6 +245,13 @@ class RealtimeService(MultiService):
 
     logObserver: Any = None
 
+    #: what the server is made of, for tests and the debugger
+    router: Any = None
+    registry: Any = None
+    broker: Any = None
+    factory: Any = None
+    counters: Any = None
+
     def setServiceParent(self, parent: Any) -> Any:
         """
         Join the application, and set its log observer if we have one.
@@ -293,14 +298,11 @@ def makeService(options: Options) -> MultiService:
     return service
 
 
-def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
+def buildService(options: Options, reactor: IReactorTime) -> RealtimeService:
     """
     L{makeService} with the reactor given, for tests.
     """
-    # Autobahn logs every frame at debug level through txaio; twistd's log
-    # observer keeps everything, so set the level where txaio filters.
-    txaio.set_global_log_level("info")
-    useCheapFormatting()
+    setAutobahnLogLevel("info")
     notes: list[str] = []
     warnings = list(options["authenticator"].warnings())
     registry = SessionRegistry()
@@ -446,9 +448,9 @@ def buildService(options: Options, reactor: IReactorCore) -> RealtimeService:
     notes.append(f"auth {options['auth-name']}, routing {options['routing-name']}")
     StartupReport(warnings, options["plugin-problems"], notes).setServiceParent(top)
 
-    top.router = router  # type: ignore[attr-defined]
-    top.registry = registry  # type: ignore[attr-defined]
-    top.broker = broker  # type: ignore[attr-defined]
-    top.factory = factory  # type: ignore[attr-defined]
-    top.counters = counters  # type: ignore[attr-defined]
+    top.router = router
+    top.registry = registry
+    top.broker = broker
+    top.factory = factory
+    top.counters = counters
     return top

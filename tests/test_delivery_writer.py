@@ -102,7 +102,7 @@ class OrderTests(TestCase):
         yield task.deferLater(reactor, 0, lambda: None)
         transport = session.transport
         self.assertTrue(transport.dataBuffer or transport._tempDataLen, "Twisted's buffer was never used")
-        self.assertIsNone(session._send)
+        self.assertIsNone(session._directSend)
 
         reader.transport.resumeProducing()
         frameSize = 2 + 8 + SIZE
@@ -111,7 +111,7 @@ class OrderTests(TestCase):
         for seq in range(FRAMES, FRAMES + 3):
             router.pushNow(ToUids(("u1",)), payload(seq), True)
         yield reader.waitFor(start + (FRAMES + 3) * frameSize)
-        self.assertIsNotNone(session._send)
+        self.assertIsNotNone(session._directSend)
 
         reader.transport.loseConnection()
         yield defer.gatherResults([closed, reader.lost])

@@ -1,7 +1,8 @@
 """
-Tests for L{realtime.websocket.handshake} (the fast opening handshake) and
-L{realtime.websocket._autobahn.adapter}: both must leave a connection exactly as Autobahn's
-own path does, and the fast path must only ever accept what Autobahn would.
+Tests for L{realtime.websocket.handshake} and L{realtime.websocket._autobahn.opening} (the
+fast opening handshake) and L{realtime.websocket._autobahn.connection} (the lean adapter):
+both must leave a connection exactly as Autobahn's own path does, and the fast path must
+only ever accept what Autobahn would.
 """
 
 from __future__ import annotations
@@ -266,10 +267,10 @@ class SameAsAutobahnTests(SynchronousTestCase):
             self.assertEqual(ours.__dict__[name], theirs.__dict__[name], name)
 
 
-class QuietAdapterTests(SynchronousTestCase):
+class LeanAdapterTests(SynchronousTestCase):
     """
-    L{realtime.websocket._autobahn.adapter.QuietAdapter} sets up what Autobahn's adapter
-    does.
+    L{realtime.websocket._autobahn.connection.ServerConnection} sets up what
+    Autobahn's adapter does.
     """
 
     def test_sameAttributes(self) -> None:
@@ -301,5 +302,5 @@ class QuietAdapterTests(SynchronousTestCase):
             self.assertEqual(getattr(ours, name), getattr(theirs, name), name)
         for name in objects - {"send_queue"}:
             self.assertIs(type(getattr(ours, name)), type(getattr(theirs, name)), name)
-        # SessionOutput shares one empty trickle queue until a connection needs its own
+        # one empty trickle queue is shared until a connection needs its own
         self.assertEqual(list(ours.send_queue), list(theirs.send_queue))

@@ -198,12 +198,12 @@ class SlowHandshakeTests(ProtocolTestCase):
         """
         Once authenticated, what only the handshake needed is dropped.
         """
-        from realtime.websocket.protocol import HANDSHAKE_ATTRIBUTES
+        from realtime.websocket._autobahn.connection import ServerConnection
 
         self.serve(AnonymousAuthenticator(), EchoStrategy())
         proto, transport = self.connect()
         self.assertIsNone(proto.handshake)
-        for name in HANDSHAKE_ATTRIBUTES:
+        for name in ServerConnection.HANDSHAKE_ATTRIBUTES:
             self.assertNotIn(name, proto.__dict__)
         self.assertNotIn("maxMessagePayloadSize", proto.__dict__)
         self.assertEqual(proto.maxMessagePayloadSize, self.factory.maxMessagePayloadSize)

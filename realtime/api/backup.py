@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from twisted.web.static import NoRangeStaticProducer
 
 from realtime.interfaces import IBackupSource
@@ -68,7 +69,7 @@ class BackupDownloads:
             raise BackupInProgress("another backup is in progress; try again once it is done")
         self.busy = True
         now = self._reactor.seconds()
-        over = request.notifyFinish()
+        over = cast(Request, request).notifyFinish()
         d = self._source.backup()
         d.addCallbacks(self._stream, self._failed, callbackArgs=(request, over, now))
         return d

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -275,8 +275,9 @@ class ApiResource(_Branch):
         except ApiError as e:
             return self._encode(request, *self._errorAnswer(request, e))
         gone: list[bool] = [False]
-        request.notifyFinish().addBoth(lambda _: gone.__setitem__(0, True))
-        d: Deferred[_Answer | None] = maybeDeferred(action, request)
+        cast(server.Request, request).notifyFinish().addBoth(lambda _: gone.__setitem__(0, True))
+        # the actions answer a value, or a Deferred of one (or of None)
+        d: Deferred[_Answer | None] = maybeDeferred(cast(Callable[[IRequest], Any], action), request)
         d.addErrback(self._ebAnswer, request)
         d.addCallback(self._cbFinish, request, gone)
         d.addErrback(lambda f: self.log.failure("could not answer an API request", f))
@@ -284,7 +285,7 @@ class ApiResource(_Branch):
 
     def _ebAnswer(self, failure: Failure, request: IRequest) -> _Answer:
         if failure.check(ApiError):
-            return self._errorAnswer(request, failure.value)
+            return self._errorAnswer(request, cast(ApiError, failure.value))
         if failure.check(ShuttingDown, StoreUnavailable):
             code = "shutting_down" if failure.check(ShuttingDown) else "store_unavailable"
             error = ApiError(503, code, str(failure.value), {b"Retry-After": RETRY_AFTER})
@@ -396,7 +397,7 @@ class ApiResource(_Branch):
             raise _invalid('missing "data"')
         data = jsonData(body["data"])
         self.pushes += 1
-        d = self.broker.publish(Envelope(ToChannel(channel), data, False))
+        d = self.broker.publish(Envelope(ToChannel(cast(str, channel)), data, False))
         return d.addCallback(
             lambda r: (
                 200,
@@ -483,5 +484,5 @@ def buildApiSite(
         headTimeout,
         reactor=reactor,
     )
-    site.api = site.resource.children[b"api"]  # type: ignore[attr-defined]
+    site.api = site.resource.children[b"api"]
     return site

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
@@ -192,6 +192,9 @@ class LinePushProtocol(LineReceiver):
     delimiter = b"\n"
     log = Logger()
     factory: LinePushFactory
+    #: TCP, TLS or a Unix socket (Twisted types it as an optional
+    #: C{ITransport}, which is not a producer)
+    transport: Any
 
     def __init__(self) -> None:
         self._pending: deque[list[bytes | None]] = deque()
@@ -215,7 +218,7 @@ class LinePushProtocol(LineReceiver):
         after the last line): answer what is in flight, then close.
         """
         self._readClosed = True
-        self.dataReceived(b"\n" if self._buffer.strip() else b"")
+        self.dataReceived(b"\n" if self._unread.strip() else b"")
         self._flush()
 
     def writeConnectionLost(self) -> None:
@@ -241,13 +244,13 @@ class LinePushProtocol(LineReceiver):
         to C{lineLengthExceeded} in one piece and cannot resume within the same
         call, hence this replacement.
         """
-        if self._busyReceiving:
-            self._buffer += data
+        if self._receiving:
+            self._unread += data
             return
-        self._busyReceiving = True
+        self._receiving = True
         try:
-            buffer = self._buffer + data if self._buffer else data
-            self._buffer = b""
+            buffer = self._unread + data if self._unread else data
+            self._unread = b""
             start = 0
             while not self.paused and not self._lost:
                 end = buffer.find(b"\n", start)
@@ -267,16 +270,28 @@ class LinePushProtocol(LineReceiver):
                 self.lineReceived(line)
             rest = buffer[start:]
             if self.paused or self._lost:
-                self._buffer = rest
+                self._unread = rest
             elif self._discarding:
-                self._buffer = b""
+                self._unread = b""
             elif len(rest) > self.MAX_LENGTH + 1:
                 # no newline yet, and too long already even allowing for \r
                 self.lineLengthExceeded(rest)
             else:
-                self._buffer = rest
+                self._unread = rest
         finally:
-            self._busyReceiving = False
+            self._receiving = False
+
+    #: bytes read and not yet split into lines; C{dataReceived} is running
+    #: (our own names: C{LineReceiver}'s are private to it)
+    _unread = b""
+    _receiving = False
+
+    def clearLineBuffer(self) -> bytes:
+        """
+        C{LineReceiver}'s, on this class's buffer.
+        """
+        unread, self._unread = self._unread, b""
+        return unread
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -284,7 +299,7 @@ class LinePushProtocol(LineReceiver):
         connection stays open, unlike C{LineReceiver}'s default.
         """
         self._discarding = True
-        self._buffer = b""
+        self._unread = b""
         self._answerError(f"error: line longer than {self.MAX_LENGTH} bytes".encode())
 
     def lineReceived(self, line: bytes) -> None:
@@ -334,7 +349,8 @@ class LinePushProtocol(LineReceiver):
         self._pending.append(slot)
         if len(self._pending) >= MAX_PENDING:
             self._pauseReading("pending")
-        d: Deferred[PushResult] = maybeDeferred(factory.broker.publish, Envelope(target, line, False))
+        # a PushResult, then the answer line
+        d: Deferred[Any] = maybeDeferred(factory.broker.publish, Envelope(target, line, False))
         d.addCallbacks(self._cbPublished, self._ebPublished)
         d.addCallback(self._fill, slot)
         d.addErrback(lambda f: self.log.failure("could not answer a line port request", f))
@@ -378,7 +394,7 @@ class LinePushProtocol(LineReceiver):
         while pending and pending[0][0] is not None:
             answer = pending.popleft()[0]
             if not self._lost:
-                self.sendLine(answer)  # type: ignore[arg-type]
+                self.sendLine(cast(bytes, answer))
         if len(pending) <= MAX_PENDING // 2:
             self._resumeReading("pending")
         if self._readClosed and not pending and not self._lost:
@@ -443,7 +459,7 @@ class LinePushProtocol(LineReceiver):
         self._lost = True
 
 
-class LinePushFactory(Factory):
+class LinePushFactory(Factory[LinePushProtocol]):
     """
     Builds L{LinePushProtocol}s sharing one broker and one set of counters.
 

@@ -11,7 +11,7 @@ are L{realtime.core.limits}.)
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from twisted.web import server
 from twisted.web.resource import IResource
@@ -59,7 +59,7 @@ class ApiRequest(server.Request):
             self.bodyTooLarge = True
             self.content = BytesIO()
             return
-        self.content.write(data)
+        cast(BytesIO, self.content).write(data)
 
 
 class ApiSite(Http11Site):
@@ -68,7 +68,10 @@ class ApiSite(Http11Site):
     API's JSON error for an oversized head.
 
     @ivar maxBodySize: the largest request body accepted, in bytes.
+    @ivar api: the C{ApiResource} served (set by C{buildApiSite}).
     """
+
+    api: Any = None
 
     headTooLarge = headTooLarge(
         b'{"error": {"code": "headers_too_large", "message": "request head over 16 KiB or 500 header lines"}}',

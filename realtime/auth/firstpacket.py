@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, cast
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
@@ -149,4 +149,4 @@ class FirstPacketAuthenticatorFactory:
         secret = opts.string("secret", required=verify == "hmac")
         if verify == "none" and secret:
             raise opts.error("secret", "is only used with verify=hmac")
-        return FirstPacketAuthenticator(reactor, timeout, secret.encode() if verify == "hmac" else None)
+        return FirstPacketAuthenticator(reactor, timeout, cast(str, secret).encode() if verify == "hmac" else None)

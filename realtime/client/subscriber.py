@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.application.internet import ClientService
@@ -113,7 +113,7 @@ class ChannelSubscriber:
         self._backoff = partial(backoffDelay, minDelay=minDelay, maxDelay=maxDelay, jitter=jitter)
         self._nextId, self._attempt = 1, 0
         headers, protocols = dict(headers or {}), list(protocols or ())
-        factory = WebSocketClientFactory(url, headers=headers, protocols=protocols, reactor=reactor)
+        factory = SubscriberFactory(url, headers=headers, protocols=protocols, reactor=reactor)
         factory.protocol, factory.subscriber = SubscriberProtocol, self
         # a peer that vanished without a FIN is found by pings, not by requests nobody happens to make
         wait = self._requestTimeout = requestTimeout
@@ -170,7 +170,9 @@ class ChannelSubscriber:
             return fail(SubscriberError("not_subscribed", f"not subscribed to {channel!r}"))
         if state.waiter is not None:
             state.waiter.cancel()
-        return self._request("unsubscribe", {"channel": channel}) if self._send else succeed(None)  # type: ignore
+        if not self._send:
+            return succeed(None)
+        return cast("Deferred[Result | None]", self._request("unsubscribe", {"channel": channel}))
 
     def publish(self, channel: str, data: Any) -> Deferred[Result]:
         """Publish C{data}, any JSON value, where the namespace allows it."""
@@ -323,6 +325,12 @@ class ChannelSubscriber:
                 callback(*args)
             except Exception:
                 _log.failure("{callback} raised", callback=callback)
+
+
+class SubscriberFactory(WebSocketClientFactory):
+    """Autobahn's client factory, holding the L{ChannelSubscriber} its protocols report to."""
+
+    subscriber: ChannelSubscriber
 
 
 class SubscriberProtocol(WebSocketClientProtocol):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Generic, Iterable, Sequence, TypeVar
+from typing import Any, Generic, Iterable, Sequence, TypeVar, cast
 
 import twisted.plugins
 from twisted.plugin import getCache, getPlugins
@@ -102,13 +102,13 @@ def _collect(interface: type[Interface], into: PluginSet[T], problems: list[str]
         origin = getattr(type(plugin), "__module__", "?")
         try:
             verifyObject(interface, plugin)
-            name = plugin.name
+            name = cast(Any, plugin).name
         except (Invalid, Exception) as e:
             problems.append(f"{into.kind} plugin {plugin!r} from {origin} does not provide {interface.__name__}: {e}")
             continue
         existing = into.byName.get(name)
         if existing is None:
-            into.byName[name] = plugin
+            into.byName[name] = cast(T, plugin)
         elif type(existing).__qualname__ != type(plugin).__qualname__:
             problems.append(
                 f"{into.kind} plugin name {name!r} is taken by {type(existing).__module__}; "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 from realtime.core import checks
 from realtime.values import Retention
@@ -80,7 +80,7 @@ def parseNamespace(pattern: str, values: Mapping[str, object]) -> NamespaceOptio
             elif key == "ttl":
                 options = replace(options, ttl=checks.number(str(value), minimum=0, exclusive=True))
             else:
-                options = replace(options, **{key: checks.flag(value)})
+                options = replace(options, **cast(dict[str, Any], {key: checks.flag(value)}))
         except ValueError as e:
             raise ValueError(f"namespace {pattern!r}: {key} {e}") from None
     return options

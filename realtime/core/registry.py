@@ -8,7 +8,7 @@ session leaves every index in one call.
 
 from __future__ import annotations
 
-from typing import Any, Collection
+from typing import Any, Collection, Sequence
 
 from zope.interface import implementer
 
@@ -69,7 +69,7 @@ class SessionRegistry:
         """
         return self._byId.get(sessionId)
 
-    def sessionsOf(self, uid: str) -> Collection[ISession]:
+    def sessionsOf(self, uid: str) -> Sequence[ISession]:
         """
         The sessions of C{uid}, as a snapshot the caller may iterate while
         sessions come and go.
@@ -83,7 +83,7 @@ class SessionRegistry:
         """
         return uid in self._byUid
 
-    def allSessions(self) -> Collection[ISession]:
+    def allSessions(self) -> Sequence[ISession]:
         """
         Every session, as a snapshot (the same object until sessions change).
         """
@@ -150,7 +150,7 @@ class SessionRegistry:
             del self._present[subscription.channel]
         return count == 0
 
-    def subscribersOf(self, channel: str) -> Collection[Any]:
+    def subscribersOf(self, channel: str) -> Sequence[Any]:
         """
         The subscriptions of C{channel}, as a snapshot.
         """

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from itertools import islice
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -189,7 +189,7 @@ class Fanout:
             order) and returns its cost in session writes, at least 1.
         @return: a Deferred firing once every step ran.
         """
-        job = _Steps(items, step)  # type: ignore[arg-type]
+        job = _Steps(items, cast(Callable[[object], int], step))
         if not self._jobs:
             job.run(self.chunkSize)
             if job.done:

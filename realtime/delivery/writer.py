@@ -24,6 +24,8 @@ from twisted.internet import abstract, tcp
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper
 
+from realtime.websocket._autobahn.privates import heldBytes, holdsNothing
+
 
 class Writable(Protocol):
     """
@@ -43,12 +45,11 @@ def directSend(transport: Any) -> Callable[[bytes], int] | None:
     """
     if (
         type(transport) is tcp.Server
-        and transport._tempDataLen == 0
-        and transport.offset == len(transport.dataBuffer)
+        and holdsNothing(transport)
         and transport.connected
         and not transport.disconnecting
     ):
-        return transport.socket.send  # type: ignore[no-any-return]
+        return transport.socket.send
     return None
 
 
@@ -64,7 +65,7 @@ def unsentBytes(transport: Any) -> int | None:
     while isinstance(transport, ProtocolWrapper):
         transport = transport.transport
     if isinstance(transport, abstract.FileDescriptor):
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        return heldBytes(transport)
     return None
 
 

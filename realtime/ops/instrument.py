@@ -11,7 +11,7 @@ keep (C{realtime.ops.metrics}).
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -117,10 +117,11 @@ class InstrumentedBroker:
         self.histogram = histogram
         self._reactor = reactor
         self.extraStats = extraStats
-        self._pushNow = getattr(broker, "pushNow", None)
+        self._pushNow = cast(Callable[[Target, bytes, bool], "int | None"], getattr(broker, "pushNow", None))
         if self._pushNow is None:
             # no fast path to offer: the line port then takes publish()
-            self.pushNow = None  # type: ignore[assignment]
+            # (an instance attribute hiding the method)
+            self.__dict__["pushNow"] = None
 
     def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
         """
@@ -128,7 +129,7 @@ class InstrumentedBroker:
         """
         seconds = self._reactor.seconds
         started = seconds()
-        delivered = self._pushNow(target, payload, isBinary)  # type: ignore[misc]
+        delivered = self._pushNow(target, payload, isBinary)
         if delivered is not None:
             self.histogram.observe((self.source, kindOf(target)), seconds() - started)
         return delivered
@@ -201,4 +202,4 @@ class CountingStrategy:
         """
         The wrapped strategy's framing (only called when it has one).
         """
-        return self.strategy.framePush(payload, isBinary)  # type: ignore[attr-defined, no-any-return]
+        return cast(IPushFraming, self.strategy).framePush(payload, isBinary)

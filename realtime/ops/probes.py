@@ -18,7 +18,7 @@ The operator's endpoints on the web side of ``--port``:
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
+from twisted.web.server import Request
 
 #: the store key /readyz reads: never a real uid (uids have no control characters)
 READY_PROBE_UID = "\x00readyz"
@@ -109,11 +110,11 @@ class ReadyResource(Resource):
 
     def _probe(self, name: str, check: Callable[[], Any]) -> Deferred[str]:
         d: Deferred[Any] = maybeDeferred(check)
-        d.addTimeout(self.timeout, self._reactor)  # type: ignore[arg-type]
+        d.addTimeout(self.timeout, self._reactor)
 
         def failed(failure: Failure) -> str:
             self.log.warn("readiness check {name} failed: {why}", name=name, why=failure.getErrorMessage() or failure.type)
-            return f"failed: {failure.getErrorMessage() or failure.type.__name__}"
+            return f"failed: {failure.getErrorMessage() or getattr(failure.type, '__name__', 'error')}"
 
         return d.addCallbacks(lambda _: "ok", failed)
 
@@ -166,7 +167,7 @@ class ReadyResource(Resource):
         if self._stopping():
             return jsonBody(request, 503, {"ready": False, "checks": {"server": "stopping"}})
         gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        cast(Request, request).notifyFinish().addErrback(lambda _: gone.append(True))
 
         def answer(checks: dict[str, str]) -> None:
             if gone:

@@ -208,13 +208,14 @@ class ChannelService:
 
     def _op_publish(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
         channel = request.channel
-        assert channel is not None and request.data is not None
+        data = request.data
+        assert channel is not None and data is not None
         options = self.rules.match(channel)
 
         def allowed(ok: bool) -> Deferred[dict[str, Any]]:
             if not ok:
                 raise RequestError("forbidden", f"not allowed to publish to {channel!r}")
-            return self._publish(channel, request.data).addCallback(
+            return self._publish(channel, data).addCallback(
                 lambda r: {"channel": channel, "offset": r.offset, "epoch": r.epoch, "delivered": r.delivered}
             )
 

@@ -246,8 +246,11 @@ class OfflineQueues:
     def _requeue(self, uid: str, messages: list[Any]) -> Deferred[None]:
         d: Deferred[Any] = succeed(None)
         for m in messages:
-            d.addCallback(lambda _, m=m: self._store.queueOffline(uid, m.payload, m.isBinary, self.limits, m.timestamp))
+            d.addCallback(self._requeueOne, uid, m)
         return d.addCallback(lambda _: None)
+
+    def _requeueOne(self, _: object, uid: str, m: Any) -> Deferred[bool]:
+        return self._store.queueOffline(uid, m.payload, m.isBinary, self.limits, m.timestamp)
 
     def _ebDrain(self, failure: Failure, session: ISession) -> None:
         logUnlessKnown(self.log, failure, "delivering offline messages to {uid} failed", uid=session.uid)
@@ -311,5 +314,5 @@ class OfflineQueues:
             return (uid, "full")
 
         if uid in self._seen:
-            return maybeDeferred(known, True)
+            return succeed(True).addCallback(known)
         return self._store.wasSeen(uid, now).addCallback(known)

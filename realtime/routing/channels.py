@@ -67,8 +67,9 @@ class ChannelsStrategy:
         return (Reply(channelproto.encodeReply(requestId, result)),)
 
     def _failed(self, failure: Failure, requestId: Any, session: ISession) -> tuple[Reply]:
-        if failure.check(RequestError):
-            code, message = failure.value.code, failure.value.message
+        error = failure.value
+        if isinstance(error, RequestError):
+            code, message = error.code, error.message
         elif failure.check(StoreUnavailable, ShuttingDown):
             # the store's monitor logged it once
             code, message = "unavailable", str(failure.value)

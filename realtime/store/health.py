@@ -86,7 +86,7 @@ class MonitoredStore:
             # a caller's mistake (a str payload), not the store's
             return failure
         self.failures += 1
-        reason = failure.getErrorMessage() or failure.type.__name__  # type: ignore[union-attr]
+        reason = failure.getErrorMessage() or getattr(failure.type, "__name__", "error")
         if self.problem is None:
             self.problem = reason
             self.log.failure(

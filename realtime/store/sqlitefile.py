@@ -174,7 +174,8 @@ class Database:
             last = db.execute(
                 "SELECT ts FROM messages WHERE stream = ? ORDER BY offset DESC LIMIT 1", (name,)
             ).fetchone()
-            row = _StreamRow(*found, lastTimestamp=-math.inf if last is None else last[0])
+            epoch, top, maxCount, ttl = found
+            row = _StreamRow(epoch, top, maxCount, ttl, lastTimestamp=-math.inf if last is None else last[0])
         self._streams[name] = row
         return row
 

@@ -18,7 +18,7 @@ C{http/1.1}, as it would from any HTTP/1.1 server.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, cast
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
@@ -64,6 +64,9 @@ class HeadDeadlineChannel(HTTPChannel):
     """
 
     site: Any = None
+    #: TCP or TLS (Twisted types it as an optional C{ITransport}, which has
+    #: no C{abortConnection})
+    transport: Any
     _deadline: IDelayedCall | None = None
     _awaitingHead = True
     _headStarted = False
@@ -174,7 +177,9 @@ class Http11Site(Site):
     @ivar headTooLarge: the whole response to an oversized head.
     """
 
-    protocol = HeadDeadlineChannel  # type: ignore[assignment]
+    # twisted.web types it as its own HTTP/1.1-or-2 wrapper; this site
+    # speaks HTTP/1.1 only (ALPN offers nothing else)
+    protocol = cast(Callable[[], Any], HeadDeadlineChannel)
     headTooLarge = HEAD_TOO_LARGE
 
     def __init__(self, resource: Any, *args: Any, headTimeout: float = DEFAULT_HEAD_TIMEOUT, **kwargs: Any) -> None:

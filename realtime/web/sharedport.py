@@ -17,13 +17,15 @@ OpenSSL fails every handshake that offers ALPN, i.e. every browser's.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress, IProtocolFactory, IProtocolNegotiationFactory
+from typing import Any, cast
+
+from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
-from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
 from realtime.delivery.timers import Timeout, TimeoutWheel
 from realtime.web.http11 import ALPN_PROTOCOLS, DEFAULT_HEAD_TIMEOUT
+from realtime.websocket._autobahn.transports import handOver
 
 #: an HTTP request head larger than this is not a WebSocket handshake we
 #: accept; twisted.web answers it (431/400)
@@ -53,6 +55,10 @@ class SharedPortProtocol(Protocol):
     """
     Reads until the end of the first request head, then steps aside.
     """
+
+    #: TCP or TLS (Twisted types it as an optional C{ITransport}, which has
+    #: no C{abortConnection})
+    transport: Any
 
     def __init__(self, port: SharedPortFactory, addr: IAddress) -> None:
         self._port = port
@@ -86,7 +92,7 @@ class SharedPortProtocol(Protocol):
             target = self._port.web
         self._handOver(target.buildProtocol(self._addr), buffer)
 
-    def _handOver(self, protocol: Protocol | None, data: bytes) -> None:
+    def _handOver(self, protocol: IProtocol | None, data: bytes) -> None:
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
@@ -94,12 +100,7 @@ class SharedPortProtocol(Protocol):
         if protocol is None:
             transport.loseConnection()
             return
-        if isinstance(transport, ProtocolWrapper):
-            transport.wrappedProtocol = protocol
-        else:
-            transport.protocol = protocol
-        protocol.makeConnection(transport)
-        protocol.dataReceived(data)
+        handOver(transport, protocol, data)
 
     def connectionLost(self, reason: object = None) -> None:
         """
@@ -130,11 +131,13 @@ class SharedPortFactory(Factory):
         self.wheel = wheel
         self.headTimeout = headTimeout
 
-    def buildProtocol(self, addr: IAddress) -> SharedPortProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> SharedPortProtocol:
         """
         A sniffer for the connection.
         """
-        return SharedPortProtocol(self, addr)
+        # Twisted's listening ports always give one (Factory's signature
+        # allows None for other callers)
+        return SharedPortProtocol(self, cast(IAddress, addr))
 
     def acceptableProtocols(self) -> list[bytes]:
         """
@@ -146,7 +149,7 @@ class SharedPortFactory(Factory):
         """
         Start the factories we hand connections to.
         """
-        Factory.doStart(self)
+        super().doStart()
         self.websocket.doStart()
         self.web.doStart()
 
@@ -156,4 +159,4 @@ class SharedPortFactory(Factory):
         """
         self.websocket.doStop()
         self.web.doStop()
-        Factory.doStop(self)
+        super().doStop()

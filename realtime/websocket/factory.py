@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 
 from realtime.core.limits import ConnectionLimits, RateLimit
 from realtime.core.origins import OriginPolicy
@@ -16,6 +16,7 @@ from realtime.delivery.timers import TimeoutWheel
 from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import IAuthenticator, IRoutingStrategy, ISession
 from realtime.push.router import Router
+from realtime.websocket._autobahn.options import configuredClass
 from realtime.websocket._autobahn.rfc6455 import strictOptions
 from realtime.websocket.protocol import RealtimeServerProtocol
 
@@ -78,7 +79,7 @@ class RealtimeServerFactory(WebSocketServerFactory):
 
     _configured: type | None = None
 
-    def setProtocolOptions(self, **options: Any) -> None:
+    def setProtocolOptions(self, *args: Any, **options: Any) -> None:
         """
         Autobahn's, then forget the configured protocol class.
 
@@ -86,29 +87,17 @@ class RealtimeServerFactory(WebSocketServerFactory):
         does not give it: it stays C{True}, since C{self.origins} decides.
         """
         options.setdefault("allowNullOrigin", True)
-        WebSocketServerFactory.setProtocolOptions(self, **options)
+        WebSocketServerFactory.setProtocolOptions(self, *args, **options)
         self._configured = None
 
     def buildProtocol(self, addr: Any) -> RealtimeServerProtocol:
         """
-        A protocol of a class that carries this factory's options itself.
-
-        Autobahn copies some 30 options from the factory into every
-        protocol instance (and pretty-prints them, for a debug log that is
-        off); a subclass holding them as class attributes makes both
-        unnecessary: less memory per idle connection, faster handshakes.
+        A protocol of a class that carries this factory's options itself
+        (L{configuredClass}).
         """
         configured = self._configured
         if configured is None:
-            names = WebSocketServerProtocol.CONFIG_ATTRS
-            # a function stored on a class would become a method: keep
-            # callables (perMessageCompressionAccept) plain
-            attributes: dict[str, Any] = {
-                name: staticmethod(value) if callable(value) else value
-                for name, value in ((name, getattr(self, name)) for name in names)
-            }
-            attributes["CONFIG_ATTRS"] = ()
-            configured = self._configured = type(self.protocol.__name__, (self.protocol,), attributes)
+            configured = self._configured = configuredClass(self.protocol, self)
         protocol = configured()
         protocol.factory = self
         return protocol

@@ -39,31 +39,12 @@ from realtime.values import (
     Refuse,
     Reply,
 )
-from realtime.websocket._autobahn.adapter import QuietAdapter
-from realtime.websocket._autobahn.rfc6455 import StrictProtocol
-from realtime.websocket.handshake import FastHandshake, Upgrade, upgradeRequest
+from realtime.websocket.handshake import Upgrade, upgradeRequest
 from realtime.websocket.routed import RouteQueue, answerNow
 from realtime.websocket.sending import SessionOutput, validCloseCode
 
 #: seconds an asynchronous authenticator may take to decide a handshake
 HANDSHAKE_TIMEOUT = 10.0
-
-#: what Autobahn keeps of the opening handshake, not needed once the
-#: connection is authenticated: dropped to keep an idle connection small
-HANDSHAKE_ATTRIBUTES = (
-    "http_headers",
-    "http_request_data",
-    "http_response_data",
-    "http_status_line",
-    "http_request_uri",
-    "http_request_params",
-    "http_request_path",
-    "http_request_host",
-    "websocket_origin",
-    "websocket_protocols",
-    "websocket_extensions",
-    "_wskey",
-)
 
 #: how many messages a client may send while its first message is still being
 #: checked by an asynchronous authenticator; they are handled, in order, once
@@ -99,7 +80,7 @@ def errorFrame(code: str, message: str) -> bytes:
 
 
 @implementer(ISession, IPushProducer)
-class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, QuietAdapter, WebSocketServerProtocol):
+class RealtimeServerProtocol(SessionOutput):
     """
     One WebSocket connection: authentication, routing, and the session the
     backend pushes to.
@@ -121,22 +102,24 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
     _routes: RouteQueue | None = None
     #: the key C{factory.limits} counts this connection under, once admitted
     _clientKey: Any = _UNCOUNTED
-    _refusedForLimit = False
     _bucket: TokenBucket | None = None
 
     # -- handshake -----------------------------------------------------------
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         """
-        Autobahn's path (L{FastHandshake} takes the common requests).
+        Autobahn's path (C{realtime.websocket._autobahn.opening} takes the
+        common requests).
         """
         return self.decideHandshake(handshakeRequest(request, getattr(self.transport.getPeer(), "host", "")))
 
     def decideUpgrade(self, upgrade: Upgrade) -> Any:
         """
-        L{FastHandshake}'s path.
+        The fast path's (C{realtime.websocket._autobahn.opening}).
         """
-        return self.decideHandshake(upgradeRequest(upgrade, self.peer, getattr(self.transport.getPeer(), "host", "")))
+        return self.decideHandshake(
+            upgradeRequest(upgrade, self.peer or "", getattr(self.transport.getPeer(), "host", ""))
+        )
 
     def decideHandshake(self, handshake: HandshakeRequest) -> Any:
         """
@@ -168,17 +151,9 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
             self._refuseForLimit(e)
 
     def _refuseForLimit(self, exceeded: LimitExceeded) -> None:
-        self._refusedForLimit = True
+        # the refusal (on either handshake path) says when to come back
+        self.refusalHeaders = (("Retry-After", str(RETRY_AFTER)),)
         raise ConnectionDeny(exceeded.status, exceeded.message)
-
-    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
-        """
-        Autobahn's, with C{Retry-After} when a limit refused the upgrade
-        (both handshake paths end here).
-        """
-        if self._refusedForLimit:
-            responseHeaders = [*(responseHeaders or ()), ("Retry-After", str(RETRY_AFTER))]
-        WebSocketServerProtocol.failHandshake(self, reason, code, responseHeaders)
 
     def _handshakeTimedOut(self) -> None:
         self._authTimeout = None
@@ -209,7 +184,8 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
         raise TypeError(f"authenticator answered {decision!r}, not Accept/Deny/AwaitFirstMessage")
 
     def _chosenSubprotocol(self, subprotocol: str | None) -> str | None:
-        if subprotocol is not None and subprotocol not in self.handshake.protocols:
+        offered = self.handshake.protocols if self.handshake is not None else ()
+        if subprotocol is not None and subprotocol not in offered:
             raise TypeError(f"authenticator chose subprotocol {subprotocol!r}, which the client did not offer")
         return subprotocol
 
@@ -243,8 +219,7 @@ class RealtimeServerProtocol(FastHandshake, StrictProtocol, SessionOutput, Quiet
 
     def _forgetHandshake(self) -> None:
         self.handshake = None
-        for name in HANDSHAKE_ATTRIBUTES:
-            self.__dict__.pop(name, None)
+        self.forgetOpeningHandshake()
 
     def _authTimedOut(self) -> None:
         self._authTimeout = None

@@ -21,19 +21,19 @@ the kernel, so its requests earn nothing more until it catches up.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Callable, Iterable
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import encode_truncate
+from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
 from realtime import closecodes
 from realtime.delivery.fanout import Frame
 from realtime.delivery.timers import Timeout
 from realtime.delivery.writer import sendNow, unsentBytes
+from realtime.websocket._autobahn.connection import ServerConnection
 
-_STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
+_STATE_OPEN = WebSocketProtocol.STATE_OPEN
 
 
 def validCloseCode(code: int, fallback: int) -> int:
@@ -45,14 +45,18 @@ def validCloseCode(code: int, fallback: int) -> int:
     return fallback
 
 
-class SessionOutput:
+class SessionOutput(ServerConnection):
     """
-    A mixin for the C{WebSocketServerProtocol} that is also the L{ISession}
-    (and the transport's streaming producer); its factory has a C{writer},
-    a C{wheel}, C{maxQueuedBytes} and C{slowConsumerTimeout}.
+    The connection as the L{ISession} writes to it (and the transport's
+    streaming producer); its factory has a C{writer}, a C{wheel},
+    C{maxQueuedBytes} and C{slowConsumerTimeout}.
     """
 
     _log = Logger()
+
+    #: the session's id and uid (set by the protocol), for the log
+    sessionId: str
+    uid: str
 
     _paused = False
     #: bytes written and not known to be taken by the kernel (see module doc)
@@ -61,10 +65,6 @@ class SessionOutput:
     _dropped = False
     _held: list[Frame] | None = None
     _outgoing: list[bytes] | None = None
-    #: Autobahn's queue for trickled sends (C{sync}/C{chopsize}), which only
-    #: tests use: one shared, empty and immutable until a connection needs
-    #: its own (an empty deque is 600 bytes an idle connection would carry)
-    send_queue: deque[tuple[bytes, bool]] | tuple[()] = ()
 
     #: when the peer last sent anything, and whether it was pinged since
     _lastHeard = 0.0
@@ -74,16 +74,16 @@ class SessionOutput:
         """
         Anything from the peer (a pong too) shows it is alive.
         """
-        self._lastHeard = self.factory.clock.seconds()  # type: ignore[attr-defined]
+        self._lastHeard = self.factory.clock.seconds()
         self._pinged = False
-        super().dataReceived(data)  # type: ignore[misc]
+        super().dataReceived(data)
 
     def keepalive(self, now: float, interval: float) -> None:
         """
         Ping a peer silent for C{interval}; drop one silent for twice that
         (C{realtime.delivery.keepalive} calls this about once per interval).
         """
-        if self.state != _STATE_OPEN or self._paused:  # type: ignore[attr-defined]
+        if self.state != _STATE_OPEN or self._paused:
             # a session we stopped reading cannot be heard: the
             # slow-consumer timeout decides about it
             return
@@ -91,17 +91,10 @@ class SessionOutput:
         if silent >= 2 * interval:
             self.wasClean = False
             self.wasNotCleanReason = f"no answer to a ping within {interval:g} s"
-            self.dropConnection(abort=True)  # type: ignore[attr-defined]
+            self.dropConnection(abort=True)
         elif silent >= interval and not self._pinged:
             self._pinged = True
-            self.sendPing()  # type: ignore[attr-defined]
-
-    def _connectionMade(self) -> None:
-        """
-        Autobahn's, then drop its per-connection trickle queue.
-        """
-        super()._connectionMade()  # type: ignore[misc]
-        self.__dict__.pop("send_queue", None)
+            self.sendPing()
 
     def sendPrepared(self, frame: Frame) -> bool:
         """
@@ -132,7 +125,7 @@ class SessionOutput:
         """
         queued = self._queued + len(data)
         if self._dropped:
-            if self.state != _STATE_OPEN:  # type: ignore[attr-defined]
+            if self.state != _STATE_OPEN:
                 return False
         elif queued > self.factory.maxQueuedBytes:
             self._dropSlowConsumer()
@@ -143,23 +136,21 @@ class SessionOutput:
 
     # -- writing: one send per connection per reactor turn ---------------------
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+    #: everything Autobahn writes (handshake responses, replies, pongs,
+    #: close frames) joins the frames of this turn, in order
+    writeData = _write
+
+    def trickleStarts(self) -> None:
         """
-        Everything Autobahn writes (handshake responses, replies, pongs,
-        close frames) joins the frames of this turn, in order.
+        Send what this turn queued; Autobahn then writes to the transport
+        itself, so the socket may no longer be written to directly.
         """
-        if sync or chopsize:
-            if "send_queue" not in self.__dict__:
-                self.send_queue = deque()
-            self.flushOutgoing()
-            self._send = None
-            WebSocketServerProtocol.sendData(self, data, sync, chopsize)
-        else:
-            self._write(data)
+        self.flushOutgoing()
+        self._directSend = None
 
     #: the socket's C{send} while everything so far went out directly
     #: (L{realtime.delivery.writer.sendNow}); C{None}: ask the transport again.
-    _send: Callable[[bytes], int] | None = None
+    _directSend: Callable[[bytes], int] | None = None
 
     def flushOutgoing(self) -> None:
         """
@@ -167,7 +158,7 @@ class SessionOutput:
         """
         outgoing, self._outgoing = self._outgoing, None
         if outgoing and self.transport is not None:
-            send = self._send = sendNow(self.transport, outgoing, self._send)
+            send = self._directSend = sendNow(self.transport, outgoing, self._directSend)
             if send is not None:
                 self._queued = 0
             else:
@@ -178,14 +169,6 @@ class SessionOutput:
                     # a transport that cannot tell: what it took while it
                     # keeps up is gone; while paused, everything counts
                     self._queued = 0
-
-    def _closeConnection(self, abort: bool = False) -> None:
-        """
-        What is queued goes out before the transport closes (an abort then
-        discards whatever the kernel did not take at once).
-        """
-        self.flushOutgoing()
-        WebSocketServerProtocol._closeConnection(self, abort)
 
     def isOpen(self) -> bool:
         """
