@@ -272,16 +272,34 @@ class IRoutingStrategy(Interface):
 
 class IBroker(Interface):
     """
-    Carries backend pushes to the sessions they address, on every node.
+    Carries pushes to the sessions they address, on every node.
 
     The memory broker delivers to this process only; a broker for several
-    processes (scale-out) fans each push out to all of them.
+    processes (scale-out) fans each push out to all of them.  It delivers
+    and nothing more: offline queues, channel history and framing are the
+    router's (L{IPublisher}), above it.
     """
+
+    problem = Attribute(
+        "str | None: why the broker cannot deliver now (its server is "
+        "unreachable, say), or None while it can; /readyz answers 503 with "
+        "it and realtime_broker_up is 0 while it is set"
+    )
 
     def publish(envelope):
         """
+        Deliver C{envelope} to the sessions it addresses.
+
+        The answer is a C{realtime.values.PushResult} itself when nothing
+        had to wait (the memory broker, whenever the fan-out has no
+        chunked delivery ahead of it: nearly every unicast push), or a
+        Deferred firing with one (a networked broker, a delivery behind
+        others): Twisted's "maybe synchronous" result, so the line port's
+        hot path costs no Deferred.  Callers test with
+        C{isinstance(result, Deferred)}, or take C{maybeDeferred}.
+
         @param envelope: a C{realtime.values.Envelope}.
-        @return: a Deferred firing with a C{realtime.values.PushResult}.
+        @return: a C{PushResult}, or a Deferred firing with one.
         """
 
     def connectionCount(uid):
@@ -299,6 +317,40 @@ class IBroker(Interface):
         """
         @return: a Deferred firing with C{{"channel": ..., "uids": {uid:
             subscriptions}, "connections": n}}.
+        """
+
+
+class IPublisher(Interface):
+    """
+    What the backend ports (the HTTP API, the line port) push through and
+    ask: the router, which adds offline queues, channel history and the
+    routing's framing to its L{IBroker}.  It is not a broker itself: it
+    holds one, and nothing else reaches past it to push.
+    """
+
+    def publish(envelope):
+        """
+        Push C{envelope}: to uids (queued for those without a connection,
+        if offline queues are on), to everyone, to sessions, or to a
+        channel (appended to its history first, if it keeps one).
+
+        @return: a C{realtime.values.PushResult}, or a Deferred firing with
+            one, as L{IBroker.publish}: synchronous whenever nothing waits.
+        """
+
+    def connectionCount(uid):
+        """
+        @return: a Deferred firing with how many sessions C{uid} holds.
+        """
+
+    def stats():
+        """
+        @return: a Deferred firing with a C{dict} of counters.
+        """
+
+    def presence(channel):
+        """
+        @return: a Deferred firing with who is subscribed to C{channel}.
         """
 
 

@@ -13,7 +13,7 @@ from zope.interface import alsoProvides, implementer
 
 from realtime import closecodes
 from realtime.delivery.fanout import Frame
-from realtime.interfaces import IBackupSource, IBroker, IMessageStore, ISession
+from realtime.interfaces import IBackupSource, IBroker, IMessageStore, IPublisher, ISession
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, Identity, PushResult
 
@@ -84,16 +84,20 @@ class FakeSession:
         return [p.decode("utf-8") for p, b in self.sent if not b]
 
 
-@implementer(IBroker)
+@implementer(IBroker, IPublisher)
 class ManualBroker:
     """
-    A broker whose publish Deferreds the test fires by hand, in any order.
+    A broker (or, for a port, a router) whose publish Deferreds the test
+    fires by hand, in any order: the answer that comes later.
 
     @ivar published: C{(envelope, deferred)} for each publish, in order.
+    @ivar problem: what the broker reports about itself (L{IBroker.problem});
+        a test sets it to play a broker cut off from its server.
     """
 
     def __init__(self) -> None:
         self.published: list[tuple[Envelope, Deferred[PushResult]]] = []
+        self.problem: str | None = None
 
     def publish(self, envelope: Envelope) -> Deferred[PushResult]:
         d: Deferred[PushResult] = Deferred()

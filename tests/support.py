@@ -11,9 +11,12 @@ import struct
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import StringTransport
 
+from realtime import wiring
 from realtime.broker.memory import MemoryBroker
+from realtime.config.options import Options
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
@@ -21,7 +24,10 @@ from realtime.delivery.timers import TimeoutWheel
 from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import IPushFraming
 from realtime.push.router import Router
+from realtime.routing.context import RoutingContext
+from realtime.values import Envelope, PushResult
 from realtime.websocket.factory import RealtimeServerFactory
+from realtime.wiring import Core
 
 PEER = IPv4Address("TCP", "127.0.0.1", 50000)
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -131,18 +137,40 @@ def closeCode(payload: bytes) -> tuple[int, str]:
 
 def buildRouter(reactor: Any, store: Any = None, rules: NamespaceRules | None = None, **kw: Any) -> Router:
     """
-    A router over a memory broker, wired like C{tap.buildService} does.
+    A router over a memory broker, wired by L{realtime.wiring.buildRouter}
+    as C{buildCore} wires it.
+
+    @param kw: C{offline} (L{OfflineLimits} or C{None}), C{authorizer},
+        C{framePush}.
     """
     registry = SessionRegistry()
     fanout = Fanout(reactor)
-    return Router(reactor, registry, MemoryBroker(registry, fanout), store, rules or NamespaceRules(), fanout=fanout, **kw)
+    broker = MemoryBroker(registry, fanout)
+    return wiring.buildRouter(
+        reactor,
+        registry,
+        broker,
+        fanout,
+        store,
+        rules or NamespaceRules(),
+        kw.pop("offline", None),
+        **kw,
+    )
+
+
+def publishing(publisher: Any, envelope: Envelope) -> Deferred[PushResult]:
+    """
+    C{publisher.publish(envelope)} as a Deferred, however it answers (a
+    result at once, or a Deferred), for tests that wait for either.
+    """
+    return maybeDeferred(publisher.publish, envelope)
 
 
 def buildFactory(
     authenticator: Any, strategy: Any, reactor: Any, router: Router | None = None, **kw: Any
 ) -> RealtimeServerFactory:
     """
-    A factory wired like C{tap.buildService} does, on C{reactor}.
+    A factory over L{buildRouter}'s router (or C{router}), on C{reactor}.
     """
     if router is None:
         framing = strategy.framePush if IPushFraming.providedBy(strategy) else None
@@ -151,10 +179,37 @@ def buildFactory(
         authenticator,
         strategy,
         router,
-        router.broker.fanout,
+        router.broker.fanout,  # type: ignore[attr-defined]
         TimeoutWheel(reactor),
         TurnWriter(reactor),
+        registry=router.registry,
+        clock=reactor,
         sessionPrefix="t.",
         **kw,
     )
     return factory
+
+
+def buildCore(reactor: Any, *argv: str) -> Core:
+    """
+    A whole server's core from command-line options, as C{twistd realtime}
+    builds it (L{realtime.wiring.buildCore}); nothing listens.
+    """
+    options = Options()
+    options.parseOptions(list(argv))
+    return wiring.buildCore(options, reactor)
+
+
+def buildPlugins(options: Options, reactor: Any) -> tuple[Any, Any]:
+    """
+    Both plugins, the routing one in a context of its own (a registry and a
+    channel service over a memory broker): as C{buildCore} builds them into its
+    server, for tests of their options.
+
+    @raise usage.UsageError: when a plugin refuses its options.
+    """
+    authenticator = wiring.buildAuthenticator(options, reactor)
+    registry = SessionRegistry()
+    broker = MemoryBroker(registry, Fanout(reactor))
+    publisher, channels = wiring.buildChannels(reactor, registry, broker, None, options["namespace-rules"], authenticator)
+    return authenticator, wiring.buildRouting(options, reactor, RoutingContext(registry, channels))

@@ -16,7 +16,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from realtime.api.http import ApiResource, buildApiResource, buildApiSite, messagePayload
+from realtime.api.answers import messagePayload
+from realtime.api.http import ApiResource, buildApiResource, buildApiSite
 from realtime.api.site import ApiRequest, ApiSite
 from realtime.broker.memory import MemoryBroker
 from realtime.core.registry import SessionRegistry

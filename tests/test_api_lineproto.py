@@ -4,6 +4,8 @@ Tests for L{realtime.api.lineproto}: the Workerman-compatible line port.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
@@ -23,7 +25,7 @@ from realtime.broker.memory import MemoryBroker
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
 from realtime.delivery.writer import TurnWriter
-from realtime.interfaces import IBroker
+from realtime.interfaces import IBroker, IPublisher
 from realtime.values import Envelope, PushResult, ToAll, ToUids
 from tests.fakes import FakeSession, ManualBroker
 
@@ -50,6 +52,17 @@ class CountingTransport(StringTransport):
         super().write(data)
 
 
+class PartlyAtOnce(ManualBroker):
+    """
+    Answers pushes to uid C{fast} at once, the others when the test says.
+    """
+
+    def publish(self, envelope: Envelope) -> Any:
+        if envelope.target == ToUids(("fast",)):
+            return PushResult(1, {"fast": 1})
+        return ManualBroker.publish(self, envelope)
+
+
 def connect(
     broker: IBroker, maxLineLength: int = 65536, writer: TurnWriter | None = None
 ) -> tuple[LinePushFactory, LinePushProtocol, StringTransport]:
@@ -74,15 +87,17 @@ def answers(transport: StringTransport) -> list[bytes]:
 
 class FakeBrokerTests(SynchronousTestCase):
     """
-    The hand-driven brokers provide L{IBroker}.
+    The hand-driven brokers provide the interfaces they stand in for.
     """
 
     def test_verified(self) -> None:
         """
-        L{ManualBroker} and L{RaisingBroker} provide L{IBroker}.
+        L{ManualBroker}, L{RaisingBroker} and L{PartlyAtOnce} provide
+        L{IPublisher}, what the line port pushes through.
         """
-        self.assertTrue(verifyObject(IBroker, ManualBroker()))
-        self.assertTrue(verifyObject(IBroker, RaisingBroker()))
+        for fake in (ManualBroker(), RaisingBroker(), PartlyAtOnce()):
+            self.assertTrue(verifyObject(IPublisher, fake))
+            self.assertTrue(verifyObject(IBroker, fake))
 
 
 class ParseLineTests(SynchronousTestCase):
@@ -387,6 +402,20 @@ class OrderingTests(SynchronousTestCase):
             answers(self.transport),
             [b"fail", b"ok", b"error: invalid JSON (Expecting value at column 1)", b"ok"],
         )
+
+    def test_answeredAtOnceWaitsItsTurn(self) -> None:
+        """
+        A push the publisher answers at once, after one it answers later,
+        is answered after it: one path, one order.
+        """
+        broker = PartlyAtOnce()
+        _, proto, transport = connect(broker)
+        proto.dataReceived(b'{"uid":"slow"}\n{"uid":"fast"}\n')
+        self.assertEqual(transport.value(), b"")
+        broker.published[0][1].callback(PushResult(0, {"slow": 0}))
+        self.assertEqual(answers(transport), [b"fail", b"ok"])
+        proto.dataReceived(b'{"uid":"fast"}\n')
+        self.assertEqual(answers(transport), [b"ok"])
 
     def test_partialFlush(self) -> None:
         """

@@ -33,9 +33,9 @@ from realtime.client.cli import main, parseData
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
-from realtime.push.router import Router
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import OfflineLimits
+from realtime.wiring import buildRouter
 from tests.fakes import FakeSession
 
 KEY = "client-test-key"
@@ -360,8 +360,9 @@ class QueuedTests(ServerTestCase):
         """
         store = MemoryMessageStore()
         store.markSeen({"gone": reactor.seconds()})
-        broker = MemoryBroker(self.registry, Fanout(reactor))
-        return Router(reactor, self.registry, broker, store, NamespaceRules(), OfflineLimits(100, 86400.0))
+        fanout = Fanout(reactor)
+        broker = MemoryBroker(self.registry, fanout)
+        return buildRouter(reactor, self.registry, broker, fanout, store, NamespaceRules(), OfflineLimits(100, 86400.0))
 
     @inlineCallbacks
     def test_lineAnswers(self) -> Any:

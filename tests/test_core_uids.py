@@ -14,7 +14,7 @@ import jwt
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.api.lineproto import LineError, targetUids
+from realtime.api.targets import LineError, targetUids
 from realtime.auth.anonymous import AnonymousAuthenticatorFactory
 from realtime.auth.firstpacket import parseUid
 from realtime.auth.token import TokenAuthenticatorFactory

@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from realtime.auth.firstpacket import FirstPacketAuthenticator
 from realtime.routing.uid import UidStrategy
-from realtime.values import ToUids
+from realtime.values import Envelope, ToUids
 from tests.support import buildFactory, clientFrame, handshake, serverFrames, splitResponse
 
 #: enough to fill the loopback socket buffers many times over
@@ -96,7 +96,7 @@ class OrderTests(TestCase):
 
         router = factory.router
         for seq in range(FRAMES):
-            self.assertEqual(router.pushNow(ToUids(("u1",)), payload(seq), True), 1)
+            self.assertEqual(router.publish(Envelope(ToUids(("u1",)), payload(seq), True)).delivered, 1)  # type: ignore[union-attr]
             if seq % 10 == 9:
                 yield task.deferLater(reactor, 0, lambda: None)
         yield task.deferLater(reactor, 0, lambda: None)
@@ -109,7 +109,7 @@ class OrderTests(TestCase):
         yield reader.waitFor(start + FRAMES * frameSize)
         # drained: the next pushes go straight to the socket again
         for seq in range(FRAMES, FRAMES + 3):
-            router.pushNow(ToUids(("u1",)), payload(seq), True)
+            router.publish(Envelope(ToUids(("u1",)), payload(seq), True))
         yield reader.waitFor(start + (FRAMES + 3) * frameSize)
         self.assertIsNotNone(session._directSend)
 

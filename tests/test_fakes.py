@@ -5,7 +5,7 @@ The shared fakes provide the interfaces they stand in for.
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from realtime.interfaces import IBackupSource, IBroker, IMessageStore, ISession
+from realtime.interfaces import IBackupSource, IBroker, IMessageStore, IPublisher, ISession
 from realtime.store.memory import MemoryMessageStore
 from tests.fakes import FakeSession, FaultyStore, GatedStore, ManualBackupStore, ManualBroker
 
@@ -23,6 +23,7 @@ class FakesTests(SynchronousTestCase):
         """
         self.assertTrue(verifyObject(ISession, FakeSession("u")))
         self.assertTrue(verifyObject(IBroker, ManualBroker()))
+        self.assertTrue(verifyObject(IPublisher, ManualBroker()))
         self.assertTrue(verifyObject(IMessageStore, GatedStore(MemoryMessageStore())))
         self.assertTrue(verifyObject(IMessageStore, FaultyStore(MemoryMessageStore())))
         self.assertTrue(verifyObject(IMessageStore, ManualBackupStore()))

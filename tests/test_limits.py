@@ -485,7 +485,7 @@ class LimitOptionsTests(SynchronousTestCase):
     """
 
     def options(self, *argv: str) -> Options:
-        options = Options(reactor=Clock())
+        options = Options()
         options["api-key-file"] = self.mktemp()
         options.parseOptions(list(argv))
         return options

@@ -15,8 +15,8 @@ from zope.interface.verify import verifyObject
 from realtime.api.lineproto import LinePushFactory
 from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.delivery.fanout import Frame
-from realtime.interfaces import IBroker, IPushFraming, IRoutingStrategy
-from realtime.ops.instrument import CountingStrategy, InstrumentedBroker, LatencyHistogram, targetKind
+from realtime.interfaces import IPublisher, IPushFraming, IRoutingStrategy
+from realtime.ops.instrument import CountingStrategy, InstrumentedPublisher, LatencyHistogram, targetKind
 from realtime.ops.metrics import MAX_REASONS, ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.routing.channels import ChannelsStrategy
 from realtime.routing.chat import ChatStrategy
@@ -49,9 +49,10 @@ class LatencyHistogramTests(SynchronousTestCase):
         self.assertEqual((h.count(("http", "uid")), h.count(("nope",))), (4, 0))
 
 
-class InstrumentedBrokerTests(SynchronousTestCase):
+class InstrumentedPublisherTests(SynchronousTestCase):
     """
-    L{InstrumentedBroker} times each publish until its Deferred fires.
+    L{InstrumentedPublisher} times each publish until it is answered: at
+    once when the answer is synchronous, when its Deferred fires otherwise.
     """
 
     def test_timesUntilWritten(self) -> None:
@@ -60,8 +61,8 @@ class InstrumentedBrokerTests(SynchronousTestCase):
         source and the target kind; the answer passes through unchanged.
         """
         clock, inner, h = Clock(), ManualBroker(), LatencyHistogram()
-        broker = InstrumentedBroker(inner, "line", h, clock)
-        self.assertTrue(verifyObject(IBroker, broker))
+        broker = InstrumentedPublisher(inner, "line", h, clock)
+        self.assertTrue(verifyObject(IPublisher, broker))
         d = broker.publish(Envelope(ToUids(("u1",)), b"x"))
         clock.advance(0.003)
         self.assertEqual(h.count(("line", "uid")), 0)
@@ -77,7 +78,7 @@ class InstrumentedBrokerTests(SynchronousTestCase):
         A failed publish is observed as well, and still fails.
         """
         clock, inner, h = Clock(), ManualBroker(), LatencyHistogram()
-        d = InstrumentedBroker(inner, "http", h, clock).publish(Envelope(ToAll(), b"x"))
+        d = InstrumentedPublisher(inner, "http", h, clock).publish(Envelope(ToAll(), b"x"))
         inner.published[0][1].errback(RuntimeError("down"))
         self.failureResultOf(d, RuntimeError)
         self.assertEqual(h.count(("http", "broadcast")), 1)
@@ -86,7 +87,7 @@ class InstrumentedBrokerTests(SynchronousTestCase):
         """
         C{stats} adds the extra counters without overriding the broker's.
         """
-        broker = InstrumentedBroker(ManualBroker(), "http", LatencyHistogram(), Clock(), lambda: {"a": 1})
+        broker = InstrumentedPublisher(ManualBroker(), "http", LatencyHistogram(), Clock(), lambda: {"a": 1})
         self.assertEqual(self.successResultOf(broker.stats()), {"a": 1})
 
     def test_targetKinds(self) -> None:
@@ -212,10 +213,14 @@ class CollectorTests(SynchronousTestCase):
 
     def test_brokerDown(self) -> None:
         """
-        A broker that says it is not connected is scraped as down.
+        A broker that has a problem (L{IBroker.problem}) is scraped as
+        down, and as up again once it has none.
         """
-        self.router.broker.connected = False  # type: ignore[attr-defined]
+        self.router.broker.problem = "connection refused"  # type: ignore[misc]
         self.assertEqual(self.scrape()[("realtime_broker_up", (("broker", "memory"),))], 0)
+        self.assertFalse(self.counters.snapshot()["brokerUp"])
+        self.router.broker.problem = None  # type: ignore[misc]
+        self.assertEqual(self.scrape()[("realtime_broker_up", (("broker", "memory"),))], 1)
 
     def test_storeDown(self) -> None:
         """
@@ -255,23 +260,30 @@ class ReactorLagTests(SynchronousTestCase):
 
 
 
-class InstrumentedFastPathTests(SynchronousTestCase):
+class InstrumentedSynchronousTests(SynchronousTestCase):
     """
-    The instrumented broker keeps the router's synchronous path, and times it.
+    The instrumented publisher keeps the router's synchronous answer, and
+    times it: one path, counted whichever way it is answered.
     """
 
-    def test_pushNowTimed(self) -> None:
+    def test_synchronousTimed(self) -> None:
         """
-        C{pushNow} goes through to the router and is counted in the histogram;
-        a broker without one offers none.
+        A push the router answers at once is answered at once through the
+        wrapper too (no Deferred), and counted in the histogram; a push
+        answered later is counted when it is answered.
         """
         clock = Clock()
         router = buildRouter(clock, None, offline=None)
         session = FakeSession("a")
         router.sessionOpened(session)
         latency = LatencyHistogram()
-        broker = InstrumentedBroker(router, "line", latency, clock)
-        self.assertEqual(broker.pushNow(ToUids(("a",)), b"x", False), 1)
+        publisher = InstrumentedPublisher(router, "line", latency, clock)
+        self.assertEqual(publisher.publish(Envelope(ToUids(("a",)), b"x")), PushResult(1, {"a": 1}))
         self.assertEqual(session.texts, ["x"])
         self.assertEqual(latency.count(("line", "uid")), 1)
-        self.assertIsNone(InstrumentedBroker(ManualBroker(), "line", latency, clock).pushNow)
+        manual = ManualBroker()
+        later = InstrumentedPublisher(manual, "line", latency, clock).publish(Envelope(ToUids(("a",)), b"y"))
+        self.assertEqual(latency.count(("line", "uid")), 1)
+        manual.published[0][1].callback(PushResult(0, {"a": 0}))
+        self.assertEqual(self.successResultOf(later), PushResult(0, {"a": 0}))
+        self.assertEqual(latency.count(("line", "uid")), 2)

@@ -89,12 +89,17 @@ class ReadyTests(SynchronousTestCase):
 
     def test_brokerDisconnected(self) -> None:
         """
-        A broker that says it is not connected makes it 503.
+        A broker that has a problem (L{IBroker.problem}) makes it 503 with
+        the broker's reason, and 200 again once it has none.
         """
-        resource = self.ready(MemoryMessageStore())
-        resource._broker.connected = False  # type: ignore[attr-defined]
+        broker = ManualBroker()
+        resource = ReadyResource(self.clock, broker, MemoryMessageStore(), lambda: self.stopping, timeout=2.0)
+        broker.problem = "not connected to redis://10.0.0.5:6379"
         status, body = render(resource, DummyRequest([b""]))
-        self.assertEqual((status, body["checks"]["broker"]), (503, "failed: broker not connected"))
+        self.assertEqual((status, body["checks"]["broker"]), (503, "failed: not connected to redis://10.0.0.5:6379"))
+        broker.problem = None
+        status, body = render(resource, DummyRequest([b""]))
+        self.assertEqual((status, body["checks"]["broker"]), (200, "ok"))
 
     def test_stopping(self) -> None:
         """

@@ -9,6 +9,7 @@ import io
 import os
 import subprocess
 import sys
+from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.python import usage
@@ -18,6 +19,7 @@ from realtime.auth.firstpacket import FirstPacketAuthenticator
 from realtime.config.options import Options, loadApiKey
 from realtime.routing.chat import ChatStrategy
 from tests.serverprocess import environment, twistdCommand
+from tests.support import buildPlugins
 
 
 class OptionsTests(SynchronousTestCase):
@@ -33,12 +35,19 @@ class OptionsTests(SynchronousTestCase):
         self.addCleanup(os.chdir, cwd)
 
     def options(self, *argv: str) -> Options:
-        options = Options(reactor=Clock())
+        options = Options()
         options.parseOptions(list(argv))
         return options
 
     def refused(self, *argv: str) -> str:
-        return str(self.assertRaises(usage.UsageError, self.options, *argv))
+        return str(self.assertRaises(usage.UsageError, self.built, *argv))
+
+    def built(self, *argv: str) -> tuple[Any, Any]:
+        """
+        The plugins the options name, built as C{buildCore} builds them: a
+        plugin's own options are checked there, with the reactor.
+        """
+        return buildPlugins(self.options(*argv), Clock())
 
     def config(self, text: str) -> str:
         path = os.path.join(self.home, "realtime.toml")
@@ -56,7 +65,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(o["api-port"], "tcp:8081:interface=127.0.0.1")
         self.assertEqual(o["push-port"], "tcp:5678:interface=127.0.0.1")
         self.assertEqual((o["auth-name"], o["routing-name"]), ("uid-first-packet", "uid"))
-        self.assertIsInstance(o["authenticator"], FirstPacketAuthenticator)
+        self.assertIsInstance(buildPlugins(o, Clock())[0], FirstPacketAuthenticator)
         self.assertEqual(o["max-message-size"], 1048576)
         self.assertEqual(o["max-message-frames"], 1024)
         self.assertEqual(o["ping-interval"], 30.0)
@@ -67,8 +76,9 @@ class OptionsTests(SynchronousTestCase):
         """
         o = self.options("--auth", "uid-first-packet:verify=hmac", "--auth-option", "secret=k", "--routing", "chat")
         self.assertEqual(o["auth-options"], {"verify": "hmac", "secret": "k"})
-        self.assertEqual(o["authenticator"].secret, b"k")
-        self.assertIsInstance(o["strategy"], ChatStrategy)
+        authenticator, strategy = buildPlugins(o, Clock())
+        self.assertEqual(authenticator.secret, b"k")  # type: ignore[attr-defined]
+        self.assertIsInstance(strategy, ChatStrategy)
 
     def test_refusals(self) -> None:
         """
@@ -165,7 +175,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(o["max-message-size"], 2048)
         self.assertEqual(o["ping-interval"], 5.0)
         self.assertEqual(o["allowed-origin"], ["https://a.example"])
-        self.assertEqual(o["authenticator"].timeout, 3.0)
+        self.assertEqual(buildPlugins(o, Clock())[0].timeout, 3.0)  # type: ignore[attr-defined]
 
     def test_configRefusals(self) -> None:
         """
@@ -282,27 +292,27 @@ class ContextRoutingOptionsTests(SynchronousTestCase):
     """
 
     def options(self, *argv: str) -> Options:
-        options = Options(reactor=Clock())
+        options = Options()
         options.parseOptions(["--store", "memory", *argv])
         return options
 
     def test_channelsLeftForTheWiring(self) -> None:
         """
-        C{--routing channels} leaves the strategy to the wiring, which builds
-        it over its own channel service.
+        C{--routing channels} leaves the strategy to the wiring (as every
+        plugin), which builds it over its own channel service.
         """
         from twisted.internet.testing import MemoryReactorClock
 
         from realtime.routing.channels import ChannelsStrategy, ChannelsStrategyFactory
-        from realtime.tap import buildService
+        from realtime.wiring import buildCore
 
-        o = self.options("--routing", "channels")
-        self.assertIsNone(o["strategy"])
+        o = self.options("--routing", "channels", "--api-key", "k")
+        self.assertNotIn("strategy", o)
         self.assertIsInstance(o["routing-factory"], ChannelsStrategyFactory)
-        top = buildService(o, MemoryReactorClock())
-        strategy = top.factory.strategy.strategy
+        core = buildCore(o, MemoryReactorClock())
+        strategy = core.factory.strategy.strategy  # type: ignore[attr-defined]
         self.assertIsInstance(strategy, ChannelsStrategy)
-        self.assertIs(strategy.channels, top.router.channels)
+        self.assertIs(strategy.channels, core.router.channels)
 
     def test_unknownOptionRefused(self) -> None:
         """

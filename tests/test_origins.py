@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 
-from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -114,7 +113,7 @@ class OriginPolicyTests(SynchronousTestCase):
         os.chdir(home)
 
         def parse(*argv: str) -> Options:
-            options = Options(reactor=Clock())
+            options = Options()
             options.parseOptions(list(argv))
             return options
 

@@ -17,14 +17,14 @@ from zope.interface.verify import verifyObject
 
 from realtime.core.channelwire import Request, encodePush
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
-from realtime.interfaces import IBroker, IChannelAuthorizer, IChannelService, ISession
+from realtime.interfaces import IBroker, IChannelAuthorizer, IChannelService, IPublisher, ISession
 from realtime.push.channels import MAX_SUBSCRIPTIONS, RequestError
 from realtime.push.offline import KeyedSerializer
 from realtime.push.router import Router
 from realtime.store.memory import MemoryMessageStore
-from realtime.values import Envelope, Identity, OfflineLimits, Position, ToAll, ToChannel, ToUids
+from realtime.values import Envelope, Identity, OfflineLimits, Position, PushResult, ToAll, ToChannel, ToUids
 from tests.fakes import FakeSession, GatedStore
-from tests.support import buildRouter
+from tests.support import buildRouter, publishing
 
 LIMITS = OfflineLimits(maxCount=3, ttl=60)
 
@@ -65,13 +65,13 @@ class RouterTestCase(SynchronousTestCase):
             self.successResultOf(self.store.inner.markSeen({uid: self.clock.seconds()}))
 
     def push(self, uid: str, text: str) -> Any:
-        return self.successResultOf(self.router.publish(Envelope(ToUids((uid,)), text.encode())))
+        return self.successResultOf(publishing(self.router, Envelope(ToUids((uid,)), text.encode())))
 
     def call(self, session: FakeSession, op: str, channel: str | None = None, **kw: Any) -> Deferred[Any]:
         return self.router.channels.request(session, Request(1, op, channel, **kw))
 
     def publish(self, channel: str, data: object) -> Deferred[Any]:
-        return self.router.publish(Envelope(ToChannel(channel), json.dumps(data).encode()))
+        return publishing(self.router, Envelope(ToChannel(channel), json.dumps(data).encode()))
 
 
 class OfflineTests(RouterTestCase):
@@ -81,9 +81,13 @@ class OfflineTests(RouterTestCase):
 
     def test_interface(self) -> None:
         """
-        The router is an L{IBroker}, so the push APIs use it unchanged.
+        The router is what the push APIs push through (L{IPublisher}); it
+        is not a broker, it holds one.
         """
-        self.assertTrue(verifyObject(IBroker, self.build()))
+        router = self.build()
+        self.assertTrue(verifyObject(IPublisher, router))
+        self.assertFalse(IBroker.providedBy(router))
+        self.assertTrue(verifyObject(IBroker, router.broker))
 
     def test_queuedThenDeliveredOnce(self) -> None:
         """
@@ -112,7 +116,7 @@ class OfflineTests(RouterTestCase):
         self.push("u1", "old")
         self.store.gated = True
         session = self.connect("u1")
-        d = self.router.publish(Envelope(ToUids(("u1",)), b"new"))
+        d = publishing(self.router, Envelope(ToUids(("u1",)), b"new"))
         self.assertEqual(self.successResultOf(d).delivered, 1)
         self.assertEqual(session.texts, [])
         self.store.open()
@@ -126,7 +130,7 @@ class OfflineTests(RouterTestCase):
         self.build()
         self.known("u1")
         self.store.gated = True
-        d = self.router.publish(Envelope(ToUids(("u1",)), b"racing"))
+        d = publishing(self.router, Envelope(ToUids(("u1",)), b"racing"))
         session = self.connect("u1")
         self.store.drain()
         self.assertEqual(self.successResultOf(d).queued, ("u1",))
@@ -192,17 +196,16 @@ class OfflineTests(RouterTestCase):
     def test_pushWhileLastConnectionCloses(self) -> None:
         """
         A push to a uid whose only connection is closing (still registered,
-        no longer writable) is queued for its next connection, through the
-        line port's fast path and the Deferred path alike, not answered as
-        undelivered.
+        no longer writable) is queued for its next connection, not answered
+        as undelivered: the broker counts it 0, which is what queues.
         """
         self.build()
         closing = self.connect("u1")
         closing.open = False
-        self.assertIsNone(self.router.pushNow(ToUids(("u1",)), b"fast", False))
-        self.assertEqual(self.push("u1", "slow").queued, ("u1",))
+        self.assertEqual(self.push("u1", "first").queued, ("u1",))
+        self.assertEqual(self.push("u1", "second").queued, ("u1",))
         self.router.sessionClosed(closing)
-        self.assertEqual(self.connect("u1").texts, ["slow"])
+        self.assertEqual(self.connect("u1").texts, ["first", "second"])
 
     def test_pushToSeveralWhileOneCloses(self) -> None:
         """
@@ -213,7 +216,7 @@ class OfflineTests(RouterTestCase):
         here = self.connect("here")
         closing = self.connect("u1")
         closing.open = False
-        result = self.successResultOf(self.router.publish(Envelope(ToUids(("here", "u1")), b"both")))
+        result = self.successResultOf(publishing(self.router, Envelope(ToUids(("here", "u1")), b"both")))
         self.assertEqual((result.delivered, result.queued), (1, ("u1",)))
         self.assertEqual(here.texts, ["both"])
         self.router.sessionClosed(closing)
@@ -251,7 +254,7 @@ class OfflineTests(RouterTestCase):
         self.store.gated = True
         fresh = self.connect("fresh")
         self.assertEqual(self.store.waiting, 0)
-        self.successResultOf(self.router.publish(Envelope(ToUids(("fresh",)), b"now")))
+        self.successResultOf(publishing(self.router, Envelope(ToUids(("fresh",)), b"now")))
         self.assertEqual(fresh.texts, ["now"])
         waiting = self.connect("u1")
         self.assertEqual(waiting.texts, [])
@@ -266,7 +269,7 @@ class OfflineTests(RouterTestCase):
         self.known("u1")
         self.store.gated = True
         self.build()
-        d = self.router.publish(Envelope(ToUids(("u1",)), b"early"))
+        d = publishing(self.router, Envelope(ToUids(("u1",)), b"early"))
         self.store.drain()
         self.assertEqual(self.successResultOf(d).queued, ("u1",))
         self.store.gated = False
@@ -292,7 +295,7 @@ class OfflineTests(RouterTestCase):
         session = self.connect("u1")
         self.push("u1", "live")
         self.assertEqual(messages(session), [{"type": "push", "data": "offline"}, {"type": "push", "data": "live"}])
-        self.successResultOf(self.router.publish(Envelope(ToAll(), b"all")))
+        self.successResultOf(publishing(self.router, Envelope(ToAll(), b"all")))
         self.assertEqual(messages(session)[-1], {"type": "push", "data": "all"})
 
 
@@ -600,66 +603,77 @@ class SubscriptionsBySessionTests(RouterTestCase):
         self.assertEqual(self.router.channels._bySession, {})
 
 
-class PushNowTests(RouterTestCase):
+class SynchronousAnswerTests(RouterTestCase):
     """
-    The synchronous path answers only when nothing has to wait, and then
-    exactly as C{publish} would have.
+    C{publish} answers with the result itself when nothing has to wait (no
+    Deferred: the line port's hot path), with a Deferred otherwise, and the
+    result is the same either way.
     """
 
     def test_online(self) -> None:
         """
-        A push to uids that all have sessions is delivered at once.
+        A push to uids that all have sessions, or to everyone, is delivered
+        and answered at once.
         """
         self.build()
         a, a2, b = self.connect("a"), self.connect("a"), self.connect("b")
-        self.assertEqual(self.router.pushNow(ToUids(("a",)), b"x", False), 2)
-        self.assertEqual(self.router.pushNow(ToUids(("a", "b", "a")), b"y", False), 3)
-        self.assertEqual(self.router.pushNow(ToAll(), b"z", False), 3)
+        self.assertEqual(self.router.publish(Envelope(ToUids(("a",)), b"x")), PushResult(2, {"a": 2}))
+        self.assertEqual(self.router.publish(Envelope(ToUids(("a", "b", "a")), b"y")), PushResult(3, {"a": 2, "b": 1}))
+        self.assertEqual(self.router.publish(Envelope(ToAll(), b"z")), PushResult(3))
         self.assertEqual(a.texts, ["x", "y", "z"])
         self.assertEqual(a2.texts, ["x", "y", "z"])
         self.assertEqual(b.texts, ["y", "z"])
 
     def test_offlineWaits(self) -> None:
         """
-        With an offline queue, a uid without sessions needs the slow path:
-        C{None}, and nobody got anything.
+        With an offline queue, a uid without sessions waits for the store:
+        the others are delivered at once, the answer comes later; a channel
+        with history waits for its append.
         """
-        self.build()
+        self.build("c:history=10")
         a = self.connect("a")
-        self.assertIsNone(self.router.pushNow(ToUids(("a", "gone")), b"x", False))
-        self.assertEqual(a.texts, [])
-        self.assertIsNone(self.router.pushNow(ToChannel("c"), b"1", False))
+        self.known("gone")
+        self.store.gated = True
+        d = self.router.publish(Envelope(ToUids(("a", "gone")), b"x"))
+        self.assertIsInstance(d, Deferred)
+        self.assertEqual(a.texts, ["x"])
+        self.assertIsInstance(self.router.publish(Envelope(ToChannel("c"), b"1")), Deferred)
+        self.store.drain()
+        self.assertEqual(self.successResultOf(d), PushResult(1, {"a": 1, "gone": 0}, ("gone",)))
 
     def test_noOfflineQueue(self) -> None:
         """
-        Without an offline queue, nobody connected is simply 0.
+        Without an offline queue, nobody connected is simply 0, at once.
         """
         self.build(offline=None)
-        self.assertEqual(self.router.pushNow(ToUids(("gone",)), b"x", False), 0)
+        self.assertEqual(self.router.publish(Envelope(ToUids(("gone",)), b"x")), PushResult(0, {"gone": 0}))
 
     def test_framed(self) -> None:
         """
-        Pushes are framed for the routing's protocol on this path too.
+        Pushes are framed for the routing's protocol.
         """
         self.build(framePush=encodePush)
         a = self.connect("a")
-        self.router.pushNow(ToUids(("a",)), b"hi", False)
+        self.router.publish(Envelope(ToUids(("a",)), b"hi"))
         self.assertEqual(messages(a), [{"type": "push", "data": "hi"}])
 
     def test_behindChunkedDelivery(self) -> None:
         """
-        While a chunked delivery is under way, a push must wait its turn:
-        C{None}.
+        While a chunked delivery is under way, a push waits its turn (a
+        Deferred, nothing written yet), and is answered at once again after.
         """
         self.build()
-        fanout = self.router.broker.fanout
+        fanout = self.router.broker.fanout  # type: ignore[attr-defined]
         fanout.chunkSize = 2
         sessions = [self.connect(f"u{i}") for i in range(3)]
-        pending = self.router.publish(Envelope(ToAll(), b"big"))
+        pending = publishing(self.router, Envelope(ToAll(), b"big"))
         self.assertNoResult(pending)
-        self.assertIsNone(self.router.pushNow(ToUids(("u0",)), b"small", False))
+        small = self.router.publish(Envelope(ToUids(("u0",)), b"small"))
+        self.assertIsInstance(small, Deferred)
+        self.assertEqual(sessions[0].texts, [])
         self.clock.advance(0)
         self.clock.advance(0)
         self.assertEqual(self.successResultOf(pending).delivered, 3)
-        self.assertEqual(self.router.pushNow(ToUids(("u0",)), b"small", False), 1)
-        self.assertEqual(sessions[0].texts, ["big", "small"])
+        self.assertEqual(self.successResultOf(small).delivered, 1)  # type: ignore[arg-type]
+        self.assertEqual(self.router.publish(Envelope(ToUids(("u0",)), b"again")), PushResult(1, {"u0": 1}))
+        self.assertEqual(sessions[0].texts, ["big", "small", "again"])

@@ -66,18 +66,30 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from realtime.api.answers import ApiError, invalid, isMultipart, jsonData, messagePayload, pushAnswer
 from realtime.api.backup import BackupDownloads, BackupInProgress
 from realtime.api.cors import CorsPolicy
-from realtime.api.lineproto import LineError, TooManyUids, targetUids
 from realtime.api.openapi import OpenApiResource
 from realtime.api.site import ApiSite
-from realtime.core.jsoncodec import JSONError, decode, encode
+from realtime.api.targets import LineError, TooManyUids, targetUids
+from realtime.core.jsoncodec import JSONError, decode
 from realtime.core.limits import RateLimit, TokenBucket, retryAfter
 from realtime.core.namespaces import validChannel
-from realtime.interfaces import IBackupSource, IBroker
+from realtime.interfaces import IBackupSource, IPublisher
 from realtime.store.health import ShuttingDown, StoreUnavailable
-from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToUids
+from realtime.values import Envelope, ToAll, ToChannel, ToUids
 from realtime.web.http11 import DEFAULT_HEAD_TIMEOUT
+
+__all__ = [
+    "ApiCounters",
+    "ApiError",
+    "ApiResource",
+    "buildApiResource",
+    "buildApiSite",
+    "jsonData",
+    "messagePayload",
+    "pushAnswer",
+]
 
 #: seconds a backend is told to wait when the store fails or the server stops
 RETRY_AFTER = b"5"
@@ -85,77 +97,6 @@ RETRY_AFTER = b"5"
 _Answer = tuple[int, dict[str, Any]]
 #: an action answers None when it writes its answer itself (a download)
 _Action = Callable[[IRequest], "Deferred[_Answer] | Deferred[None] | _Answer"]
-
-
-class ApiError(Exception):
-    """
-    A request refused with an HTTP status and a JSON error body.
-    """
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[bytes, bytes] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-def _invalid(message: str) -> ApiError:
-    return ApiError(400, "invalid_request", message)
-
-
-def _isMultipart(contentType: bytes) -> bool:
-    return contentType.split(b";", 1)[0].strip().lower().startswith(b"multipart/")
-
-
-def messagePayload(data: object) -> bytes:
-    """
-    The text a client receives for the JSON value C{data}.
-
-    A string is sent as itself, not quoted, so a backend can send plain text
-    (or JSON it serialised itself) and the page gets exactly that.
-
-    @raise ApiError: for data UTF-8 JSON cannot carry (see L{jsonData}).
-    """
-    if isinstance(data, str):
-        try:
-            return data.encode("utf-8")
-        except UnicodeEncodeError:
-            pass
-    return jsonData(data)
-
-
-def jsonData(data: object) -> bytes:
-    """
-    The JSON text of C{data}, as it is stored and sent.
-
-    @raise ApiError: for a lone surrogate (a C{\\ud800} escape), a float out
-        of range (C{1e999}) or nesting too deep to write.
-    """
-    try:
-        return encode(data)
-    except JSONError as e:
-        raise _invalid(f'"data" {e}') from None
-
-
-def pushAnswer(result: PushResult, withUids: bool) -> dict[str, Any]:
-    """
-    The JSON answer to a push or a broadcast.
-    """
-    if result.delivered:
-        status = "delivered"
-    elif result.queued:
-        status = "queued"
-    else:
-        status = "offline"
-    answer: dict[str, Any] = {"status": status, "delivered": result.delivered}
-    if withUids:
-        answer["uids"] = dict(result.uids)
-        if result.queued:
-            answer["queued"] = list(result.queued)
-        if result.refused:
-            answer["refused"] = list(result.refused)
-    return answer
 
 
 class _Endpoint(Resource):
@@ -202,20 +143,31 @@ class _Root(_Branch):
         self._notFound = _Endpoint(api)
 
 
+class ApiCounters:
+    """
+    The HTTP API's own counts.
+
+    @ivar requests: requests served.
+    @ivar pushes: pushes, broadcasts and publishes.
+    @ivar errors: requests answered with an error status.
+    """
+
+    __slots__ = ("requests", "pushes", "errors")
+
+    def __init__(self) -> None:
+        self.requests = self.pushes = self.errors = 0
+
+
 class ApiResource(_Branch):
     """
     C{/api}: authenticates every request, then runs its endpoint.
-
-    @ivar requests: requests served.
-    @ivar pushes: pushes and broadcasts published.
-    @ivar errors: requests answered with an error status.
     """
 
     log = Logger()
 
     def __init__(
         self,
-        broker: IBroker,
+        publisher: IPublisher,
         apiKey: str,
         maxBodySize: int,
         reactor: IReactorTime,
@@ -223,6 +175,7 @@ class ApiResource(_Branch):
         maxUids: int | None = None,
         rate: RateLimit | None = None,
         backups: IBackupSource | None = None,
+        counts: ApiCounters | None = None,
     ) -> None:
         super().__init__()
         self.maxUids = maxUids
@@ -232,12 +185,14 @@ class ApiResource(_Branch):
         self.cors = cors or CorsPolicy(())
         if not apiKey:
             raise ValueError("the API key must not be empty")
-        self.broker = broker
+        self.publisher = publisher
         self.maxBodySize = maxBodySize
         self._apiKey = apiKey.encode("utf-8")
         self._reactor = reactor
         self._started = reactor.seconds()
-        self.requests = self.pushes = self.errors = 0
+        #: requests, pushes and errors, kept apart so the server's counters
+        #: (which /api/stats reports) can be built before this resource
+        self.counts = counts if counts is not None else ApiCounters()
         self._notFound = _Endpoint(self)
         self.putChild(b"push", _Endpoint(self, b"POST", self._push))
         self.putChild(b"broadcast", _Endpoint(self, b"POST", self._broadcast))
@@ -248,6 +203,27 @@ class ApiResource(_Branch):
         self.putChild(b"backup", _Endpoint(self, b"GET", self._backup))
         self.putChild(b"openapi.json", OpenApiResource(self.cors, maxBodySize))
 
+    @property
+    def requests(self) -> int:
+        """
+        Requests served.
+        """
+        return self.counts.requests
+
+    @property
+    def pushes(self) -> int:
+        """
+        Pushes, broadcasts and publishes.
+        """
+        return self.counts.pushes
+
+    @property
+    def errors(self) -> int:
+        """
+        Requests answered with an error status.
+        """
+        return self.counts.errors
+
     # -- the request cycle ---------------------------------------------------
 
     def serve(self, request: IRequest, method: bytes | None, action: _Action | None) -> bytes | int:
@@ -256,7 +232,7 @@ class ApiResource(_Branch):
         exist), then route and run C{action}: JSON whatever happens, and
         nothing written after the client has gone.
         """
-        self.requests += 1
+        self.counts.requests += 1
         request.setHeader(b"Cache-Control", b"no-store")
         preflight = self.cors.handle(request, method)
         if preflight is not None:
@@ -300,7 +276,7 @@ class ApiResource(_Branch):
             request.finish()
 
     def _errorAnswer(self, request: IRequest, error: ApiError) -> _Answer:
-        self.errors += 1
+        self.counts.errors += 1
         for name, value in error.headers.items():
             request.setHeader(name, value)
         return error.status, {"error": {"code": error.code, "message": error.message}}
@@ -333,7 +309,7 @@ class ApiResource(_Branch):
         # The body is parsed as JSON whatever the Content-Type says: `curl -d`
         # labels JSON as a form, and refusing that would only be pedantic.
         # A multipart body is a form upload, never JSON.
-        if contentType and _isMultipart(contentType):
+        if contentType and isMultipart(contentType):
             wanted = f"expected a JSON body, not {contentType.decode('latin-1')}"
             raise ApiError(415, "unsupported_media_type", wanted)
         tooLarge = ApiError(413, "payload_too_large", f"request body longer than {self.maxBodySize} bytes")
@@ -353,79 +329,77 @@ class ApiResource(_Branch):
         except JSONError as e:
             raise ApiError(400, "bad_json", f"invalid JSON: {e}") from None
         if not isinstance(body, dict):
-            raise _invalid("expected a JSON object")
+            raise invalid("expected a JSON object")
         return body
 
     @staticmethod
     def _data(body: dict[str, Any]) -> bytes:
         if "data" not in body:
-            raise _invalid('missing "data"')
+            raise invalid('missing "data"')
         return messagePayload(body["data"])
 
     # -- endpoints -----------------------------------------------------------
 
-    def _push(self, request: IRequest) -> Deferred[_Answer]:
+    def _push(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         if "uid" not in body:
-            raise _invalid('missing "uid"')
+            raise invalid('missing "uid"')
         try:
             uids = targetUids(body["uid"], self.maxUids)
         except TooManyUids as e:
             raise ApiError(413, "too_many_uids", str(e)) from None
         except LineError as e:
-            raise _invalid(str(e)) from None
-        envelope = Envelope(ToUids(uids), self._data(body), False)
-        self.pushes += 1
-        d = self.broker.publish(envelope)
-        return d.addCallback(lambda result: (200, pushAnswer(result, True)))
+            raise invalid(str(e)) from None
+        return self._pushed(Envelope(ToUids(uids), self._data(body), False))
 
-    def _broadcast(self, request: IRequest) -> Deferred[_Answer]:
+    def _broadcast(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         if "uid" in body:
-            raise _invalid('a broadcast goes to everyone: drop "uid", or use /api/push')
-        envelope = Envelope(ToAll(), self._data(body), False)
-        self.pushes += 1
-        d = self.broker.publish(envelope)
-        return d.addCallback(lambda result: (200, pushAnswer(result, False)))
+            raise invalid('a broadcast goes to everyone: drop "uid", or use /api/push')
+        return self._pushed(Envelope(ToAll(), self._data(body), False))
 
-    def _publish(self, request: IRequest) -> Deferred[_Answer]:
+    def _publish(self, request: IRequest) -> Deferred[_Answer] | _Answer:
         body = self._jsonBody(request)
         channel = body.get("channel")
         if not validChannel(channel):
-            raise _invalid('"channel" must be a channel name (letters, digits and _-:.@/=+~#$%&!, up to 200)')
+            raise invalid('"channel" must be a channel name (letters, digits and _-:.@/=+~#$%&!, up to 200)')
         if "data" not in body:
-            raise _invalid('missing "data"')
-        data = jsonData(body["data"])
-        self.pushes += 1
-        d = self.broker.publish(Envelope(ToChannel(cast(str, channel)), data, False))
-        return d.addCallback(
-            lambda r: (
-                200,
-                {"status": "published", "channel": channel, "offset": r.offset, "epoch": r.epoch, "delivered": r.delivered},
-            )
-        )
+            raise invalid('missing "data"')
+        return self._pushed(Envelope(ToChannel(cast(str, channel)), jsonData(body["data"]), False))
+
+    def _pushed(self, envelope: Envelope) -> Deferred[_Answer] | _Answer:
+        """
+        Publish C{envelope} and word the answer, at once if the router
+        answered at once.
+        """
+        self.counts.pushes += 1
+        result = self.publisher.publish(envelope)
+        target = envelope.target
+        if isinstance(result, Deferred):
+            return result.addCallback(lambda r: (200, pushAnswer(target, r)))
+        return 200, pushAnswer(target, result)
 
     def _presence(self, request: IRequest) -> Deferred[_Answer]:
         raw = request.args.get(b"channel") or [b""]
         channel = raw[0].decode("utf-8", "replace")
         if not validChannel(channel):
-            raise _invalid('give the channel as a "channel" query parameter: /api/presence?channel=chat:lobby')
-        return self.broker.presence(channel).addCallback(lambda presence: (200, presence))
+            raise invalid('give the channel as a "channel" query parameter: /api/presence?channel=chat:lobby')
+        return self.publisher.presence(channel).addCallback(lambda presence: (200, presence))
 
     def _online(self, request: IRequest) -> Deferred[_Answer]:
         raw = request.args.get(b"uid") or []
         try:
             uids = tuple(dict.fromkeys(value.decode("utf-8") for value in raw))
         except UnicodeDecodeError:
-            raise _invalid('"uid" is not UTF-8') from None
+            raise invalid('"uid" is not UTF-8') from None
         if not uids or not all(uids):
-            raise _invalid('give each uid as a non-empty "uid" query parameter: /api/online?uid=u1&uid=u2')
-        d = gatherResults([self.broker.connectionCount(uid) for uid in uids], consumeErrors=True)
+            raise invalid('give each uid as a non-empty "uid" query parameter: /api/online?uid=u1&uid=u2')
+        d = gatherResults([self.publisher.connectionCount(uid) for uid in uids], consumeErrors=True)
         return d.addCallback(lambda counts: (200, {"online": dict(zip(uids, counts, strict=True))}))
 
     def _stats(self, request: IRequest) -> Deferred[_Answer]:
         uptime = round(self._reactor.seconds() - self._started, 3)
-        return self.broker.stats().addCallback(lambda stats: (200, {**stats, "uptime": uptime}))
+        return self.publisher.stats().addCallback(lambda stats: (200, {**stats, "uptime": uptime}))
 
     def _backup(self, request: IRequest) -> Deferred[None]:
         if self.backups is None:
@@ -437,7 +411,7 @@ class ApiResource(_Branch):
 
 
 def buildApiResource(
-    broker: IBroker,
+    publisher: IPublisher,
     apiKey: str,
     maxBodySize: int,
     reactor: IReactorTime,
@@ -445,6 +419,7 @@ def buildApiResource(
     maxUids: int | None = None,
     rate: RateLimit | None = None,
     backups: IBackupSource | None = None,
+    counts: ApiCounters | None = None,
 ) -> IResource:
     """
     The API's root resource, with everything under C{/api}.
@@ -457,12 +432,13 @@ def buildApiResource(
     @param maxUids: the most uids one push may name (default: any).
     @param rate: pushes per second the key may make (default: no limit).
     @param backups: what C{/api/backup} copies (default: nothing, 409).
+    @param counts: where the API counts its requests (default: its own).
     """
-    return _Root(ApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups))
+    return _Root(ApiResource(publisher, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups, counts))
 
 
 def buildApiSite(
-    broker: IBroker,
+    publisher: IPublisher,
     apiKey: str,
     maxBodySize: int,
     reactor: IReactorTime,
@@ -471,18 +447,17 @@ def buildApiSite(
     maxUids: int | None = None,
     rate: RateLimit | None = None,
     backups: IBackupSource | None = None,
+    counts: ApiCounters | None = None,
 ) -> ApiSite:
     """
     The API resource served by an L{ApiSite} with the same body limit, ready
-    to give to an endpoint's C{listen}; its C{ApiResource} is C{site.api}.
+    to give to an endpoint's C{listen}.
 
     @param headTimeout: seconds a client has to send each request head.
     """
-    site = ApiSite(
-        buildApiResource(broker, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups),
+    return ApiSite(
+        buildApiResource(publisher, apiKey, maxBodySize, reactor, cors, maxUids, rate, backups, counts),
         maxBodySize,
         headTimeout,
         reactor=reactor,
     )
-    site.api = site.resource.children[b"api"]
-    return site

@@ -56,7 +56,6 @@ import re
 from collections import deque
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -64,12 +63,13 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from realtime.core.jsoncodec import JSONError, decode
-from realtime.core.uids import checkUid
+from realtime.api.targets import LineError, TooManyUids, parseLine, targetUids
 from realtime.delivery.writer import TurnWriter, sendNow
-from realtime.interfaces import IBroker
+from realtime.interfaces import IPublisher
 from realtime.store.health import ShuttingDown, StoreUnavailable
-from realtime.values import Envelope, PushResult, Target, ToAll, ToUids
+from realtime.values import Envelope, PushResult
+
+__all__ = ["LinePushFactory", "LinePushProtocol", "LineError", "TooManyUids", "parseLine", "targetUids", "MAX_PENDING"]
 
 #: how many answers one connection may have outstanding before it is no longer
 #: read from; it is read again once half of them are answered
@@ -83,94 +83,6 @@ HTTP_REQUEST_LINE = re.compile(rb"[A-Z]{3,10} \S+ HTTP/\d")
 _QUEUED = b"queued"
 _INTERNAL = b"error: internal error"
 _SHUTTING_DOWN = b"error: shutting down"
-_UID_TYPE = '"uid" must be a non-empty string or a list of them'
-
-
-class LineError(ValueError):
-    """
-    A request line that cannot be pushed; C{str()} is the text after
-    ``error: ``.
-    """
-
-
-class TooManyUids(LineError):
-    """
-    A push naming more uids than C{--max-uids-per-push} allows: its work
-    and its answer would grow without bound.
-    """
-
-
-def targetUids(value: object, maxUids: int | None = None) -> tuple[str, ...]:
-    """
-    The uids a request's ``"uid"`` field addresses.
-
-    Shared by the line port and the HTTP API so both accept the same uids.
-
-    @param value: a decoded JSON value: a string, an integer (PHP sends
-        numeric ids as numbers), or a non-empty list of those.
-    @param maxUids: the longest list accepted (C{None}: any).
-    @raise LineError: for anything else, an empty uid, or one that no client
-        can have (L{checkUid}: control or format characters, a lone surrogate
-        from a C{\\ud800} escape, ...).
-    @raise TooManyUids: for a list longer than C{maxUids}.
-    """
-    if type(value) is str and value:
-        # the common case: one uid
-        return (_checkUid(value),)
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise LineError(_UID_TYPE)
-    if maxUids is not None and len(items) > maxUids:
-        raise TooManyUids(f"too many uids ({len(items)}; at most {maxUids} per push, --max-uids-per-push)")
-    uids = []
-    for item in items:
-        if isinstance(item, int) and not isinstance(item, bool):
-            item = str(item)
-        if not isinstance(item, str) or not item:
-            raise LineError(_UID_TYPE)
-        uids.append(_checkUid(item))
-    return tuple(uids)
-
-
-def _checkUid(uid: str) -> str:
-    """
-    C{checkUid}'s verdict as the line port and the API word it.
-    """
-    try:
-        return checkUid(uid, '"uid"')
-    except ValueError as e:
-        raise LineError(str(e)) from None
-
-
-def parseLine(line: bytes, maxUids: int | None = None) -> Target:
-    """
-    Where a request line asks its own text to be pushed.
-
-    Pure, so every malformed case is tested without a connection.
-
-    @param line: one line, without its line ending.
-    @param maxUids: the most uids one line may name (C{None}: any).
-    @raise LineError: naming what is wrong with it.
-    """
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LineError("line is not UTF-8") from None
-    try:
-        request = decode(text)
-    except JSONError as e:
-        where = "" if e.colno is None else f" at column {e.colno}"
-        raise LineError(f"invalid JSON ({e.msg}{where})") from None
-    if not isinstance(request, dict):
-        raise LineError("expected a JSON object")
-    broadcast = bool(request.get("broadcast"))
-    if "uid" in request:
-        if broadcast:
-            raise LineError('give either "uid" or "broadcast": true, not both')
-        return ToUids(targetUids(request["uid"], maxUids))
-    if broadcast:
-        return ToAll()
-    raise LineError('missing "uid" (or "broadcast": true)')
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
@@ -179,14 +91,16 @@ class LinePushProtocol(LineReceiver):
     One backend connection to the line port.
 
     Requests are published as soon as they arrive, but answered strictly in
-    the order they came: each line takes a place in C{_pending} and answers
-    leave from its head only, however the broker's Deferreds fire.  The
+    the order they came: a push the router answers at once (nearly every
+    one) is answered at once unless earlier answers are still awaited;
+    otherwise it takes a place in C{_pending}, and answers leave from its
+    head only.  The
     connection stops being read while C{MAX_PENDING} answers are outstanding
     or while the backend is not reading its answers (the protocol is its own
     transport's producer), so a backend that floods the port cannot grow this
     process's memory.
 
-    @ivar factory: the L{LinePushFactory}, for the broker and the counters.
+    @ivar factory: the L{LinePushFactory}, for the publisher and the counters.
     """
 
     delimiter = b"\n"
@@ -328,44 +242,49 @@ class LinePushProtocol(LineReceiver):
             return
         factory = self.factory
         factory.pushes += 1
-        if not self._pending and factory.pushNow is not None:
-            # the common case, answered at once: no Deferreds per push
-            try:
-                delivered = factory.pushNow(target, line, False)
-            except Exception:
-                self.log.failure("line port push failed")
-                factory.errors += 1
-                self.sendLine(_INTERNAL)
+        try:
+            result = factory.publish(Envelope(target, line, False))
+        except Exception:
+            answer = self._failed(Failure())
+        else:
+            # PushResult, not Deferred (an ABC, slower to check): the hot path
+            if not isinstance(result, PushResult):
+                slot: list[bytes | None] = [None]
+                self._pending.append(slot)
+                if len(self._pending) >= MAX_PENDING:
+                    self._pauseReading("pending")
+                result.addCallbacks(self._answer, self._failed).addCallback(self._fill, slot)
+                result.addErrback(lambda f: self.log.failure("could not answer a line port request", f))
                 return
-            if delivered is not None:
-                if delivered:
-                    factory.delivered += 1
-                    self.sendLine(_OK)
-                else:
-                    factory.undelivered += 1
-                    self.sendLine(_FAIL)
-                return
-        slot: list[bytes | None] = [None]
-        self._pending.append(slot)
-        if len(self._pending) >= MAX_PENDING:
-            self._pauseReading("pending")
-        # a PushResult, then the answer line
-        d: Deferred[Any] = maybeDeferred(factory.broker.publish, Envelope(target, line, False))
-        d.addCallbacks(self._cbPublished, self._ebPublished)
-        d.addCallback(self._fill, slot)
-        d.addErrback(lambda f: self.log.failure("could not answer a line port request", f))
+            answer = self._answer(result)
+        if self._pending:
+            # answered already, but after the answers still awaited
+            self._pending.append([answer])
+            self._flush()
+        else:
+            # the common case: answered at once, no Deferred per push
+            self.sendLine(answer)
 
-    def _cbPublished(self, result: PushResult) -> bytes:
+    def _answer(self, result: PushResult) -> bytes:
+        """
+        The answer line to a push, counted: the one place the line port
+        words a C{PushResult}, whether it came at once or later.
+        """
+        factory = self.factory
         if result.delivered > 0:
-            self.factory.delivered += 1
+            factory.delivered += 1
             return _OK
         if result.queued:
-            self.factory.queued += 1
+            factory.queued += 1
             return _QUEUED
-        self.factory.undelivered += 1
+        factory.undelivered += 1
         return _FAIL
 
-    def _ebPublished(self, failure: Failure) -> bytes:
+    def _failed(self, failure: Failure) -> bytes:
+        """
+        The answer line to a push that failed, counted (and logged unless
+        the store's monitor already said it).
+        """
         self.factory.errors += 1
         if failure.check(ShuttingDown):
             return _SHUTTING_DOWN
@@ -379,7 +298,7 @@ class LinePushProtocol(LineReceiver):
 
     def _answerError(self, answer: bytes) -> None:
         """
-        Answer a line that needs no broker, after every earlier answer.
+        Answer a line that pushes nothing, after every earlier answer.
         """
         self.factory.errors += 1
         self._pending.append([answer])
@@ -461,24 +380,25 @@ class LinePushProtocol(LineReceiver):
 
 class LinePushFactory(Factory[LinePushProtocol]):
     """
-    Builds L{LinePushProtocol}s sharing one broker and one set of counters.
+    Builds L{LinePushProtocol}s sharing one publisher and one set of counters.
 
-    @ivar pushes: request lines published to the broker.
+    @ivar pushes: request lines published.
     @ivar delivered: pushes answered ``ok``.
     @ivar queued: pushes answered ``queued`` (kept for a uid without connections).
     @ivar undelivered: pushes answered ``fail`` (nobody connected).
     @ivar errors: lines answered ``error: ...`` (malformed, overlong, or the
-        broker failed).
+        push failed).
     @ivar connections: backend connections open now.
     """
 
     protocol = LinePushProtocol
 
     def __init__(
-        self, broker: IBroker, maxLineLength: int = 65536, writer: TurnWriter | None = None, maxUids: int | None = None
+        self, publisher: IPublisher, maxLineLength: int = 65536, writer: TurnWriter | None = None, maxUids: int | None = None
     ) -> None:
         """
-        @param broker: where pushes go.
+        @param publisher: where pushes go (the router, or its instrumented
+            view).
         @param maxLineLength: the longest line accepted, in bytes without its
             line ending; longer lines are answered with an error and skipped.
         @param maxUids: the most uids one line may name; a line naming more
@@ -486,10 +406,10 @@ class LinePushFactory(Factory[LinePushProtocol]):
         @param writer: if given, the answers of one reactor turn leave in one
             C{send()} (L{realtime.delivery.writer}), as the pushes they answer do.
         """
-        self.broker = broker
+        self.publisher = publisher
+        #: bound once: every line calls it
+        self.publish = publisher.publish
         self.writer = writer
-        #: the broker's synchronous fast path, if it has one (L{Router.pushNow})
-        self.pushNow = getattr(broker, "pushNow", None)
         self.maxLineLength = maxLineLength
         self.maxUids = maxUids
         self.pushes = 0

@@ -15,89 +15,84 @@ from zope.interface import implementer
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout, Frame
 from realtime.interfaces import IBroker
-from realtime.values import Envelope, PushResult, Target, ToAll, ToChannel, ToSessions, ToUids
+from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToSessions, ToUids
 
 
 @implementer(IBroker)
 class MemoryBroker:
     """
     Delivers each envelope to the sessions it addresses in C{registry}.
+
+    @ivar problem: always C{None}: a broker in the process cannot be cut
+        off from it.
     """
+
+    problem: str | None = None
 
     def __init__(self, registry: SessionRegistry, fanout: Fanout) -> None:
         self.registry = registry
         self.fanout = fanout
 
-    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
+    def publish(self, envelope: Envelope) -> PushResult | Deferred[PushResult]:
         """
-        Frame C{envelope} once and write it to every session it addresses.
+        Frame C{envelope} once and write it to every session it addresses:
+        at once (the answer is the result itself) unless the fan-out has
+        deliveries waiting or the audience is too large for one chunk.
         """
-        frame = Frame(envelope.payload, envelope.isBinary)
         target = envelope.target
         registry = self.registry
-        if isinstance(target, ToUids):
-            if len(target.uids) == 1:
-                uid = target.uids[0]
-                return self.fanout.deliver(registry.sessionsOf(uid), frame).addCallback(
-                    lambda n: PushResult(n, {uid: n})
-                )
-            return self._publishToUids(tuple(dict.fromkeys(target.uids)), frame)
-        if isinstance(target, ToChannel):
+        fanout = self.fanout
+        if type(target) is ToUids:
+            uids = target.uids
+            if len(uids) == 1:
+                # one uid (nearly every push): no intermediate collections
+                uid = uids[0]
+                sessions = registry.sessionsOf(uid)
+                frame = Frame(envelope.payload, envelope.isBinary)
+                n = fanout.deliverNow(sessions, frame)
+                if n is not None:
+                    return PushResult(n, {uid: n})
+                return fanout.deliver(sessions, frame).addCallback(lambda n: PushResult(n, {uid: n}))
+            return self._publishToUids(tuple(dict.fromkeys(uids)), Frame(envelope.payload, envelope.isBinary))
+        frame = Frame(envelope.payload, envelope.isBinary)
+        if type(target) is ToChannel:
             frame.offset = envelope.offset
             sessions = registry.subscribersOf(target.name)
-        elif isinstance(target, ToAll):
+        elif type(target) is ToAll:
             sessions = registry.allSessions()
-        elif isinstance(target, ToSessions):
-            sessions = tuple(
-                s for s in map(registry.get, dict.fromkeys(target.ids)) if s is not None
-            )
+        elif type(target) is ToSessions:
+            sessions = tuple(s for s in map(registry.get, dict.fromkeys(target.ids)) if s is not None)
         else:
             raise TypeError(f"unknown target {target!r}")
-        return self.fanout.deliver(sessions, frame).addCallback(PushResult)
+        n = fanout.deliverNow(sessions, frame)
+        if n is not None:
+            return PushResult(n)
+        return fanout.deliver(sessions, frame).addCallback(PushResult)
 
-    def _publishToUids(self, uids: tuple[str, ...], frame: Frame) -> Deferred[PushResult]:
+    def _publishToUids(self, uids: tuple[str, ...], frame: Frame) -> PushResult | Deferred[PushResult]:
         """
-        Deliver to many uids as one job of the fan-out, one step per uid: a
-        push to 10,000 uids takes a bounded share of each reactor turn, and
-        is answered once its last uid is written to.
+        Deliver to many uids: at once while the uids and their sessions fit
+        in one chunk and nothing waits, otherwise as one job of the fan-out,
+        one step per uid (a push to 10,000 uids takes a bounded share of
+        each reactor turn, and is answered once its last uid is written to).
         """
         counts: dict[str, int] = {}
         sessionsOf = self.registry.sessionsOf
-        write = self.fanout.write
+        fanout = self.fanout
+        write = fanout.write
+        if not fanout.pending and len(uids) <= fanout.chunkSize:
+            audiences = [sessionsOf(uid) for uid in uids]
+            if len(audiences) + sum(map(len, audiences)) <= fanout.chunkSize:
+                for uid, sessions in zip(uids, audiences, strict=True):
+                    counts[uid] = write(sessions, frame) if sessions else 0
+                return PushResult(sum(counts.values()), counts)
 
         def step(uid: str) -> int:
             sessions = sessionsOf(uid)
             counts[uid] = write(sessions, frame) if sessions else 0
             return 1 + len(sessions)
 
-        return self.fanout.each(uids, step).addCallback(lambda _: PushResult(sum(counts.values()), counts))
-
-    def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
-        """
-        L{publish} without Deferreds or result objects, for the line port's
-        hot path: how many sessions got it, or C{None} (and nothing
-        delivered) when the delivery must wait behind a chunked one.
-        """
-        fanout = self.fanout
-        if fanout.pending:
-            return None
-        registry = self.registry
-        if type(target) is ToUids:
-            uids = target.uids
-            if len(uids) == 1:
-                # one uid (nearly every push): no intermediate collections
-                sessions = registry.sessionsOf(uids[0])
-                return fanout.deliverNow(sessions, Frame(payload, isBinary)) if sessions else 0
-            if len(uids) > fanout.chunkSize:
-                return None
-            audiences = [registry.sessionsOf(uid) for uid in dict.fromkeys(uids)]
-            if len(audiences) + sum(len(a) for a in audiences) > fanout.chunkSize:
-                return None
-            frame = Frame(payload, isBinary)
-            return sum(fanout.deliverNow(a, frame) or 0 for a in audiences)
-        if type(target) is ToAll:
-            return fanout.deliverNow(registry.allSessions(), Frame(payload, isBinary))
-        return None
+        return fanout.each(uids, step).addCallback(lambda _: PushResult(sum(counts.values()), counts))
 
     def connectionCount(self, uid: str) -> Deferred[int]:
         """

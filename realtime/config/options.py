@@ -74,9 +74,8 @@ class Options(usage.Options):
     optParameters = [[name, short, None, text] for name, short, text in PARAMETERS]
     optFlags = [["list-plugins", None, "list every auth and routing plugin with its options, and exit"]]
 
-    def __init__(self, reactor: Any = None) -> None:
+    def __init__(self) -> None:
         usage.Options.__init__(self)
-        self._reactor = reactor
         for key in LISTS:
             self[key] = []
 
@@ -155,7 +154,9 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """
-        Merge the config file and the defaults, then check every value.
+        Merge the config file and the defaults, then check every value:
+        parsing and checking only, no object of the server is built here
+        (that is C{realtime.wiring.buildCore}'s, with the reactor).
         """
         self.mergeDefaults()
         for option in ENDPOINTS:
@@ -185,7 +186,7 @@ class Options(usage.Options):
             self["origin-policy"] = OriginPolicy(self["allowed-origin"])
         except ValueError as e:
             raise usage.UsageError(f"--allowed-origin {e}") from None
-        self.buildPlugins()
+        self.findPlugins()
 
     def mergeDefaults(self) -> None:
         """
@@ -212,33 +213,24 @@ class Options(usage.Options):
             message = str(e)
             raise usage.UsageError(message if message.startswith("--") else f"--trust-proxy: {message}") from None
 
-    def buildPlugins(self) -> None:
+    def findPlugins(self) -> None:
         """
-        Discover the plugins and build the chosen ones, so that an unknown
-        name or a bad plugin option stops the start with a clear message.
+        Discover the plugins and find the chosen ones, so that an unknown
+        name stops the start with a clear message.  Building them (which
+        checks their options, and needs the reactor) is the wiring's:
+        C{realtime.wiring.buildCore}.
         """
         catalog = discover(self["plugin-dir"])
         self["plugin-problems"] = catalog.problems
         if self["list-plugins"]:
             print(describe(catalog), end="")
             raise SystemExit(0)
-        reactor = self._reactor
-        if reactor is None:
-            from twisted.internet import reactor
-        authFactory = catalog.auth.find(self["auth-name"])
-        routingFactory = catalog.routing.find(self["routing-name"])
-        try:
-            self["authenticator"] = authFactory.buildAuthenticator(self["auth-options"], reactor)
-        except ValueError as e:
-            raise usage.UsageError(f"--auth {e}") from None
-        self["routing-factory"] = routingFactory
-        try:
-            if IRoutingContextUser.providedBy(routingFactory):
-                # built with the server's services (tap.buildService); its
-                # option names are checked now, its values then
+        self["auth-factory"] = catalog.auth.find(self["auth-name"])
+        routingFactory = self["routing-factory"] = catalog.routing.find(self["routing-name"])
+        if IRoutingContextUser.providedBy(routingFactory):
+            # built by the wiring, in the server's routing context; its
+            # option names can be checked now, its values only then
+            try:
                 PluginOptions(routingFactory.name, self["routing-options"], routingFactory.options)
-                self["strategy"] = None
-            else:
-                self["strategy"] = routingFactory.buildRoutingStrategy(self["routing-options"], reactor)
-        except ValueError as e:
-            raise usage.UsageError(f"--routing {e}") from None
+            except ValueError as e:
+                raise usage.UsageError(f"--routing {e}") from None

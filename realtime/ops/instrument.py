@@ -1,8 +1,9 @@
 """
 The few counts the parts did not keep yet, taken by wrapping them in
-C{tap.py} instead of editing the hot paths: messages from clients (around
-the routing strategy) and how long a backend's push takes to be written
-(around the broker the HTTP API and the line port push through).
+the wiring (C{realtime.wiring}) instead of editing the hot paths: messages
+from clients (around the routing strategy) and how long a backend's push
+takes to be written (around the router the HTTP API and the line port push
+through, on the one publish path: a synchronous answer is timed at once).
 
 Everything else the metrics report is read from counters the parts already
 keep (C{realtime.ops.metrics}).
@@ -17,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import alsoProvides, implementer
 
-from realtime.interfaces import IBroker, IPushFraming, IRoutingStrategy, ISession, ISessionRegistry
+from realtime.interfaces import IPublisher, IPushFraming, IRoutingStrategy, ISession, ISessionRegistry
 from realtime.values import Envelope, PushResult, Target, ToAll, ToChannel, ToSessions, ToUids
 
 #: upper bounds, in seconds, of the push latency histogram's buckets: from
@@ -80,95 +81,84 @@ def targetKind(envelope: Envelope) -> str:
     return kindOf(envelope.target)
 
 
+_KINDS: dict[type, str] = {ToUids: "uid", ToChannel: "channel", ToAll: "broadcast", ToSessions: "session"}
+
+
 def kindOf(target: Target) -> str:
     """
     The label of a target (see L{targetKind}).
     """
-    if isinstance(target, ToUids):
-        return "uid"
-    if isinstance(target, ToChannel):
-        return "channel"
-    if isinstance(target, ToAll):
-        return "broadcast"
-    if isinstance(target, ToSessions):
-        return "session"
-    return "other"
+    return _KINDS.get(type(target), "other")
 
 
-@implementer(IBroker)
-class InstrumentedBroker:
+@implementer(IPublisher)
+class InstrumentedPublisher:
     """
-    The broker as one backend entry point (C{source}: C{http}, C{line})
-    sees it: every publish is timed from accepted to written (the broker's
-    Deferred fires once every frame is on its transport, or queued for an
-    offline uid), and C{stats} adds the server's counters to the broker's.
+    The router as one backend entry point (C{source}: C{http}, C{line})
+    sees it: every publish is timed from accepted to written (at once when
+    the answer is synchronous; otherwise when the Deferred fires, once every
+    frame is on its transport or queued for an offline uid), and C{stats}
+    adds the server's counters to the router's.
     """
 
     def __init__(
         self,
-        broker: IBroker,
+        publisher: IPublisher,
         source: str,
         histogram: LatencyHistogram,
         reactor: IReactorTime,
         extraStats: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        self.broker = broker
+        self.publisher = publisher
         self.source = source
         self.histogram = histogram
-        self._reactor = reactor
+        self._seconds = reactor.seconds
+        self._observe = histogram.observe
+        #: the histogram's labels of each kind of target, made once
+        self._labels = {kind: (source, label) for kind, label in _KINDS.items()}
         self.extraStats = extraStats
-        self._pushNow = cast(Callable[[Target, bytes, bool], "int | None"], getattr(broker, "pushNow", None))
-        if self._pushNow is None:
-            # no fast path to offer: the line port then takes publish()
-            # (an instance attribute hiding the method)
-            self.__dict__["pushNow"] = None
 
-    def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
+    def publish(self, envelope: Envelope) -> PushResult | Deferred[PushResult]:
         """
-        The real broker's synchronous path, timed like L{publish}.
+        Publish through the real publisher and time it.
         """
-        seconds = self._reactor.seconds
+        seconds = self._seconds
         started = seconds()
-        delivered = self._pushNow(target, payload, isBinary)
-        if delivered is not None:
-            self.histogram.observe((self.source, kindOf(target)), seconds() - started)
-        return delivered
-
-    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
-        """
-        Publish through the real broker and time it.
-        """
-        started = self._reactor.seconds()
-        labels = (self.source, targetKind(envelope))
-
-        def observed(result: Any) -> Any:
-            self.histogram.observe(labels, self._reactor.seconds() - started)
+        result = self.publisher.publish(envelope)
+        labels = self._labels.get(type(envelope.target)) or (self.source, "other")
+        # PushResult, not Deferred (an ABC, slower to check): the hot path
+        if isinstance(result, PushResult):
+            self._observe(labels, seconds() - started)
             return result
 
-        return self.broker.publish(envelope).addBoth(observed)
+        def observed(outcome: Any) -> Any:
+            self._observe(labels, seconds() - started)
+            return outcome
+
+        return result.addBoth(observed)
 
     def connectionCount(self, uid: str) -> Deferred[int]:
         """
-        As the real broker answers.
+        As the real publisher answers.
         """
-        return self.broker.connectionCount(uid)
+        return self.publisher.connectionCount(uid)
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """
-        As the real broker answers.
+        As the real publisher answers.
         """
-        return self.broker.presence(channel)
+        return self.publisher.presence(channel)
 
     def stats(self) -> Deferred[dict[str, Any]]:
         """
-        The broker's stats, then every server counter it does not give.
+        The router's stats, then every server counter it does not give.
         """
 
         def extend(stats: dict[str, Any]) -> dict[str, Any]:
             extra = self.extraStats() if self.extraStats is not None else {}
             return {**extra, **stats}
 
-        return self.broker.stats().addCallback(extend)
+        return self.publisher.stats().addCallback(extend)
 
 
 @implementer(IRoutingStrategy)

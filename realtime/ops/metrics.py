@@ -20,6 +20,7 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 
 from realtime import __version__
+from realtime.interfaces import IBroker
 from realtime.ops.instrument import CountingStrategy, LatencyHistogram
 
 #: distinct auth failure reasons reported; more are summed under "other", so
@@ -76,10 +77,11 @@ class ReactorLag(Service):
 
 class ServerCounters:
     """
-    Reads every counter of one server; C{tap.py} fills in the parts.
+    Reads every counter of one server, given every part at construction
+    (C{realtime.wiring.buildCore}).
 
     @ivar line: the C{LinePushFactory}, if the line port is on.
-    @ivar api: the C{ApiResource}, if the HTTP API is on.
+    @ivar api: the C{ApiCounters} of the HTTP API, if it is on.
     @ivar lag: the L{ReactorLag} monitor, if running.
     """
 
@@ -89,12 +91,15 @@ class ServerCounters:
         authName: str,
         routingName: str,
         brokerName: str,
-        broker: Any,
+        broker: IBroker,
         router: Any,
         fanout: Any,
         factory: Any,
         strategy: CountingStrategy,
         latency: LatencyHistogram,
+        line: Any = None,
+        api: Any = None,
+        lag: ReactorLag | None = None,
     ) -> None:
         self.authName = authName
         self.routingName = routingName
@@ -105,16 +110,17 @@ class ServerCounters:
         self.factory = factory
         self.strategy = strategy
         self.latency = latency
-        self.line: Any = None
-        self.api: Any = None
-        self.lag: ReactorLag | None = None
+        self.line = line
+        self.api = api
+        self.lag = lag
 
     def brokerUp(self) -> bool:
         """
-        Whether the broker can deliver: the embedded one always can; one
-        that talks to a server says so with a C{connected} attribute.
+        Whether the broker can deliver: it has no L{IBroker.problem} (the
+        embedded one never has; one that talks to a server has while it
+        cannot reach it).
         """
-        return bool(getattr(self.broker, "connected", True))
+        return self.broker.problem is None
 
     def authFailures(self) -> dict[str, int]:
         """

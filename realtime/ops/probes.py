@@ -6,9 +6,10 @@ The operator's endpoints on the web side of ``--port``:
 ``/healthz``
     Liveness: 200 while the reactor answers requests at all.
 ``/readyz``
-    Readiness: 200 when the broker answers and the store completes a read
-    within C{timeout} seconds, 503 (with what failed) otherwise, while the
-    store is failing (until a write succeeds again) and while shutting down,
+    Readiness: 200 when the broker has no problem (C{IBroker.problem}: a
+    networked broker cut off from its server says so) and answers, and the
+    store completes a read within C{timeout} seconds; 503 (with what failed)
+    otherwise, while the store is failing (until a write succeeds again) and while shutting down,
     so a load balancer stops sending clients here first.
 ``/config.json``
     What the demo page needs to know to explain itself: the routing and
@@ -30,6 +31,17 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Request
+
+from realtime.api.cors import CorsPolicy
+from realtime.interfaces import IBroker
+
+
+class BrokerDown(Exception):
+    """
+    The broker says it cannot deliver (L{IBroker.problem}); the message is
+    its reason, which /readyz shows.
+    """
+
 
 #: the store key /readyz reads: never a real uid (uids have no control characters)
 READY_PROBE_UID = "\x00readyz"
@@ -95,7 +107,7 @@ class ReadyResource(Resource):
     def __init__(
         self,
         reactor: IReactorTime,
-        broker: Any,
+        broker: IBroker,
         store: Any,
         stopping: Callable[[], bool],
         timeout: float = 2.0,
@@ -142,8 +154,9 @@ class ReadyResource(Resource):
         self._waiting = [done]
 
         def brokerUp() -> Any:
-            if not getattr(self._broker, "connected", True):
-                raise RuntimeError("broker not connected")
+            problem = self._broker.problem
+            if problem is not None:
+                raise BrokerDown(problem)
             return self._broker.stats()
 
         probes = [
@@ -197,3 +210,28 @@ class PageConfigResource(Resource):
         The description, as JSON.
         """
         return jsonBody(request, 200, self._describe())
+
+
+def pageDescription(options: Any, ports: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """
+    What C{/config.json} tells the demo page: the plugins, the rules of its
+    chat channel, and the HTTP API's port (the page still needs the key).
+    """
+    chat = options["namespace-rules"].match("chat:lobby")
+
+    def describe() -> dict[str, Any]:
+        port = getattr(ports.get("api-port"), "getHost", lambda: None)()
+        return {
+            "routing": options["routing-name"],
+            "auth": options["auth-name"],
+            "chat": {
+                "channel": "chat:lobby",
+                "public": chat.public,
+                "publish": chat.publish,
+                "presence": chat.presence,
+                "history": chat.history,
+            },
+            "api": {"port": getattr(port, "port", None), "cors": bool(CorsPolicy(options["api-cors-origin"]).origins)},
+        }
+
+    return describe

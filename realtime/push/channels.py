@@ -202,7 +202,7 @@ class ChannelService:
 
     def _announce(self, kind: str, channel: str, uid: str) -> None:
         wire = channelproto.encodePresenceEvent(kind, channel, uid)
-        self.broker.publish(Envelope(ToChannel(channel), wire)).addErrback(
+        maybeDeferred(self.broker.publish, Envelope(ToChannel(channel), wire)).addErrback(
             lambda f: self.log.failure("announcing {kind} in {channel} failed", f, kind=kind, channel=channel)
         )
 

@@ -262,9 +262,10 @@ class OfflineQueues:
         """
         Queue the push for each uid C{result} says it reached no connection of.
         """
-        missing = [uid for uid, count in result.uids.items() if count == 0]
-        if not missing:
+        if 0 not in result.uids.values():
+            # every uid reached (nearly every push): answered at once
             return result
+        missing = [uid for uid, count in result.uids.items() if count == 0]
         gathered = _Gathered(len(missing))
         serial, queueOne = self._serial, self._queueOne
 
@@ -295,9 +296,10 @@ class OfflineQueues:
         # with it, so it waits for the next one like any other
         if any(session.isOpen() for session in self._registry.sessionsOf(uid)):
             framed, framedBinary = self._frame(payload, isBinary)
-            return self._broker.publish(Envelope(ToUids((uid,)), framed, framedBinary)).addCallback(
-                lambda result: (uid, result.delivered)
-            )
+            published = self._broker.publish(Envelope(ToUids((uid,)), framed, framedBinary))
+            if isinstance(published, Deferred):
+                return published.addCallback(lambda result: (uid, result.delivered))
+            return succeed((uid, published.delivered))
         now = self._reactor.seconds()
 
         def known(seen: bool) -> Deferred[tuple[str, int | str]] | tuple[str, int]:

@@ -4,31 +4,34 @@ The router: what happens between "a backend pushed" or "a client asked" and
 
 It frames pushes for the routing's protocol, queues pushes for uids
 without a connection (C{realtime.push.offline}), appends channel messages to
-history before they go live (so every live message has an offset a client
-can resume from, by C{realtime.push.channels}), and tells the channel service
-when a session closes.  Channels-protocol requests do not pass through
-here: the channels routing strategy takes them to the channel service
-itself.  Delivery itself is the broker's; storage the store's.
+history before they go live (L{ChannelPublisher}: every live message has an
+offset a client can resume from), and tells the channel service when a
+session closes.  Channels-protocol requests do not pass through here: the
+channels routing strategy takes them to the channel service itself.
+Delivery itself is the broker's; storage the store's.  The router is not a
+broker: it holds one, and its parts are given to it built
+(C{realtime.wiring.buildRouter}).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from realtime.core import channelwire as channelproto
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
-from realtime.delivery.fanout import Fanout
-from realtime.interfaces import IBroker, IMessageStore, ISession
+from realtime.interfaces import IBroker, IMessageStore, IPublisher, ISession
 from realtime.push.channels import MAX_SUBSCRIPTIONS, ChannelService, RequestError
 from realtime.push.offline import KeyedSerializer, OfflineQueues
-from realtime.values import Envelope, OfflineLimits, PushResult, Target, ToChannel, ToUids
+from realtime.values import Envelope, PushResult, ToChannel, ToUids
 
 __all__ = ["Router", "ChannelPublisher", "RequestError", "KeyedSerializer", "MAX_SUBSCRIPTIONS"]
+
+Framing = Callable[[bytes, bool], "tuple[bytes, bool]"]
 
 
 class ChannelPublisher:
@@ -63,60 +66,44 @@ class ChannelPublisher:
         offset = stored.offset if stored is not None else None
         epoch = stored.epoch if stored is not None else None
         wire = channelproto.encodeMessage(channel, offset, epoch, data)
-        return self._broker.publish(Envelope(ToChannel(channel), wire, False, offset)).addCallback(
-            lambda result: PushResult(result.delivered, offset=offset, epoch=epoch)
-        )
+        result = self._broker.publish(Envelope(ToChannel(channel), wire, False, offset))
+        if isinstance(result, Deferred):
+            return result.addCallback(lambda r: PushResult(r.delivered, offset=offset, epoch=epoch))
+        return succeed(PushResult(result.delivered, offset=offset, epoch=epoch))
 
 
-@implementer(IBroker)
+@implementer(IPublisher)
 class Router:
     """
-    Offline queues, channel history and the channels protocol over a broker
-    and a store.
-
-    It provides L{IBroker} itself, so the HTTP API and the line port push
-    through it unchanged.
+    Offline queues, channel history and framing over a broker
+    and a store: what the HTTP API and the line port push through.
     """
 
     def __init__(
         self,
-        reactor: IReactorTime,
         registry: SessionRegistry,
         broker: IBroker,
-        store: IMessageStore | None,
-        rules: NamespaceRules,
-        offline: OfflineLimits | None,
-        authorizer: object = None,
-        framePush: Callable[[bytes, bool], tuple[bytes, bool]] | None = None,
-        fanout: Fanout | None = None,
-        channels: ChannelService | None = None,
-        channelPublisher: ChannelPublisher | None = None,
+        channels: ChannelService,
+        channelPublisher: ChannelPublisher,
+        offline: OfflineQueues | None = None,
+        framePush: Framing | None = None,
+        store: IMessageStore | None = None,
     ) -> None:
         """
-        @param fanout: the broker's, if it has one: offline queueing then
-            shares its budget per reactor turn and its order (see
-            L{Fanout.each}).
-        @param channels: the channel service, built first when a routing
-            strategy needs it (C{IRoutingContext}); one over the same
-            broker and store otherwise.
-        @param channelPublisher: the channel service's, if it is given.
+        @param offline: the offline queues, if pushes to uids without a
+            connection wait for them.
+        @param framePush: the routing's framing of backend pushes, if it has
+            one (C{IPushFraming}).
+        @param store: the store under the offline queues and the history,
+            for the metrics (C{realtime_store_up}).
         """
-        self._reactor = reactor
         self.registry = registry
         self.broker = broker
+        self.channels = channels
+        self.offline = offline
         self.store = store
-        self.rules = rules
+        self._channelPublisher = channelPublisher
         self._framePush = framePush
-        self.offline = (
-            OfflineQueues(reactor, registry, broker, store, offline, self._frame, fanout or Fanout(reactor))
-            if offline is not None and store is not None
-            else None
-        )
-        self._brokerNow = getattr(broker, "pushNow", None)
-        self.channelPublisher = channelPublisher or ChannelPublisher(reactor, broker, store, rules)
-        self.channels = channels or ChannelService(
-            reactor, registry, broker, store, rules, self.channelPublisher.publish, authorizer
-        )
 
     @property
     def queuedPushes(self) -> int:
@@ -139,9 +126,6 @@ class Router:
         """
         return self.offline.delivered if self.offline is not None else 0
 
-    def _frame(self, payload: bytes, isBinary: bool) -> tuple[bytes, bool]:
-        return self._framePush(payload, isBinary) if self._framePush else (payload, isBinary)
-
     # -- sessions ----------------------------------------------------------------
 
     def sessionOpened(self, session: ISession) -> None:
@@ -159,51 +143,33 @@ class Router:
         self.channels.sessionClosed(session)
         self.registry.discard(session)
 
-    # -- IBroker: what backends push ---------------------------------------------
+    # -- IPublisher: what backends push ------------------------------------------
 
-    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
+    def publish(self, envelope: Envelope) -> PushResult | Deferred[PushResult]:
         """
-        Push to uids (queueing for those without a connection), to
-        everyone, or to a channel (through its history).
+        Push to uids (queueing for those without an open connection), to
+        everyone, to sessions, or to a channel (through its history).
+
+        Synchronous whenever the broker answers at once and no uid needs
+        its offline queue: the line port's common case costs no Deferred.
         """
         target = envelope.target
-        if isinstance(target, ToChannel):
-            return self.publishToChannel(target.name, envelope.payload)
-        payload, isBinary = self._frame(envelope.payload, envelope.isBinary)
-        d = self.broker.publish(Envelope(target, payload, isBinary))
-        if self.offline is not None and isinstance(target, ToUids):
-            d.addCallback(self.offline.queueMissing, envelope.payload, envelope.isBinary)
-        return d
-
-    def pushNow(self, target: Target, payload: bytes, isBinary: bool) -> int | None:
-        """
-        L{publish} without Deferreds where the answer needs no waiting: to
-        uids that all have a connection here (or with no offline queue), or
-        to everyone.  How many sessions got it, or C{None} with nothing done.
-        """
-        fast = self._brokerNow
-        if fast is None or type(target) is ToChannel:
-            return None
-        if self.offline is not None and type(target) is ToUids:
-            # a uid whose connections are all closing gets the push queued,
-            # which only the Deferred path does
-            sessionsOf = self.registry.sessionsOf
-            for uid in target.uids:
-                for session in sessionsOf(uid):
-                    if session.isOpen():
-                        break
-                else:
-                    return None
-        if self._framePush is not None:
-            payload, isBinary = self._framePush(payload, isBinary)
-        return fast(target, payload, isBinary)
-
-    def publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
-        """
-        Publish C{data} (JSON text) through the channel's history
-        (L{ChannelPublisher}).
-        """
-        return self.channelPublisher.publish(channel, data)
+        if type(target) is ToChannel:
+            return self._channelPublisher.publish(target.name, envelope.payload)
+        framePush = self._framePush
+        outgoing = envelope if framePush is None else Envelope(target, *framePush(envelope.payload, envelope.isBinary))
+        result = self.broker.publish(outgoing)
+        offline = self.offline
+        if offline is None or type(target) is not ToUids:
+            return result
+        # a uid whose connections are all closing counts 0 and gets the
+        # push queued, like a uid without any
+        if isinstance(result, PushResult):
+            if 0 not in result.uids.values():
+                # every uid reached (nearly every push): nothing to queue
+                return result
+            return offline.queueMissing(result, envelope.payload, envelope.isBinary)
+        return result.addCallback(offline.queueMissing, envelope.payload, envelope.isBinary)
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.internet.interfaces import IReactorTime
 
 from realtime.core.limits import ConnectionLimits, RateLimit
 from realtime.core.origins import OriginPolicy
+from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
 from realtime.delivery.timers import TimeoutWheel
 from realtime.delivery.writer import TurnWriter
@@ -39,6 +41,8 @@ class RealtimeServerFactory(WebSocketServerFactory):
         wheel: TimeoutWheel,
         writer: TurnWriter,
         *,
+        registry: SessionRegistry,
+        clock: IReactorTime,
         server: str = "realtime",
         maxQueuedBytes: int = 4 * 1024 * 1024,
         maxMessageSize: int = 0,
@@ -59,11 +63,12 @@ class RealtimeServerFactory(WebSocketServerFactory):
         self.authenticator = authenticator
         self.strategy = strategy
         self.router = router
-        self.registry = router.registry
+        #: the router's (given, like every collaborator: C{realtime.wiring})
+        self.registry = registry
         self.fanout = fanout
         self.wheel = wheel
         #: the reactor's clock, for timestamps
-        self.clock = wheel.reactor
+        self.clock = clock
         self.writer = writer
         self.maxQueuedBytes = maxQueuedBytes
         self.slowConsumerTimeout = slowConsumerTimeout

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.api.lineproto import LineError, parseLine
+from realtime.api.targets import LineError, parseLine
 from realtime.broker.memory import MemoryBroker
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout

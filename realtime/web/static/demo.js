@@ -265,7 +265,7 @@
     };
   }
 
-  function pushNow() {
+  function pushFromPage() {
     var base = $("api-url").value.replace(/\/+$/, "");
     var key = $("api-key").value.trim();
     sessionStorage.setItem("realtime:api-url", base);
@@ -314,7 +314,7 @@
     var text = $("text").value;
     if (text.trim() && rt && rt.connected) { say(text); $("text").value = ""; }
   };
-  $("push").onsubmit = function (e) { e.preventDefault(); pushNow(); };
+  $("push").onsubmit = function (e) { e.preventDefault(); pushFromPage(); };
 
   fetch("/config.json").then(function (r) { return r.json(); }).then(function (c) {
     config = c;
