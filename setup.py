@@ -38,7 +38,10 @@ setup(
         "prometheus-client>=0.20",
     ],
     extras_require={
+        # redis-py's asyncio client with the hiredis parser: --store redis://
+        "redis": ["redis[hiredis]>=5.2,<9"],
         "test": [
+            "redis[hiredis]>=5.2,<9",
             "pytest>=8",
             "websockets>=13",
             "ruff>=0.6",

@@ -157,6 +157,39 @@ class ISessionRegistry(Interface):
         """
 
 
+class IRegistryObserver(Interface):
+    """
+    Told when the registry's sessions change, for a broker that subscribes
+    to what this node's sessions need (a uid's pushes, a channel's
+    messages) and keeps the cluster's presence.  Called synchronously,
+    after the change; an observer does its I/O later, never in the call.
+    """
+
+    def sessionAdded(session, first):
+        """
+        C{session} was indexed; C{first} tells whether its uid had no
+        session here before.
+        """
+
+    def sessionRemoved(session, last):
+        """
+        C{session} was forgotten; C{last} tells whether its uid has no
+        session here any more.
+        """
+
+    def subscribed(subscription, first):
+        """
+        C{subscription} (with C{channel}, C{uid}) was indexed; C{first}
+        tells whether its channel had no subscription here before.
+        """
+
+    def unsubscribed(subscription, last):
+        """
+        C{subscription} was forgotten; C{last} tells whether its channel
+        has no subscription here any more.
+        """
+
+
 class IRoutingStrategyFactory(Interface):
     """
     Builds an L{IRoutingStrategy} from ``--routing NAME``.

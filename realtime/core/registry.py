@@ -21,9 +21,12 @@ class SessionRegistry:
     Sessions by id and by uid, in the order they joined.
     """
 
-    __slots__ = ("_byId", "_byUid", "_channels", "_present", "_all")
+    __slots__ = ("_byId", "_byUid", "_channels", "_present", "_all", "_observers")
 
     def __init__(self) -> None:
+        #: told of every change (L{IRegistryObserver}); empty unless a
+        #: broker for several nodes watches, which costs the rest nothing
+        self._observers: tuple[Any, ...] = ()
         self._byId: dict[str, ISession] = {}
         # the snapshot allSessions() hands out, until sessions change: many
         # broadcasts between two connects share it, which lets the fan-out
@@ -34,6 +37,12 @@ class SessionRegistry:
         self._channels: dict[str, dict[Any, None]] = {}
         # channel -> uid -> how many of the uid's subscriptions are in it
         self._present: dict[str, dict[str, int]] = {}
+
+    def addObserver(self, observer: Any) -> None:
+        """
+        Tell C{observer} (an L{IRegistryObserver}) of every change from now on.
+        """
+        self._observers = (*self._observers, observer)
 
     def add(self, session: ISession) -> None:
         """
@@ -48,6 +57,8 @@ class SessionRegistry:
             self._byUid[session.uid] = [session]
         else:
             peers.append(session)
+        for observer in self._observers:
+            observer.sessionAdded(session, peers is None)
 
     def discard(self, session: ISession) -> None:
         """
@@ -58,10 +69,13 @@ class SessionRegistry:
         del self._byId[session.sessionId]
         self._all = None
         peers = self._byUid[session.uid]
-        if len(peers) == 1:
+        last = len(peers) == 1
+        if last:
             del self._byUid[session.uid]
         else:
             peers.remove(session)
+        for observer in self._observers:
+            observer.sessionRemoved(session, last)
 
     def get(self, sessionId: str) -> ISession | None:
         """
@@ -117,6 +131,7 @@ class SessionRegistry:
             first subscription there): the moment to announce a join.
         """
         members = self._channels.get(subscription.channel)
+        first = members is None
         if members is None:
             members = self._channels[subscription.channel] = {}
             self._present[subscription.channel] = {}
@@ -126,6 +141,8 @@ class SessionRegistry:
         present = self._present[subscription.channel]
         count = present.get(subscription.uid, 0)
         present[subscription.uid] = count + 1
+        for observer in self._observers:
+            observer.subscribed(subscription, first)
         return count == 0
 
     def unsubscribe(self, subscription: Any) -> bool:
@@ -148,6 +165,8 @@ class SessionRegistry:
         if not members:
             del self._channels[subscription.channel]
             del self._present[subscription.channel]
+        for observer in self._observers:
+            observer.unsubscribed(subscription, not members)
         return count == 0
 
     def subscribersOf(self, channel: str) -> Sequence[Any]:

@@ -22,6 +22,7 @@ listed in L{CHECKED}.
 
 from __future__ import annotations
 
+from asyncio import AbstractEventLoop
 from importlib.metadata import version as _installed
 from types import FunctionType, ModuleType
 from typing import Any, Callable
@@ -34,6 +35,7 @@ from autobahn.websocket.protocol import WebSocketServerFactory as _GenericServer
 from autobahn.websocket.protocol import WebSocketServerProtocol as _GenericServerProtocol
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import abstract
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
 #: the versions setup.py admits and CI tests (the oldest and the newest)
 SUPPORTED = "autobahn>=26.11,<27 and twisted>=26.10,<27"
@@ -162,6 +164,19 @@ _assignedBy(abstract.FileDescriptor.__init__, "_tempDataLen")
 #: raises from C{privilegedStartService} (C{realtime.websocket._autobahn.endpoints})
 WAITING_FOR_PORT = _assignedBy(StreamServerEndpointService.__init__, "_waitingForPort")
 _lookup(StreamServerEndpointService, "_raiseSynchronously")
+
+
+#: the event loop Twisted's asyncio reactor runs, where redis-py's coroutines
+#: must run too (C{realtime.redisio}); the reactor has no public accessor
+_assignedBy(AsyncioSelectorReactor.__init__, "_asyncioEventloop")
+
+
+def asyncioLoopOf(reactor: AsyncioSelectorReactor) -> AbstractEventLoop:
+    """
+    The asyncio event loop C{reactor} runs.
+    """
+    loop: AbstractEventLoop = reactor._asyncioEventloop
+    return loop
 
 
 def heldBytes(transport: abstract.FileDescriptor) -> int:

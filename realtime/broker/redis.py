@@ -1,0 +1,281 @@
+"""
+The broker for several nodes (C{--broker redis://...}): a push taken by any
+node reaches every matching session on every node, once.
+
+Each node subscribes only to the Redis channels its own sessions need - a
+uid's while it holds a session of that uid, a channel's while a session is
+subscribed to it - plus the channel every node hears, as Centrifugo's Redis
+engine does (L{realtime.broker.redispubsub}).  A push is published once per
+addressed uid or channel, and each node that receives it frames it once and
+writes it to its sessions through the same local delivery the memory broker
+uses (L{realtime.broker.memory.MemoryBroker}): the publishing node delivers
+to its own sessions the same way, when the message comes back from Redis, so
+every session gets each message exactly once and in the order Redis
+published them.
+
+Answers keep their meaning across the cluster.  A push to a uid counts the
+connections the uid holds on live nodes, read in the same pipeline right
+after the C{PUBLISH}, and only if Redis delivered it to at least one node:
+never C{ok} for a uid nobody holds.  A channel message counts the
+channel's subscriptions, a broadcast every live node's connections.  While
+Redis cannot be reached, pushes fail with the reason instead of being
+answered.  Pushes to session ids stay on the node that took them: session
+ids are this process's own, and no port addresses them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from realtime.broker.memory import MemoryBroker
+from realtime.broker.redismessages import BadMessage, ChannelNames, decode, encode
+from realtime.broker.redispresence import PresenceKeys, RedisPresence
+from realtime.broker.redispubsub import PubSubLink
+from realtime.interfaces import IBroker, IRegistryObserver
+from realtime.redisio import Pipeliner, clientFor
+from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToSessions, ToUids
+
+__all__ = ["RedisBroker"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@implementer(IBroker, IRegistryObserver)
+class RedisBroker:
+    """
+    An L{IBroker} over Redis pub/sub, watching C{registry} for what this
+    node needs.
+
+    @param client: the C{redis.asyncio} client for commands.
+    @param listener: the client whose pub/sub connection receives (the same
+        client, or another path to the same Redis).
+    @param node: this node's id, new at each start unless given.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        client: Any,
+        reactor: Any,
+        registry: Any,
+        fanout: Any,
+        *,
+        listener: Any = None,
+        node: str | None = None,
+        prefix: str = "realtime",
+        probeInterval: float = 2.0,
+        probeTimeout: float = 6.0,
+        heartbeatInterval: float = 2.0,
+        staleAfter: float = 7.0,
+    ) -> None:
+        self.node = node or secrets.token_hex(6)
+        self.registry = registry
+        self._local = MemoryBroker(registry, fanout)
+        self._names = ChannelNames(prefix)
+        self._presenceKeys = PresenceKeys(prefix)
+        self._pipeliner = Pipeliner(client, reactor)
+        self._link = PubSubLink(
+            client,
+            (listener or client).pubsub(),
+            reactor,
+            self._received,
+            probeChannel=self._names.node(self.node),
+            probeInterval=probeInterval,
+            probeTimeout=probeTimeout,
+        )
+        self._presence = RedisPresence(
+            client,
+            reactor,
+            self.node,
+            self._totals,
+            keys=self._presenceKeys,
+            heartbeatInterval=heartbeatInterval,
+            staleAfter=staleAfter,
+        )
+        registry.addObserver(self)
+
+    @classmethod
+    def fromURL(cls, url: str, reactor: Any, registry: Any, fanout: Any, **kwargs: Any) -> RedisBroker:
+        """
+        A broker on the Redis at C{url} (any form of L{realtime.redisio.clientFor}).
+        """
+        return cls(clientFor(url), reactor, registry, fanout, **kwargs)
+
+    @property
+    def problem(self) -> str | None:
+        """
+        Why pushes cannot reach every node now (Redis unreachable, or the
+        pub/sub connection deaf), or C{None}.
+        """
+        return self._link.problem
+
+    def start(self) -> Deferred[None]:
+        """
+        Subscribe to the channel every node hears and start the heartbeat.
+        """
+        self._link.want(self._names.everyone)
+        return gatherResults([self._link.start(), self._presence.start()], consumeErrors=True).addCallback(
+            lambda _: None
+        )
+
+    def stop(self) -> Deferred[None]:
+        """
+        Leave the cluster cleanly: presence removed at once, pub/sub closed.
+        """
+        return gatherResults([self._presence.stop(), self._link.stop()], consumeErrors=True).addCallback(
+            lambda _: None
+        )
+
+    def _totals(self) -> dict[str, int]:
+        registry = self.registry
+        return {"connections": len(registry), "uids": registry.uidCount(), "channels": registry.channelCount()}
+
+    # IRegistryObserver: what this node needs
+
+    def sessionAdded(self, session: Any, first: bool) -> None:
+        if first:
+            self._link.want(self._names.uid(session.uid))
+        self._presence.connected(session.uid).addErrback(self._lost, "counting a connection")
+
+    def sessionRemoved(self, session: Any, last: bool) -> None:
+        if last:
+            self._link.unwant(self._names.uid(session.uid))
+        self._presence.disconnected(session.uid).addErrback(self._lost, "counting a disconnection")
+
+    def subscribed(self, subscription: Any, first: bool) -> None:
+        if first:
+            self._link.want(self._names.channel(subscription.channel))
+        self._presence.joined(subscription.channel, self._memberId(subscription), subscription.uid).addErrback(
+            self._lost, "recording a subscription"
+        )
+
+    def unsubscribed(self, subscription: Any, last: bool) -> None:
+        if last:
+            self._link.unwant(self._names.channel(subscription.channel))
+        self._presence.left(subscription.channel, self._memberId(subscription)).addErrback(
+            self._lost, "recording an unsubscription"
+        )
+
+    @staticmethod
+    def _memberId(subscription: Any) -> str:
+        session = getattr(subscription, "session", None)
+        return str(getattr(session, "sessionId", id(subscription)))
+
+    def _lost(self, reason: Any, doing: str) -> None:
+        # the presence of a moment is lost; the next refresh writes it again
+        self.log.warn("Redis presence: {doing} failed: {why}", doing=doing, why=reason.getErrorMessage())
+
+    # what comes from Redis
+
+    def _received(self, redisChannel: str, data: bytes) -> None:
+        address = self._names.parse(redisChannel)
+        if address is None:
+            return
+        try:
+            message = decode(data)
+        except BadMessage:
+            self.log.warn("ignored a message that is not ours on {channel}", channel=redisChannel)
+            return
+        kind, name = address
+        if kind == "uid":
+            target: Any = ToUids((name,))
+        elif kind == "channel":
+            target = ToChannel(name)
+        elif kind == "all":
+            target = ToAll()
+        else:
+            return
+        answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset))
+        if isinstance(answer, Deferred):
+            answer.addErrback(lambda f: self.log.failure("delivering a message from Redis", f))
+
+    # IBroker
+
+    def publish(self, envelope: Envelope) -> Deferred[PushResult]:
+        """
+        Publish C{envelope} for every node; see the module docstring for
+        what the answer counts.
+        """
+        target = envelope.target
+        if isinstance(target, ToSessions):
+            return Deferred.fromCoroutine(self._sessionsHere(envelope))
+        data = encode(envelope.payload, envelope.isBinary, self.node, envelope.offset)
+        if isinstance(target, ToUids):
+            return self._publishToUids(tuple(dict.fromkeys(target.uids)), data)
+        if isinstance(target, ToChannel):
+            return self._publishCounted(self._names.channel(target.name), data, "HLEN", self._presenceKeys.members(target.name))
+        if isinstance(target, ToAll):
+            return self._publishToAll(data)
+        raise TypeError(f"unknown target {target!r}")
+
+    async def _sessionsHere(self, envelope: Envelope) -> PushResult:
+        answer = self._local.publish(envelope)
+        if isinstance(answer, Deferred):
+            return await answer
+        return answer
+
+    def _publishToUids(self, uids: tuple[str, ...], data: bytes) -> Deferred[PushResult]:
+        names, keys = self._names, self._presenceKeys
+
+        def queue(pipe: Any) -> int:
+            for uid in uids:
+                pipe.publish(names.uid(uid), data)
+                pipe.hgetall(keys.connections(uid))
+            return 2 * len(uids)
+
+        def count(answers: list[Any]) -> PushResult:
+            live = self._presence.liveNodes
+            counts: dict[str, int] = {}
+            for i, uid in enumerate(uids):
+                receivers, perNode = answers[2 * i], answers[2 * i + 1]
+                held = sum(int(n) for node, n in perNode.items() if _text(node) in live)
+                # delivered only where a node took it and holds the uid
+                counts[uid] = held if receivers else 0
+            return PushResult(sum(counts.values()), counts)
+
+        return self._pipeliner.submit(queue, count)
+
+    def _publishCounted(self, redisChannel: str, data: bytes, countCommand: str, countKey: str) -> Deferred[PushResult]:
+        def queue(pipe: Any) -> int:
+            pipe.publish(redisChannel, data)
+            pipe.execute_command(countCommand, countKey)
+            return 2
+
+        return self._pipeliner.submit(queue, lambda answers: PushResult(int(answers[1]) if answers[0] else 0))
+
+    def _publishToAll(self, data: bytes) -> Deferred[PushResult]:
+        published = self._pipeliner.submit(lambda pipe: (pipe.publish(self._names.everyone, data), 1)[1], lambda a: a[0])
+        return published.addCallback(lambda _: self._presence.stats()).addCallback(
+            lambda totals: PushResult(int(totals.get("connections", 0)))
+        )
+
+    def connectionCount(self, uid: str) -> Deferred[int]:
+        """
+        How many sessions C{uid} holds on the live nodes of the cluster.
+        """
+        return self._presence.connectionCount(uid)
+
+    def stats(self) -> Deferred[dict[str, Any]]:
+        """
+        The cluster's totals (summed over live nodes), with this node's
+        waiting deliveries.
+        """
+
+        def add(totals: dict[str, Any]) -> dict[str, Any]:
+            return {**totals, "node": self.node, "pendingDeliveries": self._local.fanout.pending}
+
+        return self._presence.stats().addCallback(add)
+
+    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
+        """
+        Who is subscribed to C{channel} on the live nodes.
+        """
+        return self._presence.presence(channel)

@@ -1,0 +1,324 @@
+"""
+Who is connected, cluster-wide, kept in Redis: connections per uid, channel
+presence, node totals, and which nodes are alive.
+
+Every node writes only its own fields (its node id names them) and reads
+everyone's, filtered by the nodes that are alive.  A node is alive while its
+heartbeat, stamped with Redis's own clock (C{TIME}, so the nodes' clocks
+need not agree), is younger than C{staleAfter}; a node killed with SIGKILL
+stops being counted once its heartbeat is that old plus at most one
+heartbeat interval of the reader's cached view - under 10 seconds with the
+defaults - and its fields are removed by whoever reads them next (prune on
+read).  Keys no live node holds expire by themselves: each node rewrites its
+fields with a fresh expiry every C{refreshInterval}, which also puts them
+back if Redis lost its data.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from redis.commands.core import AsyncScript
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from realtime.redisio import Pipeliner
+
+__all__ = ["RedisPresence", "PresenceKeys"]
+
+#: KEYS: the nodes sorted set, this node's totals hash.  ARGV: node,
+#: staleAfter (ms), totals expiry (s), then field/value pairs of totals.
+#: Stamps the heartbeat with Redis's clock, drops nodes gone stale (their
+#: totals expire by themselves), answers the live nodes.
+_HEARTBEAT = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], ms, ARGV[1])
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ms - tonumber(ARGV[2])))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+#: KEYS: a per-node hash.  ARGV: node-field, delta, expiry.  Adds C{delta}
+#: to this node's count, removing the field at zero.
+_COUNT = """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return n
+"""
+
+
+class PresenceKeys:
+    """
+    The key names, under one prefix; a uid's and a channel's presence keys
+    carry the hash tags of the Redis store's keys for them.
+    """
+
+    def __init__(self, prefix: str = "realtime") -> None:
+        self.prefix = prefix
+        self.nodes = f"{prefix}:{{nodes}}:alive"
+
+    def totals(self, node: str) -> str:
+        return f"{self.prefix}:{{nodes}}:node:{node}"
+
+    def connections(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:conns"
+
+    def members(self, channel: str) -> str:
+        return f"{self.prefix}:{{ch:{channel}}}:members"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisPresence:
+    """
+    This node's share of the cluster's presence, and reads of the whole.
+
+    @param node: this node's id, unique in the cluster (a new one per start).
+    @param totals: called at each heartbeat for this node's counters
+        (C{connections}, C{uids}, C{channels}, ...), published for
+        L{stats}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        client: Any,
+        reactor: Any,
+        node: str,
+        totals: Any = lambda: {},
+        *,
+        keys: PresenceKeys | None = None,
+        heartbeatInterval: float = 2.0,
+        staleAfter: float = 7.0,
+        refreshInterval: float = 20.0,
+        keyExpiry: int = 60,
+    ) -> None:
+        self.node = node
+        self._pipeliner = Pipeliner(client, reactor)
+        self._keys = keys or PresenceKeys()
+        self._totals = totals
+        self._staleMs = int(staleAfter * 1000)
+        self._expiry = keyExpiry
+        self._heartbeat = AsyncScript(client, _HEARTBEAT)
+        self._count = AsyncScript(client, _COUNT)
+        self._uids: dict[str, int] = {}
+        self._members: dict[str, dict[str, str]] = {}
+        #: the live nodes as the last heartbeat saw them
+        self.liveNodes: frozenset[str] = frozenset({node})
+        self._beat = LoopingCall(self._quietly, self.heartbeat, "heartbeat")
+        self._beat.clock = reactor
+        self._heartbeatInterval = heartbeatInterval
+        self._refresh = LoopingCall(self._quietly, self.refresh, "refresh")
+        self._refresh.clock = reactor
+        self._refreshInterval = refreshInterval
+
+    def _quietly(self, operation: Any, name: str) -> Deferred[None]:
+        """
+        Run one periodic C{operation}; its failure (Redis unreachable) is
+        said and the loop goes on, so the node is back as soon as Redis is.
+        """
+        return operation().addErrback(
+            lambda f: self.log.warn("Redis presence {name} failed: {why}", name=name, why=f.getErrorMessage())
+        )
+
+    def start(self) -> Deferred[None]:
+        """
+        Heartbeat now and every interval; rewrite this node's fields every
+        refresh interval.  Fires once the first heartbeat is answered.
+        """
+        first = self.heartbeat()
+        self._beat.start(self._heartbeatInterval, now=False).addErrback(lambda f: self.log.failure("presence heartbeat", f))
+        self._refresh.start(self._refreshInterval, now=False).addErrback(lambda f: self.log.failure("presence refresh", f))
+        return first
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop beating and remove this node's fields, so the others stop
+        counting it at once rather than when its heartbeat goes stale.
+        """
+        for loop in (self._beat, self._refresh):
+            if loop.running:
+                loop.stop()
+        keys = self._keys
+
+        def queue(pipe: Any) -> int:
+            pipe.zrem(keys.nodes, self.node)
+            pipe.delete(keys.totals(self.node))
+            for uid in self._uids:
+                pipe.hdel(keys.connections(uid), self.node)
+            for channel, members in self._members.items():
+                if members:
+                    pipe.hdel(keys.members(channel), *members)
+            return 2 + len(self._uids) + sum(1 for m in self._members.values() if m)
+
+        done = self._pipeliner.submit(queue, lambda answers: None)
+        return done.addBoth(lambda result: self._pipeliner.close().addCallback(lambda _: result))
+
+    # this node's changes
+
+    def connected(self, uid: str) -> Deferred[int]:
+        """
+        One more session of C{uid} here.
+        """
+        self._uids[uid] = self._uids.get(uid, 0) + 1
+        return self._add(uid, 1)
+
+    def disconnected(self, uid: str) -> Deferred[int]:
+        """
+        One session fewer of C{uid} here.
+        """
+        left = self._uids.get(uid, 0) - 1
+        if left > 0:
+            self._uids[uid] = left
+        else:
+            self._uids.pop(uid, None)
+        return self._add(uid, -1)
+
+    def _add(self, uid: str, delta: int) -> Deferred[int]:
+        key = self._keys.connections(uid)
+        return self._pipeliner.submit(
+            lambda pipe: self._pipeliner.script(pipe, self._count, [key], [self.node, delta, self._expiry]),
+            lambda answers: int(answers[0]),
+        )
+
+    def joined(self, channel: str, sessionId: str, uid: str) -> Deferred[None]:
+        """
+        A session of this node subscribed to C{channel} as C{uid}.
+        """
+        field = f"{self.node}/{sessionId}"
+        self._members.setdefault(channel, {})[field] = uid
+        key = self._keys.members(channel)
+
+        def queue(pipe: Any) -> int:
+            pipe.hset(key, field, uid)
+            pipe.expire(key, self._expiry)
+            return 2
+
+        return self._pipeliner.submit(queue, lambda answers: None)
+
+    def left(self, channel: str, sessionId: str) -> Deferred[None]:
+        """
+        A session of this node left C{channel}.
+        """
+        field = f"{self.node}/{sessionId}"
+        members = self._members.get(channel)
+        if members is not None:
+            members.pop(field, None)
+            if not members:
+                del self._members[channel]
+        key = self._keys.members(channel)
+        return self._pipeliner.submit(lambda pipe: (pipe.hdel(key, field), 1)[1], lambda answers: None)
+
+    def heartbeat(self) -> Deferred[None]:
+        """
+        Stamp this node alive with its totals; learn who else is.
+        """
+        totals = [str(x) for pair in dict(self._totals()).items() for x in pair]
+        keys = [self._keys.nodes, self._keys.totals(self.node)]
+        args = [self.node, self._staleMs, self._expiry, *totals]
+
+        def alive(answers: list[Any]) -> None:
+            self.liveNodes = frozenset(_text(n) for n in answers[0])
+
+        return self._pipeliner.submit(lambda pipe: self._pipeliner.script(pipe, self._heartbeat, keys, args), alive)
+
+    def refresh(self) -> Deferred[None]:
+        """
+        Rewrite this node's fields with a fresh expiry: keys no live node
+        refreshes expire, and what Redis lost comes back.
+        """
+        keys = self._keys
+        uids, members = dict(self._uids), {c: dict(m) for c, m in self._members.items()}
+
+        def queue(pipe: Any) -> int:
+            for uid, count in uids.items():
+                pipe.hset(keys.connections(uid), self.node, count)
+                pipe.expire(keys.connections(uid), self._expiry)
+            for channel, fields in members.items():
+                pipe.hset(keys.members(channel), mapping=fields)
+                pipe.expire(keys.members(channel), self._expiry)
+            return 2 * (len(uids) + len(members))
+
+        return self._pipeliner.submit(queue, lambda answers: None)
+
+    # the cluster's view
+
+    def _prune(self, key: str, fields: Iterable[str]) -> None:
+        dead = list(fields)
+        if dead:
+            self._pipeliner.submit(lambda pipe: (pipe.hdel(key, *dead), 1)[1], lambda answers: None).addErrback(
+                lambda f: None
+            )
+
+    def connectionCount(self, uid: str) -> Deferred[int]:
+        """
+        How many sessions C{uid} holds on live nodes.
+        """
+        key = self._keys.connections(uid)
+
+        def count(answers: list[Any]) -> int:
+            live, dead = 0, []
+            for node, n in answers[0].items():
+                if _text(node) in self.liveNodes:
+                    live += int(n)
+                else:
+                    dead.append(_text(node))
+            self._prune(key, dead)
+            return live
+
+        return self._pipeliner.submit(lambda pipe: (pipe.hgetall(key), 1)[1], count)
+
+    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
+        """
+        Who is subscribed to C{channel} on live nodes, in the shape of
+        L{realtime.interfaces.IBroker.presence}.
+        """
+        key = self._keys.members(channel)
+
+        def members(answers: list[Any]) -> dict[str, Any]:
+            uids: dict[str, int] = {}
+            dead = []
+            for field, uid in answers[0].items():
+                name = _text(field)
+                if name.partition("/")[0] in self.liveNodes:
+                    uids[_text(uid)] = uids.get(_text(uid), 0) + 1
+                else:
+                    dead.append(name)
+            self._prune(key, dead)
+            return {"channel": channel, "uids": uids, "connections": sum(uids.values())}
+
+        return self._pipeliner.submit(lambda pipe: (pipe.hgetall(key), 1)[1], members)
+
+    def stats(self) -> Deferred[dict[str, Any]]:
+        """
+        The live nodes' totals, summed, with how many nodes there are.
+        """
+        nodes = sorted(self.liveNodes)
+        if not nodes:
+            return succeed({"nodes": 0})
+
+        def queue(pipe: Any) -> int:
+            for node in nodes:
+                pipe.hgetall(self._keys.totals(node))
+            return len(nodes)
+
+        def total(answers: list[Any]) -> dict[str, Any]:
+            summed: dict[str, Any] = {"nodes": len(nodes)}
+            for answer in answers:
+                for name, value in answer.items():
+                    try:
+                        number = int(value)
+                    except ValueError:
+                        continue
+                    summed[_text(name)] = summed.get(_text(name), 0) + number
+            return summed
+
+        return self._pipeliner.submit(queue, total)

@@ -1,0 +1,231 @@
+"""
+Redis from Twisted: redis-py's C{redis.asyncio} client run on Twisted's
+asyncio reactor, its coroutines turned into Deferreds.
+
+redis-py is the maintained Python client with Streams, Lua scripts (with the
+NOSCRIPT fallback), explicit pipelines, Sentinel, Cluster and resubscription
+after a reconnect; txredisapi has none of the last three.  It needs an asyncio
+event loop, and the one loop that also runs Twisted is the asyncio reactor's,
+so every Redis-backed part of the server needs that reactor: L{loopOf} refuses
+any other with the command that fixes it, instead of hanging on a loop nobody
+runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Callable, Coroutine, TypeVar
+
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
+
+__all__ = ["WrongReactor", "loopOf", "onLoop", "REACTOR_ADVICE", "clientFor", "isCluster", "SCHEMES", "Pipeliner"]
+
+#: the URL forms C{--store} and C{--broker} take
+SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "rediss+cluster://")
+
+_T = TypeVar("_T")
+
+#: what to tell someone whose server runs on another reactor
+REACTOR_ADVICE = "Redis needs Twisted's asyncio reactor: run twistd -r asyncio -n realtime ..."
+
+
+class WrongReactor(RuntimeError):
+    """
+    The reactor has no asyncio event loop for redis-py to run on.
+    """
+
+
+def loopOf(reactor: Any) -> asyncio.AbstractEventLoop:
+    """
+    The asyncio event loop C{reactor} runs.
+
+    @raise WrongReactor: C{reactor} is not Twisted's asyncio reactor.
+    """
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    from realtime.websocket._autobahn.privates import asyncioLoopOf
+
+    if not isinstance(reactor, AsyncioSelectorReactor):
+        raise WrongReactor(f"{REACTOR_ADVICE} (this one is {type(reactor).__name__})")
+    return asyncioLoopOf(reactor)
+
+
+def onLoop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, _T]) -> Deferred[_T]:
+    """
+    Run C{coroutine} as a task of C{loop} and answer its result as a Deferred.
+
+    The task is made on the reactor's own loop explicitly: C{ensure_future}
+    would pick the thread's I{current} loop, which need not be the one the
+    reactor runs, and the coroutine would then never start.  Cancelling the
+    Deferred cancels the task.
+    """
+    return Deferred.fromFuture(loop.create_task(coroutine))
+
+
+def clientFor(url: str) -> Any:
+    """
+    A C{redis.asyncio} client for C{url}, speaking RESP3, answering bytes:
+
+      - C{redis://HOST:PORT/DB}, C{rediss://...} (TLS): one Redis;
+      - C{redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]}: the master
+        Sentinel names, found again after a failover;
+      - C{redis+cluster://HOST:PORT} (C{rediss+cluster://} for TLS): a Redis
+        Cluster, discovered from that node.
+
+    Making a client opens no connection: the first command does.
+
+    @raise ValueError: for any other URL, naming the forms above.
+    """
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.sentinel import Sentinel
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or not url.startswith(SCHEMES):
+        raise ValueError(f"not a Redis URL: {url!r} (use one of {', '.join(s + '...' for s in SCHEMES)})")
+    if scheme in ("redis", "rediss"):
+        return aioredis.Redis.from_url(url, protocol=3, decode_responses=False)
+    if scheme.endswith("+cluster"):
+        return RedisCluster.from_url(f"{scheme.partition('+')[0]}://{rest}", protocol=3, decode_responses=False)
+    hosts, _, path = rest.partition("/")
+    master, _, db = path.partition("/")
+    if not hosts or not master:
+        raise ValueError(f"{url!r}: a Sentinel URL is redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]")
+    addresses = [(h.rpartition(":")[0] or h, int(h.rpartition(":")[2] or 26379)) for h in hosts.split(",")]
+    sentinel = Sentinel(addresses, protocol=3, decode_responses=False)
+    return sentinel.master_for(master, db=int(db or 0), protocol=3, decode_responses=False)
+
+
+def isCluster(client: Any) -> bool:
+    """
+    Whether C{client} talks to a Redis Cluster, whose pipelines refuse
+    C{EVALSHA} (redis-py sends each script's text with C{EVAL} there).
+    """
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+@dataclass
+class _Operation:
+    """
+    One operation waiting for the next pipeline: C{queue} adds its commands
+    and says how many, C{finish} turns their answers into its result.
+    """
+
+    queue: Callable[[Any], int]
+    finish: Callable[[list[Any]], Any]
+    done: Deferred[Any]
+
+
+class Pipeliner:
+    """
+    Sends the operations asked for in one reactor turn - and any asked for
+    while the previous pipeline is in flight - as one pipeline, one pipeline
+    at a time.
+
+    One pipeline at a time on one client is what keeps operations in the
+    order they were asked for (several pipelines on a pool's connections
+    could run in any order; on a cluster, a pipeline's commands for one slot
+    stay in order on that slot's node), and it costs one round trip per
+    burst instead of one per operation.  An operation whose command fails
+    fails alone; a pipeline that cannot be sent fails all of its operations.
+
+    @param maxBatch: the most operations one pipeline takes, so one huge
+        burst does not hold Redis (or its first caller) for long.
+    """
+
+    def __init__(self, client: Any, reactor: Any, maxBatch: int = 500) -> None:
+        self._client = client
+        self._reactor = reactor
+        self._loop = loopOf(reactor)
+        self._cluster = isCluster(client)
+        self._maxBatch = maxBatch
+        self._pending: list[_Operation] = []
+        self.flushing = False
+        self.closed = False
+
+    def submit(self, queue: Callable[[Any], int], finish: Callable[[list[Any]], Any]) -> Deferred[Any]:
+        """
+        Ask for an operation; its Deferred fires with C{finish}'s result.
+        """
+        if self.closed:
+            return fail(RuntimeError("the Redis client is closed"))
+        done: Deferred[Any] = Deferred()
+        self._pending.append(_Operation(queue, finish, done))
+        if not self.flushing:
+            self.flushing = True
+            self._reactor.callLater(0, self._flush)
+        return done
+
+    def script(self, pipe: Any, script: Any, keys: list[str], args: list[Any]) -> int:
+        """
+        Queue C{script} (an C{AsyncScript}) on C{pipe}; answers 1, the
+        number of commands queued.
+
+        This is what C{AsyncScript.__call__} does for a pipeline, without its
+        coroutine: the pipeline loads its scripts (C{SCRIPT LOAD} after a
+        C{NOSCRIPT}) before it executes.  Cluster pipelines refuse
+        C{EVALSHA}, so there the script's text goes with C{EVAL}.
+        """
+        if self._cluster:
+            pipe.eval(script.script, len(keys), *keys, *args)
+        else:
+            pipe.scripts.add(script)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return 1
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> Deferred[_T]:
+        """
+        Run one coroutine of the client (outside the pipelines).
+        """
+        return onLoop(self._loop, coroutine)
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending[: self._maxBatch], self._pending[self._maxBatch :]
+        if not batch:
+            self.flushing = False
+            return
+        pipe = self._client.pipeline(transaction=False)
+        counts = [operation.queue(pipe) for operation in batch]
+        self.run(pipe.execute(raise_on_error=False)).addCallbacks(
+            self._answer, self._failBatch, callbackArgs=(batch, counts), errbackArgs=(batch,)
+        ).addBoth(lambda _: self._flush())
+
+    def _answer(self, results: list[Any], batch: list[_Operation], counts: list[int]) -> None:
+        start = 0
+        for operation, count in zip(batch, counts, strict=True):
+            answers, start = results[start : start + count], start + count
+            error = next((a for a in answers if isinstance(a, Exception)), None)
+            if error is not None:
+                operation.done.errback(Failure(error))
+                continue
+            try:
+                result = operation.finish(answers)
+            except Exception:
+                operation.done.errback(Failure())
+            else:
+                operation.done.callback(result)
+
+    def _failBatch(self, reason: Failure, batch: list[_Operation]) -> None:
+        for operation in batch:
+            operation.done.errback(reason)
+
+    def close(self) -> Deferred[None]:
+        """
+        Refuse new operations, answer the ones asked for, then close the
+        client's connections.
+        """
+        self.closed = True
+        drained: Deferred[None] = Deferred()
+
+        def closeWhenIdle() -> None:
+            if self.flushing:
+                self._reactor.callLater(0.01, closeWhenIdle)
+                return
+            self.run(self._client.aclose()).chainDeferred(drained)
+
+        closeWhenIdle()
+        return drained

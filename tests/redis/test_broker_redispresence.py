@@ -1,0 +1,140 @@
+"""
+Tests for L{realtime.broker.redispresence}: presence and totals shared by
+the nodes of a cluster, against a real C{redis-server}.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from twisted.internet import reactor, task
+from twisted.trial.unittest import TestCase
+
+from realtime.broker.redispresence import RedisPresence
+from tests.redis.test_broker_redispubsub import until
+from tests.redis.test_store_redis import sharedServer
+from tests.redisserver import RedisServer
+
+
+class PresenceTests(TestCase):
+    def setUp(self) -> None:
+        self.redis = sharedServer()
+        self.redis.command("FLUSHALL")
+
+    def ownServer(self) -> RedisServer:
+        """
+        A Redis of this test's own, for a test that stops it.
+        """
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.cleanup)
+        return self.redis
+
+    def node(self, name: str, **kwargs: object) -> RedisPresence:
+        client = aioredis.Redis.from_url(self.redis.url, protocol=3)
+        presence = RedisPresence(client, reactor, name, **kwargs)  # type: ignore[arg-type]
+        self.addCleanup(lambda: presence.stop() if not presence._pipeliner.closed else None)
+        return presence
+
+    async def test_countsAcrossNodes(self) -> None:
+        """
+        A uid's connections on every node add up; a node's leaving counts
+        down on its own share only.
+        """
+        a, b = self.node("a"), self.node("b")
+        await a.start()
+        await b.start()
+        await a.connected("u1")
+        await a.connected("u1")
+        await b.connected("u1")
+        await a.heartbeat()
+        self.assertEqual(await a.connectionCount("u1"), 3)
+        await b.disconnected("u1")
+        self.assertEqual(await a.connectionCount("u1"), 2)
+        self.assertEqual(await b.connectionCount("u2"), 0)
+
+    async def test_channelPresence(self) -> None:
+        """
+        Channel presence lists the uids subscribed on every live node.
+        """
+        a, b = self.node("a"), self.node("b")
+        await a.start()
+        await b.start()
+        await a.joined("room", "s1", "alice")
+        await b.joined("room", "s2", "bob")
+        await b.joined("room", "s3", "bob")
+        await a.heartbeat()
+        self.assertEqual(await a.presence("room"), {"channel": "room", "uids": {"alice": 1, "bob": 2}, "connections": 3})
+        await b.left("room", "s3")
+        self.assertEqual((await a.presence("room"))["uids"], {"alice": 1, "bob": 1})
+
+    async def test_totals(self) -> None:
+        """
+        Stats are the live nodes' totals summed, read from Redis.
+        """
+        a = self.node("a", totals=lambda: {"connections": 3, "uids": 2})
+        b = self.node("b", totals=lambda: {"connections": 4, "uids": 1})
+        await a.start()
+        await b.start()
+        await a.heartbeat()
+        self.assertEqual(await a.stats(), {"nodes": 2, "connections": 7, "uids": 3})
+
+    async def test_deadNodeStopsCounting(self) -> None:
+        """
+        A node that stops beating (killed: no clean stop) stops being
+        counted once its heartbeat is stale, and its fields are pruned.
+        """
+        a = self.node("a", heartbeatInterval=0.1, staleAfter=0.5)
+        b = self.node("b", heartbeatInterval=0.1, staleAfter=0.5)
+        await a.start()
+        await b.start()
+        await b.connected("u1")
+        await b.joined("room", "s1", "bob")
+        await a.heartbeat()
+        self.assertEqual(await a.connectionCount("u1"), 1)
+        b._beat.stop()  # as if SIGKILLed
+        b._refresh.stop()
+        await task.deferLater(reactor, 0.8, lambda: None)
+        self.assertEqual(a.liveNodes, {"a"})
+        self.assertEqual(await a.connectionCount("u1"), 0)
+        self.assertEqual((await a.presence("room"))["uids"], {})
+        self.assertEqual(self.redis.command("HLEN", "realtime:{u:u1}:conns"), b":0\r\n")
+
+    async def test_cleanStop(self) -> None:
+        """
+        A node that stops cleanly takes its fields with it at once.
+        """
+        a, b = self.node("a"), self.node("b")
+        await a.start()
+        await b.start()
+        await b.connected("u1")
+        await b.stop()
+        await a.heartbeat()
+        self.assertEqual(await a.connectionCount("u1"), 0)
+        self.assertNotIn("b", a.liveNodes)
+
+    async def test_refreshRestoresLostData(self) -> None:
+        """
+        After Redis loses its data, each node's refresh writes its share back.
+        """
+        a = self.node("a")
+        await a.start()
+        await a.connected("u1")
+        await a.joined("room", "s1", "alice")
+        self.redis.command("FLUSHALL")
+        await a.heartbeat()
+        await a.refresh()
+        self.assertEqual(await a.connectionCount("u1"), 1)
+        self.assertEqual((await a.presence("room"))["uids"], {"alice": 1})
+
+    async def test_heartbeatOutlivesAnOutage(self) -> None:
+        """
+        The heartbeat goes on through a Redis outage, so the node counts
+        again once Redis is back, with nobody restarting anything.
+        """
+        self.ownServer()
+        a = self.node("a", heartbeatInterval=0.1, staleAfter=0.5)
+        await a.start()
+        self.redis.stop()
+        await task.deferLater(reactor, 0.5, lambda: None)
+        self.redis.start()
+        await until(lambda: b"a" in self.redis.command("ZRANGE", "realtime:{nodes}:alive", "0", "-1"))
+        self.assertTrue(a._beat.running)

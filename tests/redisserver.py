@@ -1,0 +1,160 @@
+"""
+Real C{redis-server} processes for the tests, on ports the kernel picks -
+never the machine's own Redis on 6379, which other programs use.
+
+Without the binary the tests that need one are skipped, or fail when
+C{REALTIME_REQUIRE_REDIS} is set (as C{.ci/run} sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+__all__ = ["RedisServer", "requireRedis"]
+
+
+def requireRedis() -> str:
+    """
+    The path of C{redis-server}; else skip, or fail with C{REALTIME_REQUIRE_REDIS}.
+    """
+    path = shutil.which("redis-server")
+    if path is None:
+        problem = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("REALTIME_REQUIRE_REDIS"):
+            pytest.fail(f"REALTIME_REQUIRE_REDIS is set but {problem}")
+        pytest.skip(f"{problem}; set REALTIME_REQUIRE_REDIS to fail instead")
+    return path
+
+
+def _isFree(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _freePort(clusterBus: bool = False) -> int:
+    """
+    A port nobody listens on; with C{clusterBus}, one whose cluster bus port
+    (the port + 10000, which must be a valid port too) is free as well.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if not clusterBus or (port + 10000 <= 65535 and _isFree(port + 10000)):
+            return port
+
+
+class RedisServer:
+    """
+    One C{redis-server} keeping nothing on disk, on 127.0.0.1 and a free port.
+
+    Started by the constructor and stopped by L{stop}; L{restart} keeps the
+    port, so clients can reconnect to "the same Redis" after an outage.
+    """
+
+    def __init__(self, *extra: str) -> None:
+        self.binary = requireRedis()
+        self.extra = extra
+        self.directory = tempfile.mkdtemp(prefix="realtime-redis-")
+        self.port = _freePort(clusterBus="--cluster-enabled" in extra)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """
+        Start the server and wait until it answers.
+        """
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", self.directory, *self.extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {command}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server on port {self.port} did not answer")
+
+    def command(self, *words: str) -> bytes:
+        """
+        One command in Redis's inline protocol, answered raw (for the tests'
+        own checks and for C{FLUSHALL} between tests).
+        """
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(" ".join(words).encode() + b"\r\n")
+            return s.recv(65536)
+
+    def stop(self) -> None:
+        """
+        Kill the server and wait for it.
+        """
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RedisClusterServers:
+    """
+    A Redis Cluster of three masters, each a L{RedisServer} with cluster
+    mode on, joined with C{redis-cli --cluster create}.
+    """
+
+    def __init__(self, size: int = 3) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            requireRedis()
+            pytest.skip("redis-cli is not installed")
+        self.nodes = [
+            RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+            for _ in range(size)
+        ]
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 20
+        # every node must see the whole cluster, or a client that asks one
+        # that does not yet is told CLUSTERDOWN
+        while not all(b"cluster_state:ok" in node.command("CLUSTER", "INFO") for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not become ready")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            node.command("FLUSHALL")
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()

@@ -1,0 +1,45 @@
+"""
+Tests for L{realtime.broker.redismessages}: what nodes say to each other.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from realtime.broker.redismessages import BadMessage, ChannelNames, RedisMessage, decode, encode
+
+_tokens = st.text(alphabet="abcdef0123456789", min_size=1, max_size=16)
+
+
+class CodecTests(SynchronousTestCase):
+    @given(st.binary(), st.booleans(), _tokens, st.one_of(st.none(), st.integers(1, 2**63)), st.one_of(st.none(), _tokens))
+    def test_roundTrip(self, payload: bytes, isBinary: bool, origin: str, offset: int | None, epoch: str | None) -> None:
+        """
+        Every message decodes to what was encoded, payload bytes included
+        (newlines and all).
+        """
+        self.assertEqual(decode(encode(payload, isBinary, origin, offset, epoch)), RedisMessage(payload, isBinary, offset, epoch, origin))
+
+    def test_refusesOthers(self) -> None:
+        """
+        Someone else's PUBLISH on our channel is refused, not delivered.
+        """
+        for data in (b"hello", b"R2 t - - n\nx", b"R1 x - - n\nx", b"R1 t x - n\nx", b"R1 t - -\nx", b""):
+            with self.assertRaises(BadMessage):
+                decode(data)
+
+
+class ChannelNamesTests(SynchronousTestCase):
+    def test_parse(self) -> None:
+        """
+        Each of our channel names parses back to whom it is for; others' do not.
+        """
+        names = ChannelNames("rt")
+        self.assertEqual(names.parse(names.uid("u:1{x}")), ("uid", "u:1{x}"))
+        self.assertEqual(names.parse(names.channel("room:a")), ("channel", "room:a"))
+        self.assertEqual(names.parse(names.everyone), ("all", ""))
+        self.assertEqual(names.parse(names.node("n1")), ("node", "n1"))
+        self.assertIsNone(names.parse("other:{u:1}:push"))
+        self.assertIsNone(names.parse("rt:{u:1}:nope"))
