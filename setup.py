@@ -53,7 +53,7 @@ setup(
             "mypy-zope>=1.0.17",
         ],
     },
-    entry_points={"console_scripts": ["realtime-push = realtime.client.blocking:main"]},
+    entry_points={"console_scripts": ["realtime-push = realtime.client.cli:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

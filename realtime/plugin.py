@@ -45,7 +45,7 @@ Both:
     - C{PluginOptions}: read ``--auth-option`` / ``--routing-option`` values,
       refusing unknown options and bad values with a message naming them.
     - C{closecodes}: the WebSocket close codes this server sends
-      (C{closecodes.AUTH_FAILED}, C{closecodes.FORBIDDEN}, ...).
+      (C{closecodes.AUTH_FAILED}, C{closecodes.POLICY_VIOLATION}, ...).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 Immutable values that cross the boundary between the pure core and the shell.
 
 Authenticators and routing strategies answer with these instead of doing I/O,
-so they can be tested with plain values in and values out, and so the shell
-(``protocol.py``) is the only place that turns a decision into bytes on a wire.
+so they can be tested with plain values in and values out, and so only the
+shell - C{realtime.websocket} for client connections, C{realtime.api} for the
+backends' ports, C{realtime.delivery} for the writes - turns a decision into
+bytes on a wire.
 """
 
 from __future__ import annotations

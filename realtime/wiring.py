@@ -27,8 +27,8 @@ from twisted.python import usage
 
 from realtime.api.cors import CorsPolicy
 from realtime.api.http import ApiCounters, buildApiSite
-from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LinePushFactory
+from realtime.api.site import ApiSite
 from realtime.broker.memory import MemoryBroker
 from realtime.config.discovery import checkBuilt, pluginWarnings
 from realtime.config.options import Options, loadApiKey

@@ -18,7 +18,7 @@ from twisted.web.server import Site
 
 from realtime.api.answers import messagePayload
 from realtime.api.http import ApiResource, buildApiResource, buildApiSite
-from realtime.api.limits import ApiRequest, ApiSite
+from realtime.api.site import ApiRequest, ApiSite
 from realtime.broker.memory import MemoryBroker
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout

@@ -32,7 +32,7 @@ def backupCommand(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """
     Run ``realtime-push --url URL backup ARGS`` in its own process.
     """
-    code = "import sys; from realtime.client.blocking import main; sys.exit(main())"
+    code = "import sys; from realtime.client.cli import main; sys.exit(main())"
     return subprocess.run(
         [sys.executable, "-c", code, "--url", url, "--api-key", API_KEY, "backup", *args],
         env=environment(), capture_output=True, text=True, timeout=60,
@@ -108,7 +108,7 @@ class BackupIntegrationTests(ServerTestCase):
         A refused backup exits 2 with the server's reason and leaves no file.
         """
         path = os.path.join(self.directory, "backup.sqlite3")
-        code = "import sys; from realtime.client.blocking import main; sys.exit(main())"
+        code = "import sys; from realtime.client.cli import main; sys.exit(main())"
         done = subprocess.run(
             [sys.executable, "-c", code, "--url", self.server.apiUrl(), "--api-key", "wrong", "backup", path],
             env=environment(), capture_output=True, text=True, timeout=60,

@@ -352,7 +352,7 @@ class Closer(Protocol):
 class NothingLeftTests(TestCase):
     """
     A closed connection is freed by reference counting alone, over real
-    sockets: the tuned collector (L{realtime.ops.gctuning}) would leave cyclic
+    sockets: the tuned garbage collector (L{realtime.ops.gctuning}) would leave cyclic
     garbage for millions of allocations, tens of MB after a few thousand
     reconnects.
     """

@@ -1,6 +1,6 @@
 """
-Tests for L{realtime.client.blocking}: the blocking clients and the ``realtime-push``
-command, run in a thread against the real API site and line port listening
+Tests for L{realtime.client.blocking} and L{realtime.client.cli}: the blocking clients
+and the ``realtime-push`` command, run in a thread against the real API site and line port listening
 on loopback, while the reactor keeps serving.
 """
 
@@ -22,12 +22,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import realtime
+import realtime.client
 from realtime.api.http import buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.auth.firstpacket import checkSignedPacket, signFirstPacket
 from realtime.broker.memory import MemoryBroker
 from realtime.client import blocking as client
-from realtime.client.blocking import HttpPushClient, LinePushClient, PushError, findApiKey, main, parseData
+from realtime.client.blocking import HttpPushClient, LinePushClient, PushError, findApiKey
+from realtime.client.cli import main, parseData
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
@@ -599,6 +601,15 @@ class OfflineMainTests(SynchronousTestCase):
         """
         self.assertIs(client.signFirstPacket, signFirstPacket)
         self.assertRaises(AttributeError, getattr, client, "noSuchName")
+        self.assertIs(realtime.client.signFirstPacket, signFirstPacket)
+        self.assertRaises(AttributeError, getattr, realtime.client, "noSuchName")
+
+    def test_packageReexports(self) -> None:
+        """
+        A backend imports the blocking clients from C{realtime.client}.
+        """
+        for name in realtime.client.__all__:
+            self.assertIs(getattr(realtime.client, name), getattr(client, name))
 
     def test_noTwistedImported(self) -> None:
         """
@@ -606,7 +617,7 @@ class OfflineMainTests(SynchronousTestCase):
         can vendor it.
         """
         code = (
-            "import sys, realtime.client.blocking\n"
+            "import sys, realtime.client, realtime.client.blocking, realtime.client.cli\n"
             "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('twisted', 'autobahn', 'zope'))\n"
             "print(loaded)\n"
         )

@@ -61,7 +61,7 @@ class BackupClientTests(ServerTestCase):
         Run ``realtime-push --url ... backup ARGS`` in its own process (off
         the reactor thread, which serves it).
         """
-        code = "import sys; from realtime.client.blocking import main; sys.exit(main())"
+        code = "import sys; from realtime.client.cli import main; sys.exit(main())"
         argv = [sys.executable, "-c", code, "--url", self.url, "--api-key", KEY, "backup", *args]
         return deferToThread(subprocess.run, argv, env=environment(), capture_output=True, timeout=60)
 

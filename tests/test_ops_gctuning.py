@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from realtime.ops.gctuning import GCTuning
 
 
-class CollectorTuningTests(SynchronousTestCase):
+class GarbageCollectorTuningTests(SynchronousTestCase):
     """
     Tuned while running, Python's own settings once stopped.
     """

@@ -133,7 +133,7 @@ class KnownSessionTests(SynchronousTestCase):
             (3, {"bad signature": 2, "missing signature": 1}, 7, 2),
         )
         result = subprocess.run(
-            [sys.executable, "-c", "from realtime.client.blocking import main; raise SystemExit(main())", "--url", server.apiUrl(), "--api-key", API_KEY, "stats"],
+            [sys.executable, "-c", "from realtime.client.cli import main; raise SystemExit(main())", "--url", server.apiUrl(), "--api-key", API_KEY, "stats"],
             env=environment(),
             capture_output=True,
             text=True,

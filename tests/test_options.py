@@ -159,7 +159,7 @@ class OptionsTests(SynchronousTestCase):
         o = self.options("--log-format", "json", "--api-cors-origin", "https://a", "--api-cors-origin", "https://b")
         self.assertEqual((o["log-format"], o["api-cors-origin"]), ("json", ["https://a", "https://b"]))
         self.assertEqual(self.options("--api-cors-origin", "none")["api-cors-origin"], ["none"])
-        self.assertIn("--log-format must be text or json", self.refused("--log-format", "xml"))
+        self.assertIn("--log-format must be one of text, json, not 'xml'", self.refused("--log-format", "xml"))
 
     def test_config(self) -> None:
         """

@@ -16,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 
 from realtime.store.sqlite import SQLiteMessageStore, StoreClosedError
-from realtime.store.sqlitefile import SchemaError
+from realtime.store.sqliteschema import SchemaError
 from realtime.values import History, Position, Retention
 from tests.store_contract import KEEP, LIMITS, T0, MessageStoreContractMixin, SQLiteTestCase, StatementLog, offsets
 

@@ -24,7 +24,7 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from realtime.client.blocking import main
+from realtime.client.cli import main
 from realtime.client.subscriber import (
     ChannelMessage,
     ChannelSubscriber,
@@ -95,7 +95,7 @@ class Wire:
         """
         Deliver one frame from the server.
         """
-        self.subscriber.frameReceived(json.dumps(frame).encode("utf-8"), False)
+        self.subscriber.messageReceived(json.dumps(frame).encode("utf-8"), False)
 
     def reply(self, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None) -> None:
         """
@@ -161,7 +161,7 @@ class LogicTests(SynchronousTestCase):
         subscriber.connectionOpened(sent.append, lambda: None)
         self.assertEqual(sent[0], b"uid1")
         self.assertNoResult(d)
-        subscriber.frameReceived(b'{"type":"reply","id":1,"ok":true,"result":{"channel":"news:a"}}', False)
+        subscriber.messageReceived(b'{"type":"reply","id":1,"ok":true,"result":{"channel":"news:a"}}', False)
         self.assertEqual(self.successResultOf(d), {"channel": "news:a"})
 
     def test_duplicatesDropped(self) -> None:
@@ -320,8 +320,8 @@ class LogicTests(SynchronousTestCase):
         events: list[Any] = []
         subscriber.onPush, subscriber.onEvent = pushes.append, events.append
         wire.receive(type="push", data="hello")
-        subscriber.frameReceived(b"not json", False)
-        subscriber.frameReceived(b"\x00\x01", True)
+        subscriber.messageReceived(b"not json", False)
+        subscriber.messageReceived(b"\x00\x01", True)
         wire.receive(type="join", channel="chat:x", uid="alice")
         self.assertEqual(pushes, ["hello", "not json", b"\x00\x01"])
         self.assertEqual(events, [{"type": "join", "channel": "chat:x", "uid": "alice"}])
@@ -536,7 +536,7 @@ class CommandTests(SynchronousTestCase):
         """
         Start ``realtime-push subscribe ARGS`` in C{server}'s directory.
         """
-        code = "import sys; from realtime.client.blocking import main; sys.exit(main())"
+        code = "import sys; from realtime.client.cli import main; sys.exit(main())"
         process = subprocess.Popen(
             [sys.executable, "-c", code, "subscribe", *args],
             env=environment(),
@@ -579,7 +579,7 @@ class CommandTests(SynchronousTestCase):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from realtime.client.blocking import main; sys.exit(main())", "subscribe",
+            [sys.executable, "-c", "import sys; from realtime.client.cli import main; sys.exit(main())", "subscribe",
              "x", "--url", f"ws://127.0.0.1:{silent.getsockname()[1]}/ws"],
             env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -77,8 +77,8 @@ class FakesTests(SynchronousTestCase):
         self.assertEqual(session.sent, [])
         session.releaseDeliveries([Frame(b"a", False)])
         self.assertEqual(session.texts, ["a", "b"])
-        session.close(closecodes.KICKED, "bye")
-        self.assertEqual((session.isOpen(), session.closed), (False, (closecodes.KICKED, "bye")))
+        session.close(closecodes.GOING_AWAY, "bye")
+        self.assertEqual((session.isOpen(), session.closed), (False, (closecodes.GOING_AWAY, "bye")))
         self.assertFalse(session.sendPrepared(Frame(b"c", False)))
 
     def test_sessionRegistry(self) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from realtime.client.blocking import HttpPushClient, LinePushClient, findApiKey
+from realtime.client import HttpPushClient, LinePushClient, findApiKey
 
 
 def main(uid: str) -> int:

@@ -69,8 +69,8 @@ from twisted.web.resource import IResource, Resource
 from realtime.api.answers import ApiError, invalid, isMultipart, jsonData, messagePayload, pushAnswer
 from realtime.api.backup import BackupDownloads, BackupInProgress
 from realtime.api.cors import CorsPolicy
-from realtime.api.limits import ApiSite
 from realtime.api.openapi import OpenApiResource
+from realtime.api.site import ApiSite
 from realtime.api.targets import LineError, TooManyUids, targetUids
 from realtime.core.jsoncodec import JSONError, decode
 from realtime.core.limits import RateLimit, TokenBucket, retryAfter

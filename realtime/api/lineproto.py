@@ -39,7 +39,7 @@ The error lines are::
     error: give either "uid" or "broadcast": true, not both
     error: "uid" must be a non-empty string or a list of them
     error: too many uids (10001; at most 10000 per push, --max-uids-per-push)
-    error: line longer than 65536 bytes
+    error: line longer than 1048576 bytes   (--max-message-size)
     error: message store unavailable (database or disk is full)
     error: shutting down
     error: internal error

@@ -4,7 +4,7 @@ at ``/api/openapi.json``, so a PHP, JS or Python developer can generate a
 client and a tool can check the server against it.
 
 The document is built here, next to the server, rather than written by hand
-elsewhere: ``tests/test_openapi.py`` runs schemathesis against a live server
+elsewhere: ``tests/test_api_openapi.py`` runs schemathesis against a live server
 with it, so an answer that drifts from what the document promises fails the
 tests instead of a generated client.  It describes what ``http.py``'s
 module docstring and the README's *The HTTP API* section say; change the
@@ -201,11 +201,9 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def buildSpec(maxBodySize: int | None = None) -> dict[str, Any]:
+def _paths() -> dict[str, Any]:
     """
-    The OpenAPI 3.1 document of the HTTP API.
-
-    @param maxBodySize: the server's body limit, stated in the 413 answers.
+    Every path of the API, each with its operations.
     """
     channel = {"name": "channel", "in": "query", "required": True, "schema": _CHANNEL}
     uid = {
@@ -217,6 +215,38 @@ def buildSpec(maxBodySize: int | None = None) -> dict[str, Any]:
         "schema": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
         "description": "repeat it for several uids: ?uid=u1&uid=u2",
     }
+    return {
+        "/api/push": _post("push", "Send data to the connections of one or more uids", "PushRequest", "PushAnswer"),
+        "/api/broadcast": _post("broadcast", "Send data to every connection", "BroadcastRequest", "BroadcastAnswer"),
+        "/api/publish": _post(
+            "publish",
+            "Publish to a channel: kept in its history if its namespace keeps one, then sent to its subscribers",
+            "PublishRequest",
+            "PublishAnswer",
+        ),
+        "/api/presence": _get("presence", "Who is subscribed to a channel", "Presence", channel),
+        "/api/online": _get("online", "Connections per uid (0 when offline)", "Online", uid),
+        "/api/stats": _get("stats", "The server's counters", "Stats"),
+        "/api/backup": _backup(),
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document (no key needed)",
+                "operationId": "openapi",
+                "security": [],
+                "responses": {
+                    "200": {"description": "OpenAPI 3.1", "content": {_JSON: {"schema": {"type": "object"}}}}
+                },
+            }
+        },
+    }
+
+
+def buildSpec(maxBodySize: int | None = None) -> dict[str, Any]:
+    """
+    The OpenAPI 3.1 document of the HTTP API.
+
+    @param maxBodySize: the server's body limit, stated in the 413 answers.
+    """
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -230,30 +260,7 @@ def buildSpec(maxBodySize: int | None = None) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": {
-            "/api/push": _post("push", "Send data to the connections of one or more uids", "PushRequest", "PushAnswer"),
-            "/api/broadcast": _post("broadcast", "Send data to every connection", "BroadcastRequest", "BroadcastAnswer"),
-            "/api/publish": _post(
-                "publish",
-                "Publish to a channel: kept in its history if its namespace keeps one, then sent to its subscribers",
-                "PublishRequest",
-                "PublishAnswer",
-            ),
-            "/api/presence": _get("presence", "Who is subscribed to a channel", "Presence", channel),
-            "/api/online": _get("online", "Connections per uid (0 when offline)", "Online", uid),
-            "/api/stats": _get("stats", "The server's counters", "Stats"),
-            "/api/backup": _backup(),
-            "/api/openapi.json": {
-                "get": {
-                    "summary": "This document (no key needed)",
-                    "operationId": "openapi",
-                    "security": [],
-                    "responses": {
-                        "200": {"description": "OpenAPI 3.1", "content": {_JSON: {"schema": {"type": "object"}}}}
-                    },
-                }
-            },
-        },
+        "paths": _paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "the API key"}},
             "schemas": _schemas(),

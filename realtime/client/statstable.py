@@ -2,7 +2,7 @@
 ``realtime-push stats`` as a person reads it: the server's counters in a
 two-column table, grouped, with words for names and units for times.
 
-Standard library only, like C{realtime.client.blocking}, which prints it.
+Standard library only, like C{realtime.client.cli}, which prints it.
 """
 
 from __future__ import annotations

@@ -9,22 +9,21 @@ Python counterpart of ``realtime.js``::
 
 It reconnects with backoff and jitter and resubscribes each channel from its last position, so what
 was published meanwhile arrives in order, exactly once.  The logic (positions, duplicates, request
-ids) is L{ChannelSubscriber}, which sees frames as bytes and needs no socket; the Autobahn protocol
+ids) is L{ChannelSubscriber}, which sees messages as bytes and needs no socket; the Autobahn protocol
 only forwards events to it, and C{ClientService} keeps a connection up.
 """
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping, Sequence, TextIO, cast
+from typing import Any, Callable, Mapping, Sequence, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.protocol import connectionDone
@@ -81,8 +80,8 @@ class ChannelSubscriber:
     Channel subscriptions over one reconnecting WebSocket.
 
     @ivar positions: channel -> last L{Position} received, updated in place; never moves back in an epoch.
-    @ivar onPush: gets each backend push (C{str}; C{bytes} if binary) and any text frame not the protocol's.
-    @ivar onEvent: gets each C{join}/C{leave} frame; C{onStatus} C{("open", url)} and C{("closed", reason)}.
+    @ivar onPush: gets each backend push (C{str}; C{bytes} if binary) and any text message not the protocol's.
+    @ivar onEvent: gets each C{join}/C{leave} event; C{onStatus} C{("open", url)} and C{("closed", reason)}.
     """
 
     onPush: Callable[[str | bytes], object] | None = None
@@ -214,25 +213,25 @@ class ChannelSubscriber:
         for stopped in stopping:
             self.service.stopService().chainDeferred(stopped)
 
-    def frameReceived(self, payload: bytes, isBinary: bool) -> None:
-        """Dispatch one frame from the server."""
+    def messageReceived(self, payload: bytes, isBinary: bool) -> None:
+        """Dispatch one WebSocket message from the server."""
         if isBinary:
             self._call(self.onPush, payload)
             return
         text = payload.decode("utf-8", "replace")
         try:
-            frame = decode(text)
+            message = decode(text)
         except JSONError:
-            frame = None
-        kind = frame.get("type") if isinstance(frame, dict) else None
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
         if kind == "reply":
-            self._replied(frame)
+            self._replied(message)
         elif kind == "message":
-            self._message(frame)
+            self._channelMessage(message)
         elif kind == "push":
-            self._call(self.onPush, frame.get("data"))
+            self._call(self.onPush, message.get("data"))
         elif isinstance(kind, str):
-            self._call(self.onEvent, frame)
+            self._call(self.onEvent, message)
         else:
             self._call(self.onPush, text)
 
@@ -264,12 +263,12 @@ class ChannelSubscriber:
         if d is not None:
             d.errback(SubscriberError("timeout", f"no reply to {op} within {self._requestTimeout} s"))
 
-    def _replied(self, frame: Result) -> None:
-        d = self._take(frame.get("id"))
-        if d is not None and frame.get("ok"):
-            d.callback(frame.get("result") or {})
+    def _replied(self, message: Result) -> None:
+        d = self._take(message.get("id"))
+        if d is not None and message.get("ok"):
+            d.callback(message.get("result") or {})
         elif d is not None:
-            error = frame["error"] if isinstance(frame.get("error"), dict) else {}
+            error = message["error"] if isinstance(message.get("error"), dict) else {}
             d.errback(SubscriberError(str(error.get("code", "internal")), str(error.get("message", ""))))
 
     def _sendSubscribe(self, name: str, state: _Channel) -> Deferred[Result]:
@@ -301,15 +300,15 @@ class ChannelSubscriber:
         if not (isinstance(failure.value, SubscriberError) and failure.value.code in CLIENT_CODES):
             _log.failure("resubscribing to {channel} failed", failure, channel=name)
 
-    def _message(self, frame: Result) -> None:
-        name = frame.get("channel")
+    def _channelMessage(self, message: Result) -> None:
+        name = message.get("channel")
         state = self._channels.get(name) if isinstance(name, str) else None
         if state is None or not isinstance(name, str):
             return
-        epoch, offset = frame.get("epoch"), frame.get("offset")
+        epoch, offset = message.get("epoch"), message.get("offset")
         if isinstance(epoch, str) and isinstance(offset, int) and not self._advance(name, epoch, offset):
             return  # a duplicate, e.g. delivered live and again from history across a reconnect
-        self._call(state.onMessage, ChannelMessage(name, frame.get("data"), epoch, offset))
+        self._call(state.onMessage, ChannelMessage(name, message.get("data"), epoch, offset))
 
     def _advance(self, name: str, epoch: str, offset: int) -> bool:
         # a new epoch is always ahead: the history of the old one is gone
@@ -341,7 +340,7 @@ class SubscriberProtocol(WebSocketClientProtocol):
         self.factory.subscriber.connectionOpened(self._sendText, self._leave)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.factory.subscriber.frameReceived(payload, isBinary)
+        self.factory.subscriber.messageReceived(payload, isBinary)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
@@ -372,57 +371,3 @@ class SubscriberService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         return self.subscriber.stop()
-
-
-#: seconds SIGINT/SIGTERM wait for a clean close (1000) before the reactor drops the connection
-STOP_TIMEOUT = 3.0
-
-
-def follow(url: str, channels: Sequence[str], since: str | None, first: str | None, out: TextIO, err: TextIO) -> int:
-    """
-    ``realtime-push subscribe``: print each message as one JSON line on C{out} until
-    interrupted (exit 0) or a subscription is refused (exit 2); C{since} is C{"EPOCH:OFFSET"}.
-
-    C{realtime-push: ready} on C{err} says every channel is subscribed, so a script (or a test)
-    waits for that line, not for a time.  SIGINT or SIGTERM stops at once, connected or not: the
-    close handshake gets L{STOP_TIMEOUT} seconds, then the connection is dropped.
-    """
-    from twisted.internet import reactor
-
-    positions = None
-    if since is not None:
-        epoch, _, offset = since.rpartition(":")
-        if not epoch or not offset.isdigit() or len(channels) != 1:
-            raise ValueError(f"--since wants EPOCH:OFFSET and one CHANNEL, not {since!r}")
-        positions = {channels[0]: Position(epoch, int(offset))}
-    subscriber = ChannelSubscriber(url, reactor, firstMessage=first, positions=positions)
-    say, status = partial(print, "realtime-push:", file=err, flush=True), [0]
-
-    def printMessage(m: ChannelMessage) -> None:
-        print(json.dumps(asdict(m), ensure_ascii=False), file=out, flush=True)
-
-    def refused(failure: Failure) -> bool:
-        say("error:", failure.getErrorMessage())
-        if not (isinstance(failure.value, SubscriberError) and failure.value.code in CLIENT_CODES) and not status[0]:
-            status[0] = 2
-            reactor.stop()
-        return False
-
-    def subscribed(r: Result) -> bool:
-        say("subscribed", r.get("channel"), f"at {r.get('epoch')}:{r.get('offset')}")
-        return True
-
-    def stop() -> Deferred[None]:
-        return subscriber.stop().addTimeout(STOP_TIMEOUT, reactor).addErrback(lambda _: None)
-
-    subscriber.onStatus = say
-    replies = [
-        subscriber.subscribe(c, printMessage, lambda r: say("lost messages:", json.dumps(r)))
-        .addCallbacks(subscribed, refused)
-        for c in channels
-    ]
-    gatherResults(replies).addCallback(lambda ok: all(ok) and say("ready"))
-    reactor.addSystemEventTrigger("before", "shutdown", stop)
-    reactor.callWhenRunning(subscriber.start)
-    reactor.run()
-    return status[0]

@@ -1,12 +1,17 @@
 """
 Reading ``--auth-option`` / ``--routing-option`` values the same way in
 every plugin, so a bad value is always refused with a message that names the
-plugin and the option.
+plugin and the option; the values themselves are read by
+L{realtime.core.checks}, as every other setting is.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
+
+from realtime.core import checks
+
+_T = TypeVar("_T")
 
 
 class PluginOptions:
@@ -48,52 +53,34 @@ class PluginOptions:
         """
         One of C{choices}.
         """
-        choices = list(choices)
-        value = self._given.get(name, default)
-        if value not in choices:
-            raise self.error(name, f"must be one of {', '.join(choices)}, not {value!r}")
-        return value
+        return self._read(name, checks.choice, self._given.get(name, default), choices)
 
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         """
-        A number (seconds, usually) of at least C{minimum}.
+        A finite number (seconds, usually) of at least C{minimum}.
         """
         raw = self._given.get(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise self.error(name, f"must be a number, not {raw!r}") from None
-        if not value >= minimum or value == float("inf"):
-            raise self.error(name, f"must be a finite number >= {minimum:g}, not {raw!r}")
-        return value
+        return default if raw is None else self._read(name, checks.number, raw, minimum=minimum)
 
     def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
         """
         A whole number of at least C{minimum}.
         """
         raw = self._given.get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise self.error(name, f"must be a whole number, not {raw!r}") from None
-        if value < minimum:
-            raise self.error(name, f"must be >= {minimum}, not {raw!r}")
-        return value
+        return default if raw is None else self._read(name, checks.wholeNumber, raw, minimum=minimum)
 
     def flag(self, name: str, default: bool) -> bool:
         """
         A yes/no value: 1/0, true/false, yes/no, on/off.
         """
         raw = self._given.get(name)
-        if raw is None:
-            return default
-        lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise self.error(name, f"must be true or false, not {raw!r}")
+        return default if raw is None else self._read(name, checks.flag, raw)
+
+    def _read(self, name: str, read: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """
+        C{read(*args, **kwargs)}, its refusal named after this plugin and option.
+        """
+        try:
+            return read(*args, **kwargs)
+        except ValueError as e:
+            raise self.error(name, str(e)) from None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Mapping, cast
 
+from realtime.core import checks
 from realtime.values import Retention
 
 #: a channel name: printable, no spaces or pattern characters, at most 200
@@ -61,17 +62,6 @@ def validChannel(name: object) -> bool:
     return isinstance(name, str) and CHANNEL_NAME.fullmatch(name) is not None
 
 
-def _flag(key: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{key} must be true or false, not {value!r}")
-
-
 def parseNamespace(pattern: str, values: Mapping[str, object]) -> NamespaceOptions:
     """
     Check the options of one namespace.
@@ -86,20 +76,13 @@ def parseNamespace(pattern: str, values: Mapping[str, object]) -> NamespaceOptio
             raise ValueError(f"namespace {pattern!r}: unknown key {key!r}; known: {', '.join(KEYS)}")
         try:
             if key == "history":
-                number = int(str(value))
-                if number < 0:
-                    raise ValueError
-                options = replace(options, history=number)
+                options = replace(options, history=checks.wholeNumber(str(value), minimum=0))
             elif key == "ttl":
-                seconds = float(str(value))
-                if not seconds > 0 or seconds == float("inf"):
-                    raise ValueError
-                options = replace(options, ttl=seconds)
+                options = replace(options, ttl=checks.number(str(value), minimum=0, exclusive=True))
             else:
-                options = replace(options, **cast(dict[str, Any], {key: _flag(key, value)}))
+                options = replace(options, **cast(dict[str, Any], {key: checks.flag(value)}))
         except ValueError as e:
-            detail = str(e) if str(e) else f"{key} must be a {'whole ' if key == 'history' else ''}number > 0"
-            raise ValueError(f"namespace {pattern!r}: {detail}, not {value!r}") from None
+            raise ValueError(f"namespace {pattern!r}: {key} {e}") from None
     return options
 
 

@@ -25,7 +25,7 @@ import unicodedata
 
 MAX_UID_LENGTH = 128
 
-#: the Cc, Cf, Cs, Zl and Zp code points of Unicode 15 (tests/test_uids.py
+#: the Cc, Cf, Cs, Zl and Zp code points of Unicode 15 (tests/test_core_uids.py
 #: checks this covers those of the running Python's C{unicodedata}): those
 #: of the Basic Multilingual Plane as regex ranges, the few above it as a set
 _REFUSED_BMP = (

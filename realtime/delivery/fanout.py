@@ -1,10 +1,11 @@
 """
 Fan-out: a message is framed once and written to each recipient.
 
-Framing happens once per message, not once per connection (L{Frame}).  A
-session queues what it is given for the end of the reactor turn
-(C{realtime.delivery.writer}), so every frame written to one connection in
-one turn leaves in one C{send()}.  Audiences larger than C{chunkSize} are
+Framing happens once per message, not once per connection (L{Frame}).  The
+write itself goes through the turn writer (L{realtime.delivery.writer}),
+which joins everything written to one connection in a reactor turn and sends
+it at the turn's end, so every frame queued for one connection in one turn
+leaves in one C{send} system call.  Audiences larger than C{chunkSize} are
 written over several reactor turns, at most C{chunkSize} writes per turn,
 so handshakes, pings and other pushes keep flowing during a
 100,000-connection broadcast.  Broadcasts waiting for the same audience are

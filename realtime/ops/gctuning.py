@@ -6,14 +6,17 @@ CPython runs a young-generation collection every 700 net allocations of
 container objects, and a full one each time the old generation has grown by
 a quarter.  A WebSocket handshake allocates dozens of containers and keeps
 most of them for the connection's life, so while thousands of clients
-connect the collector runs every few handshakes and walks ever more
+connect the garbage collector runs every few handshakes and walks ever more
 long-lived objects: some 30% of the Python time of a handshake, measured
 in-process with 10,000 connections open (bench/README.rst).  Almost all of a
 push server's garbage is freed by reference counting the moment it is
 dropped; the few cycles (failures with tracebacks, some Deferred chains) can
 wait for a larger threshold.  Objects that exist once the server has started
-(modules, plugins, the service tree) are frozen out of the collector's walks
+(modules, plugins, the service tree) are frozen out of its walks
 altogether.
+
+"Collector" alone, in this code base, is a Prometheus collector
+(L{realtime.ops.metrics}); this one is always the I{garbage} collector.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ THRESHOLDS = (50_000, 20, 10)
 
 class GCTuning(Service):
     """
-    Raises the collector's thresholds and freezes what exists at start;
+    Raises the garbage collector's thresholds and freezes what exists at start;
     puts both back when stopped (tests start servers in one process).
     """
 

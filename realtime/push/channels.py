@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from realtime.core import channelwire as channelproto
+from realtime.core import channelwire
 from realtime.core.namespaces import NamespaceOptions, NamespaceRules
 from realtime.core.registry import SessionRegistry
 from realtime.core.subscription import Subscription
@@ -37,7 +37,7 @@ MAX_SUBSCRIPTIONS = 512
 class RequestError(Exception):
     """
     A channels request refused with an error code from
-    C{channelproto.ERRORS}.
+    C{channelwire.ERRORS}.
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -89,7 +89,7 @@ class ChannelService:
         # from its first subscribe until it closes
         self._bySession: dict[str, dict[str, Subscription]] = {}
 
-    def request(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
+    def request(self, session: ISession, request: channelwire.Request) -> Deferred[dict[str, Any]]:
         """
         Carry out a client request; errors are L{RequestError}s.
         """
@@ -110,7 +110,7 @@ class ChannelService:
         for subscription in (subscriptions or {}).values():
             self._unsubscribe(subscription)
 
-    def _op_ping(self, session: ISession, request: channelproto.Request) -> dict[str, Any]:
+    def _op_ping(self, session: ISession, request: channelwire.Request) -> dict[str, Any]:
         return {}
 
     def _authorize(self, session: ISession, channel: str, options: NamespaceOptions, publish: bool) -> Deferred[bool]:
@@ -124,7 +124,7 @@ class ChannelService:
             return maybeDeferred(check, identity, channel).addCallback(bool)
         return succeed(options.public or identityMaySubscribe(identity, channel))
 
-    def _op_subscribe(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
+    def _op_subscribe(self, session: ISession, request: channelwire.Request) -> Deferred[dict[str, Any]]:
         channel = request.channel
         assert channel is not None
         subscriptions = self._bySession.get(session.sessionId, {})
@@ -138,7 +138,7 @@ class ChannelService:
         )
 
     def _subscribeAllowed(
-        self, allowed: bool, session: ISession, request: channelproto.Request, options: NamespaceOptions
+        self, allowed: bool, session: ISession, request: channelwire.Request, options: NamespaceOptions
     ) -> Deferred[dict[str, Any]] | dict[str, Any]:
         channel = request.channel
         assert channel is not None
@@ -168,12 +168,12 @@ class ChannelService:
             self._historyRead, subscription, request
         )
 
-    def _historyRead(self, history: Any, subscription: Subscription, request: channelproto.Request) -> dict[str, Any]:
+    def _historyRead(self, history: Any, subscription: Subscription, request: channelwire.Request) -> dict[str, Any]:
         channel = subscription.channel
         result: dict[str, Any] = {"channel": channel, "epoch": history.epoch}
         if request.since is not None and history.recovered:
             frames = [
-                Frame(channelproto.encodeMessage(channel, m.offset, history.epoch, m.payload), offset=m.offset)
+                Frame(channelwire.encodeMessage(channel, m.offset, history.epoch, m.payload), offset=m.offset)
                 for m in history.messages
             ]
             subscription.release(request.since.offset, frames)
@@ -187,7 +187,7 @@ class ChannelService:
                 result["recovered"] = False
         return result
 
-    def _op_unsubscribe(self, session: ISession, request: channelproto.Request) -> dict[str, Any]:
+    def _op_unsubscribe(self, session: ISession, request: channelwire.Request) -> dict[str, Any]:
         channel = request.channel
         assert channel is not None
         subscription = self._bySession.get(session.sessionId, {}).pop(channel, None)
@@ -201,12 +201,12 @@ class ChannelService:
             self._announce("leave", subscription.channel, subscription.uid)
 
     def _announce(self, kind: str, channel: str, uid: str) -> None:
-        wire = channelproto.encodePresenceEvent(kind, channel, uid)
+        wire = channelwire.encodePresenceEvent(kind, channel, uid)
         maybeDeferred(self.broker.publish, Envelope(ToChannel(channel), wire)).addErrback(
             lambda f: self.log.failure("announcing {kind} in {channel} failed", f, kind=kind, channel=channel)
         )
 
-    def _op_publish(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
+    def _op_publish(self, session: ISession, request: channelwire.Request) -> Deferred[dict[str, Any]]:
         channel = request.channel
         data = request.data
         assert channel is not None and data is not None
@@ -221,7 +221,7 @@ class ChannelService:
 
         return self._authorize(session, channel, options, True).addCallback(allowed)
 
-    def _op_presence(self, session: ISession, request: channelproto.Request) -> Deferred[dict[str, Any]]:
+    def _op_presence(self, session: ISession, request: channelwire.Request) -> Deferred[dict[str, Any]]:
         channel = request.channel
         assert channel is not None
         options = self.rules.match(channel)

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from realtime.core import channelwire as channelproto
+from realtime.core import channelwire
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
 from realtime.interfaces import IBroker, IMessageStore, IPublisher, ISession
@@ -65,7 +65,7 @@ class ChannelPublisher:
     def _publishStored(self, stored: Any, channel: str, data: bytes) -> Deferred[PushResult]:
         offset = stored.offset if stored is not None else None
         epoch = stored.epoch if stored is not None else None
-        wire = channelproto.encodeMessage(channel, offset, epoch, data)
+        wire = channelwire.encodeMessage(channel, offset, epoch, data)
         result = self._broker.publish(Envelope(ToChannel(channel), wire, False, offset))
         if isinstance(result, Deferred):
             return result.addCallback(lambda r: PushResult(r.delivered, offset=offset, epoch=epoch))

@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.config.pluginoptions import PluginOptions
-from realtime.core import channelwire as channelproto
+from realtime.core import channelwire
 from realtime.interfaces import (
     IChannelService,
     IPushFraming,
@@ -56,15 +56,15 @@ class ChannelsStrategy:
         """
         An error reply at once, or the service's answer as a reply.
         """
-        parsed = channelproto.parseRequest(payload, isBinary)
-        if isinstance(parsed, channelproto.Failure):
-            return (Reply(channelproto.encodeError(parsed.id, parsed.code, parsed.message)),)
+        parsed = channelwire.parseRequest(payload, isBinary)
+        if isinstance(parsed, channelwire.Failure):
+            return (Reply(channelwire.encodeError(parsed.id, parsed.code, parsed.message)),)
         return self.channels.request(session, parsed).addCallbacks(
             self._answered, self._failed, callbackArgs=(parsed.id,), errbackArgs=(parsed.id, session)
         )
 
     def _answered(self, result: dict[str, Any], requestId: Any) -> tuple[Reply]:
-        return (Reply(channelproto.encodeReply(requestId, result)),)
+        return (Reply(channelwire.encodeReply(requestId, result)),)
 
     def _failed(self, failure: Failure, requestId: Any, session: ISession) -> tuple[Reply]:
         error = failure.value
@@ -76,13 +76,13 @@ class ChannelsStrategy:
         else:
             self.log.failure("request {id!r} from {session} failed", failure, id=requestId, session=session.sessionId)
             code, message = "internal", "internal error"
-        return (Reply(channelproto.encodeError(requestId, code, message)),)
+        return (Reply(channelwire.encodeError(requestId, code, message)),)
 
     def framePush(self, payload: bytes, isBinary: bool) -> tuple[bytes, bool]:
         """
         Backend pushes arrive as ``{"type": "push", "data": "<text>"}``.
         """
-        return channelproto.encodePush(payload, isBinary)
+        return channelwire.encodePush(payload, isBinary)
 
 
 @implementer(IPlugin, IRoutingStrategyFactory, IRoutingContextUser)

@@ -9,7 +9,7 @@ Anything else is handed to the twisted.web C{Site} (the demo page,
 C{WebSocketResource} at ``/ws`` for upgrades that arrive on a reused
 keep-alive connection.
 
-Over TLS, the front factory is what C{TLSMemoryBIOFactory} asks which
+Over TLS, the L{SharedPortFactory} is what C{TLSMemoryBIOFactory} asks which
 protocols ALPN may choose: it offers C{http/1.1} (both sides of the port
 speak it; a WebSocket starts as an HTTP/1.1 request), without which
 OpenSSL fails every handshake that offers ALPN, i.e. every browser's.
@@ -60,8 +60,8 @@ class SharedPortProtocol(Protocol):
     #: no C{abortConnection})
     transport: Any
 
-    def __init__(self, front: SharedPortFactory, addr: IAddress) -> None:
-        self._front = front
+    def __init__(self, port: SharedPortFactory, addr: IAddress) -> None:
+        self._port = port
         self._addr = addr
         self._buffer = b""
         self._timeout: Timeout | None = None
@@ -70,7 +70,7 @@ class SharedPortProtocol(Protocol):
         """
         A client that never finishes its request head is dropped.
         """
-        self._timeout = self._front.wheel.schedule(self._front.headTimeout, self._timedOut)
+        self._timeout = self._port.wheel.schedule(self._port.headTimeout, self._timedOut)
 
     def _timedOut(self) -> None:
         self._timeout = None
@@ -87,9 +87,9 @@ class SharedPortProtocol(Protocol):
             return
         self._buffer = b""
         if end >= 0 and isUpgradeRequest(buffer[:end]):
-            target = self._front.websocket
+            target = self._port.websocket
         else:
-            target = self._front.web
+            target = self._port.web
         self._handOver(target.buildProtocol(self._addr), buffer)
 
     def _handOver(self, protocol: IProtocol | None, data: bytes) -> None:

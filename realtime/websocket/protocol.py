@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime import closecodes
-from realtime.core import channelwire as channelproto
+from realtime.core import channelwire
 from realtime.core.jsoncodec import encode
 from realtime.core.limits import RETRY_AFTER, LimitExceeded, TokenBucket
 from realtime.delivery.fanout import Frame
@@ -216,7 +216,7 @@ class RealtimeServerProtocol(SessionOutput):
         self._registered = True
         if asked:
             # first on the wire: before offline pushes, history or relayed text
-            self.sendMessage(channelproto.encodeIdentity(self.uid), False)
+            self.sendMessage(channelwire.encodeIdentity(self.uid), False)
         self.factory.sessionOpened(self)
 
     def _forgetHandshake(self) -> None:

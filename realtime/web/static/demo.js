@@ -112,7 +112,7 @@
     1000: "closed", 1001: "the server is shutting down or restarting", 1006: "the connection was lost",
     1008: "policy violation", 1009: "a message was too large", 1011: "server error",
     1013: "the server dropped a slow connection", 4001: "authentication failed",
-    4002: "no authentication in time", 4003: "forbidden", 4008: "too many connections for this uid",
+    4002: "no authentication in time", 4008: "too many connections for this uid",
     4029: "rate limited"
   };
 

@@ -1,7 +1,11 @@
 """
-Request limits for the HTTP API: a body over the limit is discarded as it
-arrives, never held in memory or spooled to disk; every request head has a
-deadline and an oversized one is answered 431 (L{realtime.web.http11}).
+The HTTP API's site and requests, which set its limits: a body over the
+limit is discarded as it arrives, never held in memory or spooled to disk;
+every request head has a deadline and an oversized one is answered 431
+(L{realtime.web.http11}).
+
+(The limits on what a client may take - connections, messages per second -
+are L{realtime.core.limits}.)
 """
 
 from __future__ import annotations
