@@ -21,6 +21,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python import usage
 
 from realtime import __version__
+from realtime.config.backends import checkBroker, checkStore, needsRedis, useAsyncioReactor
 from realtime.config.discovery import describe, discover
 from realtime.config.pluginoptions import PluginOptions
 from realtime.core.limits import LOOPBACK, ProxyTrust, defaultMaxConnections, parseRate
@@ -47,7 +48,8 @@ PARAMETERS: list[tuple[str, str | None, str]] = [
     ("max-connections-per-uid", None, "connections one uid may hold, more are refused (429, or close 4008); 0: no limit (default 32)"),
     ("client-rate", None, "messages per second a connection may send, RATE[:BURST]; over it close 4029; 0: no limit (default 100:200)"),
     ("api-rate", None, "pushes per second the HTTP API key may make, RATE[:BURST]; over it 429; 0: no limit (default 1000:2000)"),
-    ("store", None, "message store for history and offline queues: sqlite:PATH or memory (default sqlite:realtime.sqlite3)"),
+    ("store", None, "message store for history and offline queues: sqlite:PATH, memory, or a Redis URL shared by every node (default sqlite:realtime.sqlite3)"),
+    ("broker", None, "how pushes reach sessions: memory (this process) or a Redis URL (redis://HOST:PORT/DB, rediss://, redis+sentinel://, redis+cluster://) for several nodes (default memory)"),
     ("offline-ttl", None, "seconds a push to a uid without connections waits for it; 0 disables the offline queue (default 86400)"),
     ("offline-max", None, "pushes that may wait per uid; more are refused (default 100)"),
     ("max-uids-per-push", None, "uids one push may name (line port and HTTP API); more are refused (default 10000)"),
@@ -75,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "client-rate": "100:200",
     "api-rate": "1000:2000",
     "store": "sqlite:realtime.sqlite3",
+    "broker": "memory",
     "offline-ttl": 86400.0,
     "offline-max": 100,
     "max-uids-per-push": 10000,
@@ -363,9 +366,9 @@ class Options(usage.Options):
         self["max-uids-per-push"] = checkNumber("max-uids-per-push", self["max-uids-per-push"], integer=True, minimum=1)
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError(f"--log-format must be text or json, not {self['log-format']!r}")
-        store = str(self["store"])
-        if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
-            raise usage.UsageError(f"--store must be memory or sqlite:PATH, not {store!r}")
+        self["store"], self["broker"] = checkStore(str(self["store"])), checkBroker(str(self["broker"]))
+        if needsRedis(self["store"], self["broker"]):
+            useAsyncioReactor()
         try:
             self["namespace-rules"] = NamespaceRules(parseNamespaceSpec(spec) for spec in self["namespace"])
         except ValueError as e:

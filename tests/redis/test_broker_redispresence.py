@@ -138,3 +138,17 @@ class PresenceTests(TestCase):
         self.redis.start()
         await until(lambda: b"a" in self.redis.command("ZRANGE", "realtime:{nodes}:alive", "0", "-1"))
         self.assertTrue(a._beat.running)
+
+    async def test_newNodeCountsAtOnce(self) -> None:
+        """
+        A node that started after the reader's last heartbeat is counted,
+        and its fields are not pruned as a dead node's would be.
+        """
+        a = self.node("a")
+        await a.start()
+        b = self.node("b")
+        await b.start()
+        await b.connected("u1")
+        self.assertNotIn("b", a.liveNodes)
+        self.assertEqual(await a.connectionCount("u1"), 1)
+        self.assertEqual(await b.connectionCount("u1"), 1)
