@@ -1,7 +1,8 @@
 """
 Every interface of the house.
 
-Plugin authors import from here and nothing else: an auth plugin provides
+Plugin authors import C{realtime.plugin}, which re-exports the ones they
+need with the values and helpers that go with them.  An auth plugin provides
 L{IAuthenticatorFactory}, a routing plugin L{IRoutingStrategyFactory}, both
 together with C{twisted.plugin.IPlugin}, and they are found by
 C{twisted.plugin.getPlugins} (see C{realtime.config.discovery}).  The factories are
@@ -41,9 +42,14 @@ class IAuthenticatorFactory(Interface):
 
 class IAuthenticator(Interface):
     """
-    Decides who a connection is.  Answers are values from C{realtime.values}
-    (C{Accept}, C{Deny}, C{AwaitFirstMessage}), or Deferreds that fire with
-    them, and never touch the connection itself.
+    Decides who a connection is at its opening handshake.  Answers are
+    values from C{realtime.values} (C{Accept}, C{Deny}, C{AwaitFirstMessage}),
+    or Deferreds that fire with them, and never touch the connection itself.
+
+    This is all a handshake-time plugin provides; the optional hooks are
+    interfaces of their own, found with C{providedBy} (like
+    L{IChannelAuthorizer}): L{IFirstMessageAuthenticator} to decide on the
+    first message, L{IWarnings} to announce an insecure configuration.
     """
 
     def checkHandshake(request):
@@ -52,8 +58,17 @@ class IAuthenticator(Interface):
 
         @param request: a C{realtime.values.HandshakeRequest}.
         @return: C{Accept}, C{Deny} (an HTTP status: the upgrade is refused),
-            or C{AwaitFirstMessage}; or a Deferred of one.
+            or C{AwaitFirstMessage} (only from an L{IFirstMessageAuthenticator}:
+            the shell refuses it from anything else); or a Deferred of one.
         """
+
+
+class IFirstMessageAuthenticator(IAuthenticator):
+    """
+    An L{IAuthenticator} that may answer C{AwaitFirstMessage} and then
+    decides on the connection's first message (Workerman-style clients that
+    send their uid, or a signed packet, once the socket is open).
+    """
 
     def checkFirstMessage(request, payload, isBinary):
         """
@@ -66,6 +81,15 @@ class IAuthenticator(Interface):
         @return: C{Accept} or C{Deny} (a close code, 4000-4999); or a Deferred
             of one.
         """
+
+
+class IWarnings(Interface):
+    """
+    Optionally provided by a built plugin (an authenticator or a routing
+    strategy) whose configuration can be insecure: a demo mode, a short
+    secret.  Found with C{providedBy}; a plugin with nothing to warn about
+    does not provide it.
+    """
 
     def warnings():
         """

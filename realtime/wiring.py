@@ -31,6 +31,7 @@ from realtime.api.limits import ApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.broker.memory import MemoryBroker
 from realtime.config.backends import isRedis
+from realtime.config.discovery import checkBuilt, pluginWarnings
 from realtime.config.options import Options, loadApiKey
 from realtime.core.limits import ConnectionLimits
 from realtime.core.namespaces import NamespaceRules
@@ -151,15 +152,17 @@ def buildBroker(spec: str, reactor: Any, registry: SessionRegistry, fanout: Fano
 
 def buildAuthenticator(options: Options, reactor: Any) -> IAuthenticator:
     """
-    Build the auth plugin the options found.
+    Build the auth plugin the options found, and check what it built
+    against every interface it declares.
 
     @raise usage.UsageError: naming the option when the plugin refuses its
-        options, as C{Options} refuses its own.
+        options, as C{Options} refuses its own, or built a broken object.
     """
     try:
         authenticator: IAuthenticator = options["auth-factory"].buildAuthenticator(options["auth-options"], reactor)
     except ValueError as e:
         raise usage.UsageError(f"--auth {e}") from None
+    checkBuilt("auth", options["auth-factory"], authenticator)
     return authenticator
 
 
@@ -169,12 +172,14 @@ def buildRouting(options: Options, reactor: Any, context: RoutingContext) -> IRo
     for one (C{IRoutingContextUser}).
 
     @raise usage.UsageError: naming the option when the plugin refuses its
-        options.
+        options, or built a broken object.
     """
     try:
-        return buildStrategy(options["routing-factory"], options["routing-options"], reactor, context)
+        strategy = buildStrategy(options["routing-factory"], options["routing-options"], reactor, context)
     except ValueError as e:
         raise usage.UsageError(f"--routing {e}") from None
+    checkBuilt("routing", options["routing-factory"], strategy)
+    return strategy
 
 
 def buildChannels(
@@ -366,7 +371,7 @@ def buildCore(options: Options, reactor: IReactorTime) -> Core:
         sessions,
         lag,
     )
-    report = StartupReport(_warnings(options, authenticator), options["plugin-problems"], notes)
+    report = StartupReport(_warnings(options, authenticator, strategy), options["plugin-problems"], notes)
     return Core(
         reactor=reactor,
         registry=registry,
@@ -412,12 +417,12 @@ def _buildWeb(
     return SharedPortFactory(factory, buildWebSite(factory, reactor, web, headTimeout), wheel, headTimeout)
 
 
-def _warnings(options: Options, authenticator: IAuthenticator) -> list[str]:
+def _warnings(options: Options, authenticator: IAuthenticator, strategy: IRoutingStrategy) -> list[str]:
     """
-    What is insecure: the auth plugin's warnings, and backend ports open to
-    every interface.
+    What is insecure: what the plugins that provide C{IWarnings} say, and
+    backend ports open to every interface.
     """
-    warnings = list(authenticator.warnings())
+    warnings = pluginWarnings(authenticator, strategy)
     for option in ("api-port", "push-port"):
         description = options[option]
         if description != "none" and "interface=" not in description and not description.startswith("unix:"):

@@ -1,6 +1,11 @@
 """
 Verified fakes shared by the tests: each provides the real interface and is
 checked with C{verifyObject} in C{tests/test_fakes.py}.
+
+The fakes a plugin author needs too (L{FakeSession}) live in the public kit,
+C{realtime.testing}, and are imported here so the tests that use them with
+these need one import; the ones here stand in for the server's own
+collaborators (brokers, stores), which no plugin sees.
 """
 
 from __future__ import annotations
@@ -9,79 +14,43 @@ import tempfile
 from typing import IO, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
 from zope.interface import alsoProvides, implementer
 
-from realtime import closecodes
-from realtime.delivery.fanout import Frame
-from realtime.interfaces import IBackupSource, IBroker, IMessageStore, IPublisher, ISession
+from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore, IPublisher
 from realtime.store.memory import MemoryMessageStore
-from realtime.values import Envelope, Identity, PushResult
+from realtime.testing import FakeSession
+from realtime.values import Envelope, HandshakeRequest, PushResult
+
+__all__ = (
+    "FakeSession",
+    "ScriptedAuthenticator",
+    "ManualBroker",
+    "GatedStore",
+    "FaultyStore",
+    "ManualBackupStore",
+    "TurnClock",
+)
 
 
-@implementer(ISession)
-class FakeSession:
+@implementer(IFirstMessageAuthenticator)
+class ScriptedAuthenticator:
     """
-    A session that records what it was sent instead of writing to a socket.
-
-    @ivar sent: C{(payload, isBinary)} of each frame, in order.
-    @ivar closed: C{(code, reason)} once closed.
+    Answers the handshake and first message with values (or Deferreds) set
+    by the test, and records the requests it was asked about.
     """
 
-    def __init__(self, uid: str, sessionId: str | None = None, *, open: bool = True) -> None:
-        self.identity = Identity(uid=uid)
-        self.uid = uid
-        self.sessionId = sessionId or f"{uid}#{id(self):x}"
-        self.open = open
-        self.sent: list[tuple[bytes, bool]] = []
-        self.closed: tuple[int, str] | None = None
-        self._held: list[Frame] | None = None
+    def __init__(self, handshakeAnswer: object, firstAnswer: object = None) -> None:
+        self.handshakeAnswer = handshakeAnswer
+        self.firstAnswer = firstAnswer
+        self.requests: list[HandshakeRequest] = []
 
-    def sendPrepared(self, frame: Frame) -> bool:
-        """
-        Record C{frame} if open (or hold it while holding).
-        """
-        if not self.open:
-            return False
-        if self._held is not None:
-            self._held.append(frame)
-            return True
-        self.sent.append((frame.payload, frame.isBinary))
-        return True
+    def checkHandshake(self, request: HandshakeRequest) -> object:
+        self.requests.append(request)
+        return self.handshakeAnswer
 
-    def holdDeliveries(self) -> None:
-        """
-        Hold frames back.
-        """
-        if self._held is None:
-            self._held = []
-
-    def releaseDeliveries(self, first: Any = ()) -> None:
-        """
-        Record C{first}, then what was held.
-        """
-        held, self._held = self._held or [], None
-        for frame in list(first) + held:
-            self.sendPrepared(frame)
-
-    def isOpen(self) -> bool:
-        """
-        Whether it is open.
-        """
-        return self.open
-
-    def close(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
-        """
-        Record the close.
-        """
-        self.open = False
-        self.closed = (code, reason)
-
-    @property
-    def texts(self) -> list[str]:
-        """
-        The text frames received, decoded.
-        """
-        return [p.decode("utf-8") for p, b in self.sent if not b]
+    def checkFirstMessage(self, request: HandshakeRequest, payload: bytes, isBinary: bool) -> object:
+        return self.firstAnswer
 
 
 @implementer(IBroker, IPublisher)
@@ -272,3 +241,18 @@ class ManualBackupStore(MemoryMessageStore):
         self.copies.append(copy)
         self.asked.pop(0).callback(copy)
         return copy
+
+
+class TurnClock(Clock):
+    """
+    A L{Clock} whose C{advance(0)} is one reactor turn: like the real
+    reactor, calls scheduled during a turn run in the next one.
+    """
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        due = [c for c in self.calls if c.getTime() <= self.seconds()]
+        for call in due:
+            self.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)

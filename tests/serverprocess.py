@@ -1,6 +1,9 @@
 """
 A real ``twistd -n realtime`` in a subprocess, on ports the kernel picks.
 
+With the helpers that talk to it the way its users do (L{api}, L{linePush},
+L{get}, L{publish}, L{waitUntil}), and L{tlsServer}.
+
 The server logs the address each listener bound (``--port listening on
 127.0.0.1:40123``); the harness reads those lines instead of guessing free
 ports, so parallel runs never collide.
@@ -8,6 +11,7 @@ ports, so parallel runs never collide.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -17,9 +21,13 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from typing import Any, Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from tests.certificates import selfSigned, sslEndpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTENING = re.compile(r"--(port|api-port|push-port) listening on (\S+):(\d+)")
@@ -288,3 +296,76 @@ def run(args: Sequence[str], cwd: str | None = None, timeout: float = 30.0) -> s
         text=True,
         timeout=timeout,
     )
+
+
+def linePush(port: int, *lines: bytes) -> list[bytes]:
+    """
+    What a Workerman backend does: write JSON lines to the push port, read
+    one answer line per line.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"".join(lines))
+        data = b""
+        while data.count(b"\n") < len(lines):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.splitlines()
+
+
+def api(server: ServerProcess, method: str, path: str, body: bytes | None = None, key: str | None = API_KEY):
+    """
+    One HTTP API call: C{(status, decoded JSON body)}.
+    """
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(server.apiUrl() + path, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def waitUntil(predicate, timeout: float = 5.0) -> None:
+    """
+    Poll C{predicate} (a check against the live server) until it holds.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def get(server: ServerProcess, path: str) -> tuple[int, Any]:
+    """
+    A GET on the web port: status and decoded JSON.
+    """
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.ports['port']}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def publish(server: ServerProcess, channel: str, data: object) -> dict[str, Any]:
+    """
+    Publish through the HTTP API.
+    """
+    status, body = api(server, "POST", "/api/publish", json.dumps({"channel": channel, "data": data}).encode())
+    assert status == 200, body
+    return body
+
+
+def tlsServer(*args: str) -> tuple[ServerProcess, str]:
+    """
+    A server with TLS on the web and API ports (and the line port plain),
+    and the path of the certificate clients should trust.
+    """
+    keyPath, certPath = selfSigned()
+    endpoint = sslEndpoint(keyPath, certPath)
+    ports = ("--port", endpoint, "--api-port", endpoint, "--push-port", "tcp:0:interface=127.0.0.1")
+    return ServerProcess(*ports, *args, defaultPorts=False).start(), certPath

@@ -1,6 +1,7 @@
 """
 What every L{IMessageStore} must do, written once and run against each store
-(C{tests/test_store_memory.py}, C{tests/test_store_sqlite.py}).
+(C{tests/test_store_memory.py}, C{tests/test_store_sqlite.py}), and the
+helpers the SQLite store's tests share (L{SQLiteTestCase}, L{StatementLog}).
 
 Time is whatever C{now} the test passes, as the interface asks, so expiry is
 tested without sleeping.  Tests are C{async def} so they read the same whether
@@ -9,12 +10,17 @@ a store answers at once (memory) or from a thread (SQLite).
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from realtime.interfaces import SEEN_RETENTION, IMessageStore
+from realtime.store.sqlite import SQLiteMessageStore
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
 
 if TYPE_CHECKING:
@@ -319,3 +325,50 @@ class MessageStoreContractMixin(_Base):
         closing = store.close()
         self.assertIsInstance(closing, Deferred)
         await closing
+
+
+class StatementLog:
+    """
+    Records, through C{set_trace_callback}, every SQL statement a connection
+    runs and the thread that ran it.
+
+    @ivar statements: C{(threadIdent, sql)} in execution order.
+    """
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[int, str]] = []
+
+    def install(self, connection: sqlite3.Connection) -> None:
+        """
+        An C{openHook}: trace C{connection}.
+        """
+        connection.set_trace_callback(lambda sql: self.statements.append((threading.get_ident(), sql)))
+
+    def count(self, prefix: str) -> int:
+        """
+        How many statements start with C{prefix}.
+        """
+        return sum(1 for _, sql in self.statements if sql.lstrip().startswith(prefix))
+
+
+class SQLiteTestCase(TestCase):
+    """
+    Opens stores on files under C{mktemp()} and closes them at cleanup,
+    checking that no store thread outlives its test.
+    """
+
+    async def openStore(self, path: str | None = None, reactor: Any = reactor, **kwargs: Any) -> SQLiteMessageStore:
+        """
+        Open the store at C{path} (a new file by default).
+        """
+        store = await SQLiteMessageStore.open(path or self.mktemp(), reactor, **kwargs)
+        self.addCleanup(self.assertNoThreads, store)
+        self.addCleanup(store.close)
+        return store
+
+    def assertNoThreads(self, store: SQLiteMessageStore) -> None:
+        """
+        C{store}'s pool is stopped and its thread has exited.
+        """
+        self.assertFalse(store._pool.started)
+        self.assertEqual([t for t in store._pool.threads if t.is_alive()], [])

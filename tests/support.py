@@ -1,18 +1,27 @@
 """
 Helpers for driving the server in tests: raw WebSocket bytes for in-memory
-transports, and a real in-process server on loopback.
+transports, the server wired on a fake clock, and L{ProtocolTestCase}, which
+connects in-memory clients to it.  (What plugin authors need as well lives
+in the public kit, C{realtime.testing}.)
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import struct
 from typing import Any
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyRequest
+from txaio.testutil import replace_loop
 
 from realtime import wiring
 from realtime.broker.memory import MemoryBroker
@@ -27,6 +36,7 @@ from realtime.push.router import Router
 from realtime.routing.context import RoutingContext
 from realtime.values import Envelope, PushResult
 from realtime.websocket.factory import RealtimeServerFactory
+from realtime.websocket.protocol import RealtimeServerProtocol
 from realtime.wiring import Core
 
 PEER = IPv4Address("TCP", "127.0.0.1", 50000)
@@ -190,6 +200,64 @@ def buildFactory(
     return factory
 
 
+class AutobahnPath(RealtimeServerProtocol):
+    """
+    The same server protocol, with Autobahn's own handshake.
+    """
+
+    processHandshake = WebSocketServerProtocol.processHandshake
+
+
+class ProtocolTestCase(SynchronousTestCase):
+    """
+    Connect in-memory clients to a factory under a fake clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        loop = replace_loop(self.clock)
+        loop.__enter__()
+        self.addCleanup(loop.__exit__, None, None, None)
+
+    def serve(self, authenticator: object, strategy: object, **kw: object) -> None:
+        self.factory = buildFactory(authenticator, strategy, self.clock, **kw)
+        self.registry = self.factory.registry
+
+    def connect(self, request: bytes | None = None) -> tuple[object, TolerantTransport]:
+        proto = self.factory.buildProtocol(PEER)
+        transport = TolerantTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(request or handshake())
+        self.clock.advance(0)
+        return proto, transport
+
+    def opened(self, transport: TolerantTransport) -> list[tuple[int, bytes]]:
+        self.clock.advance(0)
+        head, rest = splitResponse(transport.value())
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        return serverFrames(rest)
+
+    def frames(self, transport: TolerantTransport) -> list[tuple[int, bytes]]:
+        """
+        Frames written since the last call.
+        """
+        self.clock.advance(0)
+        data = transport.value()
+        transport.clear()
+        if data.startswith(b"HTTP/1.1"):
+            data = splitResponse(data)[1]
+        return serverFrames(data)
+
+
+def render(resource: Any, request: DummyRequest) -> tuple[int, Any]:
+    """
+    Render a GET synchronously: its status and JSON body.
+    """
+    result = resource.render(request)
+    if result is not NOT_DONE_YET:
+        request.write(result)
+        request.finish()
+    return request.responseCode or 200, json.loads(b"".join(request.written)) if request.finished else None
 def buildCore(reactor: Any, *argv: str) -> Core:
     """
     A whole server's core from command-line options, as C{twistd realtime}

@@ -5,9 +5,7 @@ Tests for L{realtime.auth.firstpacket} and L{realtime.auth.anonymous}.
 import json
 
 from twisted.internet.task import Clock
-from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface.verify import verifyObject
 
 from realtime import closecodes
 from realtime.auth.anonymous import AnonymousAuthenticatorFactory
@@ -17,10 +15,11 @@ from realtime.auth.firstpacket import (
     parseUid,
     signFirstPacket,
 )
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, Identity
+from realtime.interfaces import IFirstMessageAuthenticator, IWarnings
+from realtime.testing import AuthenticationAttempt, makeHandshakeRequest, verifyPlugin
+from realtime.values import Accept, AwaitFirstMessage, Deny, Identity
 
-REQUEST = HandshakeRequest(path="/", params={}, headers={})
+REQUEST = makeHandshakeRequest()
 SECRET = b"s3cret"
 
 
@@ -107,10 +106,10 @@ class FirstPacketAuthenticatorTests(SynchronousTestCase):
         Factory and authenticator provide their interfaces.
         """
         factory = FirstPacketAuthenticatorFactory()
-        self.assertTrue(verifyObject(IPlugin, factory))
-        self.assertTrue(verifyObject(IAuthenticatorFactory, factory))
-        self.assertTrue(verifyObject(IAuthenticator, self.build()))
-        self.assertTrue(verifyObject(IAuthenticator, self.build(verify="hmac", secret="k")))
+        for options in ({}, {"verify": "hmac", "secret": "k"}):
+            built = verifyPlugin(factory, options)
+            self.assertTrue(IFirstMessageAuthenticator.providedBy(built))
+            self.assertTrue(IWarnings.providedBy(built))
 
     def test_handshakeWaits(self) -> None:
         """
@@ -147,6 +146,29 @@ class FirstPacketAuthenticatorTests(SynchronousTestCase):
         )
         self.assertEqual(auth.checkFirstMessage(REQUEST, b"u9", False).code, closecodes.AUTH_FAILED)
 
+    def test_connection(self) -> None:
+        """
+        Driven as the server drives it: the connection waits for its first
+        message, which decides; a signature expires by the reactor's clock;
+        silence past the timeout closes with C{AUTH_TIMEOUT}.
+        """
+        auth = self.build(verify="hmac", secret="k", timeout="5")
+        packet = signFirstPacket(b"k", "u9", 100)
+        attempt = AuthenticationAttempt(auth, REQUEST, self.clock)
+        self.assertEqual(attempt.state, "awaiting")
+        attempt.send(packet)
+        attempt.send("hello")
+        self.assertEqual((attempt.state, attempt.identity, attempt.routed), ("open", Identity("u9"), [(b"hello", False)]))
+        self.clock.advance(101)
+        late = AuthenticationAttempt(auth, REQUEST, self.clock)
+        late.send(packet)
+        self.assertEqual(late.closed, (closecodes.AUTH_FAILED, "signature expired"))
+        silent = AuthenticationAttempt(auth, REQUEST, self.clock)
+        self.clock.advance(4.9)
+        self.assertEqual(silent.state, "awaiting")
+        self.clock.advance(0.1)
+        self.assertEqual(silent.closed, (closecodes.AUTH_TIMEOUT, "authentication timeout"))
+
     def test_badOptions(self) -> None:
         """
         Bad options are refused naming the option.
@@ -176,9 +198,8 @@ class AnonymousTests(SynchronousTestCase):
         Each handshake gets a different generated uid with the prefix.
         """
         factory = AnonymousAuthenticatorFactory()
-        self.assertTrue(verifyObject(IAuthenticatorFactory, factory))
-        auth = factory.buildAuthenticator({"prefix": "guest-"}, Clock())
-        self.assertTrue(verifyObject(IAuthenticator, auth))
+        auth = verifyPlugin(factory, {"prefix": "guest-"})
+        self.assertFalse(IFirstMessageAuthenticator.providedBy(auth))
         a, b = auth.checkHandshake(REQUEST), auth.checkHandshake(REQUEST)
         self.assertTrue(a.identity.uid.startswith("guest-"))
         self.assertNotEqual(a.identity.uid, b.identity.uid)

@@ -13,13 +13,11 @@ from typing import Any
 
 import jwt
 from twisted.internet.task import Clock
-from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface.verify import verifyObject
 
-from realtime import closecodes
 from realtime.auth.token import TokenAuthenticator, TokenAuthenticatorFactory, checkTimes
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.interfaces import IFirstMessageAuthenticator, IWarnings
+from realtime.testing import AuthenticationAttempt, makeHandshakeRequest, verifyPlugin
 from realtime.values import Accept, Deny, HandshakeRequest
 
 SECRET = "s" * 32
@@ -53,10 +51,10 @@ def request(token: str | None = None, authorization: str | None = None) -> Hands
     """
     A handshake with the token in the query and/or an Authorization header.
     """
-    return HandshakeRequest(
-        path="/ws",
-        params={"token": [token]} if token is not None else {},
-        headers={"authorization": authorization} if authorization is not None else {},
+    return makeHandshakeRequest(
+        "/ws",
+        params={"token": token} if token is not None else None,
+        headers={"Authorization": authorization} if authorization is not None else None,
     )
 
 
@@ -95,12 +93,13 @@ class PluginTests(TokenTestCase):
 
     def test_interfaces(self) -> None:
         """
-        The factory is a plugin and an authenticator factory; the product an authenticator.
+        The factory is a plugin and an authenticator factory; the product an
+        authenticator that announces warnings and decides at the handshake.
         """
         factory = TokenAuthenticatorFactory()
-        self.assertTrue(verifyObject(IPlugin, factory))
-        self.assertTrue(verifyObject(IAuthenticatorFactory, factory))
-        self.assertTrue(verifyObject(IAuthenticator, self.build()))
+        built = verifyPlugin(factory, {"secret": SECRET}, self.clock)
+        self.assertTrue(IWarnings.providedBy(built))
+        self.assertFalse(IFirstMessageAuthenticator.providedBy(built))
         self.assertEqual(factory.name, "token")
 
     def test_secretRequired(self) -> None:
@@ -156,10 +155,14 @@ class PluginTests(TokenTestCase):
 
     def test_firstMessageNeverAccepted(self) -> None:
         """
-        The handshake decides.
+        The handshake decides: the plugin has no first-message hook, so a
+        connection never waits for one, and its first message is routed.
         """
-        decision = self.build().checkFirstMessage(request(), b"x", False)
-        self.assertEqual(decision, Deny(closecodes.AUTH_FAILED, "token auth is decided at the handshake"))
+        self.assertFalse(IFirstMessageAuthenticator.providedBy(self.build()))
+        attempt = AuthenticationAttempt(self.build(), request(sign({"sub": "u"})), self.clock)
+        attempt.send("x")
+        self.assertEqual((attempt.state, attempt.identity.uid, attempt.routed), ("open", "u", [(b"x", False)]))
+        self.assertEqual(AuthenticationAttempt(self.build(), request(), self.clock).state, "refused")
 
 
 class AcceptTests(TokenTestCase):

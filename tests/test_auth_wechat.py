@@ -8,11 +8,8 @@ import hashlib
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface.verify import verifyObject
 
-from realtime import closecodes
 from realtime.auth.wechat import (
     NonceCache,
     VerifiedCredentials,
@@ -23,7 +20,8 @@ from realtime.auth.wechat import (
     parseSubprotocol,
     signingText,
 )
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.interfaces import IFirstMessageAuthenticator, IWarnings
+from realtime.testing import AuthenticationAttempt, makeHandshakeRequest, verifyPlugin
 from realtime.values import Accept, Deny, Identity
 from realtime.values import HandshakeRequest as Request
 
@@ -35,9 +33,9 @@ Fields = dict[str, str]
 
 def request(params: Fields | None = None, headers: Fields | None = None, protocols: tuple[str, ...] = ()) -> Request:
     """
-    A handshake as Autobahn would copy it: one value per query parameter.
+    A handshake as the server copies it: one value per query parameter.
     """
-    return Request("/ws", {k: [v] for k, v in (params or {}).items()}, headers or {}, protocols)
+    return makeHandshakeRequest("/ws", params=params, headers=headers, protocols=protocols)
 
 
 def fields(
@@ -163,14 +161,14 @@ class PluginTests(WeChatTestCase):
         documented defaults; the handshake always decides, never a first message.
         """
         factory = WeChatAuthenticatorFactory()
-        self.assertTrue(verifyObject(IPlugin, factory))
-        self.assertTrue(verifyObject(IAuthenticatorFactory, factory))
-        authenticator = self.build()
-        self.assertTrue(verifyObject(IAuthenticator, authenticator))
+        authenticator = verifyPlugin(factory, {"token": TOKEN}, self.clock)
         self.assertEqual((factory.name, authenticator.mode, authenticator.window), ("wechat", "wx1", 300.0))
         self.assertEqual(authenticator.nonces.maxEntries, 100000)
-        decision = authenticator.checkFirstMessage(request(), b"bob", False)
-        self.assertEqual(decision, Deny(closecodes.AUTH_FAILED, "wechat auth is decided at the handshake"))
+        self.assertFalse(IFirstMessageAuthenticator.providedBy(authenticator))
+        attempt = AuthenticationAttempt(authenticator, request(params=fields()), self.clock)
+        attempt.send("bob")
+        self.assertEqual((attempt.state, attempt.identity.uid, attempt.routed), ("open", "bob", [(b"bob", False)]))
+        self.assertTrue(IWarnings.providedBy(authenticator))
         self.assertEqual(list(authenticator.warnings()), [])
 
     def test_badOptions(self) -> None:

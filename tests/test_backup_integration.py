@@ -20,8 +20,7 @@ from contextlib import closing
 
 from websockets.sync.client import connect
 
-from tests.serverprocess import API_KEY, ServerTestCase, environment
-from tests.test_integration import api, linePush, waitUntil
+from tests.serverprocess import API_KEY, ServerTestCase, api, environment, linePush, waitUntil
 
 #: published to the channel, so the database is larger than the socket buffers
 MESSAGES, SIZE = 80, 128 * 1024

@@ -17,8 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.browser import CHAT_ARGS, DemoPage, artifactsDirectory, launchBrowser
-from tests.serverprocess import API_KEY, ROOT, ServerProcess, fixedPortArgs, freePorts
-from tests.test_integration import api, linePush, waitUntil
+from tests.serverprocess import API_KEY, ROOT, ServerProcess, api, fixedPortArgs, freePorts, linePush, waitUntil
 
 
 @pytest.fixture(scope="module")

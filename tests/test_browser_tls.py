@@ -16,9 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.browser import WAIT_MS, launchBrowser
-from tests.serverprocess import API_KEY, ServerProcess
-from tests.test_integration import linePush, waitUntil
-from tests.test_tls import tlsServer
+from tests.serverprocess import API_KEY, ServerProcess, linePush, tlsServer, waitUntil
 
 #: the page's socket, its messages and its close code, kept on C{window}
 OPEN_SOCKET = """

@@ -31,8 +31,7 @@ from realtime.delivery.fanout import Frame
 from realtime.delivery.writer import unsentBytes
 from realtime.routing.echo import EchoStrategy
 from realtime.routing.uid import UidStrategy
-from tests.support import buildFactory, clientFrame, closeCode, closeFrame, handshake
-from tests.test_websocket_protocol import ProtocolTestCase
+from tests.support import ProtocolTestCase, buildFactory, clientFrame, closeCode, closeFrame, handshake
 
 #: the budget of these tests
 BUDGET = 1000

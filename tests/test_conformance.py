@@ -32,8 +32,7 @@ from tests.rawsocket import (
     deflate,
     frame,
 )
-from tests.serverprocess import ServerTestCase
-from tests.test_integration import api, waitUntil
+from tests.serverprocess import ServerTestCase, api, waitUntil
 
 #: the smoke server's message limit: small, so the limit tests are fast
 LIMIT = 65536

@@ -2,11 +2,10 @@
 Tests for L{realtime.delivery.fanout}.
 """
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from realtime.delivery.fanout import Fanout, Frame, frameMessage
-from tests.fakes import FakeSession
+from tests.fakes import FakeSession, TurnClock
 
 
 class FrameTests(SynchronousTestCase):
@@ -44,21 +43,6 @@ class FrameTests(SynchronousTestCase):
         """
         f = Frame(b"hi", False)
         self.assertEqual((f.payload, f.isBinary, f.wire), (b"hi", False, b"\x81\x02hi"))
-
-
-class TurnClock(Clock):
-    """
-    A L{Clock} whose C{advance(0)} is one reactor turn: like the real
-    reactor, calls scheduled during a turn run in the next one.
-    """
-
-    def advance(self, amount: float) -> None:
-        self.rightNow += amount
-        due = [c for c in self.calls if c.getTime() <= self.seconds()]
-        for call in due:
-            self.calls.remove(call)
-            call.called = 1
-            call.func(*call.args, **call.kw)
 
 
 class FanoutTests(SynchronousTestCase):

@@ -6,29 +6,51 @@ the same way, checked, and broken ones reported by file name.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-import uuid
 
-import twisted.plugins
 from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from realtime.config.discovery import PluginSet, addPluginDirectories, describe, discover
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory, IRoutingStrategyFactory
-from realtime.values import Accept, Deny, HandshakeRequest
+from realtime.config.discovery import PluginSet, addPluginDirectories, describe, discover, pluginWarnings
+from realtime.config.options import Options
+from realtime.interfaces import IAuthenticatorFactory, IRoutingStrategyFactory, IWarnings
+from realtime.testing import AuthenticationAttempt, makeHandshakeRequest, verifyPlugin
+from realtime.values import Deny
+from tests.pluginsource import PluginDirectoryMixin, realtimeImports
+from tests.support import buildPlugins
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(os.path.dirname(HERE), "plugins", "example_auth.py")
 
 BROKEN = "import this_module_does_not_exist_anywhere\n"
 
+#: a plugin whose authenticator declares IWarnings but has no warnings()
+BROKEN_BUILD = '''
+from realtime.plugin import Accept, IAuthenticator, IAuthenticatorFactory, IPlugin, Identity, IWarnings, implementer
+
+@implementer(IAuthenticator, IWarnings)
+class Forgetful:
+    def checkHandshake(self, request):
+        return Accept(Identity("u"))
+
+@implementer(IPlugin, IAuthenticatorFactory)
+class ForgetfulFactory:
+    name = "forgetful"
+    description = "declares a hook it lacks"
+    options = {}
+
+    def buildAuthenticator(self, options, reactor):
+        return Forgetful()
+
+forgetful = ForgetfulFactory()
+'''
+
 NOT_A_PLUGIN = '''
 from twisted.plugin import IPlugin
 from zope.interface import implementer
-from realtime.interfaces import IAuthenticatorFactory
+from realtime.plugin import IAuthenticatorFactory
 
 @implementer(IPlugin, IAuthenticatorFactory)
 class Half:
@@ -37,36 +59,6 @@ class Half:
 
 half = Half()
 '''
-
-
-class PluginDirectoryMixin:
-    """
-    A fresh plugin directory whose files get unique module names, taken off
-    C{twisted.plugins.__path__} and C{sys.modules} again after the test.
-    """
-
-    def pluginDirectory(self) -> str:
-        directory = self.mktemp()
-        os.makedirs(directory)
-        self.addCleanup(self._forget, directory)
-        return directory
-
-    def addFile(self, directory: str, text: str | None = None, source: str | None = None) -> str:
-        name = f"rt_test_{uuid.uuid4().hex[:12]}"
-        path = os.path.join(directory, name + ".py")
-        if source is not None:
-            shutil.copy(source, path)
-        else:
-            with open(path, "w") as f:
-                f.write(text or "")
-        return name
-
-    def _forget(self, directory: str) -> None:
-        path = os.path.abspath(directory)
-        while path in twisted.plugins.__path__:
-            twisted.plugins.__path__.remove(path)
-        for name in [m for m in sys.modules if m.startswith("twisted.plugins.rt_test_")]:
-            del sys.modules[name]
 
 
 class DiscoveryTests(PluginDirectoryMixin, SynchronousTestCase):
@@ -97,13 +89,16 @@ class DiscoveryTests(PluginDirectoryMixin, SynchronousTestCase):
         factory = catalog.auth.find("proxy-header")
         self.assertIn("proxy-header", describe(catalog))
         self.assertIn("trusted-peer=...", describe(catalog))
-        auth = factory.buildAuthenticator({"trusted-peer": "10.0.0.1"}, Clock())
-        self.assertTrue(verifyObject(IAuthenticator, auth))
-        request = HandshakeRequest("/", {}, {"x-forwarded-user": "alice"}, peerHost="10.0.0.1")
-        self.assertEqual(auth.checkHandshake(request).identity.uid, "alice")
-        self.assertIsInstance(auth.checkHandshake(request), Accept)
-        direct = HandshakeRequest("/", {}, {"x-forwarded-user": "alice"}, peerHost="10.9.9.9")
-        self.assertEqual(auth.checkHandshake(direct), Deny(403, "connect through the proxy"))
+        auth = verifyPlugin(factory, {"trusted-peer": "10.0.0.1"})
+        request = makeHandshakeRequest(headers={"X-Forwarded-User": "alice"}, peer="10.0.0.1")
+        attempt = AuthenticationAttempt(auth, request)
+        self.assertEqual((attempt.state, attempt.identity.uid), ("open", "alice"))
+        direct = makeHandshakeRequest(headers={"X-Forwarded-User": "alice"}, peer="10.9.9.9")
+        self.assertEqual(AuthenticationAttempt(auth, direct).refused, Deny(403, "connect through the proxy"))
+        missing = makeHandshakeRequest(peer="10.0.0.1")
+        self.assertEqual(AuthenticationAttempt(auth, missing).refused, Deny(401, "x-forwarded-user header: empty uid"))
+        with open(EXAMPLE) as f:
+            self.assertEqual(realtimeImports(f.read()), {"realtime.plugin"})
 
     def test_brokenFileReported(self) -> None:
         """
@@ -147,3 +142,40 @@ class DiscoveryTests(PluginDirectoryMixin, SynchronousTestCase):
         """
         e = self.assertRaises(usage.UsageError, addPluginDirectories, ["/no/such/dir"])
         self.assertIn("/no/such/dir", str(e))
+
+    def test_builtChecked(self) -> None:
+        """
+        What a plugin builds is checked at startup against every optional
+        interface it declares: a declared hook that is missing stops the
+        start naming the plugin, not the first connection that needs it.
+        """
+        directory = self.pluginDirectory()
+        self.addFile(directory, BROKEN_BUILD)
+        options = Options()
+        options.parseOptions(["--plugin-dir", directory, "--auth", "forgetful"])
+        e = self.assertRaises(usage.UsageError, buildPlugins, options, Clock())
+        self.assertIn("--auth 'forgetful' built", str(e))
+        self.assertIn("warnings", str(e))
+
+
+class WarningsTests(SynchronousTestCase):
+    """
+    L{pluginWarnings} gathers what built plugins announce.
+    """
+
+    def test_providers(self) -> None:
+        """
+        Each plugin providing L{IWarnings} is asked, in order; the others
+        are skipped.
+        """
+
+        @implementer(IWarnings)
+        class Loud:
+            def __init__(self, *said: str) -> None:
+                self.said = list(said)
+
+            def warnings(self) -> list[str]:
+                return self.said
+
+        self.assertEqual(pluginWarnings(Loud("a", "b"), object(), Loud("c")), ["a", "b", "c"])
+        self.assertEqual(pluginWarnings(object()), [])

@@ -23,9 +23,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from websockets.sync.client import connect
 
 from realtime.auth.wechat import computeSignature
-from tests.serverprocess import API_KEY, ROOT, ServerProcess, environment
+from tests.serverprocess import API_KEY, ROOT, ServerProcess, api, environment, waitUntil
 from tests.support import serverFrames
-from tests.test_integration import api, waitUntil
 
 EXAMPLES = os.path.join(ROOT, "examples")
 TOKEN = "wechat-example-token-0123456789"

@@ -2,12 +2,22 @@
 The shared fakes provide the interfaces they stand in for.
 """
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from realtime.interfaces import IBackupSource, IBroker, IMessageStore, IPublisher, ISession
+from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore, IPublisher, ISession
 from realtime.store.memory import MemoryMessageStore
-from tests.fakes import FakeSession, FaultyStore, GatedStore, ManualBackupStore, ManualBroker
+from realtime.values import Accept, Identity
+from tests.fakes import (
+    FakeSession,
+    FaultyStore,
+    GatedStore,
+    ManualBackupStore,
+    ManualBroker,
+    ScriptedAuthenticator,
+    TurnClock,
+)
 
 
 class FakesTests(SynchronousTestCase):
@@ -17,9 +27,10 @@ class FakesTests(SynchronousTestCase):
 
     def test_fakes(self) -> None:
         """
-        L{FakeSession}, L{ManualBroker}, L{GatedStore}, L{FaultyStore} and
-        L{ManualBackupStore} provide their interfaces (a faulty store is a
-        backup source when what it wraps is).
+        L{FakeSession}, L{ManualBroker}, L{GatedStore}, L{FaultyStore},
+        L{ManualBackupStore}, L{ScriptedAuthenticator} and L{TurnClock}
+        provide their interfaces (a faulty store is a backup source when what
+        it wraps is).
         """
         self.assertTrue(verifyObject(ISession, FakeSession("u")))
         self.assertTrue(verifyObject(IBroker, ManualBroker()))
@@ -30,6 +41,8 @@ class FakesTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IBackupSource, ManualBackupStore()))
         self.assertTrue(verifyObject(IBackupSource, FaultyStore(ManualBackupStore())))
         self.assertFalse(IBackupSource.providedBy(FaultyStore(MemoryMessageStore())))
+        self.assertTrue(verifyObject(IFirstMessageAuthenticator, ScriptedAuthenticator(Accept(Identity("u")))))
+        self.assertTrue(verifyObject(IReactorTime, TurnClock()))
 
     def test_gateKeepsOrder(self) -> None:
         """

@@ -18,51 +18,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests import serverprocess
-from tests.serverprocess import API_KEY, ServerProcess, run
+from tests.pluginsource import realtimeImports
+from tests.serverprocess import API_KEY, ServerProcess, api, linePush, run, waitUntil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def linePush(port: int, *lines: bytes) -> list[bytes]:
-    """
-    What a Workerman backend does: write JSON lines to the push port, read
-    one answer line per line.
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"".join(lines))
-        data = b""
-        while data.count(b"\n") < len(lines):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data.splitlines()
-
-
-def api(server: ServerProcess, method: str, path: str, body: bytes | None = None, key: str | None = API_KEY):
-    """
-    One HTTP API call: C{(status, decoded JSON body)}.
-    """
-    headers = {"Content-Type": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(server.apiUrl() + path, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def waitUntil(predicate, timeout: float = 5.0) -> None:
-    """
-    Poll C{predicate} (a check against the live server) until it holds.
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
 
 
 class ServerTestCase(serverprocess.ServerTestCase):
@@ -315,11 +274,8 @@ class PluginDirTests(SynchronousTestCase):
     """
 
     PLUGIN = '''
-from twisted.plugin import IPlugin
-from zope.interface import implementer
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
-from realtime.config.pluginoptions import PluginOptions
-from realtime.values import Accept, Deny, Identity
+from realtime.plugin import Accept, Deny, IAuthenticator, IAuthenticatorFactory, IPlugin, Identity
+from realtime.plugin import PluginOptions, implementer
 
 
 @implementer(IAuthenticator)
@@ -330,12 +286,6 @@ class StaticKeyAuthenticator:
     def checkHandshake(self, request):
         uid = self.keys.get(request.param("key") or "")
         return Accept(Identity(uid)) if uid else Deny(403, "unknown key")
-
-    def checkFirstMessage(self, request, payload, isBinary):
-        return Deny(4001, "handshake only")
-
-    def warnings(self):
-        return []
 
 
 @implementer(IPlugin, IAuthenticatorFactory)
@@ -360,6 +310,12 @@ staticKey = StaticKeyFactory()
             f.write(self.PLUGIN)
         with open(os.path.join(self.directory, "itest_broken.py"), "w") as f:
             f.write("raise RuntimeError('this plugin is broken on purpose')\n")
+
+    def test_facadeOnly(self) -> None:
+        """
+        The plugin is written against C{realtime.plugin} alone.
+        """
+        self.assertEqual(realtimeImports(self.PLUGIN), {"realtime.plugin"})
 
     def test_listed(self) -> None:
         """

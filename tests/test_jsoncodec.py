@@ -10,8 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from websockets.sync.client import connect
 
 from realtime.core.jsoncodec import JSONError, decode, encode
-from tests.serverprocess import ServerProcess
-from tests.test_integration import api, linePush
+from tests.serverprocess import ServerProcess, api, linePush
 
 
 class DecodeTests(SynchronousTestCase):

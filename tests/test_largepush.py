@@ -20,11 +20,9 @@ from realtime.push.offline import QUEUE_STEP_COST
 from realtime.push.router import Router
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, OfflineLimits, PushResult, ToChannel, ToUids
-from tests.fakes import FakeSession, GatedStore
-from tests.serverprocess import ServerProcess
+from tests.fakes import FakeSession, GatedStore, TurnClock
+from tests.serverprocess import ServerProcess, api, linePush
 from tests.support import buildRouter, publishing
-from tests.test_delivery_fanout import TurnClock
-from tests.test_integration import api, linePush
 
 LIMITS = OfflineLimits(maxCount=3, ttl=60)
 UIDS = 10_000

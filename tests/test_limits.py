@@ -42,8 +42,9 @@ from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
 from realtime.routing.echo import EchoStrategy
 from realtime.values import Accept, Deny, Identity
-from tests.fakes import FakeSession
+from tests.fakes import FakeSession, ScriptedAuthenticator
 from tests.support import (
+    AutobahnPath,
     TolerantTransport,
     buildFactory,
     clientFrame,
@@ -53,8 +54,6 @@ from tests.support import (
     splitResponse,
 )
 from tests.test_api_http import KEY, PEER, Response, rawRequest
-from tests.test_websocket_handshake import AutobahnPath
-from tests.test_websocket_protocol import ScriptedAuthenticator
 
 txaio.use_twisted()
 

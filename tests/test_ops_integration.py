@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.request
 from contextlib import ExitStack
-from typing import Any
 from urllib.parse import urlencode
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,8 +20,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from realtime.auth.wechat import computeSignature
-from tests.serverprocess import API_KEY, ServerProcess, environment
-from tests.test_integration import api, linePush, waitUntil
+from tests.serverprocess import API_KEY, ServerProcess, api, environment, get, linePush, waitUntil
 
 TOKEN = "metrics-test-token-0123456789"
 
@@ -50,17 +48,6 @@ def signedUrl(server: ServerProcess, uid: str, nonce: str) -> str:
     nonce = nonce.ljust(16, "0")
     query = {"uid": uid, "timestamp": ts, "nonce": nonce, "signature": computeSignature(TOKEN, ts, nonce, uid)}
     return server.url("/ws?" + urlencode(query))
-
-
-def get(server: ServerProcess, path: str) -> tuple[int, Any]:
-    """
-    A GET on the web port: status and decoded JSON.
-    """
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.ports['port']}{path}", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 class KnownSessionTests(SynchronousTestCase):

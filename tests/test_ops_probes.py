@@ -13,23 +13,12 @@ from prometheus_client.registry import CollectorRegistry
 from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from realtime.ops.probes import HealthResource, MetricsResource, PageConfigResource, ReadyResource
 from realtime.store.memory import MemoryMessageStore
 from tests.fakes import GatedStore, ManualBroker
-
-
-def render(resource: Any, request: DummyRequest) -> tuple[int, Any]:
-    """
-    Render a GET synchronously: its status and JSON body.
-    """
-    result = resource.render(request)
-    if result is not NOT_DONE_YET:
-        request.write(result)
-        request.finish()
-    return request.responseCode or 200, json.loads(b"".join(request.written)) if request.finished else None
+from tests.support import render
 
 
 class FailingStore(MemoryMessageStore):

@@ -15,8 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from websockets.sync.client import connect
 
 from tests.redisserver import RedisServer
-from tests.serverprocess import ServerProcess, environment, run, twistdCommand
-from tests.test_integration import api, linePush, waitUntil
+from tests.serverprocess import ServerProcess, api, environment, linePush, run, twistdCommand, waitUntil
 
 
 class TwoNodesTests(SynchronousTestCase):

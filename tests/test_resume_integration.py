@@ -15,8 +15,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 from websockets.sync.client import ClientConnection, connect
 
-from tests.serverprocess import ServerProcess
-from tests.test_integration import api, linePush, waitUntil
+from tests.serverprocess import ServerProcess, api, linePush, publish, waitUntil
 
 CHANNELS = (
     "--auth",
@@ -64,15 +63,6 @@ class ChannelClient:
 
     def close(self) -> None:
         self.ws.close()
-
-
-def publish(server: ServerProcess, channel: str, data: object) -> dict[str, Any]:
-    """
-    Publish through the HTTP API.
-    """
-    status, body = api(server, "POST", "/api/publish", json.dumps({"channel": channel, "data": data}).encode())
-    assert status == 200, body
-    return body
 
 
 class Publisher(threading.Thread):

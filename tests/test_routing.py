@@ -29,8 +29,8 @@ from realtime.routing.context import RoutingContext, buildStrategy
 from realtime.routing.echo import EchoStrategyFactory
 from realtime.routing.uid import UidStrategyFactory
 from realtime.store.health import StoreUnavailable
+from realtime.testing import FakeSession, sessionRegistry, verifyPlugin
 from realtime.values import Deliver, Refuse, Reply
-from tests.fakes import FakeSession
 from tests.support import buildRouter
 
 FACTORIES = [UidStrategyFactory(), ChatStrategyFactory(), EchoStrategyFactory()]
@@ -47,9 +47,7 @@ class FactoryTests(SynchronousTestCase):
         build provides L{IRoutingStrategy}.
         """
         for factory in FACTORIES:
-            self.assertTrue(verifyObject(IPlugin, factory))
-            self.assertTrue(verifyObject(IRoutingStrategyFactory, factory))
-            self.assertTrue(verifyObject(IRoutingStrategy, factory.buildRoutingStrategy({}, Clock())))
+            self.assertTrue(IRoutingStrategy.providedBy(verifyPlugin(factory)))
 
     def test_unknownOption(self) -> None:
         """
@@ -66,10 +64,8 @@ class StrategyTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.registry = SessionRegistry()
         self.a, self.b, self.c = FakeSession("a"), FakeSession("b"), FakeSession("c")
-        for s in (self.a, self.b, self.c):
-            self.registry.add(s)
+        self.registry = sessionRegistry(self.a, self.b, self.c)
 
     def route(self, factory, payload=b"hi", isBinary=False):
         strategy = factory.buildRoutingStrategy({}, Clock())

@@ -29,10 +29,11 @@ from twisted.web.server import NOT_DONE_YET, Site
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.pluginsource import realtimeImports
 from tests.serverprocess import API_KEY, ServerProcess
 
-#: the plugin as its author writes it: realtime.interfaces and
-#: realtime.values are all it imports of the server
+#: the plugin as its author writes it: realtime.plugin is all it imports of
+#: the server
 PLUGIN = '''
 """
 ``--routing webhook``: every client message goes to the backend, whose JSON
@@ -41,11 +42,8 @@ text}}`` to every session of each uid.
 """
 
 import treq
-from twisted.plugin import IPlugin
-from zope.interface import implementer
 
-from realtime.interfaces import IRoutingStrategy, IRoutingStrategyFactory
-from realtime.values import Deliver, Refuse, Reply
+from realtime.plugin import Deliver, IPlugin, IRoutingStrategy, IRoutingStrategyFactory, Refuse, Reply, implementer
 
 
 @implementer(IRoutingStrategy)
@@ -241,6 +239,12 @@ class WebhookRoutingTests(TestCase):
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(json.loads(response.read())["online"][uid])
+
+    def test_facadeOnly(self) -> None:
+        """
+        The plugin imports C{realtime.plugin} and nothing else of the server.
+        """
+        self.assertEqual(realtimeImports(PLUGIN), {"realtime.plugin"})
 
     def test_replyAndPush(self) -> None:
         """

@@ -21,8 +21,7 @@ from realtime.store.health import MonitoredStore, StoreUnavailable
 from realtime.store.memory import MemoryMessageStore
 from realtime.store.sqlite import StoreClosedError
 from realtime.values import Position
-from tests.store_contract import KEEP, LIMITS, T0
-from tests.test_store_sqlite import SQLiteTestCase, StatementLog
+from tests.store_contract import KEEP, LIMITS, T0, SQLiteTestCase, StatementLog
 
 
 def refuseAttach(connection: sqlite3.Connection) -> None:

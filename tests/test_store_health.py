@@ -23,9 +23,8 @@ from realtime.store.health import MonitoredStore
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import OfflineLimits
 from tests.fakes import FaultyStore, ManualBroker
-from tests.support import buildRouter
+from tests.support import buildRouter, render
 from tests.test_api_http import Api
-from tests.test_ops_probes import render
 
 FULL = sqlite3.OperationalError("database or disk is full")
 

@@ -14,36 +14,11 @@ from typing import Any, Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
-from twisted.trial.unittest import TestCase
 
 from realtime.store.sqlite import SQLiteMessageStore, StoreClosedError
 from realtime.store.sqlitefile import SchemaError
 from realtime.values import History, Position, Retention
-from tests.store_contract import KEEP, LIMITS, T0, MessageStoreContractMixin, offsets
-
-
-class StatementLog:
-    """
-    Records, through C{set_trace_callback}, every SQL statement a connection
-    runs and the thread that ran it.
-
-    @ivar statements: C{(threadIdent, sql)} in execution order.
-    """
-
-    def __init__(self) -> None:
-        self.statements: list[tuple[int, str]] = []
-
-    def install(self, connection: sqlite3.Connection) -> None:
-        """
-        An C{openHook}: trace C{connection}.
-        """
-        connection.set_trace_callback(lambda sql: self.statements.append((threading.get_ident(), sql)))
-
-    def count(self, prefix: str) -> int:
-        """
-        How many statements start with C{prefix}.
-        """
-        return sum(1 for _, sql in self.statements if sql.lstrip().startswith(prefix))
+from tests.store_contract import KEEP, LIMITS, T0, MessageStoreContractMixin, SQLiteTestCase, StatementLog, offsets
 
 
 class TriggerRecordingReactor:
@@ -84,29 +59,6 @@ class TriggerRecordingReactor:
         """
         found = [i for i, (p, e, _) in self.triggers.items() if (p, e) == (phase, event)]
         return [self.triggers.pop(i)[2]() for i in found]
-
-
-class SQLiteTestCase(TestCase):
-    """
-    Opens stores on files under C{mktemp()} and closes them at cleanup,
-    checking that no store thread outlives its test.
-    """
-
-    async def openStore(self, path: str | None = None, reactor: Any = reactor, **kwargs: Any) -> SQLiteMessageStore:
-        """
-        Open the store at C{path} (a new file by default).
-        """
-        store = await SQLiteMessageStore.open(path or self.mktemp(), reactor, **kwargs)
-        self.addCleanup(self.assertNoThreads, store)
-        self.addCleanup(store.close)
-        return store
-
-    def assertNoThreads(self, store: SQLiteMessageStore) -> None:
-        """
-        C{store}'s pool is stopped and its thread has exited.
-        """
-        self.assertFalse(store._pool.started)
-        self.assertEqual([t for t in store._pool.threads if t.is_alive()], [])
 
 
 class SQLiteMessageStoreContractTests(MessageStoreContractMixin, SQLiteTestCase):

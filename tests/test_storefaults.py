@@ -25,10 +25,8 @@ from unittest import SkipTest
 from twisted.trial.unittest import SynchronousTestCase
 from websockets.sync.client import connect
 
-from tests.serverprocess import ServerProcess
+from tests.serverprocess import ServerProcess, api, get, linePush, waitUntil
 from tests.support import clientFrame, handshake
-from tests.test_integration import api, linePush, waitUntil
-from tests.test_ops_integration import get
 
 FAILING = "message store failing"
 AGAIN = "message store working again"

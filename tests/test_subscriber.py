@@ -33,8 +33,7 @@ from realtime.client.subscriber import (
     backoffDelay,
 )
 from realtime.values import Position
-from tests.serverprocess import OutputLines, ServerProcess, environment
-from tests.test_resume_integration import publish
+from tests.serverprocess import OutputLines, ServerProcess, environment, publish
 
 CHANNELS = ("--auth", "anonymous", "--routing", "channels", "--namespace", "news:*:public=true:history=1000:ttl=3600")
 CHAT = ("--namespace", "chat:*:public=true:publish=true:presence=true:history=100:ttl=600")

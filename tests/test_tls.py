@@ -19,8 +19,8 @@ from unittest import SkipTest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.certificates import issuedThroughIntermediate, selfSigned, sslEndpoint
-from tests.serverprocess import API_KEY, ServerProcess
+from tests.certificates import issuedThroughIntermediate, sslEndpoint
+from tests.serverprocess import API_KEY, ServerProcess, tlsServer
 
 TIMEOUT = 10.0
 
@@ -47,17 +47,6 @@ def clientContext(certPath: str, alpn: list[str] | None) -> ssl.SSLContext:
     if alpn:
         context.set_alpn_protocols(alpn)
     return context
-
-
-def tlsServer(*args: str) -> tuple[ServerProcess, str]:
-    """
-    A server with TLS on the web and API ports (and the line port plain),
-    and the path of the certificate clients should trust.
-    """
-    keyPath, certPath = selfSigned()
-    endpoint = sslEndpoint(keyPath, certPath)
-    ports = ("--port", endpoint, "--api-port", endpoint, "--push-port", "tcp:0:interface=127.0.0.1")
-    return ServerProcess(*ports, *args, defaultPorts=False).start(), certPath
 
 
 class TLSTests(SynchronousTestCase):

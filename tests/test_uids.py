@@ -20,7 +20,8 @@ from realtime.auth.firstpacket import parseUid
 from realtime.auth.token import TokenAuthenticatorFactory
 from realtime.auth.wechat import WeChatAuthenticatorFactory, computeSignature
 from realtime.core.uids import MAX_UID_LENGTH, checkUid
-from realtime.values import Accept, HandshakeRequest
+from realtime.testing import makeHandshakeRequest
+from realtime.values import Accept
 
 #: invisible or text-reordering characters a uid must not hide: right-to-left override, zero-width space,
 #: zero-width joiner, byte order mark, soft hyphen, word joiner, a tag character, line separator
@@ -64,7 +65,7 @@ class SharedRulesTests(SynchronousTestCase):
         secret = "s" * 32
         authenticator = TokenAuthenticatorFactory().buildAuthenticator({"secret": secret}, self.clock)
         token = jwt.encode({"sub": uid, "exp": self.clock.seconds() + 60}, secret, algorithm="HS256")
-        decision = authenticator.checkHandshake(HandshakeRequest("/ws", {"token": [token]}, {}))
+        decision = authenticator.checkHandshake(makeHandshakeRequest("/ws", params={"token": token}))
         return isinstance(decision, Accept)
 
     def wechatAccepts(self, uid: str) -> bool:
@@ -74,7 +75,7 @@ class SharedRulesTests(SynchronousTestCase):
         nonce = hashlib.sha1(uid.encode("utf-8", "surrogatepass")).hexdigest()[:20]
         signature = computeSignature(token, timestamp, nonce, uid)
         params = {"uid": [uid], "timestamp": [timestamp], "nonce": [nonce], "signature": [signature]}
-        return isinstance(authenticator.checkHandshake(HandshakeRequest("/ws", params, {})), Accept)
+        return isinstance(authenticator.checkHandshake(makeHandshakeRequest("/ws", params=params)), Accept)
 
     def test_formatCharactersRefused(self) -> None:
         """

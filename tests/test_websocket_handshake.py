@@ -20,9 +20,8 @@ from realtime.routing.echo import EchoStrategy
 from realtime.tap import acceptDeflate
 from realtime.values import Accept, Identity
 from realtime.websocket.handshake import readUpgrade
-from realtime.websocket.protocol import RealtimeServerProtocol
-from tests.support import KEY, PEER, TolerantTransport, buildFactory, handshake
-from tests.test_websocket_protocol import ScriptedAuthenticator
+from tests.fakes import ScriptedAuthenticator
+from tests.support import KEY, PEER, AutobahnPath, TolerantTransport, buildFactory, handshake
 
 txaio.use_twisted()
 
@@ -110,14 +109,6 @@ class ReadUpgradeTests(SynchronousTestCase):
         """
         self.assertIsNotNone(read(raw("GET / HTTP/1.1", *COMMON), externalPort=8080))
         self.assertIsNone(read(raw("GET / HTTP/1.1", *COMMON), externalPort=9000))
-
-
-class AutobahnPath(RealtimeServerProtocol):
-    """
-    The same server protocol, with Autobahn's own handshake.
-    """
-
-    processHandshake = WebSocketServerProtocol.processHandshake
 
 
 class SameAsAutobahnTests(SynchronousTestCase):

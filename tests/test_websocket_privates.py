@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from txaio.testutil import replace_loop
 
+from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.routing.echo import EchoStrategy
 from realtime.websocket._autobahn import privates
 from realtime.websocket._autobahn.privates import UnsupportedVersion
@@ -32,7 +33,6 @@ from tests.support import (
     serverFrames,
     splitResponse,
 )
-from tests.test_websocket_protocol import AnonymousAuthenticator
 
 PACKAGE = Path(__file__).resolve().parent.parent / "realtime"
 ROOM = PACKAGE / "websocket" / "_autobahn"

@@ -10,98 +10,29 @@ import json
 import txaio
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
-from txaio.testutil import replace_loop
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from realtime import closecodes
 from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.auth.firstpacket import FirstPacketAuthenticator
 from realtime.delivery.fanout import Frame
-from realtime.interfaces import IAuthenticator, ISession
+from realtime.interfaces import ISession
 from realtime.routing.chat import ChatStrategy
 from realtime.routing.echo import EchoStrategy
 from realtime.routing.uid import UidStrategy
-from realtime.values import Accept, Deny, HandshakeRequest, Identity
+from realtime.values import Accept, Deny, Identity
+from tests.fakes import ScriptedAuthenticator
 from tests.support import (
-    PEER,
+    ProtocolTestCase,
     TolerantTransport,
-    buildFactory,
     clientFrame,
     closeCode,
     handshake,
-    serverFrames,
     splitResponse,
 )
 
 txaio.use_twisted()
-
-
-@implementer(IAuthenticator)
-class ScriptedAuthenticator:
-    """
-    Answers the handshake and first message with values (or Deferreds) set
-    by the test.
-    """
-
-    def __init__(self, handshakeAnswer: object, firstAnswer: object = None) -> None:
-        self.handshakeAnswer = handshakeAnswer
-        self.firstAnswer = firstAnswer
-        self.requests: list[HandshakeRequest] = []
-
-    def checkHandshake(self, request: HandshakeRequest) -> object:
-        self.requests.append(request)
-        return self.handshakeAnswer
-
-    def checkFirstMessage(self, request: HandshakeRequest, payload: bytes, isBinary: bool) -> object:
-        return self.firstAnswer
-
-    def warnings(self) -> list[str]:
-        return []
-
-
-class ProtocolTestCase(SynchronousTestCase):
-    """
-    Connect in-memory clients to a factory under a fake clock.
-    """
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        loop = replace_loop(self.clock)
-        loop.__enter__()
-        self.addCleanup(loop.__exit__, None, None, None)
-
-    def serve(self, authenticator: object, strategy: object, **kw: object) -> None:
-        self.factory = buildFactory(authenticator, strategy, self.clock, **kw)
-        self.registry = self.factory.registry
-
-    def connect(self, request: bytes | None = None) -> tuple[object, TolerantTransport]:
-        proto = self.factory.buildProtocol(PEER)
-        transport = TolerantTransport()
-        proto.makeConnection(transport)
-        proto.dataReceived(request or handshake())
-        self.clock.advance(0)
-        return proto, transport
-
-    def opened(self, transport: TolerantTransport) -> list[tuple[int, bytes]]:
-        self.clock.advance(0)
-        head, rest = splitResponse(transport.value())
-        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
-        return serverFrames(rest)
-
-    def frames(self, transport: TolerantTransport) -> list[tuple[int, bytes]]:
-        """
-        Frames written since the last call.
-        """
-        self.clock.advance(0)
-        data = transport.value()
-        transport.clear()
-        if data.startswith(b"HTTP/1.1"):
-            data = splitResponse(data)[1]
-        return serverFrames(data)
 
 
 class HandshakeTests(ProtocolTestCase):

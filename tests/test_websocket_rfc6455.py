@@ -18,8 +18,16 @@ from realtime import closecodes
 from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.routing.echo import EchoStrategy
 from realtime.websocket._autobahn.rfc6455 import strictOptions
-from tests.support import PEER, TolerantTransport, buildFactory, clientFrame, closeCode, closeFrame, handshake
-from tests.test_websocket_protocol import ProtocolTestCase
+from tests.support import (
+    PEER,
+    ProtocolTestCase,
+    TolerantTransport,
+    buildFactory,
+    clientFrame,
+    closeCode,
+    closeFrame,
+    handshake,
+)
 
 txaio.use_twisted()
 

@@ -20,8 +20,7 @@ from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.interfaces import IRoutingStrategy, ISession, ISessionRegistry
 from realtime.values import Close, Deliver, Refuse, Reply
 from realtime.websocket.routed import MAX_PENDING, RouteQueue
-from tests.support import clientFrame, closeCode
-from tests.test_websocket_protocol import ProtocolTestCase
+from tests.support import ProtocolTestCase, clientFrame, closeCode
 
 
 class Recorder:

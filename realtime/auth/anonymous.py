@@ -15,11 +15,11 @@ from zope.interface import implementer
 
 from realtime.config.pluginoptions import PluginOptions
 from realtime.core.uids import checkUid
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.interfaces import IAuthenticator, IAuthenticatorFactory, IWarnings
 from realtime.values import Accept, HandshakeRequest, Identity
 
 
-@implementer(IAuthenticator)
+@implementer(IAuthenticator, IWarnings)
 class AnonymousAuthenticator:
     """
     Accepts everyone at the handshake as ``<prefix><random>``.
@@ -33,12 +33,6 @@ class AnonymousAuthenticator:
         Accept with a fresh uid.
         """
         return Accept(Identity(uid=self.prefix + secrets.token_hex(6)))
-
-    def checkFirstMessage(self, request: HandshakeRequest, payload: bytes, isBinary: bool) -> Accept:
-        """
-        Never asked: the handshake already accepted.
-        """
-        return self.checkHandshake(request)
 
     def warnings(self) -> Sequence[str]:
         """

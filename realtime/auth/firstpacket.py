@@ -25,7 +25,7 @@ from realtime import closecodes
 from realtime.config.pluginoptions import PluginOptions
 from realtime.core.jsoncodec import decode
 from realtime.core.uids import MAX_UID_LENGTH, parseUid  # noqa: F401 (uids were first checked here)
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.interfaces import IAuthenticatorFactory, IFirstMessageAuthenticator, IWarnings
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest, Identity
 
 
@@ -82,7 +82,7 @@ def checkSignedPacket(secret: bytes, text: str, now: float) -> str:
     return uid
 
 
-@implementer(IAuthenticator)
+@implementer(IFirstMessageAuthenticator, IWarnings)
 class FirstPacketAuthenticator:
     """
     Waits for the first message and takes the uid from it.

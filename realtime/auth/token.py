@@ -31,10 +31,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from realtime import closecodes
 from realtime.config.pluginoptions import PluginOptions
 from realtime.core.uids import checkUid
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.interfaces import IAuthenticator, IAuthenticatorFactory, IWarnings
 from realtime.values import Accept, Deny, HandshakeRequest, Identity
 
 #: the HTTP status of every refusal
@@ -162,7 +161,7 @@ def checkToken(
     return Identity(uid=uid, channels=channelsFrom(claims, channelsClaim), claims=MappingProxyType(claims))
 
 
-@implementer(IAuthenticator)
+@implementer(IAuthenticator, IWarnings)
 class TokenAuthenticator:
     """
     Checks a JWT at the handshake.
@@ -205,12 +204,6 @@ class TokenAuthenticator:
         except ValueError as e:
             return Deny(UNAUTHORIZED, str(e))
         return Accept(identity)
-
-    def checkFirstMessage(self, request: HandshakeRequest, payload: bytes, isBinary: bool) -> Deny:
-        """
-        Never asked: the handshake always decides.
-        """
-        return Deny(closecodes.AUTH_FAILED, "token auth is decided at the handshake")
 
     def warnings(self) -> Sequence[str]:
         """

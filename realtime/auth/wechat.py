@@ -50,7 +50,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from realtime import closecodes
 from realtime.auth.wechatsign import (  # noqa: F401 (re-exported: they lived here first)
     DEFAULT_MODE,
     DEFAULT_WINDOW,
@@ -64,7 +63,7 @@ from realtime.auth.wechatsign import (  # noqa: F401 (re-exported: they lived he
     signingText,
 )
 from realtime.config.pluginoptions import PluginOptions
-from realtime.interfaces import IAuthenticator, IAuthenticatorFactory
+from realtime.interfaces import IAuthenticator, IAuthenticatorFactory, IWarnings
 from realtime.values import Accept, Deny, HandshakeRequest, Identity
 
 #: the HTTP status of every refusal: the client must sign again
@@ -189,7 +188,7 @@ class NonceCache:
             del self._expiry[oldest]
 
 
-@implementer(IAuthenticator)
+@implementer(IAuthenticator, IWarnings)
 class WeChatAuthenticator:
     """
     Checks the signature at the handshake and remembers nonces.
@@ -241,12 +240,6 @@ class WeChatAuthenticator:
         if not self.nonces.claim(key, verified.timestamp + self.window, now):
             return Deny(UNAUTHORIZED, reused)
         return Accept(Identity(uid=verified.uid, subprotocol=credentials.subprotocol))
-
-    def checkFirstMessage(self, request: HandshakeRequest, payload: bytes, isBinary: bool) -> Deny:
-        """
-        Never asked: the handshake always decides.
-        """
-        return Deny(closecodes.AUTH_FAILED, "wechat auth is decided at the handshake")
 
     def warnings(self) -> Sequence[str]:
         """

@@ -23,7 +23,16 @@ from zope.interface import Interface
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
-from realtime.interfaces import IAuthenticatorFactory, IRoutingStrategyFactory
+from realtime.interfaces import (
+    IAuthenticator,
+    IAuthenticatorFactory,
+    IChannelAuthorizer,
+    IFirstMessageAuthenticator,
+    IPushFraming,
+    IRoutingStrategy,
+    IRoutingStrategyFactory,
+    IWarnings,
+)
 
 T = TypeVar("T")
 
@@ -145,3 +154,50 @@ def describe(catalog: PluginCatalog) -> str:
         lines.append("problems:")
         lines.extend(f"  {p}" for p in catalog.problems)
     return "\n".join(lines).rstrip() + "\n"
+
+
+#: the optional interfaces a built plugin may declare, each checked in full
+#: when it does (a declared hook that is missing fails at startup, not on
+#: the first connection that needs it)
+OPTIONAL_INTERFACES: tuple[type[Interface], ...] = (IFirstMessageAuthenticator, IWarnings, IChannelAuthorizer, IPushFraming)
+
+
+def builtInterfaces(required: type[Interface], built: Any) -> list[type[Interface]]:
+    """
+    The interfaces C{built} (what a factory's build method returned) must
+    satisfy: C{required}, and each optional one it declares it provides.
+    """
+    interfaces = [required]
+    interfaces.extend(i for i in OPTIONAL_INTERFACES if i.providedBy(built) and i is not required)
+    return interfaces
+
+
+def verifyBuilt(required: type[Interface], built: Any) -> None:
+    """
+    Check what a plugin's factory built against C{required} and every
+    optional interface it declares.
+
+    @raise zope.interface.exceptions.Invalid: naming what is missing.
+    """
+    for interface in builtInterfaces(required, built):
+        verifyObject(interface, built)
+
+
+def checkBuilt(option: str, factory: Any, built: Any) -> None:
+    """
+    L{verifyBuilt} for the plugin chosen with C{--option}, C{factory}'s
+    product, as a C{usage.UsageError} naming it.
+    """
+    required = IAuthenticator if option == "auth" else IRoutingStrategy
+    try:
+        verifyBuilt(required, built)
+    except Invalid as e:
+        raise usage.UsageError(f"--{option} {factory.name!r} built {built!r}, which is broken: {e}") from None
+
+
+def pluginWarnings(*built: Any) -> list[str]:
+    """
+    What the built plugins announce as insecure: the L{IWarnings} of each
+    that provides it, in order.
+    """
+    return [warning for plugin in built if IWarnings.providedBy(plugin) for warning in plugin.warnings()]

@@ -27,7 +27,7 @@ from realtime.core.jsoncodec import encode
 from realtime.core.limits import RETRY_AFTER, LimitExceeded, TokenBucket
 from realtime.delivery.fanout import Frame
 from realtime.delivery.timers import Timeout
-from realtime.interfaces import ISession
+from realtime.interfaces import IFirstMessageAuthenticator, ISession
 from realtime.values import (
     Accept,
     AwaitFirstMessage,
@@ -175,6 +175,8 @@ class RealtimeServerProtocol(SessionOutput):
             self.uid = decision.identity.uid
             return self._chosenSubprotocol(decision.identity.subprotocol)
         if isinstance(decision, AwaitFirstMessage):
+            if not IFirstMessageAuthenticator.providedBy(self.factory.authenticator):
+                raise TypeError("authenticator answered AwaitFirstMessage but does not provide IFirstMessageAuthenticator")
             self._awaitingFirst = True
             self._firstMessageTimeout = decision.timeout
             return self._chosenSubprotocol(decision.subprotocol)

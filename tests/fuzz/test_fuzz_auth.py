@@ -19,6 +19,7 @@ from realtime.auth.anonymous import AnonymousAuthenticatorFactory
 from realtime.auth.firstpacket import FirstPacketAuthenticatorFactory, signFirstPacket
 from realtime.auth.token import TokenAuthenticatorFactory
 from realtime.auth.wechat import WeChatAuthenticatorFactory
+from realtime.testing import makeHandshakeRequest, verifyPlugin
 from realtime.values import Accept, AwaitFirstMessage, Deny, HandshakeRequest
 from tests.fuzz.support import anyText, dumps, fragments, fuzz, mutated, values
 
@@ -88,7 +89,7 @@ class AuthFuzzTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
-        build = lambda factory, **options: factory.buildAuthenticator(options, self.clock)  # noqa: E731
+        build = lambda factory, **options: verifyPlugin(factory, options, self.clock)  # noqa: E731
         self.plugins = {
             "anonymous": build(AnonymousAuthenticatorFactory()),
             "uid-first-packet": build(FirstPacketAuthenticatorFactory()),
@@ -124,7 +125,7 @@ class AuthFuzzTests(SynchronousTestCase):
             note(f"plugin {name}")
             self.checkDecision(name, request, plugin.checkHandshake(request))
         good = jwt.encode({"sub": "u1", "exp": NOW + 60}, SECRET, algorithm="HS256")
-        valid = HandshakeRequest(path="/", params={"token": [good]}, headers={})
+        valid = makeHandshakeRequest(params={"token": good})
         self.assertEqual(self.plugins["token"].checkHandshake(valid).identity.uid, "u1")
 
     @fuzz
@@ -146,7 +147,7 @@ class AuthFuzzTests(SynchronousTestCase):
         Both forms of C{uid-first-packet} decide every first message, and a
         valid signed packet is still accepted after.
         """
-        request = HandshakeRequest(path="/", params={}, headers={})
+        request = makeHandshakeRequest()
         for name in ("uid-first-packet", "uid-first-packet hmac"):
             plugin = self.plugins[name]
             self.checkDecision(name, request, plugin.checkFirstMessage(request, payload, isBinary))

@@ -17,8 +17,7 @@ from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.routing.channels import ChannelsStrategy
 from realtime.store.memory import MemoryMessageStore
 from tests.fuzz.support import anyText, fuzz, noTracebacks, objectsWith, values
-from tests.support import buildRouter, clientFrame
-from tests.test_websocket_protocol import ProtocolTestCase
+from tests.support import ProtocolTestCase, buildRouter, clientFrame
 
 since = st.fixed_dictionaries({"epoch": st.one_of(anyText, values), "offset": st.one_of(st.integers(), values)})
 requestTexts = objectsWith(

@@ -14,8 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from realtime.websocket.handshake import readUpgrade
 from tests import test_websocket_handshake
 from tests.fuzz.support import fuzz, noTracebacks
-from tests.support import KEY
-from tests.test_websocket_handshake import AutobahnPath
+from tests.support import KEY, AutobahnPath
 
 #: a finished handshake: switched, refused with an HTTP error, or (no
 #: Upgrade header) Autobahn's status page

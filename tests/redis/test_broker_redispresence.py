@@ -10,9 +10,7 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from realtime.broker.redispresence import RedisPresence
-from tests.redis.test_broker_redispubsub import until
-from tests.redis.test_store_redis import sharedServer
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, sharedServer, until
 
 
 class PresenceTests(TestCase):
