@@ -20,7 +20,7 @@ from typing import Any, Callable, Coroutine, TypeVar
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-__all__ = ["WrongReactor", "loopOf", "onLoop", "REACTOR_ADVICE", "clientFor", "isCluster", "SCHEMES", "Pipeliner"]
+__all__ = ["WrongReactor", "loopOf", "onLoop", "REACTOR_ADVICE", "clientFor", "isCluster", "SCHEMES", "Pipeliner", "checkURL"]
 
 #: the URL forms C{--store} and C{--broker} take
 SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "rediss+cluster://")
@@ -64,6 +64,23 @@ def onLoop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, _T]) 
     return Deferred.fromFuture(loop.create_task(coroutine))
 
 
+def checkURL(url: str) -> None:
+    """
+    Refuse C{url} unless L{clientFor} takes it (without connecting).
+
+    @raise ValueError: saying which forms are taken.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not url.startswith(SCHEMES):
+        raise ValueError(f"not a Redis URL: {url!r} (use one of {', '.join(s + '...' for s in SCHEMES)})")
+    if scheme == "redis+sentinel":
+        hosts, _, path = rest.partition("/")
+        if not hosts or not path.partition("/")[0]:
+            raise ValueError(f"{url!r}: a Sentinel URL is redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]")
+    elif not rest.partition("/")[0]:
+        raise ValueError(f"{url!r} names no host")
+
+
 def clientFor(url: str) -> Any:
     """
     A C{redis.asyncio} client for C{url}, speaking RESP3, answering bytes:
@@ -82,17 +99,14 @@ def clientFor(url: str) -> Any:
     from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.sentinel import Sentinel
 
-    scheme, sep, rest = url.partition("://")
-    if not sep or not url.startswith(SCHEMES):
-        raise ValueError(f"not a Redis URL: {url!r} (use one of {', '.join(s + '...' for s in SCHEMES)})")
+    checkURL(url)
+    scheme, _, rest = url.partition("://")
     if scheme in ("redis", "rediss"):
         return aioredis.Redis.from_url(url, protocol=3, decode_responses=False)
     if scheme.endswith("+cluster"):
         return RedisCluster.from_url(f"{scheme.partition('+')[0]}://{rest}", protocol=3, decode_responses=False)
     hosts, _, path = rest.partition("/")
     master, _, db = path.partition("/")
-    if not hosts or not master:
-        raise ValueError(f"{url!r}: a Sentinel URL is redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]")
     addresses = [(h.rpartition(":")[0] or h, int(h.rpartition(":")[2] or 26379)) for h in hosts.split(",")]
     sentinel = Sentinel(addresses, protocol=3, decode_responses=False)
     return sentinel.master_for(master, db=int(db or 0), protocol=3, decode_responses=False)
@@ -189,7 +203,21 @@ class Pipeliner:
             self.flushing = False
             return
         pipe = self._client.pipeline(transaction=False)
-        counts = [operation.queue(pipe) for operation in batch]
+        counts = []
+        queued = []
+        for operation in batch:
+            # an operation that cannot even be queued fails alone, and the
+            # pipeliner goes on (it would otherwise stay "flushing" forever)
+            try:
+                counts.append(operation.queue(pipe))
+            except Exception:
+                operation.done.errback(Failure())
+            else:
+                queued.append(operation)
+        batch = queued
+        if not batch:
+            self._reactor.callLater(0, self._flush)
+            return
         self.run(pipe.execute(raise_on_error=False)).addCallbacks(
             self._answer, self._failBatch, callbackArgs=(batch, counts), errbackArgs=(batch,)
         ).addBoth(lambda _: self._flush())

@@ -25,7 +25,7 @@ from realtime.interfaces import IMessageStore
 from realtime.push.offline import OfflineQueues
 from realtime.store.health import logUnlessKnown
 
-__all__ = ["StoreService", "SessionsService", "StartupReport", "RealtimeService"]
+__all__ = ["StoreService", "SessionsService", "StartupReport", "RealtimeService", "BrokerService"]
 
 log = Logger()
 
@@ -81,6 +81,44 @@ class StoreService(Service):
             self._lock.close()
             self._lock = None
         return result
+
+
+class BrokerService(Service):
+    """
+    Joins a broker of several nodes to its cluster at start, and leaves at
+    stop (after the sessions are closed: it is started before them).
+
+    A Redis that cannot be reached at start does not stop the server: its
+    sessions are served locally meanwhile, C{/readyz} says why it is not
+    ready, and joining is tried again every C{retry} seconds.
+    """
+
+    def __init__(self, broker: Any, reactor: Any, retry: float = 1.0) -> None:
+        self._broker = broker
+        self._reactor = reactor
+        self._retry = retry
+        self._pending: Any = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._join()
+
+    def _join(self) -> None:
+        self._pending = None
+
+        def failed(reason: Any) -> None:
+            log.warn("joining the Redis cluster failed ({why}); trying again", why=reason.getErrorMessage())
+            if self.running:
+                self._pending = self._reactor.callLater(self._retry, self._join)
+
+        self._broker.start().addErrback(failed)
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        stopped: Deferred[None] = self._broker.stop()
+        return stopped
 
 
 class SessionsService(Service):

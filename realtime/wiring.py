@@ -30,6 +30,7 @@ from realtime.api.http import ApiCounters, buildApiSite
 from realtime.api.lineproto import LinePushFactory
 from realtime.api.site import ApiSite
 from realtime.broker.memory import MemoryBroker
+from realtime.config.backends import isRedis
 from realtime.config.discovery import checkBuilt, pluginWarnings
 from realtime.config.options import Options, loadApiKey
 from realtime.core.limits import ConnectionLimits
@@ -55,7 +56,7 @@ from realtime.push.channels import ChannelService
 from realtime.push.offline import OfflineQueues
 from realtime.push.router import ChannelPublisher, Router
 from realtime.routing.context import RoutingContext, buildStrategy
-from realtime.services import SessionsService, StartupReport, StoreService
+from realtime.services import BrokerService, SessionsService, StartupReport, StoreService
 from realtime.store.health import MonitoredStore
 from realtime.store.lock import lockStore
 from realtime.store.memory import MemoryMessageStore
@@ -122,14 +123,31 @@ def acceptDeflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
 
 def openStore(spec: str, reactor: Any) -> IMessageStore:
     """
-    The store ``--store`` names: C{memory}, or C{sqlite:PATH}, watched
-    (L{MonitoredStore}: logged once per failure and recovery, for /readyz).
+    The store ``--store`` names: C{memory}, C{sqlite:PATH} or a Redis URL,
+    watched (L{MonitoredStore}: logged once per failure and recovery, for
+    /readyz).
     """
     if spec == "memory":
         return MonitoredStore(MemoryMessageStore())
+    if isRedis(spec):
+        from realtime.store.redis import RedisMessageStore
+
+        return MonitoredStore(RedisMessageStore.fromURL(spec, reactor))
     from realtime.store.sqlite import SQLiteMessageStore
 
     return MonitoredStore(SQLiteMessageStore(spec[len("sqlite:") :], reactor))
+
+
+def buildBroker(spec: str, reactor: Any, registry: SessionRegistry, fanout: Fanout) -> IBroker:
+    """
+    The broker ``--broker`` names: this process's (C{memory}), or one over
+    Redis that every node shares.
+    """
+    if spec == "memory":
+        return MemoryBroker(registry, fanout)
+    from realtime.broker.redis import RedisBroker
+
+    return RedisBroker.fromURL(spec, reactor, registry, fanout)
 
 
 def buildAuthenticator(options: Options, reactor: Any) -> IAuthenticator:
@@ -193,6 +211,7 @@ def buildRouter(
     authorizer: object = None,
     framePush: Framing | None = None,
     channels: tuple[ChannelPublisher, ChannelService] | None = None,
+    sharedStore: bool = False,
 ) -> Router:
     """
     The router and its parts over C{broker}: the offline queues (if
@@ -202,12 +221,13 @@ def buildRouter(
     @param fanout: the broker's: offline queueing then shares its budget
         per reactor turn and its order (see L{Fanout.each}).
     @param framePush: the routing's framing of backend pushes, if any.
+    @param sharedStore: whether other nodes use the store too (L{OfflineQueues}).
     """
     publisher, service = channels or buildChannels(reactor, registry, broker, store, rules, authorizer)
     queues = None
     if offline is not None and store is not None:
         framing: Framing = framePush if framePush is not None else (lambda payload, isBinary: (payload, isBinary))
-        queues = OfflineQueues(reactor, registry, broker, store, offline, framing, fanout)
+        queues = OfflineQueues(reactor, registry, broker, store, offline, framing, fanout, shared=sharedStore)
     return Router(registry, broker, service, publisher, queues, framePush, store)
 
 
@@ -279,7 +299,7 @@ def buildCore(options: Options, reactor: IReactorTime) -> Core:
     registry = SessionRegistry()
     wheel = TimeoutWheel(reactor)
     fanout = Fanout(reactor)
-    broker = MemoryBroker(registry, fanout)
+    broker = buildBroker(options["broker"], reactor, registry, fanout)
     rules = options["namespace-rules"]
     lock: IO[bytes] | None = lockStore(options["store"])
     store = openStore(options["store"], reactor)
@@ -289,7 +309,10 @@ def buildCore(options: Options, reactor: IReactorTime) -> Core:
     strategy = buildRouting(options, reactor, RoutingContext(registry, channels[1]))
     offline = OfflineLimits(options["offline-max"], options["offline-ttl"]) if options["offline-ttl"] > 0 else None
     framePush = strategy.framePush if IPushFraming.providedBy(strategy) else None
-    router = buildRouter(reactor, registry, broker, fanout, store, rules, offline, authenticator, framePush, channels)
+    router = buildRouter(
+        reactor, registry, broker, fanout, store, rules, offline, authenticator, framePush, channels,
+        sharedStore=isRedis(options["store"]),
+    )
     counting = CountingStrategy(strategy)
     factory = buildWebSocketFactory(options, reactor, authenticator, counting, router, fanout, wheel)
     latency = LatencyHistogram()
@@ -307,7 +330,7 @@ def buildCore(options: Options, reactor: IReactorTime) -> Core:
     counters = ServerCounters(
         authName=options["auth-name"],
         routingName=options["routing-name"],
-        brokerName="memory",
+        brokerName="memory" if options["broker"] == "memory" else "redis",
         broker=broker,
         router=router,
         fanout=fanout,
@@ -343,6 +366,7 @@ def buildCore(options: Options, reactor: IReactorTime) -> Core:
     services: tuple[IService, ...] = (
         GCTuning(),
         StoreService(store, reactor, router.offline, lock=lock),
+        *([] if isinstance(broker, MemoryBroker) else [BrokerService(broker, reactor)]),
         Keepalive(reactor, registry, options["ping-interval"]),
         sessions,
         lag,

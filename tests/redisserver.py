@@ -8,16 +8,19 @@ C{REALTIME_REQUIRE_REDIS} is set (as C{.ci/run} sets it).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 import pytest
+from twisted.internet import reactor, task
 
-__all__ = ["RedisServer", "requireRedis"]
+__all__ = ["RedisServer", "RedisClusterServers", "requireRedis", "sharedServer", "sharedCluster", "until"]
 
 
 def requireRedis() -> str:
@@ -158,3 +161,43 @@ class RedisClusterServers:
     def cleanup(self) -> None:
         for node in self.nodes:
             node.cleanup()
+
+
+_server: RedisServer | None = None
+
+
+def sharedServer() -> RedisServer:
+    """
+    One Redis for the contract tests of this process, emptied before each.
+    """
+    global _server
+    if _server is None or _server.process is None:
+        _server = RedisServer()
+        atexit.register(_server.cleanup)
+    return _server
+
+
+_cluster: RedisClusterServers | None = None
+
+
+def sharedCluster() -> RedisClusterServers:
+    """
+    One Redis Cluster for the tests of this process, emptied before each.
+    """
+    global _cluster
+    if _cluster is None:
+        _cluster = RedisClusterServers()
+        atexit.register(_cluster.cleanup)
+    return _cluster
+
+
+async def until(condition: Any, timeout: float = 10.0, step: float = 0.05) -> None:
+    """
+    Wait, in the reactor, until C{condition()} is true.
+    """
+    waited = 0.0
+    while not condition():
+        if waited > timeout:
+            raise AssertionError(f"not true within {timeout} s: {condition}")
+        await task.deferLater(reactor, step, lambda: None)
+        waited += step

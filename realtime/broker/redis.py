@@ -232,11 +232,11 @@ class RedisBroker:
             return 2 * len(uids)
 
         def count(answers: list[Any]) -> PushResult:
-            live = self._presence.liveNodes
+            dead = self._presence.deadNodes
             counts: dict[str, int] = {}
             for i, uid in enumerate(uids):
                 receivers, perNode = answers[2 * i], answers[2 * i + 1]
-                held = sum(int(n) for node, n in perNode.items() if _text(node) in live)
+                held = sum(int(n) for node, n in perNode.items() if _text(node) not in dead)
                 # delivered only where a node took it and holds the uid
                 counts[uid] = held if receivers else 0
             return PushResult(sum(counts.values()), counts)

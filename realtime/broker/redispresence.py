@@ -3,13 +3,16 @@ Who is connected, cluster-wide, kept in Redis: connections per uid, channel
 presence, node totals, and which nodes are alive.
 
 Every node writes only its own fields (its node id names them) and reads
-everyone's, filtered by the nodes that are alive.  A node is alive while its
+everyone's, leaving out the nodes known dead.  A node is alive while its
 heartbeat, stamped with Redis's own clock (C{TIME}, so the nodes' clocks
 need not agree), is younger than C{staleAfter}; a node killed with SIGKILL
 stops being counted once its heartbeat is that old plus at most one
 heartbeat interval of the reader's cached view - under 10 seconds with the
 defaults - and its fields are removed by whoever reads them next (prune on
-read).  Keys no live node holds expire by themselves: each node rewrites its
+read).  Only nodes a heartbeat found stale count as dead: a node that
+started since the reader's last heartbeat is not in its view yet, and its
+fields count (pruning them, as an early version did, erased a new node's
+sessions until its next refresh).  Keys no live node holds expire by themselves: each node rewrites its
 fields with a fresh expiry every C{refreshInterval}, which also puts them
 back if Redis lost its data.
 """
@@ -27,20 +30,27 @@ from realtime.redisio import Pipeliner
 
 __all__ = ["RedisPresence", "PresenceKeys"]
 
-#: KEYS: the nodes sorted set, this node's totals hash.  ARGV: node,
-#: staleAfter (ms), totals expiry (s), then field/value pairs of totals.
-#: Stamps the heartbeat with Redis's clock, drops nodes gone stale (their
-#: totals expire by themselves), answers the live nodes.
+#: KEYS: the live nodes sorted set, this node's totals hash, the dead nodes
+#: sorted set.  ARGV: node, staleAfter (ms), totals expiry (s), then
+#: field/value pairs of totals.  Stamps the heartbeat with Redis's clock,
+#: moves nodes gone stale to the dead set (kept an hour, long after their
+#: fields expired), answers {live nodes, dead nodes}.
 _HEARTBEAT = """
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZADD', KEYS[1], ms, ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 if #ARGV > 3 then
   redis.call('HSET', KEYS[2], unpack(ARGV, 4))
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ms - tonumber(ARGV[2])))
-return redis.call('ZRANGE', KEYS[1], 0, -1)
+local stale = '(' .. (ms - tonumber(ARGV[2]))
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stale)) do
+  redis.call('ZADD', KEYS[3], ms, node)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', stale)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ms - 3600000))
+return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[3], 0, -1)}
 """
 
 #: KEYS: a per-node hash.  ARGV: node-field, delta, expiry.  Adds C{delta}
@@ -61,6 +71,7 @@ class PresenceKeys:
     def __init__(self, prefix: str = "realtime") -> None:
         self.prefix = prefix
         self.nodes = f"{prefix}:{{nodes}}:alive"
+        self.dead = f"{prefix}:{{nodes}}:dead"
 
     def totals(self, node: str) -> str:
         return f"{self.prefix}:{{nodes}}:node:{node}"
@@ -111,8 +122,10 @@ class RedisPresence:
         self._count = AsyncScript(client, _COUNT)
         self._uids: dict[str, int] = {}
         self._members: dict[str, dict[str, str]] = {}
-        #: the live nodes as the last heartbeat saw them
+        #: the live nodes and the dead ones as the last heartbeat saw them; a
+        #: node in neither started since, and counts (it is not dead)
         self.liveNodes: frozenset[str] = frozenset({node})
+        self.deadNodes: frozenset[str] = frozenset()
         self._beat = LoopingCall(self._quietly, self.heartbeat, "heartbeat")
         self._beat.clock = reactor
         self._heartbeatInterval = heartbeatInterval
@@ -222,11 +235,13 @@ class RedisPresence:
         Stamp this node alive with its totals; learn who else is.
         """
         totals = [str(x) for pair in dict(self._totals()).items() for x in pair]
-        keys = [self._keys.nodes, self._keys.totals(self.node)]
+        keys = [self._keys.nodes, self._keys.totals(self.node), self._keys.dead]
         args = [self.node, self._staleMs, self._expiry, *totals]
 
         def alive(answers: list[Any]) -> None:
-            self.liveNodes = frozenset(_text(n) for n in answers[0])
+            live, dead = answers[0]
+            self.liveNodes = frozenset(_text(n) for n in live)
+            self.deadNodes = frozenset(_text(n) for n in dead)
 
         return self._pipeliner.submit(lambda pipe: self._pipeliner.script(pipe, self._heartbeat, keys, args), alive)
 
@@ -267,10 +282,10 @@ class RedisPresence:
         def count(answers: list[Any]) -> int:
             live, dead = 0, []
             for node, n in answers[0].items():
-                if _text(node) in self.liveNodes:
-                    live += int(n)
-                else:
+                if _text(node) in self.deadNodes:
                     dead.append(_text(node))
+                else:
+                    live += int(n)
             self._prune(key, dead)
             return live
 
@@ -288,10 +303,10 @@ class RedisPresence:
             dead = []
             for field, uid in answers[0].items():
                 name = _text(field)
-                if name.partition("/")[0] in self.liveNodes:
-                    uids[_text(uid)] = uids.get(_text(uid), 0) + 1
-                else:
+                if name.partition("/")[0] in self.deadNodes:
                     dead.append(name)
+                else:
+                    uids[_text(uid)] = uids.get(_text(uid), 0) + 1
             self._prune(key, dead)
             return {"channel": channel, "uids": uids, "connections": sum(uids.values())}
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from twisted.python import usage
 
 from realtime import __version__
+from realtime.config.backends import checkBroker, checkStore, needsRedis, useAsyncioReactor
 from realtime.config.defaults import DEFAULTS, ENDPOINTS, LISTS, PARAMETERS
 from realtime.config.discovery import describe, discover
 from realtime.config.pluginoptions import PluginOptions
@@ -167,9 +168,9 @@ class Options(usage.Options):
             self[option] = checkOption(option, read, self[option], minimum=minimum)
         self.checkLimits()
         checkOption("log-format", checks.choice, self["log-format"], ("text", "json"))
-        store = str(self["store"])
-        if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
-            raise usage.UsageError(f"--store must be memory or sqlite:PATH, not {store!r}")
+        self["store"], self["broker"] = checkStore(str(self["store"])), checkBroker(str(self["broker"]))
+        if needsRedis(self["store"], self["broker"]):
+            useAsyncioReactor()
         try:
             self["namespace-rules"] = NamespaceRules(parseNamespaceSpec(spec) for spec in self["namespace"])
         except ValueError as e:

@@ -136,6 +136,10 @@ class OfflineQueues:
     @ivar queued: pushes queued.
     @ivar refused: pushes refused because the uid's queue was full.
     @ivar delivered: queued pushes delivered at a connection.
+
+    With C{shared} (a store other nodes use too, C{--store redis://...}),
+    another node may queue a push for any uid at any time, so this process
+    caches nothing about who has pushes waiting: every connection drains.
     """
 
     log = Logger()
@@ -149,8 +153,10 @@ class OfflineQueues:
         limits: OfflineLimits,
         frame: Framing,
         fanout: Fanout,
+        shared: bool = False,
     ) -> None:
         self._reactor = reactor
+        self._shared = shared
         self._registry = registry
         self._broker = broker
         self._store = store
@@ -167,7 +173,10 @@ class OfflineQueues:
         # remembered apart to be added to the store's answer
         self._waiting: set[str] | None = None
         self._queuedWhileLoading: set[str] = set()
-        store.offlineUids(reactor.seconds()).addCallbacks(self._waitingLoaded, self._ebWaiting)
+        # a store other nodes share may get a push for any uid at any time:
+        # then nothing is cached and every connection drains its queue
+        if not shared:
+            store.offlineUids(reactor.seconds()).addCallbacks(self._waitingLoaded, self._ebWaiting)
 
     def _waitingLoaded(self, uids: set[str]) -> None:
         # the store answered in order, before any queueing asked after it
@@ -178,6 +187,8 @@ class OfflineQueues:
         logUnlessKnown(self.log, failure, "reading which uids have offline messages failed; draining at every connection")
 
     def _noteWaiting(self, uid: str) -> None:
+        if self._shared:
+            return
         if self._waiting is None:
             self._queuedWhileLoading.add(uid)
         else:

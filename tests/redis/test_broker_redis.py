@@ -19,10 +19,9 @@ from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
 from realtime.interfaces import IBroker, IRegistryObserver
 from realtime.redisio import loopOf, onLoop
+from realtime.testing import FakeSession
 from realtime.values import Envelope, ToAll, ToChannel, ToUids
-from tests.fakes import FakeSession
-from tests.redis.test_broker_redispubsub import until
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, until
 
 
 class _Subscription:

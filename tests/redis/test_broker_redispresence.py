@@ -10,9 +10,7 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from realtime.broker.redispresence import RedisPresence
-from tests.redis.test_broker_redispubsub import until
-from tests.redis.test_store_redis import sharedServer
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, sharedServer, until
 
 
 class PresenceTests(TestCase):
@@ -138,3 +136,17 @@ class PresenceTests(TestCase):
         self.redis.start()
         await until(lambda: b"a" in self.redis.command("ZRANGE", "realtime:{nodes}:alive", "0", "-1"))
         self.assertTrue(a._beat.running)
+
+    async def test_newNodeCountsAtOnce(self) -> None:
+        """
+        A node that started after the reader's last heartbeat is counted,
+        and its fields are not pruned as a dead node's would be.
+        """
+        a = self.node("a")
+        await a.start()
+        b = self.node("b")
+        await b.start()
+        await b.connected("u1")
+        self.assertNotIn("b", a.liveNodes)
+        self.assertEqual(await a.connectionCount("u1"), 1)
+        self.assertEqual(await b.connectionCount("u1"), 1)

@@ -15,19 +15,7 @@ from twisted.trial.unittest import TestCase
 
 from realtime.broker.redispubsub import PubSubLink
 from realtime.redisio import loopOf, onLoop
-from tests.redisserver import RedisServer
-
-
-async def until(condition: Any, timeout: float = 10.0, step: float = 0.05) -> None:
-    """
-    Wait, in the reactor, until C{condition()} is true.
-    """
-    waited = 0.0
-    while not condition():
-        if waited > timeout:
-            raise AssertionError(f"not true within {timeout} s: {condition}")
-        await task.deferLater(reactor, step, lambda: None)
-        waited += step
+from tests.redisserver import RedisServer, until
 
 
 class _SilenceableServerSide(portforward.ProxyClient):

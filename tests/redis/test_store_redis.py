@@ -5,7 +5,6 @@ against a real C{redis-server}, and what only a shared store must do.
 
 from __future__ import annotations
 
-import atexit
 from typing import Any
 
 from twisted.internet import reactor
@@ -13,35 +12,8 @@ from twisted.trial.unittest import TestCase
 
 from realtime.store.redis import Keys, RedisMessageStore
 from realtime.values import Position
-from tests.redisserver import RedisClusterServers, RedisServer
+from tests.redisserver import sharedCluster, sharedServer
 from tests.store_contract import KEEP, LIMITS, T0, MessageStoreContractMixin
-
-_server: RedisServer | None = None
-
-
-def sharedServer() -> RedisServer:
-    """
-    One Redis for the contract tests of this process, emptied before each.
-    """
-    global _server
-    if _server is None or _server.process is None:
-        _server = RedisServer()
-        atexit.register(_server.cleanup)
-    return _server
-
-
-_cluster: RedisClusterServers | None = None
-
-
-def sharedCluster() -> RedisClusterServers:
-    """
-    One Redis Cluster for the tests of this process, emptied before each.
-    """
-    global _cluster
-    if _cluster is None:
-        _cluster = RedisClusterServers()
-        atexit.register(_cluster.cleanup)
-    return _cluster
 
 
 class RedisStoreTestCase(TestCase):
