@@ -20,7 +20,7 @@ from typing import Any, Callable, Coroutine, TypeVar
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-__all__ = ["WrongReactor", "loopOf", "onLoop", "REACTOR_ADVICE", "clientFor", "isCluster", "SCHEMES", "Pipeliner", "checkURL"]
+__all__ = ["WrongReactor", "loopOf", "onLoop", "REACTOR_ADVICE", "clientFor", "isCluster", "SCHEMES", "Pipeliner", "checkURL", "uidKey", "channelKey"]
 
 #: the URL forms C{--store} and C{--broker} take
 SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "rediss+cluster://")
@@ -62,6 +62,23 @@ def onLoop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, _T]) 
     Deferred cancels the task.
     """
     return Deferred.fromFuture(loop.create_task(coroutine))
+
+
+def uidKey(prefix: str, uid: str, suffix: str) -> str:
+    """
+    The name of a key (or pub/sub channel) of C{uid}'s.  Every name of one
+    uid carries the same hash tag, C{{u:UID}}, so a script may touch them all
+    on Redis Cluster: the store's, the presence's and the broker's alike.
+    """
+    return f"{prefix}:{{u:{uid}}}:{suffix}"
+
+
+def channelKey(prefix: str, channel: str, suffix: str) -> str:
+    """
+    The name of a key (or pub/sub channel) of C{channel}'s, under the hash
+    tag C{{ch:NAME}} (see L{uidKey}).
+    """
+    return f"{prefix}:{{ch:{channel}}}:{suffix}"
 
 
 def checkURL(url: str) -> None:

@@ -23,13 +23,14 @@ from twisted.internet import reactor, task
 __all__ = ["RedisServer", "RedisClusterServers", "requireRedis", "sharedServer", "sharedCluster", "until"]
 
 
-def requireRedis() -> str:
+def requireRedis(binary: str = "redis-server") -> str:
     """
-    The path of C{redis-server}; else skip, or fail with C{REALTIME_REQUIRE_REDIS}.
+    The path of C{binary} (C{redis-server}, C{redis-cli}); else skip, or
+    fail with C{REALTIME_REQUIRE_REDIS}.
     """
-    path = shutil.which("redis-server")
+    path = shutil.which(binary)
     if path is None:
-        problem = "redis-server is not installed (apt-get install redis-server)"
+        problem = f"{binary} is not installed (apt-get install redis-server)"
         if os.environ.get("REALTIME_REQUIRE_REDIS"):
             pytest.fail(f"REALTIME_REQUIRE_REDIS is set but {problem}")
         pytest.skip(f"{problem}; set REALTIME_REQUIRE_REDIS to fail instead")
@@ -132,10 +133,7 @@ class RedisClusterServers:
     """
 
     def __init__(self, size: int = 3) -> None:
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            requireRedis()
-            pytest.skip("redis-cli is not installed")
+        cli = requireRedis("redis-cli")
         self.nodes = [
             RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
             for _ in range(size)

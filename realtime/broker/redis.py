@@ -28,7 +28,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -166,8 +166,8 @@ class RedisBroker:
 
     @staticmethod
     def _memberId(subscription: Any) -> str:
-        session = getattr(subscription, "session", None)
-        return str(getattr(session, "sessionId", id(subscription)))
+        sessionId: str = subscription.session.sessionId
+        return sessionId
 
     def _lost(self, reason: Any, doing: str) -> None:
         # the presence of a moment is lost; the next refresh writes it again
@@ -206,21 +206,17 @@ class RedisBroker:
         """
         target = envelope.target
         if isinstance(target, ToSessions):
-            return Deferred.fromCoroutine(self._sessionsHere(envelope))
+            # session ids are this process's own: they are delivered here
+            answer = self._local.publish(envelope)
+            return answer if isinstance(answer, Deferred) else succeed(answer)
         data = encode(envelope.payload, envelope.isBinary, self.node, envelope.offset)
         if isinstance(target, ToUids):
             return self._publishToUids(tuple(dict.fromkeys(target.uids)), data)
         if isinstance(target, ToChannel):
-            return self._publishCounted(self._names.channel(target.name), data, "HLEN", self._presenceKeys.members(target.name))
+            return self._publishToChannel(target.name, data)
         if isinstance(target, ToAll):
             return self._publishToAll(data)
         raise TypeError(f"unknown target {target!r}")
-
-    async def _sessionsHere(self, envelope: Envelope) -> PushResult:
-        answer = self._local.publish(envelope)
-        if isinstance(answer, Deferred):
-            return await answer
-        return answer
 
     def _publishToUids(self, uids: tuple[str, ...], data: bytes) -> Deferred[PushResult]:
         names, keys = self._names, self._presenceKeys
@@ -243,10 +239,12 @@ class RedisBroker:
 
         return self._pipeliner.submit(queue, count)
 
-    def _publishCounted(self, redisChannel: str, data: bytes, countCommand: str, countKey: str) -> Deferred[PushResult]:
+    def _publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
+        redisChannel, members = self._names.channel(channel), self._presenceKeys.members(channel)
+
         def queue(pipe: Any) -> int:
             pipe.publish(redisChannel, data)
-            pipe.execute_command(countCommand, countKey)
+            pipe.hlen(members)
             return 2
 
         return self._pipeliner.submit(queue, lambda answers: PushResult(int(answers[1]) if answers[0] else 0))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from realtime.redisio import channelKey, uidKey
+
 __all__ = ["RedisMessage", "encode", "decode", "ChannelNames", "BadMessage"]
 
 _VERSION = b"R1"
@@ -92,10 +94,10 @@ class ChannelNames:
         self.everyone = f"{prefix}:all"
 
     def uid(self, uid: str) -> str:
-        return f"{self.prefix}:{{u:{uid}}}:push"
+        return uidKey(self.prefix, uid, "push")
 
     def channel(self, name: str) -> str:
-        return f"{self.prefix}:{{ch:{name}}}:pub"
+        return channelKey(self.prefix, name, "pub")
 
     def node(self, node: str) -> str:
         """A node's own channel: pushes to its sessions by id, its probe."""

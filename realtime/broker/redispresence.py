@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from realtime.redisio import Pipeliner
+from realtime.redisio import Pipeliner, channelKey, uidKey
 
 __all__ = ["RedisPresence", "PresenceKeys"]
 
@@ -77,10 +77,10 @@ class PresenceKeys:
         return f"{self.prefix}:{{nodes}}:node:{node}"
 
     def connections(self, uid: str) -> str:
-        return f"{self.prefix}:{{u:{uid}}}:conns"
+        return uidKey(self.prefix, uid, "conns")
 
     def members(self, channel: str) -> str:
-        return f"{self.prefix}:{{ch:{channel}}}:members"
+        return channelKey(self.prefix, channel, "members")
 
 
 def _text(value: Any) -> str:

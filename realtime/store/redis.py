@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from realtime.interfaces import SEEN_RETENTION, IMessageStore
-from realtime.redisio import Pipeliner, clientFor
+from realtime.redisio import Pipeliner, channelKey, clientFor, uidKey
 from realtime.store import redisscripts
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
 
@@ -47,16 +47,16 @@ class Keys:
     prefix: str = "realtime"
 
     def meta(self, stream: str) -> str:
-        return f"{self.prefix}:{{ch:{stream}}}:meta"
+        return channelKey(self.prefix, stream, "meta")
 
     def stream(self, stream: str) -> str:
-        return f"{self.prefix}:{{ch:{stream}}}:stream"
+        return channelKey(self.prefix, stream, "stream")
 
     def queue(self, uid: str) -> str:
-        return f"{self.prefix}:{{u:{uid}}}:offline"
+        return uidKey(self.prefix, uid, "offline")
 
     def sequence(self, uid: str) -> str:
-        return f"{self.prefix}:{{u:{uid}}}:seq"
+        return uidKey(self.prefix, uid, "seq")
 
     @property
     def streams(self) -> str:
