@@ -43,7 +43,9 @@ text}}`` to every session of each uid.
 
 import treq
 
-from realtime.plugin import Deliver, IPlugin, IRoutingStrategy, IRoutingStrategyFactory, Refuse, Reply, implementer
+from realtime.plugin import (
+    Deliver, IPlugin, IRoutingStrategy, IRoutingStrategyFactory, PluginOptions, Refuse, Reply, implementer,
+)
 
 
 @implementer(IRoutingStrategy)
@@ -81,12 +83,7 @@ class WebhookStrategyFactory:
     options = {"url": "where to POST each message (required)"}
 
     def buildRoutingStrategy(self, options, reactor):
-        unknown = set(options) - set(self.options)
-        if unknown:
-            raise ValueError(f"webhook: unknown option {sorted(unknown)[0]!r}")
-        if not options.get("url"):
-            raise ValueError("webhook: option 'url' is required")
-        return WebhookStrategy(options["url"])
+        return WebhookStrategy(PluginOptions(self.name, options, self.options).string("url", required=True))
 
 
 webhook = WebhookStrategyFactory()
