@@ -44,7 +44,9 @@ Errors are ``{"error": {"code": ..., "message": ...}}``::
     415 unsupported_media_type  a multipart body (a file upload form is never JSON)
     429 rate_limited            a push (any POST) over --api-rate; Retry-After says when to try again
     503 store_unavailable       the message store failed (the message says why; logged once, /readyz is 503)
-    503 shutting_down           the server is stopping; both 503s carry Retry-After
+    503 broker_unavailable      the broker cannot reach Redis (the message says why; /readyz is 503);
+                                nothing was pushed
+    503 shutting_down           the server is stopping; the 503s carry Retry-After
     500 internal_error          logged with its traceback
 
 Serve it with L{ApiSite} (or L{buildApiSite}): its requests discard a body
@@ -72,6 +74,7 @@ from realtime.api.cors import CorsPolicy
 from realtime.api.openapi import OpenApiResource
 from realtime.api.site import ApiSite
 from realtime.api.targets import LineError, TooManyUids, targetUids
+from realtime.broker import BrokerUnavailable
 from realtime.core.jsoncodec import JSONError, decode
 from realtime.core.limits import RateLimit, TokenBucket, retryAfter
 from realtime.core.namespaces import validChannel
@@ -262,8 +265,10 @@ class ApiResource(_Branch):
     def _ebAnswer(self, failure: Failure, request: IRequest) -> _Answer:
         if failure.check(ApiError):
             return self._errorAnswer(request, cast(ApiError, failure.value))
-        if failure.check(ShuttingDown, StoreUnavailable):
+        if failure.check(ShuttingDown, StoreUnavailable, BrokerUnavailable):
             code = "shutting_down" if failure.check(ShuttingDown) else "store_unavailable"
+            if failure.check(BrokerUnavailable):
+                code = "broker_unavailable"
             error = ApiError(503, code, str(failure.value), {b"Retry-After": RETRY_AFTER})
             return self._errorAnswer(request, error)
         method, path = request.method.decode("latin-1"), request.path.decode("latin-1")

@@ -41,13 +41,15 @@ The error lines are::
     error: too many uids (10001; at most 10000 per push, --max-uids-per-push)
     error: line longer than 1048576 bytes   (--max-message-size)
     error: message store unavailable (database or disk is full)
+    error: broker unavailable (Redis: Error 111 connecting to 127.0.0.1:6379. Connection refused.)
     error: shutting down
     error: internal error
 
 ``message store unavailable`` names what the store said; the push was not
 queued (the server logs the fault once, and ``/readyz`` is 503 until the
-store works again).  ``shutting down``: the server is stopping; push again
-in a moment, or to another node.
+store works again); ``broker unavailable``: the broker cannot reach Redis,
+so the push reached nobody (``/readyz`` is 503 meanwhile).  ``shutting
+down``: the server is stopping; push again in a moment, or to another node.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.api.targets import LineError, TooManyUids, parseLine, targetUids
+from realtime.broker import BrokerUnavailable
 from realtime.delivery.writer import TurnWriter, sendNow
 from realtime.interfaces import IPublisher
 from realtime.store.health import ShuttingDown, StoreUnavailable
@@ -288,8 +291,8 @@ class LinePushProtocol(LineReceiver):
         self.factory.errors += 1
         if failure.check(ShuttingDown):
             return _SHUTTING_DOWN
-        if failure.check(StoreUnavailable):
-            # logged once by the store's monitor, not once per push
+        if failure.check(StoreUnavailable, BrokerUnavailable):
+            # logged once by the store's monitor or the broker, not once per push
             return b"error: " + str(failure.value).encode("utf-8")
         self.log.failure("line port push failed", failure)
         return _INTERNAL

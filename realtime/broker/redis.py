@@ -28,10 +28,14 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from realtime.broker import BrokerUnavailable
 from realtime.broker.memory import MemoryBroker
 from realtime.broker.redismessages import BadMessage, ChannelNames, decode, encode
 from realtime.broker.redispresence import PresenceKeys, RedisPresence
@@ -45,6 +49,17 @@ __all__ = ["RedisBroker"]
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _unavailable(failure: Failure) -> Failure:
+    """
+    Say a Redis that cannot be reached as L{BrokerUnavailable}, which the
+    ports answer as such (HTTP 503, an C{error:} line) without logging a
+    traceback per push; anything else stays what it is (a bug, logged).
+    """
+    if failure.check(RedisConnectionError, RedisTimeoutError, OSError):
+        return Failure(BrokerUnavailable(f"broker unavailable (Redis: {failure.getErrorMessage()})"))
+    return failure
 
 
 @implementer(IBroker, IRegistryObserver)
@@ -211,12 +226,14 @@ class RedisBroker:
             return answer if isinstance(answer, Deferred) else succeed(answer)
         data = encode(envelope.payload, envelope.isBinary, self.node, envelope.offset)
         if isinstance(target, ToUids):
-            return self._publishToUids(tuple(dict.fromkeys(target.uids)), data)
-        if isinstance(target, ToChannel):
-            return self._publishToChannel(target.name, data)
-        if isinstance(target, ToAll):
-            return self._publishToAll(data)
-        raise TypeError(f"unknown target {target!r}")
+            published = self._publishToUids(tuple(dict.fromkeys(target.uids)), data)
+        elif isinstance(target, ToChannel):
+            published = self._publishToChannel(target.name, data)
+        elif isinstance(target, ToAll):
+            published = self._publishToAll(data)
+        else:
+            raise TypeError(f"unknown target {target!r}")
+        return published.addErrback(_unavailable)
 
     def _publishToUids(self, uids: tuple[str, ...], data: bytes) -> Deferred[PushResult]:
         names, keys = self._names, self._presenceKeys
@@ -259,7 +276,7 @@ class RedisBroker:
         """
         How many sessions C{uid} holds on the live nodes of the cluster.
         """
-        return self._presence.connectionCount(uid)
+        return self._presence.connectionCount(uid).addErrback(_unavailable)
 
     def stats(self) -> Deferred[dict[str, Any]]:
         """
@@ -270,10 +287,10 @@ class RedisBroker:
         def add(totals: dict[str, Any]) -> dict[str, Any]:
             return {**totals, "node": self.node, "pendingDeliveries": self._local.fanout.pending}
 
-        return self._presence.stats().addCallback(add)
+        return self._presence.stats().addCallback(add).addErrback(_unavailable)
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """
         Who is subscribed to C{channel} on the live nodes.
         """
-        return self._presence.presence(channel)
+        return self._presence.presence(channel).addErrback(_unavailable)

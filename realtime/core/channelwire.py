@@ -44,7 +44,7 @@ ERRORS = {
     "already_subscribed": "subscribe to a channel this connection is already subscribed to",
     "presence_disabled": "presence is not enabled for this channel's namespace",
     "too_many_subscriptions": "this connection has reached the subscription limit",
-    "unavailable": "the message store is failing, or the server is shutting down: try again later",
+    "unavailable": "the message store or the broker is failing, or the server is shutting down: try again later",
     "internal": "the server failed; it is logged",
 }
 

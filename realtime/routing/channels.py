@@ -21,6 +21,7 @@ from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from realtime.broker import BrokerUnavailable
 from realtime.config.pluginoptions import PluginOptions
 from realtime.core import channelwire
 from realtime.interfaces import (
@@ -70,8 +71,8 @@ class ChannelsStrategy:
         error = failure.value
         if isinstance(error, RequestError):
             code, message = error.code, error.message
-        elif failure.check(StoreUnavailable, ShuttingDown):
-            # the store's monitor logged it once
+        elif failure.check(StoreUnavailable, ShuttingDown, BrokerUnavailable):
+            # the store's monitor, or the broker, logged it once
             code, message = "unavailable", str(failure.value)
         else:
             self.log.failure("request {id!r} from {session} failed", failure, id=requestId, session=session.sessionId)

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
+from realtime.broker import BrokerUnavailable
 from realtime.broker.redis import RedisBroker
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
@@ -199,8 +200,9 @@ class RedisBrokerTests(TestCase):
         session = b.session("u1")
         await until(lambda: self.subscribedTo("realtime:{u:u1}:push"))
         self.redis.stop()
-        with self.assertRaises(ConnectionError):
+        with self.assertRaises(BrokerUnavailable) as raised:
             await a.broker.publish(Envelope(ToUids(("u1",)), b"lost"))
+        self.assertIn("broker unavailable (Redis: ", str(raised.exception))
         await until(lambda: a.broker.problem is not None)
         self.redis.start()
         await until(lambda: self.subscribedTo("realtime:{u:u1}:push"))
