@@ -128,9 +128,10 @@ class RedisBroker:
     def problem(self) -> str | None:
         """
         Why pushes cannot reach every node now (Redis unreachable, or the
-        pub/sub connection deaf), or C{None}.
+        pub/sub connection deaf), or cannot be answered right (this node's
+        presence in Redis not written back yet after an outage), or C{None}.
         """
-        return self._link.problem
+        return self._link.problem or self._presence.problem
 
     def start(self) -> Deferred[None]:
         """

@@ -13,8 +13,13 @@ read).  Only nodes a heartbeat found stale count as dead: a node that
 started since the reader's last heartbeat is not in its view yet, and its
 fields count (pruning them, as an early version did, erased a new node's
 sessions until its next refresh).  Keys no live node holds expire by themselves: each node rewrites its
-fields with a fresh expiry every C{refreshInterval}, which also puts them
-back if Redis lost its data.
+fields with a fresh expiry every C{refreshInterval}.  What Redis lost or
+missed is written back sooner, at the first heartbeat Redis answers after a
+write of this node failed (Redis unreachable) or after the heartbeat found
+the node gone from Redis (restarted without its data): until then the
+presence has a C{problem}, which the broker reports (C{/readyz} is 503),
+because a push meanwhile would count the connections Redis has, not the
+connections there are.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from redis.commands.core import AsyncScript
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from realtime.redisio import Pipeliner, channelKey, uidKey
 
@@ -34,11 +40,12 @@ __all__ = ["RedisPresence", "PresenceKeys"]
 #: sorted set.  ARGV: node, staleAfter (ms), totals expiry (s), then
 #: field/value pairs of totals.  Stamps the heartbeat with Redis's clock,
 #: moves nodes gone stale to the dead set (kept an hour, long after their
-#: fields expired), answers {live nodes, dead nodes}.
+#: fields expired), answers {live nodes, dead nodes, 1 if this node was not
+#: in the live set}.
 _HEARTBEAT = """
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZADD', KEYS[1], ms, ARGV[1])
+local added = redis.call('ZADD', KEYS[1], ms, ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if #ARGV > 3 then
   redis.call('HSET', KEYS[2], unpack(ARGV, 4))
@@ -50,7 +57,7 @@ for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stale)) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', stale)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ms - 3600000))
-return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[3], 0, -1)}
+return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[3], 0, -1), added}
 """
 
 #: KEYS: a per-node hash.  ARGV: node-field, delta, expiry.  Adds C{delta}
@@ -132,6 +139,15 @@ class RedisPresence:
         self._refresh = LoopingCall(self._quietly, self.refresh, "refresh")
         self._refresh.clock = reactor
         self._refreshInterval = refreshInterval
+        #: why this node's share in Redis may be wrong now, until it is
+        #: written back; C{None} while it is right
+        self.problem: str | None = None
+        self._failures = 0
+        self._repairing = False
+        self._beaten = False
+        # what a failed write left in Redis that this node may no longer hold
+        self._owedUids: set[str] = set()
+        self._owedMembers: dict[str, set[str]] = {}
 
     def _quietly(self, operation: Any, name: str) -> Deferred[None]:
         """
@@ -182,7 +198,7 @@ class RedisPresence:
         One more session of C{uid} here.
         """
         self._uids[uid] = self._uids.get(uid, 0) + 1
-        return self._add(uid, 1)
+        return self._add(uid, 1).addErrback(self._owe, uid)
 
     def disconnected(self, uid: str) -> Deferred[int]:
         """
@@ -193,7 +209,7 @@ class RedisPresence:
             self._uids[uid] = left
         else:
             self._uids.pop(uid, None)
-        return self._add(uid, -1)
+        return self._add(uid, -1).addErrback(self._owe, uid)
 
     def _add(self, uid: str, delta: int) -> Deferred[int]:
         key = self._keys.connections(uid)
@@ -215,7 +231,7 @@ class RedisPresence:
             pipe.expire(key, self._expiry)
             return 2
 
-        return self._pipeliner.submit(queue, lambda answers: None)
+        return self._pipeliner.submit(queue, lambda answers: None).addErrback(self._owe, None, channel, field)
 
     def left(self, channel: str, sessionId: str) -> Deferred[None]:
         """
@@ -228,7 +244,21 @@ class RedisPresence:
             if not members:
                 del self._members[channel]
         key = self._keys.members(channel)
-        return self._pipeliner.submit(lambda pipe: (pipe.hdel(key, field), 1)[1], lambda answers: None)
+        left = self._pipeliner.submit(lambda pipe: (pipe.hdel(key, field), 1)[1], lambda answers: None)
+        return left.addErrback(self._owe, None, channel, field)
+
+    def _owe(self, reason: Failure, uid: str | None, channel: str | None = None, field: str = "") -> Failure:
+        """
+        A write of this node's share failed: remember what to write back at
+        the next heartbeat Redis answers, and say so meanwhile.
+        """
+        self._failures += 1
+        self.problem = f"Redis presence not written: {reason.getErrorMessage()}"
+        if uid is not None:
+            self._owedUids.add(uid)
+        if channel is not None:
+            self._owedMembers.setdefault(channel, set()).add(field)
+        return reason
 
     def heartbeat(self) -> Deferred[None]:
         """
@@ -239,11 +269,42 @@ class RedisPresence:
         args = [self.node, self._staleMs, self._expiry, *totals]
 
         def alive(answers: list[Any]) -> None:
-            live, dead = answers[0]
+            live, dead, added = answers[0]
             self.liveNodes = frozenset(_text(n) for n in live)
             self.deadNodes = frozenset(_text(n) for n in dead)
+            if added and self._beaten:
+                self._failures += 1
+                self.problem = "Redis lost this node's presence (restarted without its data?)"
+            self._beaten = True
+            if self.problem is not None:
+                self._repair()
 
-        return self._pipeliner.submit(lambda pipe: self._pipeliner.script(pipe, self._heartbeat, keys, args), alive)
+        def failed(reason: Failure) -> Failure:
+            self._failures += 1
+            self.problem = f"Redis presence heartbeat failed: {reason.getErrorMessage()}"
+            return reason
+
+        beat = self._pipeliner.submit(lambda pipe: self._pipeliner.script(pipe, self._heartbeat, keys, args), alive)
+        return beat.addErrback(failed)
+
+    def _repair(self) -> None:
+        """
+        Write this node's share back; the problem is gone if no other write
+        failed meanwhile.
+        """
+        if self._repairing:
+            return
+        self._repairing = True
+        failures = self._failures
+
+        def repaired(_: object) -> None:
+            if self._failures == failures:
+                self.problem = None
+
+        def done(result: object) -> None:
+            self._repairing = False
+
+        self.refresh().addCallbacks(repaired, lambda f: None).addBoth(done)
 
     def refresh(self) -> Deferred[None]:
         """
@@ -252,6 +313,10 @@ class RedisPresence:
         """
         keys = self._keys
         uids, members = dict(self._uids), {c: dict(m) for c, m in self._members.items()}
+        goneUids = self._owedUids - set(uids)
+        goneMembers = {c: sorted(f - set(members.get(c, ()))) for c, f in self._owedMembers.items()}
+        goneMembers = {c: f for c, f in goneMembers.items() if f}
+        self._owedUids, self._owedMembers = set(), {}
 
         def queue(pipe: Any) -> int:
             for uid, count in uids.items():
@@ -260,9 +325,20 @@ class RedisPresence:
             for channel, fields in members.items():
                 pipe.hset(keys.members(channel), mapping=fields)
                 pipe.expire(keys.members(channel), self._expiry)
-            return 2 * (len(uids) + len(members))
+            for uid in goneUids:
+                pipe.hdel(keys.connections(uid), self.node)
+            for channel, gone in goneMembers.items():
+                pipe.hdel(keys.members(channel), *gone)
+            return 2 * (len(uids) + len(members)) + len(goneUids) + len(goneMembers)
 
-        return self._pipeliner.submit(queue, lambda answers: None)
+        def failed(reason: Failure) -> Failure:
+            # still owed: the next repair or refresh tries again
+            self._owedUids |= goneUids
+            for channel, gone in goneMembers.items():
+                self._owedMembers.setdefault(channel, set()).update(gone)
+            return reason
+
+        return self._pipeliner.submit(queue, lambda answers: None).addErrback(failed)
 
     # the cluster's view
 

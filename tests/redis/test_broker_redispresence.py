@@ -150,3 +150,46 @@ class PresenceTests(TestCase):
         self.assertNotIn("b", a.liveNodes)
         self.assertEqual(await a.connectionCount("u1"), 1)
         self.assertEqual(await b.connectionCount("u1"), 1)
+
+    async def test_lostDataWrittenBackAtOnce(self) -> None:
+        """
+        A heartbeat that finds this node gone from Redis (Redis restarted
+        without its data) writes the node's share back at once, not at the
+        next refresh (a push meanwhile would count nobody and be queued for
+        a uid that is connected); until then the presence says it has a
+        problem.
+        """
+        a = self.node("a", refreshInterval=3600)
+        await a.start()
+        await a.connected("u1")
+        await a.joined("room", "s1", "alice")
+        self.redis.command("FLUSHALL")
+        await a.heartbeat()
+        await until(lambda: a.problem is None)
+        self.assertEqual(await a.connectionCount("u1"), 1)
+        self.assertEqual((await a.presence("room"))["uids"], {"alice": 1})
+
+    async def test_changesDuringAnOutageWrittenAfter(self) -> None:
+        """
+        Sessions that come and go while Redis cannot be reached are counted
+        right once it is back: the node's share is rewritten after its first
+        heartbeat that Redis answers, and what left meanwhile is removed
+        (else a uid gone during the outage would be counted online, and
+        pushes to it answered delivered, until its key expired).  While the
+        writes are owed, the presence says so.
+        """
+        self.ownServer()
+        a = self.node("a", heartbeatInterval=0.1, refreshInterval=3600)
+        await a.start()
+        await a.connected("gone")
+        await a.joined("room", "s1", "gone")
+        self.redis.stop()
+        await self.assertFailure(a.disconnected("gone"), Exception)
+        await self.assertFailure(a.left("room", "s1"), Exception)
+        await self.assertFailure(a.connected("new"), Exception)
+        self.assertIsNotNone(a.problem)
+        self.redis.start()
+        await until(lambda: a.problem is None)
+        self.assertEqual(await a.connectionCount("gone"), 0)
+        self.assertEqual(await a.connectionCount("new"), 1)
+        self.assertEqual((await a.presence("room"))["uids"], {})
