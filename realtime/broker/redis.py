@@ -209,7 +209,7 @@ class RedisBroker:
             target = ToAll()
         else:
             return
-        answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset))
+        answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset, message.epoch))
         if isinstance(answer, Deferred):
             answer.addErrback(lambda f: self.log.failure("delivering a message from Redis", f))
 
@@ -225,7 +225,7 @@ class RedisBroker:
             # session ids are this process's own: they are delivered here
             answer = self._local.publish(envelope)
             return answer if isinstance(answer, Deferred) else succeed(answer)
-        data = encode(envelope.payload, envelope.isBinary, self.node, envelope.offset)
+        data = encode(envelope.payload, envelope.isBinary, self.node, envelope.offset, envelope.epoch)
         if isinstance(target, ToUids):
             published = self._publishToUids(tuple(dict.fromkeys(target.uids)), data)
         elif isinstance(target, ToChannel):

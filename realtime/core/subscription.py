@@ -7,7 +7,11 @@ holds live messages back while history is being read.  When the history
 arrives it is written first, then the held live messages, skipping any
 whose offset was already written: nothing published during a resume is lost
 or doubled.  Afterwards offsets only go up, so a late duplicate (the same
-message arriving twice through a broker) is dropped as well.
+message arriving twice through a broker) is dropped as well - within an
+epoch: a message of a new epoch (the channel's history was lost, as when a
+Redis without persistence restarts, and its offsets began again at 1) is
+written, and the offsets go up from its own; the client sees the new epoch
+in the message.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ class Subscription:
     as they come.
     """
 
-    __slots__ = ("session", "channel", "lastOffset", "_held")
+    __slots__ = ("session", "channel", "lastOffset", "lastEpoch", "_held")
 
     def __init__(self, session: ISession, channel: str) -> None:
         self.session = session
         self.channel = channel
         self.lastOffset = 0
+        self.lastEpoch: str | None = None
         self._held: list[Frame] | None = []
 
     @property
@@ -67,18 +72,25 @@ class Subscription:
     def _write(self, frame: Frame) -> bool:
         offset = frame.offset
         if offset is not None:
+            epoch = frame.epoch
+            if epoch is not None and epoch != self.lastEpoch:
+                if self.lastEpoch is not None:
+                    self.lastOffset = 0
+                self.lastEpoch = epoch
             if offset <= self.lastOffset:
                 return False
             self.lastOffset = offset
         return self.session.sendPrepared(frame)
 
-    def release(self, position: int, history: Iterable[Frame] = ()) -> None:
+    def release(self, position: int, history: Iterable[Frame] = (), epoch: str | None = None) -> None:
         """
-        Go live: the subscriber has everything up to offset C{position};
-        write C{history} (the messages after it), then what was held.
+        Go live: the subscriber has everything up to offset C{position} (of
+        C{epoch}, when known); write C{history} (the messages after it),
+        then what was held.
         """
         held, self._held = self._held or [], None
         self.lastOffset = position
+        self.lastEpoch = epoch
         for frame in history:
             self._write(frame)
         for frame in held:
