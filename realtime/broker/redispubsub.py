@@ -98,6 +98,8 @@ class PubSubLink:
         #: the last time
         self.reconnects = 0
         self.lastDeafness: str | None = None
+        # between dropping a deaf connection and hearing a probe on the new one
+        self._replacing = False
 
     # what the node wants
 
@@ -208,7 +210,9 @@ class PubSubLink:
             except asyncio.CancelledError:
                 raise
             except _ERRORS as e:
-                self.problem = f"Redis pub/sub connection lost: {e}"
+                if not self._replacing:
+                    # else the drop is the link's own: the reason stays the deafness
+                    self.problem = f"Redis pub/sub connection lost: {e}"
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
@@ -236,6 +240,8 @@ class PubSubLink:
         now = self._reactor.seconds()
         if now - self._heardAt > self._probeTimeout:
             self._deaf(now - self._heardAt)
+            # the next probe, one interval on, tests the new connection
+            return
         self._probeToken = secrets.token_hex(8)
         self._probeSent = now
         onLoop(self._loop, self._client.publish(self.probeChannel, self._probeToken)).addErrback(
@@ -250,6 +256,7 @@ class PubSubLink:
         if token == self._probeToken:
             self._heardAt = self._reactor.seconds()
             self.problem = None
+            self._replacing = False
 
     def _deaf(self, silentFor: float) -> None:
         """
@@ -257,6 +264,7 @@ class PubSubLink:
         redis-py makes a new one and subscribes again.
         """
         self.problem = f"Redis pub/sub delivered nothing for {silentFor:.1f} s; reconnecting"
+        self._replacing = True
         self.log.warn("{problem}", problem=self.problem)
         self.reconnects += 1
         self.lastDeafness = self.problem

@@ -168,6 +168,10 @@ class PubSubLinkTests(TestCase):
         await self.publish("u:1", b"lost in the proxy")
         await until(lambda: link.reconnects == 1, timeout=5)
         self.assertIn("delivered nothing", link.lastDeafness or "")
+        # still the reason while the connection is replaced (/readyz shows
+        # it), not the "connection lost" of the drop the link made itself
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertIn("delivered nothing", link.problem or "")
         await until(lambda: link.problem is None, timeout=5)
         await self.publish("u:1", b"heard")
         await until(lambda: ("u:1", b"heard") in self.got)
