@@ -138,7 +138,8 @@ class WorkersTests(WorkersTestCase):
         before = {self.stats().get("node") for _ in range(10)}
         killed = workerPids(self.server)[1][0]
         os.kill(killed, signal.SIGKILL)
-        self.server.waitFor(f"worker 1 (pid {killed}) ended on signal 9 (SIGKILL); starting it again", timeout=30)
+        line = self.server.waitFor(f"worker 1 (pid {killed}) ended on signal 9 (SIGKILL)", timeout=30)
+        self.assertIn("starting it again in 0.5 s", line)
         waitUntil(lambda: len(workerPids(self.server)[1]) == 2, timeout=30)
         seen: set[Any] = set()
         waitUntil(lambda: bool(seen.add(self.stats().get("node")) or (seen - before - {None})), timeout=60)

@@ -106,11 +106,13 @@ class SupervisorTests(SynchronousTestCase):
             self.assertEqual(len(self.clock.spawned), before + 1)
             self.assertEqual(Handoff.decode(self.clock.spawned[-1]["env"][ENVIRONMENT]).index, 1)
         self.assertEqual(delays, [0.5, 1.0, 2.0, 4.0, 4.0])
-        self.assertIn("worker 1 (pid 1000) ended on signal 9 (SIGKILL); starting it again in 0.5 s", self.messages())
+        self.assertIn(
+            "worker 1 (pid 1000) ended on signal 9 (SIGKILL) after 0.0 s; starting it again in 0.5 s", self.messages()
+        )
         self.clock.advance(10.0)
         self.clock.end(self.currentProcess(0), status=3)
         self.assertEqual(self.clock.getDelayedCalls()[0].getTime() - self.clock.seconds(), 0.5)
-        self.assertIn("exited with status 3; starting it again in 0.5 s", self.messages()[-1])
+        self.assertIn("exited with status 3 after 10.0 s; starting it again in 0.5 s", self.messages()[-1])
 
     def currentProcess(self, slot: int) -> Any:
         """

@@ -273,15 +273,19 @@ class WorkerSupervisor(MultiService):
         if self._stopping:
             log.info("worker {index} (pid {pid}) stopped: {how}", index=slot.index, pid=pid, how=describeEnd(reason))
         else:
-            if self._reactor.seconds() - slot.startedAt >= self._backoff.stable:
+            ran = self._reactor.seconds() - slot.startedAt
+            if ran >= self._backoff.stable:
                 slot.failures = 0
             delay = self._backoff.delay(slot.failures)
             slot.failures += 1
+            # how long it ran tells a crash at start (its error is printed
+            # above, by the worker) from a death in service
             log.warn(
-                "worker {index} (pid {pid}) {how}; starting it again in {delay:.1f} s",
+                "worker {index} (pid {pid}) {how} after {ran:.1f} s; starting it again in {delay:.1f} s",
                 index=slot.index,
                 pid=pid,
                 how=describeEnd(reason),
+                ran=ran,
                 delay=delay,
             )
             slot.restart = self._reactor.callLater(delay, self._spawn, slot)
