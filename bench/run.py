@@ -293,6 +293,8 @@ def runGroup(peer: Peer, group: Group, timing: list[str], verbose: bool) -> dict
     report["otherLoad"] = round(otherLoad, 3)
     report["wallSeconds"] = round(wall, 2)
     report["serverAffinity"] = running.affinity
+    report["serverPids"] = running.allPids()
+    report["auxPids"] = running.auxPids
     report["problems"] = problems(report)
     if verbose or report["problems"]:
         print(result.stderr.rstrip(), file=sys.stderr)

@@ -99,6 +99,18 @@ def test_oursOnTwoNodes(requireTools: Callable[..., None]) -> None:
     assert report["serverAffinity"] == [0]
 
 
+def test_workers(requireTools: Callable[..., None]) -> None:
+    """
+    C{--workers 2}: the CPU measured is the parent's and both workers', and
+    the checks pass over the connections the workers share.
+    """
+    prepare(requireTools)
+    report = runGroup(allPeers()["ours-workers2"], TINY, TIMING, False)
+    checkScenarios(report, helper=True)
+    assert len(report["serverPids"]) == 3, report["serverPids"]
+    assert report["serverAffinity"] == [0, 1]
+
+
 def test_nodeOnTwoNodes(requireTools: Callable[..., None]) -> None:
     """
     The Node C{ws} + C{ioredis} peer passes the same checks on two processes.
@@ -109,22 +121,31 @@ def test_nodeOnTwoNodes(requireTools: Callable[..., None]) -> None:
     checkScenarios(report, helper=True)
 
 
+class Inspected(Ours):
+    """
+    Our server, whose command line is read once it runs.
+    """
+
+    argv: list[str] = []
+
+    def start(self) -> Running:
+        running = super().start()
+        with open(f"/proc/{running.pid}/cmdline") as f:
+            self.argv = f.read().split("\0")
+        return running
+
+
 def test_oursOnAsyncio(requireTools: Callable[..., None]) -> None:
     """
-    C{ours-asyncio} really runs on Twisted's asyncio reactor, and passes the
+    C{ours-asyncio} runs twistd on Twisted's asyncio reactor, and passes the
     checks like C{ours}.
     """
     prepare(requireTools)
-    peer = allPeers()["ours-asyncio"]
-    assert isinstance(peer, Ours) and peer.reactor == "asyncio"
-    server = peer.launch()
-    try:
-        assert server.process is not None
-        argv = open(f"/proc/{server.process.pid}/cmdline").read().split("\0")
-        assert argv[argv.index("-r") + 1] == "asyncio", argv
-    finally:
-        server.stop()
+    named = allPeers()["ours-asyncio"]
+    assert isinstance(named, Ours) and named.reactor == "asyncio"
+    peer = Inspected("ours-asyncio", reactor=named.reactor)
     checkScenarios(runGroup(peer, TINY, TIMING, False), helper=False)
+    assert peer.argv[peer.argv.index("-r") + 1 : peer.argv.index("realtime")] == ["asyncio", "-n", "--pidfile="]
 
 
 def fake(peer: str, group: str, scenario: str, rate: float, cpu: float, aux: float | None = None) -> dict[str, Any]:
