@@ -20,7 +20,23 @@ from typing import Any, Callable, Coroutine, TypeVar
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-__all__ = ["WrongReactor", "loopOf", "onLoop", "REACTOR_ADVICE", "clientFor", "isCluster", "SCHEMES", "Pipeliner", "checkURL", "uidKey", "channelKey"]
+__all__ = [
+    "WrongReactor",
+    "loopOf",
+    "onLoop",
+    "REACTOR_ADVICE",
+    "clientFor",
+    "isCluster",
+    "SCHEMES",
+    "Pipeliner",
+    "checkURL",
+    "uidKey",
+    "channelKey",
+    "PubSubCommands",
+    "CLASSIC",
+    "SHARDED",
+    "pubsubCommands",
+]
 
 #: the URL forms C{--store} and C{--broker} take
 SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "rediss+cluster://")
@@ -98,7 +114,7 @@ def checkURL(url: str) -> None:
         raise ValueError(f"{url!r} names no host")
 
 
-def clientFor(url: str) -> Any:
+def clientFor(url: str, **options: Any) -> Any:
     """
     A C{redis.asyncio} client for C{url}, speaking RESP3, answering bytes:
 
@@ -109,6 +125,8 @@ def clientFor(url: str) -> Any:
         Cluster, discovered from that node.
 
     Making a client opens no connection: the first command does.
+    C{options} go to redis-py's client as they are (C{address_remap} for a
+    cluster whose masters are reached through other addresses, say).
 
     @raise ValueError: for any other URL, naming the forms above.
     """
@@ -119,14 +137,14 @@ def clientFor(url: str) -> Any:
     checkURL(url)
     scheme, _, rest = url.partition("://")
     if scheme in ("redis", "rediss"):
-        return aioredis.Redis.from_url(url, protocol=3, decode_responses=False)
+        return aioredis.Redis.from_url(url, protocol=3, decode_responses=False, **options)
     if scheme.endswith("+cluster"):
-        return RedisCluster.from_url(f"{scheme.partition('+')[0]}://{rest}", protocol=3, decode_responses=False)
+        return RedisCluster.from_url(f"{scheme.partition('+')[0]}://{rest}", protocol=3, decode_responses=False, **options)
     hosts, _, path = rest.partition("/")
     master, _, db = path.partition("/")
     addresses = [(h.rpartition(":")[0] or h, int(h.rpartition(":")[2] or 26379)) for h in hosts.split(",")]
     sentinel = Sentinel(addresses, protocol=3, decode_responses=False)
-    return sentinel.master_for(master, db=int(db or 0), protocol=3, decode_responses=False)
+    return sentinel.master_for(master, db=int(db or 0), protocol=3, decode_responses=False, **options)
 
 
 def isCluster(client: Any) -> bool:
@@ -137,6 +155,53 @@ def isCluster(client: Any) -> bool:
     from redis.asyncio.cluster import RedisCluster
 
     return isinstance(client, RedisCluster)
+
+
+@dataclass(frozen=True)
+class PubSubCommands:
+    """
+    The pub/sub commands one client's messages travel by: C{PUBLISH} and
+    C{SUBSCRIBE} on one Redis, C{SPUBLISH} and C{SSUBSCRIBE} on a Redis
+    Cluster (see L{pubsubCommands}).  Scripts that publish take
+    C{publish} as an argument (C{redis.call(ARGV[n], channel, data)}).
+    """
+
+    publish: str
+    subscribe: str
+    unsubscribe: str
+    #: whether a channel lives on the shard of its slot (and a subscription
+    #: to it is made on the master that owns the slot)
+    sharded: bool
+
+
+#: a single Redis (or Sentinel's master): classic pub/sub, which every
+#: Redis version has
+CLASSIC = PubSubCommands("PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", sharded=False)
+
+#: a Redis Cluster: sharded pub/sub (Redis 7)
+SHARDED = PubSubCommands("SPUBLISH", "SSUBSCRIBE", "SUNSUBSCRIBE", sharded=True)
+
+
+def pubsubCommands(client: Any) -> PubSubCommands:
+    """
+    The one place that decides how C{client}'s messages travel.
+
+    On a Redis Cluster every channel is sharded.  Classic C{PUBLISH} there
+    is sent over the cluster bus to every node, replicas included, whoever
+    subscribes; its answer counts only the subscribers of the node that took
+    it (so "nobody heard it" could not be told from "nobody on this node");
+    and redis-py pins a classic subscription to one node it does not move on
+    a failover.  A sharded message stays on the shard that owns its
+    channel's slot, where every subscriber of that channel is connected, so
+    C{SPUBLISH} answers how many nodes took it; a uid's and a channel's
+    Redis channels carry the hash tags of their keys, so a script may
+    publish on them beside the keys it writes.  The cluster-wide channels
+    are sharded too: the broadcast channel lives on one shard (its fan-out to
+    the realtime nodes is one message per node, where classic would add one
+    per cluster node), and each node probes every shard connection it holds
+    on a channel of that shard (L{realtime.broker.redispubsub}).
+    """
+    return SHARDED if isCluster(client) else CLASSIC
 
 
 @dataclass

@@ -8,21 +8,26 @@ C{makeService} adds the listeners and the services around that core.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime, IStreamServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python import usage
 
-from realtime.config.options import Options
+from realtime.config.defaults import ENDPOINTS
+from realtime.config.options import Options, loadApiKey
 from realtime.ops.logs import observerFor
 from realtime.services import RealtimeService
 from realtime.websocket._autobahn.endpoints import StrictEndpointService
 from realtime.wiring import Core, acceptDeflate, buildCore
+from realtime.workers.handoff import Handoff, WatchParent, adoptedEndpoint, ignoreInterrupts
+from realtime.workers.supervisor import WorkerSupervisor, exitCleanlyOnSignals, workerCommand
 
 __all__ = ["Options", "makeService", "buildService", "addListeners", "RealtimeService", "acceptDeflate"]
 
@@ -54,12 +59,23 @@ class Listener(StrictEndpointService):
     """
 
     def __init__(
-        self, reactor: Any, option: str, description: str, factory: IProtocolFactory, ports: dict[str, Any] | None = None
+        self,
+        reactor: Any,
+        option: str,
+        description: str,
+        factory: IProtocolFactory,
+        ports: dict[str, Any] | None = None,
+        endpoint: IStreamServerEndpoint | None = None,
     ) -> None:
         """
         @param ports: where to record the bound port, under C{option}.
+        @param endpoint: what to listen on instead of C{description}'s
+            endpoint (a worker's socket from its parent); C{description}
+            still names it in messages.
         """
-        StreamServerEndpointService.__init__(self, serverFromString(reactor, withBacklog(description)), factory)
+        if endpoint is None:
+            endpoint = serverFromString(reactor, withBacklog(description))
+        StreamServerEndpointService.__init__(self, endpoint, factory)
         self.option = option
         self.description = description
         self.port: Any = None
@@ -85,15 +101,19 @@ class Listener(StrictEndpointService):
         return port
 
 
-def addListeners(core: Core, options: Options, service: MultiService) -> None:
+def addListeners(core: Core, options: Options, service: MultiService, handoff: Handoff | None = None) -> None:
     """
     Add a listener for each port the options ask for: C{--port} (WebSocket
     and the web pages), C{--api-port} (the HTTP API), C{--push-port} (the
-    line port), each on its endpoint.
+    line port), each on its endpoint, or on the socket a worker's parent
+    bound for it.
     """
     for option, factory in (("port", core.web), ("api-port", core.api), ("push-port", core.line)):
         if factory is not None:
-            Listener(core.reactor, option, options[option], factory, core.ports).setServiceParent(service)
+            endpoint = None
+            if handoff is not None and option in handoff.sockets:
+                endpoint = adoptedEndpoint(core.reactor, options[option], *handoff.sockets[option])
+            Listener(core.reactor, option, options[option], factory, core.ports, endpoint).setServiceParent(service)
 
 
 def makeService(options: Options) -> MultiService:
@@ -105,6 +125,8 @@ def makeService(options: Options) -> MultiService:
     """
     from twisted.internet import reactor
 
+    if options["workers"] > 1:
+        return buildSupervisor(options, reactor)
     try:
         service = buildService(options, reactor)
     except usage.UsageError as e:
@@ -125,6 +147,39 @@ def buildService(options: Options, reactor: IReactorTime) -> RealtimeService:
     top = RealtimeService()
     for child in core.services:
         child.setServiceParent(top)
-    addListeners(core, options, top)
+    handoff: Handoff | None = options["worker"]
+    addListeners(core, options, top, handoff)
+    if handoff is not None:
+        ignoreInterrupts()
+        WatchParent(reactor, handoff.parent).setServiceParent(top)
+        core.report.notes.append(f"worker {handoff.index} of {handoff.count}, on the sockets of its parent")
     core.report.setServiceParent(top)
+    return top
+
+
+def buildSupervisor(options: Options, reactor: Any) -> RealtimeService:
+    """
+    The parent of C{--workers N}: it binds every listening option and runs
+    N workers on those sockets (L{realtime.workers.supervisor}), and no
+    session of its own.
+
+    The API key file is created here, once, before any worker reads it:
+    workers each creating it would race and disagree on the key.
+    """
+    if options["api-port"] != "none" and options["api-key"] is None:
+        loadApiKey(options["api-key-file"])
+    # the parent never accepts (the workers do): its factory is never used
+    unused = Factory.forProtocol(Protocol)
+    unused.noisy = False
+    listeners = {
+        option: Listener(reactor, option, options[option], unused) for option in ENDPOINTS if options[option] != "none"
+    }
+    parent = getattr(options, "parent", None)
+    command = workerCommand(options.arguments, parent)
+    top = RealtimeService()
+    WorkerSupervisor(reactor, options["workers"], command, os.environ, listeners).setServiceParent(top)
+    if parent is not None:
+        exitCleanlyOnSignals(reactor)
+    if options["log-format"] == "json":
+        top.logObserver = observerFor(parent)
     return top

@@ -108,6 +108,28 @@ class RedisServer:
             s.sendall(" ".join(words).encode() + b"\r\n")
             return s.recv(65536)
 
+    def flush(self) -> None:
+        self.command("FLUSHALL")
+
+    def channels(self) -> set[bytes]:
+        """
+        The pub/sub channels someone is subscribed to.
+        """
+        return set(_words(self.command("PUBSUB", "CHANNELS")))
+
+    def subscribers(self, *channels: str) -> dict[str, int]:
+        """
+        How many connections are subscribed to each of C{channels}.
+        """
+        words = _words(self.command("PUBSUB", "NUMSUB", *channels))
+        return {words[i].decode(): int(words[i + 1]) for i in range(0, len(words), 2)}
+
+    def ownerOf(self, channel: str) -> RedisServer:
+        """
+        The server that holds C{channel}'s subscriptions: this one.
+        """
+        return self
+
     def stop(self) -> None:
         """
         Kill the server and wait for it.
@@ -124,6 +146,13 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _words(raw: bytes) -> list[bytes]:
+    """
+    The strings and integers of a flat RESP array, as raw bytes.
+    """
+    return [line.lstrip(b":") for line in raw.split(b"\r\n")[1:] if line and line[:1] not in b"*$"]
 
 
 class RedisClusterServers:
@@ -155,6 +184,47 @@ class RedisClusterServers:
     def flush(self) -> None:
         for node in self.nodes:
             node.command("FLUSHALL")
+
+    def command(self, *words: str) -> bytes:
+        """
+        One command about a key, sent to the master that owns the key's slot.
+        """
+        return self.ownerOf(words[1]).command(*words)
+
+    def ownerOf(self, name: str) -> RedisServer:
+        """
+        The master that owns the slot of C{name} (a key or a sharded channel).
+        """
+        from redis.crc import key_slot
+
+        slot = key_slot(name.encode())
+        for node in self.nodes:
+            for line in node.command("CLUSTER", "NODES").decode().splitlines():
+                fields = line.split()
+                if len(fields) < 8 or "myself" not in fields[2]:
+                    continue
+                for span in fields[8:]:
+                    low, _, high = span.partition("-")
+                    if low.isdigit() and int(low) <= slot <= int(high or low):
+                        return node
+        raise AssertionError(f"no master owns slot {slot}")
+
+    def channels(self) -> set[bytes]:
+        """
+        The sharded channels someone is subscribed to, on every master.
+        """
+        return {c for node in self.nodes for c in _words(node.command("PUBSUB", "SHARDCHANNELS"))}
+
+    def subscribers(self, *channels: str) -> dict[str, int]:
+        """
+        How many connections are subscribed to each sharded channel, counted
+        on the master that owns it.
+        """
+        counts = {}
+        for channel in channels:
+            words = _words(self.ownerOf(channel).command("PUBSUB", "SHARDNUMSUB", channel))
+            counts[channel] = int(words[1])
+        return counts
 
     def cleanup(self) -> None:
         for node in self.nodes:

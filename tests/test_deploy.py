@@ -23,10 +23,7 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Iterator
 
 import pytest
@@ -34,10 +31,9 @@ from websockets.sync.client import connect
 
 from realtime.config.options import DEFAULTS
 from tests.certificates import issuedThroughIntermediate
-from tests.serverprocess import ROOT, ServerProcess, freePorts, run, twistdCommand
+from tests.nginxprocess import DEPLOY, Nginx, get, guideFile, require
+from tests.serverprocess import ServerProcess, freePorts, run, twistdCommand
 
-DEPLOY = os.path.join(ROOT, "examples", "deploy")
-NGINX = os.environ.get("REALTIME_NGINX", "/usr/sbin/nginx")
 LOOPBACK_PORTS = ["--api-port", "tcp:0:interface=127.0.0.1", "--push-port", "tcp:0:interface=127.0.0.1"]
 
 #: run as the launcher: make the descriptor given first fd 3 and describe it
@@ -50,18 +46,6 @@ os.close(fd)
 os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="realtime-web")
 os.execv(sys.argv[2], sys.argv[2:])
 """
-
-
-def require(path: str | None, what: str) -> str:
-    """
-    C{path} if the tool exists; else skip, or fail with C{REALTIME_REQUIRE_NGINX}.
-    """
-    if path and os.path.exists(path):
-        return path
-    problem = f"{what} is not installed"
-    if os.environ.get("REALTIME_REQUIRE_NGINX"):
-        pytest.fail(f"REALTIME_REQUIRE_NGINX is set but {problem}")
-    pytest.skip(f"{problem}; set REALTIME_REQUIRE_NGINX to fail instead")
 
 
 def unitCommand() -> list[str]:
@@ -182,57 +166,20 @@ def test_nginxTimeoutOutlastsPings() -> None:
 # -- nginx in front of a real server ------------------------------------------
 
 
-def templated(text: str, replacements: dict[str, str]) -> str:
-    """
-    C{text} with each key replaced, every one of which must be there.
-    """
-    for old, new in replacements.items():
-        assert old in text, f"{old!r} is no longer in examples/deploy/nginx.conf"
-        text = text.replace(old, new)
-    return text
-
-
-MAIN_CONFIG = """
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-worker_processes 1;
-events {{ worker_connections 256; }}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    include {d}/realtime.conf;
-}}
-"""
-
-
 class Deployment:
     """
     nginx with the guide's config in front of a real server.
     """
 
-    def __init__(self, directory: str, server: ServerProcess, http: int, https: int, ca: str) -> None:
-        self.directory, self.server, self.http, self.https = directory, server, http, https
+    def __init__(self, nginx: Nginx, server: ServerProcess, http: int, https: int, ca: str) -> None:
+        self.nginx, self.server, self.http, self.https = nginx, server, http, https
         self.tls = ssl.create_default_context(cafile=ca)
 
     def get(self, url: str) -> tuple[int, Any, bytes]:
         """
         GET C{url}, redirects not followed; status, headers and body.
         """
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args: Any) -> None:
-                return None
-
-        opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=self.tls))
-        try:
-            with opener.open(url, timeout=10) as response:
-                return response.status, response.headers, response.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read()
+        return get(url, self.tls)
 
 
 @pytest.fixture(scope="module")
@@ -240,61 +187,27 @@ def deployment() -> Iterator[Deployment]:
     """
     The server on loopback, nginx in front of it with examples/deploy/nginx.conf.
     """
-    nginx = require(NGINX, f"nginx ({NGINX}; apt-get install nginx-light)")
-    directory = tempfile.mkdtemp(prefix="realtime-nginx-")
-    os.makedirs(os.path.join(directory, "acme", ".well-known", "acme-challenge"))
-    with open(os.path.join(directory, "acme", ".well-known", "acme-challenge", "token"), "w") as f:
+    nginx = Nginx()
+    os.makedirs(nginx.path("acme", ".well-known", "acme-challenge"))
+    with open(nginx.path("acme", ".well-known", "acme-challenge", "token"), "w") as f:
         f.write("challenge answer")
-    for root, dirs, _ in os.walk(directory):  # nginx's workers may run as another user when started as root
-        for name in [".", *dirs]:
-            os.chmod(os.path.join(root, name), 0o755)
-    certificates = issuedThroughIntermediate(directory)  # as Let's Encrypt hands them out
+    certificates = issuedThroughIntermediate(nginx.directory)  # as Let's Encrypt hands them out
     server = ServerProcess().start()
     http, https = freePorts(2)
-    with open(os.path.join(DEPLOY, "nginx.conf")) as f:
-        config = templated(f.read(), {
-            "listen 80;": f"listen 127.0.0.1:{http};",
-            "listen 443 ssl;": f"listen 127.0.0.1:{https} ssl;",
-            "http://127.0.0.1:8080": f"http://127.0.0.1:{server.ports['port']}",
-            "/etc/letsencrypt/live/realtime.example.com/fullchain.pem": certificates["fullchain"],
-            "/etc/letsencrypt/live/realtime.example.com/privkey.pem": certificates["key"],
-            "/var/www/letsencrypt": os.path.join(directory, "acme"),
-        })  # fmt: skip
-    with open(os.path.join(directory, "realtime.conf"), "w") as f:
-        f.write(config)
-    with open(os.path.join(directory, "nginx.conf"), "w") as f:
-        f.write(MAIN_CONFIG.format(d=directory))
-    log = os.path.join(directory, "error.log")
-    command = [nginx, "-p", directory + "/", "-c", os.path.join(directory, "nginx.conf"), "-e", log]
-    process = subprocess.Popen([*command, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    config = guideFile("nginx.conf", {
+        "listen 80;": f"listen 127.0.0.1:{http};",
+        "listen 443 ssl;": f"listen 127.0.0.1:{https} ssl;",
+        "http://127.0.0.1:8080": f"http://127.0.0.1:{server.ports['port']}",
+        "/etc/letsencrypt/live/realtime.example.com/fullchain.pem": certificates["fullchain"],
+        "/etc/letsencrypt/live/realtime.example.com/privkey.pem": certificates["key"],
+        "/var/www/letsencrypt": nginx.path("acme"),
+    })  # fmt: skip
     try:
-        waitForPort(https, process, log)
-        yield Deployment(directory, server, http, https, certificates["root"])
+        nginx.start({"realtime.conf": config}, waitFor=https)
+        yield Deployment(nginx, server, http, https, certificates["root"])
     finally:
-        process.terminate()
-        process.wait(15)
         server.stop()
-        with open(log) as f:
-            errors = f.read()
-        shutil.rmtree(directory, ignore_errors=True)
-    assert not re.search(r"\[(emerg|alert|crit)\]", errors), errors
-
-
-def waitForPort(port: int, process: subprocess.Popen[bytes], log: str) -> None:
-    """
-    Wait until C{port} accepts connections, or fail with nginx's error log.
-    """
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                with open(log) as f:
-                    raise AssertionError(f"nginx did not start: {f.read()}") from None
-            time.sleep(0.1)
+        nginx.stop()
 
 
 def test_pushThroughNginx(deployment: Deployment) -> None:

@@ -243,6 +243,21 @@ class OfflineTests(RouterTestCase):
         self.clock.advance(SEEN_FLUSH_DELAY)
         self.assertEqual(self.store.waiting, 0)
 
+    def test_sharedStoreSeenAtOnce(self) -> None:
+        """
+        With a store other nodes share, a connection's uid is written at the
+        end of the reactor turn, not a second later: a node killed within
+        that second would take the record with it, and every other node
+        would answer pushes for the uid that just left C{fail} instead of
+        queueing them.
+        """
+        self.build(sharedStore=True)
+        for uid in ("a", "b"):
+            self.connect(uid)
+        self.clock.advance(0)
+        for uid in ("a", "b"):
+            self.assertTrue(self.successResultOf(self.store.inner.wasSeen(uid, self.clock.seconds())))
+
     def test_nothingWaitingNoStoreRead(self) -> None:
         """
         Once the router knows which uids have pushes waiting, a uid without any

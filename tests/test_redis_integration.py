@@ -66,7 +66,7 @@ class TwoNodesTests(SynchronousTestCase):
             ws.send("bob")
             waitUntil(lambda: self.online(b, "bob") == 1, timeout=10)
         waitUntil(lambda: self.online(b, "bob") == 0, timeout=10)
-        # the connection is recorded in the shared store a second later
+        # the connection is recorded in the shared store at the end of its turn
         deadline = time.monotonic() + 10
         while (answer := linePush(a.ports["push-port"], b'{"uid":"bob","n":1}\n')) != [b"queued"]:
             self.assertLess(time.monotonic(), deadline, answer)

@@ -23,7 +23,9 @@ node that misses one on pub/sub notices and reads it from the history
 
 Answers keep their meaning across the cluster.  A push to a uid counts the
 connections the uid holds on live nodes, read in the same pipeline right
-after the C{PUBLISH}, and only if Redis delivered it to at least one node:
+after the C{PUBLISH} (C{SPUBLISH} on a cluster, whose answer counts every
+node subscribed to that channel: they all subscribe on the master of its
+slot), and only if Redis delivered it to at least one node:
 never C{ok} for a uid nobody holds.  A channel message counts the
 channel's subscriptions, a broadcast every live node's connections.  While
 Redis cannot be reached, pushes fail with the reason instead of being
@@ -90,8 +92,6 @@ class RedisBroker:
         self.node = node or secrets.token_hex(6)
         self.registry = registry
         self._reactor = reactor
-        #: how this broker publishes, here and in the store's publish script
-        self.publishCommand = "PUBLISH"
         self._history: Any = None
         self._watchHistory: Callable[[Deferred[Any]], Deferred[Any]] = lambda d: d
         self._keepsHistory: Callable[[str], bool] = lambda channel: False
@@ -103,7 +103,7 @@ class RedisBroker:
         self._pipeliner = Pipeliner(client, reactor)
         self._link = PubSubLink(
             client,
-            (listener or client).pubsub(),
+            listener or client,
             reactor,
             self._received,
             probeChannel=self._names.node(self.node),
@@ -119,6 +119,9 @@ class RedisBroker:
             heartbeatInterval=heartbeatInterval,
             staleAfter=staleAfter,
         )
+        #: the pub/sub commands this broker's messages travel by (classic on
+        #: one Redis, sharded on a cluster: L{realtime.redisio.pubsubCommands})
+        self.pubsub = self._link.commands
         registry.addObserver(self)
 
     @classmethod
@@ -286,7 +289,7 @@ class RedisBroker:
             raise RuntimeError("publishStored needs keepHistoryIn first")
         before, after = self._header
         publication = Publication(
-            self.publishCommand, self._names.channel(channel), self._presenceKeys.members(channel), before, after
+            self.pubsub.publish, self._names.channel(channel), self._presenceKeys.members(channel), before, after
         )
 
         def answer(result: tuple[Any, int, int]) -> PushResult:
@@ -322,7 +325,7 @@ class RedisBroker:
 
         def queue(pipe: Any) -> int:
             for uid in uids:
-                pipe.publish(names.uid(uid), data)
+                pipe.execute_command(self.pubsub.publish, names.uid(uid), data)
                 pipe.hgetall(keys.connections(uid))
             return 2 * len(uids)
 
@@ -342,14 +345,15 @@ class RedisBroker:
         redisChannel, members = self._names.channel(channel), self._presenceKeys.members(channel)
 
         def queue(pipe: Any) -> int:
-            pipe.publish(redisChannel, data)
+            pipe.execute_command(self.pubsub.publish, redisChannel, data)
             pipe.hlen(members)
             return 2
 
         return self._pipeliner.submit(queue, lambda answers: PushResult(int(answers[1]) if answers[0] else 0))
 
     def _publishToAll(self, data: bytes) -> Deferred[PushResult]:
-        published = self._pipeliner.submit(lambda pipe: (pipe.publish(self._names.everyone, data), 1)[1], lambda a: a[0])
+        everyone, publish = self._names.everyone, self.pubsub.publish
+        published = self._pipeliner.submit(lambda pipe: (pipe.execute_command(publish, everyone, data), 1)[1], lambda a: a[0])
         return published.addCallback(lambda _: self._presence.stats()).addCallback(
             lambda totals: PushResult(int(totals.get("connections", 0)))
         )

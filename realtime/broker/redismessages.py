@@ -22,7 +22,9 @@ and an epoch.
 
 A uid's and a channel's Redis channels carry the hash tag of that uid's or
 channel's keys, so on Redis Cluster the store's publish script may publish
-on them (sharded pub/sub keeps a message on the slot of its channel).
+on them (sharded pub/sub keeps a message on the slot of its channel; see
+L{realtime.redisio.pubsubCommands}).  The channel every node hears has no
+tag: on a cluster it is sharded on the slot of its whole name, one master's.
 """
 
 from __future__ import annotations

@@ -65,7 +65,10 @@ return n
 class PresenceKeys:
     """
     The key names, under one prefix; a uid's and a channel's presence keys
-    carry the hash tags of the Redis store's keys for them.
+    carry the hash tags of the Redis store's keys for them, and the nodes'
+    keys (alive, dead, each node's totals) share C{{nodes}}, so the heartbeat
+    script runs on one slot of a Redis Cluster and L{RedisPresence.stats}
+    reads one master.
     """
 
     def __init__(self, prefix: str = "realtime") -> None:

@@ -14,6 +14,12 @@ connection within C{probeTimeout}; when it does not come, the link reports
 itself deaf and drops the connection, so the next read makes a new one.
 Centrifugo added exactly this after pods silently delivered nothing while
 publishes were answered.
+
+On a Redis Cluster the link holds one sharded connection per master
+(L{realtime.broker.redisshards}), and each is probed on its own probe
+channel, with its own deadline: a deaf master's connection is dropped and
+subscribed again alone, and L{PubSubLink.problem} names it meanwhile, while
+the other masters' connections go on delivering.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from realtime.redisio import loopOf, onLoop
+from realtime.broker.redisshards import shardsFor
+from realtime.redisio import PubSubCommands, loopOf, onLoop
 
 __all__ = ["PubSubLink"]
 
@@ -44,16 +51,34 @@ except ImportError:  # pragma: no cover - redis is what this module is for
 _ENDING: tuple[type[BaseException], ...] = (asyncio.CancelledError, *_ERRORS)
 
 
+class _Probed:
+    """
+    One pub/sub connection's probe: its channel, the token in flight, when
+    the last token came back, and what is wrong with it.
+    """
+
+    def __init__(self, name: str, channel: str, now: float) -> None:
+        self.name = name
+        self.channel = channel
+        self.token = ""
+        self.heardAt = now
+        self.problem: str | None = None
+        self.reader: asyncio.Task[None] | None = None
+
+
 class PubSubLink:
     """
     Reference-counted Redis subscriptions feeding C{deliver(channel, data)}.
 
     @param client: the C{redis.asyncio} client for commands (publishing the
-        probe).
-    @param pubsub: a C{PubSub} of that client, or of another path to the
-        same Redis (the tests use a proxy they can silence).
+        probes).
+    @param listener: the client whose pub/sub connections receive: the same
+        client, or another path to the same Redis or Redis Cluster (the
+        tests use a proxy they can silence).
     @param deliver: called in the reactor with each message's Redis channel
         name (C{str}) and data (C{bytes}).
+    @param probeChannel: this node's own channel; on a cluster, each master's
+        connection is probed on this name with a hash tag of that master.
     """
 
     log = Logger()
@@ -61,7 +86,7 @@ class PubSubLink:
     def __init__(
         self,
         client: Any,
-        pubsub: Any,
+        listener: Any,
         reactor: Any,
         deliver: Callable[[str, bytes], None],
         *,
@@ -70,7 +95,9 @@ class PubSubLink:
         probeTimeout: float = 6.0,
     ) -> None:
         self._client = client
-        self._pubsub = pubsub
+        self._shards = shardsFor(listener)
+        #: the commands this link's messages travel by (PUBLISH/SPUBLISH)
+        self.commands: PubSubCommands = self._shards.commands
         self._reactor = reactor
         self._loop = loopOf(reactor)
         self._deliver = deliver
@@ -78,33 +105,51 @@ class PubSubLink:
         self._toSubscribe: set[str] = set()
         self._toUnsubscribe: set[str] = set()
         self._syncing = False
-        self._reader: asyncio.Task[None] | None = None
         # one subscription command at a time: redis-py's PubSub connects on
         # its first command, and two first commands at once would each make
         # a connection, the second orphaning what the first subscribed to
         self._commands = asyncio.Lock()
         self._stopping = False
         self.probeChannel = probeChannel
-        self._probeToken = ""
-        self._probeSent = 0.0
-        self._heardAt = reactor.seconds()
+        self._probed: dict[str, _Probed] = {}
+        self._byChannel: dict[str, _Probed] = {}
         self._probeTimeout = probeTimeout
-        self._probe = LoopingCall(self._sendProbe)
+        self._probe = LoopingCall(self._sendProbes)
         self._probe.clock = reactor
         self._probeInterval = probeInterval
-        #: why the link does not work now, or C{None} while it does
-        self.problem: str | None = "not started"
-        #: how many times the link found itself deaf and reconnected, and why
-        #: the last time
+        self._started = False
+        self._subscribing: str | None = None
+        #: how many times the link found a connection deaf and reconnected
+        #: it, and why the last time
         self.reconnects = 0
         self.lastDeafness: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """
+        Why the link does not deliver everything now (each connection's
+        trouble, named by its master on a cluster), or C{None} while it does.
+        """
+        if not self._started:
+            return "not started"
+        problems = [self._shards.label(p.name) + p.problem for p in self._probed.values() if p.problem]
+        if self._subscribing:
+            problems.append(self._subscribing)
+        return "; ".join(problems) or None
+
+    def probeChannels(self) -> frozenset[str]:
+        """
+        The probe channel of each connection (one on a single Redis, one
+        per master on a cluster).
+        """
+        return frozenset(self._byChannel)
 
     # what the node wants
 
     def want(self, channel: str) -> None:
         """
         One more local need for C{channel}; the first subscribes (with the
-        other subscriptions of this reactor turn, in one command).
+        other subscriptions of this reactor turn).
         """
         count = self._wanted.get(channel, 0)
         self._wanted[channel] = count + 1
@@ -145,9 +190,13 @@ class PubSubLink:
         async def apply() -> None:
             async with self._commands:
                 if subscribe:
-                    await self._pubsub.subscribe(*subscribe)
+                    await self._shards.subscribe(subscribe)
                 if unsubscribe:
-                    await self._pubsub.unsubscribe(*unsubscribe)
+                    await self._shards.unsubscribe(unsubscribe)
+
+        def applied(_: object) -> None:
+            self._subscribing = None
+            self._sync()
 
         def failed(reason: Any) -> None:
             # the pub/sub connection is down: redis-py subscribes again to
@@ -155,60 +204,67 @@ class PubSubLink:
             # changes it does not hold yet and try them with the next change
             self._toSubscribe |= {c for c in subscribe if c in self._wanted}
             self._toUnsubscribe |= {c for c in unsubscribe if c not in self._wanted}
-            self.problem = f"subscribing failed: {reason.getErrorMessage()}"
+            self._subscribing = f"subscribing failed: {reason.getErrorMessage()}"
             self._reactor.callLater(0.5, self._sync)
 
-        onLoop(self._loop, apply()).addCallbacks(lambda _: self._sync(), failed)
+        onLoop(self._loop, apply()).addCallbacks(applied, failed)
 
     # running
 
     def start(self) -> Deferred[None]:
         """
-        Subscribe to the probe channel, start reading and probing; fires
-        once subscribed.
+        Subscribe to the probe channel of each connection, start reading and
+        probing; fires once subscribed.
         """
         self._stopping = False
 
-        async def begin() -> None:
+        async def begin() -> dict[str, str]:
             async with self._commands:
-                await self._pubsub.subscribe(self.probeChannel)
-            self._reader = self._loop.create_task(self._read())
+                return await self._shards.open(self.probeChannel)
 
-        def started(_: object) -> None:
-            self.problem = None
-            self._heardAt = self._reactor.seconds()
+        def started(probes: dict[str, str]) -> None:
+            self._started = True
+            self._add(probes)
             self._probe.start(self._probeInterval, now=False).addErrback(lambda f: self.log.failure("pub/sub probe", f))
 
         return onLoop(self._loop, begin()).addCallback(started)
 
+    def _add(self, probes: dict[str, str]) -> None:
+        for name, channel in probes.items():
+            probed = _Probed(name, channel, self._reactor.seconds())
+            self._probed[name] = probed
+            self._byChannel[channel] = probed
+            probed.reader = self._loop.create_task(self._read(probed))
+
     def stop(self) -> Deferred[None]:
         """
-        Stop probing and reading, and close the pub/sub connection.
+        Stop probing and reading, and close the pub/sub connections.
         """
         self._stopping = True
         if self._probe.running:
             self._probe.stop()
 
         async def end() -> None:
-            if self._reader is not None:
-                self._reader.cancel()
-                try:
-                    await self._reader
-                except _ENDING:
-                    pass
-            await self._pubsub.aclose()
+            for probed in self._probed.values():
+                if probed.reader is not None:
+                    probed.reader.cancel()
+                    try:
+                        await probed.reader
+                    except _ENDING:
+                        pass
+            await self._shards.close()
 
         return onLoop(self._loop, end())
 
-    async def _read(self) -> None:
+    async def _read(self, probed: _Probed) -> None:
         backoff = 0.05
         while not self._stopping:
             try:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = await self._shards.read(probed.name, 1.0)
             except asyncio.CancelledError:
                 raise
             except _ERRORS as e:
-                self.problem = f"Redis pub/sub connection lost: {e}"
+                probed.problem = f"Redis pub/sub connection lost: {e}"
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
@@ -222,45 +278,49 @@ class PubSubLink:
             channel = message["channel"]
             name = channel.decode() if isinstance(channel, bytes) else channel
             data = message["data"]
-            if name == self.probeChannel:
-                self._heard(data)
+            heard = self._byChannel.get(name)
+            if heard is not None:
+                self._heard(heard, data)
                 continue
             try:
                 self._deliver(name, data)
             except Exception:
                 self.log.failure("delivering a Redis message on {channel}", channel=name)
 
-    # the probe
+    # the probes
 
-    def _sendProbe(self) -> None:
+    def _sendProbes(self) -> None:
         now = self._reactor.seconds()
-        if now - self._heardAt > self._probeTimeout:
-            self._deaf(now - self._heardAt)
-        self._probeToken = secrets.token_hex(8)
-        self._probeSent = now
-        onLoop(self._loop, self._client.publish(self.probeChannel, self._probeToken)).addErrback(
-            self._probeFailed
+        for probed in list(self._probed.values()):
+            if now - probed.heardAt > self._probeTimeout:
+                self._deaf(probed, now - probed.heardAt)
+            probed.token = secrets.token_hex(8)
+            sent = self._client.execute_command(self.commands.publish, probed.channel, probed.token)
+            onLoop(self._loop, sent).addErrback(self._probeFailed, probed)
+        # a resharding or failover may have added masters: probe them too
+        onLoop(self._loop, self._shards.newConnections(self.probeChannel)).addCallbacks(
+            self._add, lambda f: self.log.warn("Redis topology: {why}", why=f.getErrorMessage())
         )
 
-    def _probeFailed(self, reason: Any) -> None:
-        self.problem = f"Redis unreachable: {reason.getErrorMessage()}"
+    def _probeFailed(self, reason: Any, probed: _Probed) -> None:
+        probed.problem = f"Redis unreachable: {reason.getErrorMessage()}"
 
-    def _heard(self, data: bytes) -> None:
+    def _heard(self, probed: _Probed, data: bytes) -> None:
         token = data.decode() if isinstance(data, bytes) else str(data)
-        if token == self._probeToken:
-            self._heardAt = self._reactor.seconds()
-            self.problem = None
+        if token == probed.token:
+            probed.heardAt = self._reactor.seconds()
+            probed.problem = None
 
-    def _deaf(self, silentFor: float) -> None:
+    def _deaf(self, probed: _Probed, silentFor: float) -> None:
         """
-        Nothing came back for too long: say so, and drop the connection so
-        redis-py makes a new one and subscribes again.
+        Nothing came back on C{probed}'s connection for too long: say so,
+        and drop it so redis-py makes a new one and subscribes again.
         """
-        self.problem = f"Redis pub/sub delivered nothing for {silentFor:.1f} s; reconnecting"
-        self.log.warn("{problem}", problem=self.problem)
+        probed.problem = f"Redis pub/sub delivered nothing for {silentFor:.1f} s; reconnecting"
+        self.log.warn("{problem}", problem=self._shards.label(probed.name) + probed.problem)
         self.reconnects += 1
-        self.lastDeafness = self.problem
-        self._heardAt = self._reactor.seconds()
-        connection = self._pubsub.connection
+        self.lastDeafness = probed.problem
+        probed.heardAt = self._reactor.seconds()
+        connection = self._shards.connection(probed.name)
         if connection is not None:
             onLoop(self._loop, connection.disconnect()).addErrback(lambda f: None)

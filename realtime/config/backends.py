@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from realtime.redisio import SCHEMES, checkURL
 
-__all__ = ["checkStore", "checkBroker", "needsRedis", "useAsyncioReactor"]
+__all__ = ["checkStore", "checkBroker", "checkWorkers", "needsRedis", "useAsyncioReactor"]
 
 
 def isRedis(spec: str) -> bool:
@@ -54,6 +54,28 @@ def _checkURL(option: str, spec: str) -> str:
     except ValueError as e:
         raise usage.UsageError(f"--{option}: {e}") from None
     return spec
+
+
+def checkWorkers(workers: int, broker: str, store: str) -> None:
+    """
+    C{--workers} above 1 only with what every worker can share: a Redis
+    broker (each worker is a process of its own, and without one a push
+    taken by one worker never reaches the sessions another one holds), and
+    a store that is not one process's SQLite file.
+    """
+    if workers <= 1:
+        return
+    if not isRedis(broker):
+        raise usage.UsageError(
+            f"--workers {workers} needs a broker every worker shares: each worker is a process of its own, so "
+            "without one the sessions on one worker are invisible to the pushes another worker takes; "
+            "add --broker redis://HOST:PORT/DB (or leave --workers at 1)"
+        )
+    if store.startswith("sqlite:"):
+        raise usage.UsageError(
+            f"--workers {workers} cannot share --store {store}: one process at a time may hold a SQLite store; "
+            "use --store redis://HOST:PORT/DB (history and offline queues every worker shares), or --store memory"
+        )
 
 
 def needsRedis(store: str, broker: str) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from twisted.python import usage
 
 from realtime import __version__
-from realtime.config.backends import checkBroker, checkStore, needsRedis, useAsyncioReactor
+from realtime.config.backends import checkBroker, checkStore, checkWorkers, needsRedis, useAsyncioReactor
 from realtime.config.defaults import DEFAULTS, ENDPOINTS, LISTS, PARAMETERS
 from realtime.config.discovery import describe, discover
 from realtime.config.pluginoptions import PluginOptions
@@ -28,6 +28,7 @@ from realtime.core.limits import ProxyTrust, defaultMaxConnections, parseRate
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.core.origins import OriginPolicy
 from realtime.interfaces import IRoutingContextUser
+from realtime.workers.handoff import Handoff
 
 __all__ = ["DEFAULTS", "NUMBERS", "Options", "checkOption", "loadApiKey"]
 
@@ -46,6 +47,7 @@ NUMBERS: dict[str, tuple[Callable[..., Any], float]] = {
     "offline-max": (checks.wholeNumber, 1),
     "max-uids-per-push": (checks.wholeNumber, 1),
     "head-timeout": (checks.number, 1),
+    "workers": (checks.wholeNumber, 1),
 }
 
 
@@ -79,6 +81,8 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         for key in LISTS:
             self[key] = []
+        #: the arguments parsed, as given: what C{--workers} starts its workers with
+        self.arguments: list[str] = []
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -91,6 +95,7 @@ class Options(usage.Options):
         error is printed alone and the process exits as twistd would (1).
         Called directly (tests, scripts), the error is raised as usual.
         """
+        self.arguments = list(sys.argv[1:] if options is None else options)
         try:
             usage.Options.parseOptions(self, options)
         except usage.UsageError as e:
@@ -160,8 +165,14 @@ class Options(usage.Options):
         (that is C{realtime.wiring.buildCore}'s, with the reactor).
         """
         self.mergeDefaults()
+        try:
+            handoff = self["worker"] = Handoff.fromEnvironment(os.environ)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         for option in ENDPOINTS:
-            self[option] = checkEndpoint(option, self[option])
+            # a worker's sockets were bound (and their options checked) by its parent
+            if handoff is None or option not in handoff.sockets:
+                self[option] = checkEndpoint(option, self[option])
         if self["max-connections"] is None:
             self["max-connections"] = defaultMaxConnections()
         for option, (read, minimum) in NUMBERS.items():
@@ -169,6 +180,9 @@ class Options(usage.Options):
         self.checkLimits()
         checkOption("log-format", checks.choice, self["log-format"], ("text", "json"))
         self["store"], self["broker"] = checkStore(str(self["store"])), checkBroker(str(self["broker"]))
+        if handoff is not None:
+            self["workers"] = 1
+        checkWorkers(self["workers"], self["broker"], self["store"])
         if needsRedis(self["store"], self["broker"]):
             useAsyncioReactor()
         try:

@@ -33,6 +33,13 @@ SEEN_REFRESH = 3600.0
 #: together: a connection costs the store nothing by itself
 SEEN_FLUSH_DELAY = 1.0
 
+#: the same with a store other nodes share: the end of the reactor turn.  A
+#: node killed before its write would take the record with it, and the
+#: other nodes would answer pushes for the uid that just left C{fail}
+#: rather than queue them; the Redis store sends one turn's writes in one
+#: round trip anyway, so waiting longer would save nothing
+SHARED_SEEN_FLUSH_DELAY = 0.0
+
 #: what starting to queue one uid's push costs, in the fan-out's unit (one
 #: session written): its serializer job and store operation are a few
 #: Deferreds each, so a turn starts a few hundred rather than thousands
@@ -184,7 +191,9 @@ class OfflineQueues:
         self._queuedWhileLoading = set()
 
     def _ebWaiting(self, failure: Failure) -> None:
-        logUnlessKnown(self.log, failure, "reading which uids have offline messages failed; draining at every connection")
+        logUnlessKnown(
+            self.log, failure, "reading which uids have offline messages failed; draining at every connection"
+        )
 
     def _noteWaiting(self, uid: str) -> None:
         if self._shared:
@@ -209,7 +218,8 @@ class OfflineQueues:
             self._seen[uid] = now
             self._unsaved[uid] = now
             if self._saving is None:
-                self._saving = self._reactor.callLater(SEEN_FLUSH_DELAY, self.saveSeen)
+                delay = SHARED_SEEN_FLUSH_DELAY if self._shared else SEEN_FLUSH_DELAY
+                self._saving = self._reactor.callLater(delay, self.saveSeen)
         # a push being queued for this uid right now is in the serializer:
         # drain after it, or it would wait for the next connection
         if self._waiting is None or uid in self._waiting or uid in self._serial:

@@ -81,7 +81,7 @@ class Publication:
     the broker's choices (L{realtime.broker.redis.RedisBroker.publishStored}),
     so that the store knows no channel name and no message format.
 
-    @ivar command: C{PUBLISH}, or C{SPUBLISH} for sharded pub/sub.
+    @ivar command: C{PUBLISH}, or C{SPUBLISH} for sharded pub/sub (the broker's L{realtime.redisio.pubsubCommands}).
     @ivar channel: the Redis channel to publish on.
     @ivar members: the key whose C{HLEN} is the answer's count.
     @ivar before: the message's header before "OFFSET EPOCH".

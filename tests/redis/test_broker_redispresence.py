@@ -5,18 +5,24 @@ the nodes of a cluster, against a real C{redis-server}.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from typing import Any
+
 from twisted.internet import reactor, task
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from realtime.broker.redispresence import RedisPresence
-from tests.redisserver import RedisServer, sharedServer, until
+from realtime.redisio import clientFor
+from tests.redisserver import RedisServer, sharedCluster, sharedServer, until
 
 
 class PresenceTests(TestCase):
+    """
+    Presence on the single Redis shared by this process's tests.
+    """
+
     def setUp(self) -> None:
-        self.redis = sharedServer()
-        self.redis.command("FLUSHALL")
+        self.redis: Any = sharedServer()
+        self.redis.flush()
 
     def ownServer(self) -> RedisServer:
         """
@@ -27,7 +33,7 @@ class PresenceTests(TestCase):
         return self.redis
 
     def node(self, name: str, **kwargs: object) -> RedisPresence:
-        client = aioredis.Redis.from_url(self.redis.url, protocol=3)
+        client = clientFor(self.redis.url)
         presence = RedisPresence(client, reactor, name, **kwargs)  # type: ignore[arg-type]
         self.addCleanup(lambda: presence.stop() if not presence._pipeliner.closed else None)
         return presence
@@ -117,7 +123,7 @@ class PresenceTests(TestCase):
         await a.start()
         await a.connected("u1")
         await a.joined("room", "s1", "alice")
-        self.redis.command("FLUSHALL")
+        self.redis.flush()
         await a.heartbeat()
         await a.refresh()
         self.assertEqual(await a.connectionCount("u1"), 1)
@@ -150,3 +156,33 @@ class PresenceTests(TestCase):
         self.assertNotIn("b", a.liveNodes)
         self.assertEqual(await a.connectionCount("u1"), 1)
         self.assertEqual(await b.connectionCount("u1"), 1)
+
+
+class ClusterPresenceTests(PresenceTests):
+    """
+    The same presence on a Redis Cluster of three masters: each script's
+    keys share a hash tag (a uid's, a channel's, the nodes' C{{nodes}}), and
+    the reads over many nodes' totals run as one pipeline split per slot.
+    """
+
+    def setUp(self) -> None:
+        self.redis = sharedCluster()
+        self.redis.flush()
+
+    def ownServer(self) -> RedisServer:
+        raise SkipTest("the cluster is shared by this module's tests")
+
+    async def test_keysSpreadOverMasters(self) -> None:
+        """
+        Many uids' and channels' presence lands on several masters, and the
+        counts read back from each are right.
+        """
+        a = self.node("a")
+        await a.start()
+        for i in range(12):
+            await a.connected(f"u{i}")
+            await a.joined(f"room{i}", f"s{i}", f"u{i}")
+        self.assertEqual([await a.connectionCount(f"u{i}") for i in range(12)], [1] * 12)
+        self.assertEqual([(await a.presence(f"room{i}"))["connections"] for i in range(12)], [1] * 12)
+        holders = [n for n in self.redis.nodes if n.command("DBSIZE") != b":0\r\n"]
+        self.assertEqual(len(holders), 3)

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.protocols import portforward
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from realtime.broker.redispubsub import PubSubLink
-from realtime.redisio import loopOf, onLoop
-from tests.redisserver import RedisServer, until
+from realtime.redisio import clientFor, loopOf, onLoop, pubsubCommands
+from tests.redisserver import RedisServer, _words, sharedCluster, until
 
 
 class _SilenceableServerSide(portforward.ProxyClient):
@@ -61,35 +60,57 @@ class SilenceableProxy(portforward.ProxyFactory):
 
 
 class PubSubLinkTests(TestCase):
+    """
+    The link on a single Redis of the test's own (some tests stop it).
+    """
+
     def setUp(self) -> None:
-        self.redis = RedisServer()
+        self.redis: Any = RedisServer()
         self.addCleanup(self.redis.cleanup)
         self.got: list[tuple[str, bytes]] = []
 
-    def link(self, url: str | None = None, **kwargs: Any) -> PubSubLink:
-        client = aioredis.Redis.from_url(self.redis.url, protocol=3)
-        listener = aioredis.Redis.from_url(url or self.redis.url, protocol=3)
-        link = PubSubLink(
-            client, listener.pubsub(), reactor, lambda c, d: self.got.append((c, d)), probeChannel="probe:n1", **kwargs
-        )
+    def client(self, url: str | None = None, **kwargs: Any) -> Any:
+        """
+        A client of the Redis under test (or of C{url}); C{kwargs} for
+        redis-py.
+        """
+        client = clientFor(url or self.redis.url, **kwargs)
         self.addCleanup(lambda: onLoop(loopOf(reactor), client.aclose()))
-        self.addCleanup(lambda: onLoop(loopOf(reactor), listener.aclose()))
+        return client
+
+    def proxiedListener(self, proxyPort: int, master: Any) -> Any:
+        """
+        A listener whose connection to C{master} goes through the proxy.
+        """
+        return self.client(url=f"redis://127.0.0.1:{proxyPort}/0")
+
+    def link(self, listener: Any = None, **kwargs: Any) -> PubSubLink:
+        link = PubSubLink(
+            self.client(),
+            listener or self.client(),
+            reactor,
+            lambda c, d: self.got.append((c, d)),
+            probeChannel="probe:n1",
+            **kwargs,
+        )
         self.addCleanup(link.stop)
         return link
 
     def publish(self, channel: str, data: bytes) -> Deferred[Any]:
         async def send() -> Any:
-            client = aioredis.Redis.from_url(self.redis.url)
+            client = clientFor(self.redis.url)
             try:
-                return await client.publish(channel, data)
+                return await client.execute_command(pubsubCommands(client).publish, channel, data)
             finally:
                 await client.aclose()
 
         return onLoop(loopOf(reactor), send())
 
     def channels(self) -> set[bytes]:
-        raw = self.redis.command("PUBSUB", "CHANNELS")
-        return {line for line in raw.split(b"\r\n") if line and line[:1] not in b"*$"}
+        return self.redis.channels()
+
+    def subscribed(self, link: PubSubLink, *channels: str) -> set[bytes]:
+        return {c.encode() for c in link.probeChannels() | set(channels)}
 
     async def test_subscribedToWhatIsWanted(self) -> None:
         """
@@ -101,13 +122,14 @@ class PubSubLinkTests(TestCase):
         link.want("u:1")
         link.want("u:1")
         link.want("ch:news")
-        await until(lambda: self.channels() == {b"probe:n1", b"u:1", b"ch:news"})
+        await until(lambda: self.channels() == self.subscribed(link, "u:1", "ch:news"))
+        self.assertEqual(self.redis.subscribers("u:1", "ch:news"), {"u:1": 1, "ch:news": 1})
         link.unwant("u:1")
         link.unwant("ch:news")
         await task.deferLater(reactor, 0.1, lambda: None)
-        self.assertEqual(self.channels(), {b"probe:n1", b"u:1"})
+        self.assertEqual(self.channels(), self.subscribed(link, "u:1"))
         link.unwant("u:1")
-        await until(lambda: self.channels() == {b"probe:n1"})
+        await until(lambda: self.channels() == self.subscribed(link))
 
     async def test_delivers(self) -> None:
         """
@@ -147,7 +169,7 @@ class PubSubLinkTests(TestCase):
         await link.start()
         link.want("u:1")
         await until(lambda: b"u:1" in self.channels())
-        self.redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        self.redis.ownerOf("u:1").command("CLIENT", "KILL", "TYPE", "pubsub")
         await until(lambda: b"u:1" in self.channels())
         await self.publish("u:1", b"again")
         await until(lambda: ("u:1", b"again") in self.got)
@@ -157,10 +179,12 @@ class PubSubLinkTests(TestCase):
         A pub/sub connection that stays up but delivers nothing is found by
         the probe within its timeout, reported, and replaced.
         """
-        proxy = SilenceableProxy(self.redis.port)
+        master = self.redis.ownerOf("u:1")
+        proxy = SilenceableProxy(master.port)
         port = reactor.listenTCP(0, proxy, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        link = self.link(url=f"redis://127.0.0.1:{port.getHost().port}/0", probeInterval=0.2, probeTimeout=1.0)
+        listener = self.proxiedListener(port.getHost().port, master)
+        link = self.link(listener, probeInterval=0.2, probeTimeout=1.0)
         await link.start()
         link.want("u:1")
         await until(lambda: b"u:1" in self.channels())
@@ -171,3 +195,89 @@ class PubSubLinkTests(TestCase):
         await until(lambda: link.problem is None, timeout=5)
         await self.publish("u:1", b"heard")
         await until(lambda: ("u:1", b"heard") in self.got)
+
+
+class ClusterPubSubLinkTests(PubSubLinkTests):
+    """
+    The same link on a Redis Cluster of three masters, shared by the tests
+    of this module: sharded subscriptions, one connection per master, each
+    probed on its own.
+    """
+
+    def setUp(self) -> None:
+        self.redis = sharedCluster()
+        self.redis.flush()
+        self.got = []
+
+    def proxiedListener(self, proxyPort: int, master: Any) -> Any:
+        # the cluster names its masters' addresses: redis-py's address_remap
+        # sends the connections to this one master through the proxy
+        def remap(address: tuple[str, int]) -> tuple[str, int]:
+            return ("127.0.0.1", proxyPort) if address[1] == master.port else address
+
+        return self.client(address_remap=remap)
+
+    async def test_redisRestarted(self) -> None:
+        raise SkipTest("the cluster is shared by this module's tests; one master's loss is test_halfOpenOnOneMaster's")
+
+    async def test_oneProbePerMaster(self) -> None:
+        """
+        Each master holds one probe channel of the node's, so each master's
+        connection is proved alive on its own.
+        """
+        link = self.link()
+        await link.start()
+        self.assertEqual(len(link.probeChannels()), 3)
+        for node in self.redis.nodes:
+            self.assertEqual(len(set(_words(node.command("PUBSUB", "SHARDCHANNELS"))) & self.subscribed(link)), 1)
+
+    async def test_sharded(self) -> None:
+        """
+        A wanted channel is a sharded subscription on the master that owns
+        its slot, and nothing else: a classic PUBLISH does not reach it.
+        """
+        link = self.link()
+        await link.start()
+        link.want("{u:1}:push")
+        await until(lambda: b"{u:1}:push" in set(_words(self.redis.ownerOf("{u:1}:push").command("PUBSUB", "SHARDCHANNELS"))))
+        for node in self.redis.nodes:
+            self.assertEqual(_words(node.command("PUBSUB", "CHANNELS")), [])
+            node.command("PUBLISH", "{u:1}:push", "classic")
+        self.assertEqual(await self.publish("{u:1}:push", b"sharded"), 1)
+        await until(lambda: self.got == [("{u:1}:push", b"sharded")])
+
+    async def test_halfOpenOnOneMaster(self) -> None:
+        """
+        One master's connection deaf (a proxy that stops forwarding) while
+        the others work: the probe finds that one within its timeout, the
+        problem names its master meanwhile, and only it is replaced; the
+        other masters' channels deliver all along.
+        """
+        deaf = "{u:1}:push"
+        master = self.redis.ownerOf(deaf)
+        alive = next(c for c in (f"{{u:{i}}}:push" for i in range(2, 99)) if self.redis.ownerOf(c) is not master)
+        proxy = SilenceableProxy(master.port)
+        port = reactor.listenTCP(0, proxy, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        link = self.link(self.proxiedListener(port.getHost().port, master), probeInterval=0.2, probeTimeout=1.0)
+        await link.start()
+        link.want(deaf)
+        link.want(alive)
+        await until(lambda: {deaf.encode(), alive.encode()} <= self.channels())
+        proxy.silenceExisting()
+        await self.publish(alive, b"still heard")
+        await until(lambda: (alive, b"still heard") in self.got)
+        problems: list[str] = []
+
+        def reported() -> bool:
+            if link.problem is not None:
+                problems.append(link.problem)
+            return bool(problems)
+
+        await until(reported, timeout=5)
+        self.assertIn(f"master 127.0.0.1:{port.getHost().port}: ", problems[0])
+        await until(lambda: link.reconnects == 1, timeout=5)
+        await until(lambda: link.problem is None, timeout=5)
+        await self.publish(deaf, b"heard again")
+        await until(lambda: (deaf, b"heard again") in self.got)
+        self.assertEqual(link.reconnects, 1)

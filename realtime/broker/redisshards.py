@@ -1,0 +1,165 @@
+"""
+The pub/sub connections under one node's link (L{realtime.broker.redispubsub}):
+one to a single Redis, or one to each master of a Redis Cluster.
+
+On a cluster every channel is sharded (L{realtime.redisio.pubsubCommands}
+says why): a subscription is made on the master that owns its channel's
+slot, so a node holds one pub/sub connection per master, and each of them
+can break or go deaf on its own.  A probe answered on one of them proves
+nothing about the others, so each connection has a probe channel of its
+own, on its own master: the node's probe channel with a hash tag chosen so
+that its slot belongs to that master.
+
+Both kinds answer the same small surface, so the link's reference counts,
+probes and backoff are written once: L{OneRedis} and L{ClusterShards}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from itertools import count
+from typing import Any
+
+from realtime.redisio import CLASSIC, SHARDED, PubSubCommands, isCluster
+
+__all__ = ["OneRedis", "ClusterShards", "shardsFor"]
+
+
+class OneRedis:
+    """
+    The one classic pub/sub connection to a single Redis (or Sentinel's
+    master), named C{"redis"}.
+    """
+
+    commands: PubSubCommands = CLASSIC
+
+    def __init__(self, listener: Any) -> None:
+        self._pubsub = listener.pubsub()
+
+    def label(self, name: str) -> str:
+        """How a problem of connection C{name} is introduced: not at all."""
+        return ""
+
+    async def open(self, probeChannel: str) -> dict[str, str]:
+        """
+        Connect and subscribe to C{probeChannel}; answers {connection name:
+        its probe channel}.
+        """
+        await self._pubsub.subscribe(probeChannel)
+        return {"redis": probeChannel}
+
+    async def newConnections(self, probeChannel: str) -> dict[str, str]:
+        """
+        The connections the topology added since L{open}: none here.
+        """
+        return {}
+
+    async def subscribe(self, channels: set[str]) -> None:
+        await self._pubsub.subscribe(*channels)
+
+    async def unsubscribe(self, channels: set[str]) -> None:
+        await self._pubsub.unsubscribe(*channels)
+
+    async def read(self, name: str, timeout: float) -> dict[str, Any] | None:
+        """
+        The next message of connection C{name}, or C{None} after C{timeout}.
+        """
+        message: dict[str, Any] | None = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        return message
+
+    def connection(self, name: str) -> Any:
+        """
+        The redis-py connection under C{name}, to drop when it is deaf.
+        """
+        return self._pubsub.connection
+
+    async def close(self) -> None:
+        await self._pubsub.aclose()
+
+
+class ClusterShards:
+    """
+    One sharded pub/sub connection per master of a Redis Cluster, each
+    named by its master (C{host:port}).
+
+    redis-py's C{ClusterPubSub} routes each C{SSUBSCRIBE} to the master of
+    its channel's slot, subscribes again slot by slot after a reconnect, and
+    moves subscriptions after it learns of a slot's new owner; this class
+    reads each master's connection in its own task (redis-py's round robin
+    over them would wait out each idle one's timeout in turn) and gives each
+    a probe channel.
+    """
+
+    commands: PubSubCommands = SHARDED
+
+    def __init__(self, listener: Any) -> None:
+        self._cluster = listener
+        self._pubsub = listener.pubsub()
+        self._nodes: dict[str, Any] = {}
+
+    def label(self, name: str) -> str:
+        return f"master {name}: "
+
+    async def open(self, probeChannel: str) -> dict[str, str]:
+        await self._cluster.initialize()
+        return await self.newConnections(probeChannel)
+
+    async def newConnections(self, probeChannel: str) -> dict[str, str]:
+        """
+        A probe channel on each master not probed yet (all of them at
+        first, then those a resharding or failover added).
+        """
+        added: dict[str, str] = {}
+        for node in self._cluster.get_primaries():
+            if node.name in self._nodes:
+                continue
+            channel = self.probeChannelOn(node, probeChannel)
+            await self._pubsub.ssubscribe(channel)
+            self._nodes[node.name] = node
+            added[node.name] = channel
+        return added
+
+    def probeChannelOn(self, node: Any, probeChannel: str) -> str:
+        """
+        C{probeChannel} with the first hash tag C{{0}}, C{{1}}, ... whose
+        slot C{node} owns (a few tries: the slots are spread over the
+        masters).
+        """
+        for i in count():  # pragma: no branch - some tag lands on every master
+            channel = f"{probeChannel}:{{{i}}}"
+            if self._cluster.get_node_from_key(channel).name == node.name:
+                return channel
+        raise AssertionError("unreachable")
+
+    async def subscribe(self, channels: set[str]) -> None:
+        await self._cluster.initialize()
+        await self._pubsub.ssubscribe(*channels)
+
+    async def unsubscribe(self, channels: set[str]) -> None:
+        await self._pubsub.sunsubscribe(*channels)
+
+    async def read(self, name: str, timeout: float) -> dict[str, Any] | None:
+        node = self._nodes[name]
+        if name not in self._pubsub.node_pubsub_mapping:
+            # not connected to that master (yet): nothing to read
+            await asyncio.sleep(timeout)
+            return None
+        message: dict[str, Any] | None = await self._pubsub.get_sharded_message(
+            ignore_subscribe_messages=True, timeout=timeout, target_node=node
+        )
+        return message
+
+    def connection(self, name: str) -> Any:
+        pubsub = self._pubsub.node_pubsub_mapping.get(name)
+        return None if pubsub is None else pubsub.connection
+
+    async def close(self) -> None:
+        await self._pubsub.aclose()
+
+
+def shardsFor(listener: Any) -> OneRedis | ClusterShards:
+    """
+    The connections C{listener} (a C{redis.asyncio} client) subscribes
+    through.
+    """
+    return ClusterShards(listener) if isCluster(listener) else OneRedis(listener)
