@@ -32,9 +32,7 @@ is 1 when a run's checks failed, so a broken harness or server is noticed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import importlib.util
 import json
 import os
 import re
@@ -44,26 +42,31 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.scaleout import NODE_REDIS_PEER, compared, comparisonTable, scaleoutPeers  # noqa: E402
+from bench.servers import (  # noqa: E402
+    API_KEY,
+    BENCH,
+    LOADGEN_CPU,
+    ROOT,
+    SERVER_CPU,
+    CommandPeer,
+    Ours,
+    Peer,
+    busyCpuSeconds,
+    processCpu,
+)
+
 RESULTS = os.path.join(BENCH, "results")
 LOADGEN = os.path.join(BENCH, "loadgen", "loadgen")
 C_PEER = os.path.join(BENCH, "peers", "c-batched", "peer")
 NODE_PEER = os.path.join(BENCH, "peers", "node-ws")
 PY_PEER = os.path.join(BENCH, "peers", "python-websockets", "server.py")
-SERVER_CPU = 0
-LOADGEN_CPU = 1
-API_KEY = "bench-key"
-READY = re.compile(r"READY ws=(\d+) push=(\d+) stats=(\d+)")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-sys.path.insert(0, ROOT)
-from tests.serverprocess import ServerProcess  # noqa: E402
 
 # -- processes ---------------------------------------------------------------
 
@@ -99,185 +102,6 @@ def raisePriority(niceness: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-@contextlib.contextmanager
-def pinnedTo(cpu: int) -> Iterator[None]:
-    """
-    Run the body with the calling thread pinned to C{cpu}, so a process it
-    starts inherits that CPU mask (how our server, started by
-    C{tests.serverprocess}, ends up on the server core without copying that
-    module's start-up code).
-    """
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-def processCpu(pid: int) -> float:
-    """
-    CPU seconds used so far by process C{pid} (all its threads), or 0 if gone.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def busyCpuSeconds() -> float:
-    """
-    CPU seconds spent in user and system mode by everything on the machine
-    (interrupt time excluded, since loopback traffic we cause lands there).
-    """
-    with open("/proc/stat") as f:
-        fields = f.readline().split()
-    user, nice, system = (int(x) for x in fields[1:4])
-    return (user + nice + system) / CLOCK_TICKS
-
-
-@dataclass
-class Running:
-    """
-    A started server: where to reach it and how to stop it.
-    """
-
-    name: str
-    pid: int
-    wsPort: int
-    pushPort: int
-    statsPort: int
-    stop: Callable[[], None]
-    affinity: list[int] = field(default_factory=list)
-
-
-class Peer:
-    """
-    A server implementing the bench contract.
-    """
-
-    name = ""
-
-    def available(self) -> str | None:
-        """
-        C{None} if it can run here, else why not.
-        """
-        return None
-
-    def start(self) -> Running:
-        """
-        Start it, pinned to the server core, and wait until it listens.
-        """
-        raise NotImplementedError
-
-
-class Ours(Peer):
-    """
-    ``twistd -n realtime --auth uid-first-packet --routing uid``, started by
-    the integration tests' own harness.
-
-    @ivar root: the source tree the server runs from: this checkout, or
-        another revision's (L{checkout}), whose own C{tests/serverprocess.py}
-        then starts it with that tree first on C{PYTHONPATH}.
-    """
-
-    def __init__(self, name: str = "ours", root: str = ROOT) -> None:
-        self.name = name
-        self.root = root
-
-    def available(self) -> str | None:
-        if not os.path.exists(os.path.join(self.root, "tests", "serverprocess.py")):
-            return f"{self.root} has no tests/serverprocess.py to start it with"
-        return None
-
-    def harness(self) -> Any:
-        """
-        The C{ServerProcess} class of C{root}'s own harness: its module puts
-        its own tree first on the server's C{PYTHONPATH}.
-        """
-        if self.root == ROOT:
-            return ServerProcess
-        name = f"_serverprocess_{abs(hash(self.root))}"
-        module = sys.modules.get(name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(name, os.path.join(self.root, "tests", "serverprocess.py"))
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        return module.ServerProcess
-
-    def start(self) -> Running:
-        server = self.harness()("--auth", "uid-first-packet", "--routing", "uid", apiKey=API_KEY)
-        with pinnedTo(SERVER_CPU):
-            server.start()
-        assert server.process is not None
-        pid = server.process.pid
-        return Running(
-            self.name,
-            pid,
-            server.ports["port"],
-            server.ports["push-port"],
-            server.ports["api-port"],
-            lambda: server.stop() and None,
-            sorted(os.sched_getaffinity(pid)),
-        )
-
-
-class CommandPeer(Peer):
-    """
-    A peer started as a command that prints ``READY ws=.. push=.. stats=..``.
-    """
-
-    def __init__(self, name: str, argv: list[str], cwd: str, need: list[str]) -> None:
-        self.name = name
-        self.argv = argv
-        self.cwd = cwd
-        self.need = need
-
-    def available(self) -> str | None:
-        for path in self.need:
-            if not os.path.exists(path):
-                return f"{path} is missing"
-        return None
-
-    def start(self) -> Running:
-        process = subprocess.Popen(
-            ["taskset", "-c", str(SERVER_CPU), *self.argv],
-            cwd=self.cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert process.stdout is not None
-        deadline = time.monotonic() + 20
-        lines: list[str] = []
-        match = None
-        while match is None:
-            line = process.stdout.readline()
-            if not line or time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                raise RuntimeError(f"{self.name} did not start:\n" + "".join(lines))
-            lines.append(line)
-            match = READY.search(line)
-        # keep draining its output so a chatty peer never blocks on a full pipe
-        threading.Thread(target=process.stdout.read, daemon=True).start()
-
-        def stop() -> None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-        ws, push, stats = (int(x) for x in match.groups())
-        return Running(self.name, process.pid, ws, push, stats, stop, sorted(os.sched_getaffinity(process.pid)))
-
-
 def allPeers() -> dict[str, Peer]:
     """
     Every peer the suite knows, by name.
@@ -291,7 +115,13 @@ def allPeers() -> dict[str, Peer]:
             "python-websockets", [sys.executable, PY_PEER], os.path.dirname(PY_PEER), [PY_PEER]
         ),
         "c-batched": CommandPeer("c-batched", [C_PEER], os.path.dirname(C_PEER), [C_PEER]),
+        **scaleoutPeers(),
     }
+
+
+#: the peers of a full run's single-process groups (C{--peers} picks others)
+DEFAULT_PEERS = ["ours", "node-ws", "python-websockets", "c-batched"]
+QUICK_PEERS = ["ours", "node-ws", "c-batched"]
 
 
 #: peer name -> the revision it was asked as and its full hash (for the report)
@@ -335,9 +165,18 @@ def build() -> None:
     for directory in (os.path.dirname(LOADGEN), os.path.dirname(C_PEER)):
         subprocess.run(["make", "-s", "-C", directory], check=True)
     subprocess.run([LOADGEN, "--selftest"], check=True, stdout=subprocess.DEVNULL)
-    if not os.path.exists(os.path.join(NODE_PEER, "node_modules", "ws")) and shutil.which("npm"):
-        print("installing the node-ws peer's dependencies (npm ci)", flush=True)
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_PEER, check=True)
+    installNodePeer(NODE_PEER, "ws")
+
+
+def installNodePeer(directory: str, module: str) -> None:
+    """
+    C{npm ci} the Node peer in C{directory} (its locked dependencies from
+    the registry, into its C{node_modules}, not committed) unless C{module}
+    is there already.
+    """
+    if not os.path.exists(os.path.join(directory, "node_modules", module)) and shutil.which("npm"):
+        print(f"installing the {os.path.basename(directory)} peer's dependencies (npm ci)", flush=True)
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=directory, check=True)
 
 
 # -- one run -----------------------------------------------------------------
@@ -353,6 +192,27 @@ class Group:
     connections: int
     scenarios: str
     extra: list[str] = field(default_factory=list)
+    #: a scale-out group (C{scaleout.py}) runs these peers, the first
+    #: compared with the others; empty: any single-process peer
+    peers: tuple[str, ...] = ()
+    #: more peers a scale-out group takes when C{--peers} names them
+    allowed: tuple[str, ...] = ()
+
+    def chosen(self, known: dict[str, Peer], names: list[str], explicit: bool) -> list[str]:
+        """
+        The peers of C{names} (C{--peers}, or the default list when not
+        C{explicit}) this group runs, in order.
+        """
+        if not self.peers:
+            return [name for name in names if not known[name].scaleout]
+        if not explicit:
+            return list(self.peers)
+        return [name for name in names if name in self.peers or name in self.allowed]
+
+
+#: the groups a run without C{--groups} runs; C{--groups scaleout} is SCALEOUT_GROUPS
+DEFAULT_GROUPS = ("fanout-1k", "load-10k", "idle")
+SCALEOUT_GROUPS = ("redis-fanout-1k", "redis-fanout-10k", "redis-unicast", "workers")
 
 
 def plan(quick: bool, capacity: int) -> list[Group]:
@@ -373,7 +233,14 @@ def plan(quick: bool, capacity: int) -> list[Group]:
             ["--drain-timeout", "30"],
         ),
         Group("idle", capacity, "idle", ["--baseline-after", "2000", *sources]),
-    ]
+        # the scale-out groups (bench/README.rst, The scale-out groups)
+        Group("redis-fanout-1k", 1000, "fanout,fanout-pipelined", [], ("ours", "ours-redis"), ("node-ioredis",)),
+        Group("redis-fanout-10k", 10000, "fanout,fanout-pipelined", ["--drain-timeout", "30"],
+              ("ours", "ours-redis"), ("node-ioredis",)),
+        Group("redis-unicast", 10000, "unicast-rate,unicast-max", ["--drain-timeout", "30"],
+              ("ours-redis", "node-ioredis"), ("ours", "node-ws")),
+        Group("workers", 10000, "unicast-max,fanout", ["--drain-timeout", "30"], ("ours-workers1", "ours-workers2")),
+    ]  # fmt: skip
 
 
 def runGroup(peer: Peer, group: Group, timing: list[str], verbose: bool) -> dict[str, Any]:
@@ -387,17 +254,19 @@ def runGroup(peer: Peer, group: Group, timing: list[str], verbose: bool) -> dict
     try:
         command = [
             "taskset", "-c", str(LOADGEN_CPU), LOADGEN,
-            "--port", str(running.wsPort),
+            "--port", ",".join(str(port) for port in running.allPorts()),
             "--push-port", str(running.pushPort),
             "--stats-port", str(running.statsPort),
             "--key", API_KEY,
-            "--pid", str(running.pid),
+            "--pid", ",".join(str(pid) for pid in running.allPids()),
+            *(["--aux-pid", ",".join(str(pid) for pid in running.auxPids)] if running.auxPids else []),
             "-n", str(group.connections),
             "--scenarios", group.scenarios,
             *timing,
             *group.extra,
         ]  # fmt: skip
-        serverBefore = processCpu(running.pid)
+        measured = [*running.allPids(), *running.auxPids]
+        serverBefore = sum(processCpu(pid) for pid in measured)
         childrenBefore = resource.getrusage(resource.RUSAGE_CHILDREN)
         selfBefore = time.process_time()
         busyBefore = busyCpuSeconds()
@@ -406,7 +275,7 @@ def runGroup(peer: Peer, group: Group, timing: list[str], verbose: bool) -> dict
         wall = time.monotonic() - started
         childrenAfter = resource.getrusage(resource.RUSAGE_CHILDREN)
         ours = (
-            processCpu(running.pid)
+            sum(processCpu(pid) for pid in measured)
             - serverBefore
             + (childrenAfter.ru_utime + childrenAfter.ru_stime)
             - (childrenBefore.ru_utime + childrenBefore.ru_stime)
@@ -424,6 +293,8 @@ def runGroup(peer: Peer, group: Group, timing: list[str], verbose: bool) -> dict
     report["otherLoad"] = round(otherLoad, 3)
     report["wallSeconds"] = round(wall, 2)
     report["serverAffinity"] = running.affinity
+    report["serverPids"] = running.allPids()
+    report["auxPids"] = running.auxPids
     report["problems"] = problems(report)
     if verbose or report["problems"]:
         print(result.stderr.rstrip(), file=sys.stderr)
@@ -620,15 +491,24 @@ def table(summary: dict[str, Any], peers: list[str], runs: list[dict[str, Any]])
         )
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
-    invalid = [r for r in runs if r["report"]["problems"]]
-    other = [r["report"]["otherLoad"] for r in runs]
     lines.append("")
-    lines.append(
-        f"{len(runs)} runs, {len(invalid)} invalid (excluded); CPU used by other processes during runs: "
-        f"median {statistics.median(other) if other else 0:.2f} cores, max {max(other, default=0):.2f}"
-    )
     for b in builds:
         lines.append(f"{b}: {BUILDS.get(b, '?')}")
+    lines.append(loadLine(runs))
+    return "\n".join(lines)
+
+
+def loadLine(runs: list[dict[str, Any]]) -> str:
+    """
+    How many runs were invalid (and why), and how busy the rest of the
+    machine was meanwhile.
+    """
+    invalid = [r for r in runs if r["report"]["problems"]]
+    other = [r["report"]["otherLoad"] for r in runs]
+    lines = [
+        f"{len(runs)} runs, {len(invalid)} invalid (excluded); CPU used by other processes during runs: "
+        f"median {statistics.median(other) if other else 0:.2f} cores, max {max(other, default=0):.2f}"
+    ]
     for r in invalid:
         lines.append(f"  invalid: {r['peer']} {r['group']} round {r['round']}: {'; '.join(r['report']['problems'])}")
     return "\n".join(lines)
@@ -775,8 +655,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one round, short windows, fewer peers (~2 min)")
     parser.add_argument("--rounds", type=int, help="rounds of every peer (default 3, quick 1)")
-    parser.add_argument("--peers", help="comma-separated peers (default ours,node-ws,python-websockets,c-batched)")
-    parser.add_argument("--groups", help="comma-separated groups to run (fanout-1k,load-10k,idle)")
+    parser.add_argument(
+        "--peers",
+        help="comma-separated peers (default ours,node-ws,python-websockets,c-batched; a scale-out group runs its "
+        "own unless named: ours-redis,node-ioredis,ours-workers1,ours-workers2; ours-asyncio for the reactor)",
+    )
+    parser.add_argument(
+        "--groups",
+        help="comma-separated groups to run (default fanout-1k,load-10k,idle; scale-out: redis-fanout-1k,"
+        "redis-fanout-10k,redis-unicast,workers, or all four as 'scaleout')",
+    )
     parser.add_argument("--capacity", type=int, help="connections held in the idle group (default: fd limit - 1000)")
     parser.add_argument("--profile", action="store_true", help="py-spy our server instead of comparing peers")
     parser.add_argument(
@@ -808,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     known = allPeers()
-    names = args.peers.split(",") if args.peers else (["ours", "node-ws", "c-batched"] if args.quick else list(known))
+    names = args.peers.split(",") if args.peers else list(QUICK_PEERS if args.quick else DEFAULT_PEERS)
     trees = tempfile.mkdtemp(prefix="realtime-bench-builds-")
     try:
         for revision in args.baseline.split(",") if args.baseline else []:
@@ -835,23 +723,38 @@ def compare(
         else ["--warmup", "2", "--duration", "5", "--hold", "3"]
     )
     capacity = args.capacity or min(limit - 1000, 19000)
-    peers = []
     for name in names:
         if name not in known:
             raise SystemExit(f"unknown peer {name}; known: {', '.join(known)}")
-        why = known[name].available()
-        if why:
-            print(f"skipping {name}: {why}", file=sys.stderr)
-        else:
-            peers.append(known[name])
-    groups = plan(quick, capacity)
-    if args.groups:
-        groups = [g for g in groups if g.name in args.groups.split(",")]
+    wanted = [
+        g.replace("scaleout", ",".join(SCALEOUT_GROUPS)) for g in (args.groups or ",".join(DEFAULT_GROUPS)).split(",")
+    ]
+    groups = [g for g in plan(quick, capacity) if g.name in ",".join(wanted).split(",")]
+    unknown = set(",".join(wanted).split(",")) - {g.name for g in plan(quick, capacity)}
+    if unknown:
+        raise SystemExit(
+            f"unknown group {', '.join(sorted(unknown))}; known: {', '.join(g.name for g in plan(quick, capacity))}, scaleout"
+        )
+    skipped: dict[str, str] = {}
+    schedule: list[tuple[Group, list[Peer]]] = []
+    for group in groups:
+        chosen = []
+        for name in group.chosen(known, names, bool(args.peers)):
+            if name == "node-ioredis":
+                installNodePeer(NODE_REDIS_PEER, "ioredis")
+            why = skipped.get(name) or known[name].available()
+            if why:
+                if name not in skipped:
+                    print(f"skipping {name}: {why}", file=sys.stderr)
+                skipped[name] = why
+            else:
+                chosen.append(known[name])
+        schedule.append((group, chosen))
 
     runs: list[dict[str, Any]] = []
     began = time.monotonic()
     for roundNo in range(1, rounds + 1):
-        for group in groups:
+        for group, peers in schedule:
             for peer in peers:
                 print(
                     f"[{time.monotonic() - began:6.0f}s] round {roundNo}/{rounds} {group.name:9} {peer.name}",
@@ -862,9 +765,15 @@ def compare(
                 if report["problems"]:
                     print(f"    INVALID: {'; '.join(report['problems'])}", flush=True)
 
-    peerNames = [p.name for p in peers]
+    peerNames = list(dict.fromkeys(p.name for group, peers in schedule if not group.peers for p in peers))
     summary = summarize(runs, peerNames)
-    text = table(summary, peerNames, runs) + "\n\n" + generatorEvidence(runs)
+    comparisons = compared(runs)
+    parts = [table(summary, peerNames, runs) if peerNames else "", comparisonTable(comparisons)]
+    if peerNames:
+        parts.append(generatorEvidence(runs))
+    text = "\n\n".join(part for part in parts if part)
+    if not peerNames:
+        text += "\n\n" + loadLine(runs)
     print()
     print(text)
     commit = subprocess.run(
@@ -887,6 +796,7 @@ def compare(
             "builds": {name: BUILDS[name] for name in peerNames if name in BUILDS},
         },
         **summary,
+        "comparisons": comparisons,
         "table": text,
         "runs": runs,
     }

@@ -152,7 +152,7 @@ def buildService(options: Options, reactor: IReactorTime) -> RealtimeService:
     if handoff is not None:
         ignoreInterrupts()
         WatchParent(reactor, handoff.parent).setServiceParent(top)
-        core.report.notes.append(f"worker {handoff.index} of {handoff.count}, on the sockets of its parent")
+        core.report.notes.append(f"worker {handoff.index} of {handoff.count} (pid {os.getpid()}), on the sockets of its parent")
     core.report.setServiceParent(top)
     return top
 

@@ -14,7 +14,10 @@ import tempfile
 from typing import IO, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore, IPublisher
@@ -30,6 +33,8 @@ __all__ = (
     "FaultyStore",
     "ManualBackupStore",
     "TurnClock",
+    "FakeProcess",
+    "ProcessClock",
 )
 
 
@@ -81,6 +86,24 @@ class ManualBroker:
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         return succeed({"channel": channel, "uids": {}, "connections": 0})
+
+
+class PassingSubscription:
+    """
+    What the registry indexes under a channel, writing everything it is
+    given: a test then sees what a broker delivers (duplicates and disorder
+    included), not what a real subscription
+    (L{realtime.core.subscription.Subscription}, which drops offsets it
+    already wrote) lets through.
+    """
+
+    def __init__(self, session: FakeSession, channel: str) -> None:
+        self.session = session
+        self.channel = channel
+        self.uid = session.uid
+
+    def sendPrepared(self, frame: Any) -> bool:
+        return self.session.sendPrepared(frame)
 
 
 @implementer(IMessageStore)
@@ -256,3 +279,110 @@ class TurnClock(Clock):
             self.calls.remove(call)
             call.called = 1
             call.func(*call.args, **call.kw)
+
+
+@implementer(IProcessTransport)
+class FakeProcess:
+    """
+    A child process that runs until the test ends it (L{ProcessClock.end}),
+    recording the signals it is sent.
+    """
+
+    def __init__(self, protocol: Any, pid: int) -> None:
+        self.protocol = protocol
+        self.pid: int | None = pid
+        self.signals: list[str] = []
+
+    def signalProcess(self, signalID: str | int) -> None:
+        if self.pid is None:
+            raise ProcessExitedAlready()
+        self.signals.append(str(signalID))
+
+    def closeStdin(self) -> None:
+        pass
+
+    def closeStdout(self) -> None:
+        pass
+
+    def closeStderr(self) -> None:
+        pass
+
+    def closeChildFD(self, descriptor: int) -> None:
+        pass
+
+    def writeToChild(self, childFD: int, data: bytes) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def writeSequence(self, data: Any) -> None:
+        pass
+
+    def loseConnection(self) -> None:
+        pass
+
+    def getPeer(self) -> Any:
+        return None
+
+    def getHost(self) -> Any:
+        return None
+
+
+@implementer(IReactorProcess)
+class ProcessClock(Clock):
+    """
+    A L{Clock} that starts L{FakeProcess}es instead of processes, and
+    records what it is asked to stop reading.
+
+    @ivar spawned: each C{spawnProcess} call's keyword arguments, with its
+        C{process}.
+    """
+
+    def __init__(self) -> None:
+        Clock.__init__(self)
+        self.spawned: list[dict[str, Any]] = []
+        self.removedReaders: list[Any] = []
+
+    def spawnProcess(
+        self,
+        processProtocol: Any,
+        executable: Any,
+        args: Any,
+        env: Any = None,
+        path: Any = None,
+        uid: Any = None,
+        gid: Any = None,
+        usePTY: Any = False,
+        childFDs: Any = None,
+    ) -> FakeProcess:
+        process = FakeProcess(processProtocol, 1000 + len(self.spawned))
+        self.spawned.append(
+            {
+                "executable": executable,
+                "args": list(args),
+                "env": env,
+                "path": path,
+                "childFDs": dict(childFDs or {}),
+                "process": process,
+            }
+        )
+        processProtocol.makeConnection(process)
+        return process
+
+    def removeReader(self, reader: Any) -> None:
+        self.removedReaders.append(reader)
+
+    def end(self, process: FakeProcess, signal: int | None = None, status: int = 0) -> None:
+        """
+        End C{process} as the kernel would: by C{signal}, or with C{status}.
+        """
+        process.pid = None
+        reason = (
+            ProcessTerminated(None, signal)
+            if signal is not None
+            else ProcessTerminated(status)
+            if status
+            else ProcessDone(0)
+        )
+        process.protocol.processEnded(Failure(reason))

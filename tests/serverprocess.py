@@ -68,14 +68,18 @@ class ServerProcess:
         apiKey: str | None = API_KEY,
         launcher: Sequence[str] = (),
         passFds: Sequence[int] = (),
+        twistdOptions: Sequence[str] = (),
     ):
         """
         @param launcher: a command that runs the server command given after
             it (e.g. one that hands it a socket as systemd would).
         @param passFds: descriptors the server process inherits.
+        @param twistdOptions: twistd's own options, before C{realtime} (e.g.
+            C{-r asyncio}, which the benchmark compares with the default).
         """
         self.args = list(args)
         self.launcher = list(launcher)
+        self.twistdOptions = list(twistdOptions)
         self.passFds = tuple(passFds)
         if defaultPorts:
             self.args = [
@@ -108,7 +112,7 @@ class ServerProcess:
         """
         Start the server and wait until every expected listener is bound.
         """
-        command = self.launcher + twistdCommand() + ["-n", "--pidfile=", "realtime"] + self.args
+        command = self.launcher + twistdCommand() + self.twistdOptions + ["-n", "--pidfile=", "realtime"] + self.args
         self.process = subprocess.Popen(
             command,
             pass_fds=self.passFds,

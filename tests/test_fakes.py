@@ -2,7 +2,8 @@
 The shared fakes provide the interfaces they stand in for.
 """
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess, IReactorTime
+from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -15,6 +16,7 @@ from tests.fakes import (
     GatedStore,
     ManualBackupStore,
     ManualBroker,
+    ProcessClock,
     ScriptedAuthenticator,
     TurnClock,
 )
@@ -43,6 +45,16 @@ class FakesTests(SynchronousTestCase):
         self.assertFalse(IBackupSource.providedBy(FaultyStore(MemoryMessageStore())))
         self.assertTrue(verifyObject(IFirstMessageAuthenticator, ScriptedAuthenticator(Accept(Identity("u")))))
         self.assertTrue(verifyObject(IReactorTime, TurnClock()))
+
+    def test_processFakes(self) -> None:
+        """
+        L{ProcessClock} starts processes (and tells time); its
+        L{FakeProcess} is a process transport.
+        """
+        clock = ProcessClock()
+        self.assertTrue(verifyObject(IReactorProcess, clock))
+        self.assertTrue(verifyObject(IReactorTime, clock))
+        self.assertTrue(verifyObject(IProcessTransport, clock.spawnProcess(ProcessProtocol(), "x", ["x"])))
 
     def test_gateKeepsOrder(self) -> None:
         """

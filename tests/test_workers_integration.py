@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import time
 from contextlib import ExitStack
 from typing import Any
@@ -22,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from realtime.broker.redispresence import PresenceKeys
+from tests.certificates import selfSigned, sslEndpoint
 from tests.redisserver import RedisServer
 from tests.serverprocess import ServerProcess, api, run, waitUntil
 
@@ -64,12 +66,17 @@ class WorkersTestCase(SynchronousTestCase):
     A Redis and a C{--workers 2} server on it, per test.
     """
 
+    def serverProcess(self, *args: str) -> ServerProcess:
+        return ServerProcess(*args)
+
     def setUp(self) -> None:
         self.redis = RedisServer()
         self.addCleanup(self.redis.cleanup)
         self.connections = ExitStack()
         self.addCleanup(self.connections.close)
-        self.server = ServerProcess("--workers", "2", "--broker", self.redis.url, "--store", self.redis.url).start(60)
+        self.server = self.serverProcess("--workers", "2", "--broker", self.redis.url, "--store", self.redis.url).start(
+            60
+        )
         self.addCleanup(self.server.stop)
         waitUntil(lambda: len(workerPids(self.server)) == 2, timeout=30)
         waitUntil(lambda: self.stats().get("nodes") == 2, timeout=60)
@@ -131,20 +138,21 @@ class WorkersTests(WorkersTestCase):
         before = {self.stats().get("node") for _ in range(10)}
         killed = workerPids(self.server)[1][0]
         os.kill(killed, signal.SIGKILL)
-        self.server.waitFor(f"worker 1 (pid {killed}) was killed by signal 9; starting it again", timeout=30)
+        line = self.server.waitFor(f"worker 1 (pid {killed}) ended on signal 9 (SIGKILL)", timeout=30)
+        self.assertIn("starting it again in 0.5 s", line)
         waitUntil(lambda: len(workerPids(self.server)[1]) == 2, timeout=30)
         seen: set[Any] = set()
         waitUntil(lambda: bool(seen.add(self.stats().get("node")) or (seen - before - {None})), timeout=60)
         self.assertTrue(gone(killed))
 
-    def test_sigtermStopsEveryProcess(self) -> None:
+    def stopsEveryProcess(self, number: int) -> None:
         """
-        SIGTERM to the parent stops every worker (their clients get 1001)
-        and the parent exits 0.
+        Signal C{number} to the parent stops every worker (their clients get
+        1001) and the parent exits 0.
         """
         pids = [pid for slot in workerPids(self.server).values() for pid in slot]
         clients = self.spreadClients()
-        self.assertEqual(self.server.stop(signal.SIGTERM, timeout=60), 0, self.server.output)
+        self.assertEqual(self.server.stop(number, timeout=60), 0, self.server.output)
         for uid, (ws, _) in clients.items():
             with self.assertRaises(ConnectionClosed) as caught:
                 ws.recv(timeout=20)
@@ -153,11 +161,42 @@ class WorkersTests(WorkersTestCase):
             self.assertTrue(gone(pid), f"worker {pid} still runs")
         self.assertNotIn("Traceback", self.server.output)
 
-    def test_parentKilledStopsWorkers(self) -> None:
+    def test_sigtermStopsEveryProcess(self) -> None:
         """
-        A parent killed with SIGKILL leaves no worker behind: each sees the
-        parent's pipe close and stops.
+        SIGTERM to the parent: every worker stops in order, exit status 0.
         """
+        self.stopsEveryProcess(signal.SIGTERM)
+
+    def test_sigintStopsEveryProcess(self) -> None:
+        """
+        SIGINT (Ctrl-C) to the parent: the same.
+        """
+        self.stopsEveryProcess(signal.SIGINT)
+
+
+class TLSWorkersTests(WorkersTestCase):
+    """
+    Workers serving TLS on the parent's sockets.
+    """
+
+    def serverProcess(self, *args: str) -> ServerProcess:
+        keyPath, self.certPath = selfSigned()
+        endpoint = sslEndpoint(keyPath, self.certPath)
+        plain = "tcp:0:interface=127.0.0.1"
+        return ServerProcess("--port", endpoint, "--api-port", plain, "--push-port", plain, *args, defaultPorts=False)
+
+    def test_tlsThenParentKilled(self) -> None:
+        """
+        The workers speak TLS on the parent's TLS socket, with its
+        certificate; and a parent killed with SIGKILL leaves no worker
+        behind: each sees the parent's pipe close and stops.
+        """
+        context = ssl.create_default_context(cafile=self.certPath)
+        with connect(f"wss://127.0.0.1:{self.server.ports['port']}/", ssl=context) as ws:
+            ws.send("tls-user")
+            waitUntil(lambda: api(self.server, "GET", "/api/online?uid=tls-user")[1]["online"]["tls-user"] == 1, 20)
+            api(self.server, "POST", "/api/push", b'{"uid":"tls-user","data":"over tls"}')
+            self.assertEqual(ws.recv(timeout=20), "over tls")
         pids = [pid for slot in workerPids(self.server).values() for pid in slot]
         assert self.server.process is not None
         self.server.process.kill()

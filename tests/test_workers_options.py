@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 import sys
 
+from twisted.internet.testing import MemoryReactor
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from realtime.config.backends import checkWorkers
 from realtime.config.options import Options
+from realtime.tap import buildSupervisor
 from realtime.workers.handoff import ENVIRONMENT, Handoff
 from realtime.workers.supervisor import Backoff, twistdArguments, withoutWorkers, workerCommand, workerEnvironment
 
@@ -67,6 +70,23 @@ class WorkersOptionTests(SynchronousTestCase):
             parse("--workers", "2", "--broker", REDIS)
         self.assertIn("cannot share --store sqlite:realtime.sqlite3", str(caught.exception))
         self.assertIn("--store redis://HOST:PORT/DB", str(caught.exception))
+
+    def test_unixSocketsRefused(self) -> None:
+        """
+        Unix sockets cannot be shared by workers: each worker's adopted
+        port would set the file's mode to Twisted's default (0666) when it
+        starts and remove the file the others still serve when it stops.
+        Refused naming the option, for C{unix:} and systemd's Unix sockets.
+        """
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--workers", "2", "--broker", REDIS, "--store", "memory", "--api-port", "unix:/tmp/api.sock:mode=600")
+        self.assertIn("--workers 2 cannot share --api-port unix:/tmp/api.sock:mode=600", str(caught.exception))
+        self.assertIn("tcp:", str(caught.exception))
+        endpoints = {"port": "systemd:domain=UNIX:index=0", "api-port": "none"}
+        with self.assertRaises(usage.UsageError) as caught:
+            checkWorkers(2, REDIS, "memory", endpoints)
+        self.assertIn("--workers 2 cannot share --port systemd:domain=UNIX:index=0", str(caught.exception))
+        checkWorkers(2, REDIS, "memory", {"port": "systemd:domain=INET:index=0", "api-port": "tcp:1"})
 
     def test_notANumber(self) -> None:
         """
@@ -160,3 +180,60 @@ class BackoffTests(SynchronousTestCase):
         backoff = Backoff(first=0.5, longest=30.0)
         self.assertEqual([backoff.delay(n) for n in range(8)], [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0])
         self.assertEqual(backoff.delay(10_000), 30.0)
+
+
+class WorkerModeTests(SynchronousTestCase):
+    """
+    What a worker's options do with the handoff its parent set.
+    """
+
+    def setUp(self) -> None:
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        cwd = os.getcwd()
+        os.chdir(home)
+        self.addCleanup(os.chdir, cwd)
+
+    def inWorker(self, handoff: str) -> None:
+        os.environ[ENVIRONMENT] = handoff
+        self.addCleanup(os.environ.pop, ENVIRONMENT, None)
+
+    def test_handoffRead(self) -> None:
+        """
+        A worker's handed-over ports are taken as its parent checked them
+        (a C{systemd:} one could not be looked up again here), and a
+        C{workers} count from a config file does not make it a parent.
+        """
+        handoff = Handoff(1, 2, 0, {"port": (3, "inet")})
+        self.inWorker(handoff.encode())
+        with open("realtime.toml", "w") as f:
+            f.write("workers = 2\n")
+        options = parse("--config", "realtime.toml", "--store", "memory", "--port", "systemd:domain=INET:index=0")
+        self.assertEqual((options["worker"], options["workers"]), (handoff, 1))
+        self.assertEqual(options["port"], "systemd:domain=INET:index=0")
+
+    def test_badHandoffRefused(self) -> None:
+        """
+        A handoff no parent wrote stops the start, naming the variable.
+        """
+        self.inWorker("nonsense")
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--store", "memory")
+        self.assertIn(ENVIRONMENT, str(caught.exception))
+
+
+class ParentTests(SynchronousTestCase):
+    def test_apiKeyCreatedOnce(self) -> None:
+        """
+        The parent creates the API key file before any worker starts: each
+        worker creating it would race and disagree on the key.
+        """
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        options = Options()
+        options.parseOptions(["--store", "memory", "--api-key-file", os.path.join(home, "key")])
+        options["workers"] = 2  # a Redis broker would need the asyncio reactor: not this test's point
+        service = buildSupervisor(options, MemoryReactor())
+        self.assertTrue(os.path.exists(os.path.join(home, "key")))
+        (supervisor,) = list(service)
+        self.assertEqual([child.option for child in supervisor], ["port", "api-port", "push-port"])

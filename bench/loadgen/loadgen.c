@@ -44,6 +44,8 @@
 #define HIST_FINE 100000    /* 1 us buckets below 100 ms */
 #define HIST_COARSE 100000  /* then 1 ms buckets up to 100 s */
 #define MAX_LINE (2 * 1024 * 1024)
+#define MAX_PORTS 16
+#define MAX_PIDS 16
 
 enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
 
@@ -52,6 +54,7 @@ enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
 static struct {
     const char *host;
     int port, pushPort, statsPort;
+    int ports[MAX_PORTS], nports;  /* --port P[,P...]: connection i goes to ports[i % nports] */
     const char *key;
     const char *path;
     int connections, concurrency;
@@ -61,7 +64,9 @@ static struct {
     int size, pipeline, window, burst, readSize, maxBehind, bpipeline;
     double binterval;
     long maxInflight;
-    int pid;
+    int pid;                  /* the first of pids: the process whose RSS the idle scenario reads */
+    int pids[MAX_PIDS], npids;    /* --pid: the server's processes, their CPU summed as serverCpu */
+    int auxPids[MAX_PIDS], nauxPids;  /* --aux-pid: processes the server relies on (redis-server), as auxCpu */
     int sources;  /* >1: connection i binds to 127.0.0.(2 + i % sources), for more than ~28k connections */
     int baselineAfter;
     double connectTimeout, drainTimeout;
@@ -128,6 +133,33 @@ static double cpuOf(int pid) {
     /* after ") " come fields 3..: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return -1;
     return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds used by all of pids, or -1 if there are none or one is gone. */
+static double cpuOfAll(const int *pids, int n) {
+    if (n <= 0) return -1;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        double c = cpuOf(pids[i]);
+        if (c < 0) return -1;
+        sum += c;
+    }
+    return sum;
+}
+
+/* Parse "A,B,C" into out (at most max numbers, each > 0); the count, or -1. */
+static int parseList(const char *v, int *out, int max) {
+    int n = 0;
+    for (const char *p = v; *p;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x <= 0 || x > 0x7fffffff || n == max) return -1;
+        out[n++] = (int)x;
+        if (*end == ',') end++;
+        else if (*end) return -1;
+        p = end;
+    }
+    return n;
 }
 
 /* Busy and total jiffies of each CPU from /proc/stat (busy includes
@@ -340,7 +372,7 @@ typedef struct {
 static Conn *conns;
 static int epfd;
 static int openCount, inflightConnects, startedConnects, connectFailures, serverClosed;
-static struct sockaddr_in wsAddr;
+static struct sockaddr_in wsAddr;  /* the host, and the first port (the push and stats ports' host too) */
 static int measuring;
 static Hist hist;
 
@@ -492,7 +524,9 @@ static void connStart(Conn *c) {
     c->state = ST_CONNECTING;
     inflightConnects++;
     startedConnects++;
-    if (connect(fd, (struct sockaddr *)&wsAddr, sizeof wsAddr) < 0 && errno != EINPROGRESS) {
+    struct sockaddr_in to = wsAddr;
+    to.sin_port = htons((uint16_t)opt.ports[c->idx % (uint32_t)opt.nports]);
+    if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0 && errno != EINPROGRESS) {
         connClose(c, strerror(errno));
         return;
     }
@@ -514,7 +548,7 @@ static void connConnected(Conn *c) {
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     opt.path, opt.host, opt.port, key);
+                     opt.path, opt.host, opt.ports[c->idx % (uint32_t)opt.nports], key);
     c->state = ST_HANDSHAKE;
     c->wantOut = 0;
     epollSet(c->fd, c->idx, EPOLLIN, 0);
@@ -755,13 +789,14 @@ static int waitRegistered(long want, double timeout) {
 
 typedef struct {
     uint64_t t;
-    double cpuSelf, cpuServer;
+    double cpuSelf, cpuServer, cpuAux;
     uint64_t deliveredB, deliveredU, lineOk, lineSent;
     CpuTimes cores;
 } Snap;
 
 static Snap snap(void) {
-    return (Snap){nowNs(), cpuSelf(), cpuOf(opt.pid), cnt.deliveredB, cnt.deliveredU, line.ok, line.sent, cpuTimes()};
+    return (Snap){nowNs(), cpuSelf(), cpuOfAll(opt.pids, opt.npids), cpuOfAll(opt.auxPids, opt.nauxPids),
+                  cnt.deliveredB, cnt.deliveredU, line.ok, line.sent, cpuTimes()};
 }
 
 static FILE *out;
@@ -770,7 +805,9 @@ static int firstScenario = 1;
 static void emitCpu(const Snap *a, const Snap *b) {
     double wall = secs(b->t - a->t);
     fprintf(out, "\"loadgenCpu\": %.3f, \"serverCpu\": %.3f", (b->cpuSelf - a->cpuSelf) / wall,
-            opt.pid > 0 ? (b->cpuServer - a->cpuServer) / wall : -1.0);
+            a->cpuServer >= 0 && b->cpuServer >= 0 ? (b->cpuServer - a->cpuServer) / wall : -1.0);
+    if (opt.nauxPids)
+        fprintf(out, ", \"auxCpu\": %.3f", a->cpuAux >= 0 && b->cpuAux >= 0 ? (b->cpuAux - a->cpuAux) / wall : -1.0);
     fprintf(out, ", \"coreBusy\": [");
     for (int i = 0; i < b->cores.n; i++) {
         double total = b->cores.total[i] - a->cores.total[i];
@@ -1116,6 +1153,16 @@ static int selftest(void) {
         m = buildLine(buf, 0, 19999, 9999999999ull, 99999999999999999ull, 64);
         CHECK(m >= 64 && buf[m - 1] == '}', "long fields still a valid line");
     }
+    /* the lists --port and --pid take */
+    {
+        int v[MAX_PORTS];
+        CHECK(parseList("8080", v, MAX_PORTS) == 1 && v[0] == 8080, "a list of one");
+        CHECK(parseList("8080,9090,7", v, MAX_PORTS) == 3 && v[1] == 9090 && v[2] == 7, "a list of three");
+        CHECK(parseList("", v, MAX_PORTS) == 0, "an empty list");
+        CHECK(parseList("80,", v, MAX_PORTS) == 1, "a trailing comma");
+        CHECK(parseList("80,x", v, MAX_PORTS) < 0 && parseList("0", v, MAX_PORTS) < 0 && parseList("1 2", v, MAX_PORTS) < 0, "not a list");
+        CHECK(parseList("1,2,3", v, 2) < 0, "a list too long");
+    }
     /* latency histogram */
     {
         histInit(&hist);
@@ -1133,11 +1180,12 @@ static int selftest(void) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen --port P --push-port P --stats-port P [--key K] [-n N]\n"
+            "usage: loadgen --port P[,P...] --push-port P --stats-port P [--key K] [-n N]\n"
+            "               (several ports: connection i goes to the (i mod count)-th; push and stats stay on one)\n"
             "               [--scenarios fanout,fanout-pipelined,fanout-paced,fanout-serial,fanout-burst,unicast-max,unicast-rate,idle]\n"
             "               [--warmup S] [--duration S] [--rate R] [--size B] [--pipeline K] [--window W] [--conc C]\n"
             "               [--broadcast-pipeline K] [--broadcast-interval US] [--burst N] [--max-behind N] [--read-size B]\n"
-            "               [--pid PID] [--baseline-after N] [--hold S] [--host H] [--drain-timeout S]\n"
+            "               [--pid PID[,PID...]] [--aux-pid PID[,PID...]] [--baseline-after N] [--hold S] [--host H] [--drain-timeout S]\n"
             "               [--sources K]   (bind to 127.0.0.2..K+1: beyond ~28k connections)\n"
             "       loadgen --selftest\n");
     exit(2);
@@ -1152,7 +1200,7 @@ int main(int argc, char **argv) {
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
         if (!strcmp(a, "--host")) opt.host = v;
-        else if (!strcmp(a, "--port")) opt.port = atoi(v);
+        else if (!strcmp(a, "--port")) { if ((opt.nports = parseList(v, opt.ports, MAX_PORTS)) < 1) die("--port takes P[,P...]"); opt.port = opt.ports[0]; }
         else if (!strcmp(a, "--push-port")) opt.pushPort = atoi(v);
         else if (!strcmp(a, "--stats-port")) opt.statsPort = atoi(v);
         else if (!strcmp(a, "--key")) opt.key = v;
@@ -1173,7 +1221,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-behind")) opt.maxBehind = atoi(v);
         else if (!strcmp(a, "--read-size")) opt.readSize = atoi(v);
         else if (!strcmp(a, "--max-inflight")) opt.maxInflight = atol(v);
-        else if (!strcmp(a, "--pid")) opt.pid = atoi(v);
+        else if (!strcmp(a, "--pid")) { if ((opt.npids = parseList(v, opt.pids, MAX_PIDS)) < 1) die("--pid takes PID[,PID...]"); opt.pid = opt.pids[0]; }
+        else if (!strcmp(a, "--aux-pid")) { if ((opt.nauxPids = parseList(v, opt.auxPids, MAX_PIDS)) < 1) die("--aux-pid takes PID[,PID...]"); }
         else if (!strcmp(a, "--baseline-after")) opt.baselineAfter = atoi(v);
         else if (!strcmp(a, "--connect-timeout")) opt.connectTimeout = atof(v);
         else if (!strcmp(a, "--drain-timeout")) opt.drainTimeout = atof(v);
@@ -1191,7 +1240,7 @@ int main(int argc, char **argv) {
     rngState ^= nowNs() ^ ((uint64_t)getpid() << 32);
 
     wsAddr.sin_family = AF_INET;
-    wsAddr.sin_port = htons((uint16_t)opt.port);
+    wsAddr.sin_port = htons((uint16_t)opt.ports[0]);
     if (inet_pton(AF_INET, opt.host, &wsAddr.sin_addr) != 1) die("--host must be an IPv4 address");
     epfd = epoll_create1(EPOLL_CLOEXEC);
     conns = calloc((size_t)opt.connections, sizeof(Conn));

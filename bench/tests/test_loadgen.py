@@ -21,7 +21,8 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 # bench/ is not a package of the distribution; import the runner by path
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-from bench.run import API_KEY, LOADGEN, ROOT, CommandPeer, Ours, Running  # noqa: E402
+from bench.run import API_KEY, LOADGEN, ROOT, CommandPeer, Ours  # noqa: E402
+from bench.servers import Running  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

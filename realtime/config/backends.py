@@ -14,6 +14,7 @@ command that works instead of hanging on a loop nobody runs.
 from __future__ import annotations
 
 import sys
+from typing import Mapping
 
 from twisted.python import usage
 
@@ -56,12 +57,18 @@ def _checkURL(option: str, spec: str) -> str:
     return spec
 
 
-def checkWorkers(workers: int, broker: str, store: str) -> None:
+def checkWorkers(workers: int, broker: str, store: str, endpoints: Mapping[str, str]) -> None:
     """
     C{--workers} above 1 only with what every worker can share: a Redis
     broker (each worker is a process of its own, and without one a push
-    taken by one worker never reaches the sessions another one holds), and
-    a store that is not one process's SQLite file.
+    taken by one worker never reaches the sessions another one holds), a
+    store that is not one process's SQLite file, and listeners on TCP.
+
+    A Unix socket cannot be shared: a worker adopting one sets the file's
+    mode to Twisted's default (0666) as it starts, whatever C{mode=} said,
+    and removes the file the others still serve as it stops.
+
+    @param endpoints: listening option -> its endpoint description.
     """
     if workers <= 1:
         return
@@ -76,6 +83,12 @@ def checkWorkers(workers: int, broker: str, store: str) -> None:
             f"--workers {workers} cannot share --store {store}: one process at a time may hold a SQLite store; "
             "use --store redis://HOST:PORT/DB (history and offline queues every worker shares), or --store memory"
         )
+    for option, description in endpoints.items():
+        if description.startswith("unix:") or (description.startswith("systemd:") and "domain=UNIX" in description):
+            raise usage.UsageError(
+                f"--workers {workers} cannot share --{option} {description}: a worker stopping would remove the "
+                "Unix socket file the others serve; listen on tcp:PORT:interface=127.0.0.1 instead"
+            )
 
 
 def needsRedis(store: str, broker: str) -> bool:

@@ -182,7 +182,7 @@ class Options(usage.Options):
         self["store"], self["broker"] = checkStore(str(self["store"])), checkBroker(str(self["broker"]))
         if handoff is not None:
             self["workers"] = 1
-        checkWorkers(self["workers"], self["broker"], self["store"])
+        checkWorkers(self["workers"], self["broker"], self["store"], {option: self[option] for option in ENDPOINTS})
         if needsRedis(self["store"], self["broker"]):
             useAsyncioReactor()
         try:

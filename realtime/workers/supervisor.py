@@ -183,7 +183,11 @@ def describeEnd(reason: Failure) -> str:
     """
     value = reason.value
     if isinstance(value, ProcessTerminated) and value.signal is not None:
-        return f"was killed by signal {value.signal}"
+        try:
+            name = f" ({signal.Signals(value.signal).name})"
+        except ValueError:
+            name = ""
+        return f"ended on signal {value.signal}{name}"
     if isinstance(value, (ProcessDone, ProcessTerminated)):
         return f"exited with status {value.exitCode}"
     return f"ended ({reason.getErrorMessage()})"
@@ -267,17 +271,21 @@ class WorkerSupervisor(MultiService):
         pid, slot.process = slot.pid, None
         waiting, slot.ended = slot.ended, []
         if self._stopping:
-            log.info("worker {index} (pid {pid}) {how}", index=slot.index, pid=pid, how=describeEnd(reason))
+            log.info("worker {index} (pid {pid}) stopped: {how}", index=slot.index, pid=pid, how=describeEnd(reason))
         else:
-            if self._reactor.seconds() - slot.startedAt >= self._backoff.stable:
+            ran = self._reactor.seconds() - slot.startedAt
+            if ran >= self._backoff.stable:
                 slot.failures = 0
             delay = self._backoff.delay(slot.failures)
             slot.failures += 1
+            # how long it ran tells a crash at start (its error is printed
+            # above, by the worker) from a death in service
             log.warn(
-                "worker {index} (pid {pid}) {how}; starting it again in {delay:.1f} s",
+                "worker {index} (pid {pid}) {how} after {ran:.1f} s; starting it again in {delay:.1f} s",
                 index=slot.index,
                 pid=pid,
                 how=describeEnd(reason),
+                ran=ran,
                 delay=delay,
             )
             slot.restart = self._reactor.callLater(delay, self._spawn, slot)
@@ -336,7 +344,7 @@ def exitCleanlyOnSignals(reactor: Any) -> None:
     """
 
     def stopOnce(number: int, frame: Any) -> None:
-        log.info("received signal {number}; stopping the workers", number=number)
+        log.info("{signal} received; stopping the workers", signal=signal.Signals(number).name)
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, signal.SIG_IGN)
         reactor.callFromThread(reactor.stop)
