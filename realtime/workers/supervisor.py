@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated, ReactorNotRunning
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -359,7 +359,13 @@ def exitCleanlyOnSignals(reactor: Any) -> None:
         log.info("{signal} received; stopping the workers", signal=signal.Signals(number).name)
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, signal.SIG_IGN)
-        reactor.callFromThread(reactor.stop)
+        reactor.callFromThread(stop)
+
+    def stop() -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass  # already stopping for another reason
 
     def install() -> None:
         for number in (signal.SIGTERM, signal.SIGINT):
