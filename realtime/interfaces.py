@@ -377,6 +377,39 @@ class IBroker(Interface):
         """
 
 
+class IHistoryBroker(IBroker):
+    """
+    A broker that keeps a channel message in the channel's history and
+    publishes it in one step (the Redis broker wired with the Redis store on
+    the same Redis: one script, L{realtime.store.redisscripts.APPEND_PUBLISH}).
+
+    One step is what keeps a channel's messages in offset order on every
+    node when several nodes publish to it: appending, then publishing, lets
+    another node's message overtake between the two.  It is optional: the
+    channel publisher (C{realtime.push.router.ChannelPublisher}) uses it when
+    its broker provides it and appends then publishes otherwise.
+    """
+
+    recovered = Attribute(
+        "int: channel messages this node missed live (pub/sub is at most once) "
+        "and delivered from the history instead"
+    )
+
+    def publishStored(channel, data, retention, now):
+        """
+        Append C{data} to C{channel}'s history and deliver it to the
+        channel's subscribers on every node, with its offset and epoch.
+
+        @param channel: C{str}.
+        @param data: C{bytes}, the message's JSON text.
+        @param retention: C{realtime.values.Retention}.
+        @param now: C{float}, seconds since the epoch.
+        @return: a Deferred firing with a C{realtime.values.PushResult}
+            with C{offset} and C{epoch}; failing when the message could not
+            be kept and published (never a false C{ok}).
+        """
+
+
 class IPublisher(Interface):
     """
     What the backend ports (the HTTP API, the line port) push through and

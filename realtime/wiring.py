@@ -150,6 +150,23 @@ def buildBroker(spec: str, reactor: Any, registry: SessionRegistry, fanout: Fano
     return RedisBroker.fromURL(spec, reactor, registry, fanout)
 
 
+def shareHistory(brokerSpec: str, broker: IBroker, storeSpec: str, store: IMessageStore, rules: NamespaceRules) -> None:
+    """
+    With C{--broker} and C{--store} naming the same Redis, let the broker
+    keep channel history in the store itself: one script appends and
+    publishes each channel message (offset order on every node), and the
+    broker notices the messages pub/sub lost (C{realtime.broker.redisgaps}).
+    Every other combination keeps the channel publisher's two steps.
+    """
+    if brokerSpec != storeSpec or not isRedis(storeSpec) or not isinstance(store, MonitoredStore):
+        return
+    from realtime.broker.redis import RedisBroker
+    from realtime.store.redis import RedisMessageStore
+
+    if isinstance(broker, RedisBroker) and isinstance(store.inner, RedisMessageStore):
+        broker.keepHistoryIn(store.inner, store.watch, lambda channel: rules.match(channel).history > 0)
+
+
 def buildAuthenticator(options: Options, reactor: Any) -> IAuthenticator:
     """
     Build the auth plugin the options found, and check what it built
@@ -303,6 +320,7 @@ def buildCore(options: Options, reactor: IReactorTime) -> Core:
     rules = options["namespace-rules"]
     lock: IO[bytes] | None = lockStore(options["store"])
     store = openStore(options["store"], reactor)
+    shareHistory(options["broker"], broker, options["store"], store, rules)
     # the channels first: a routing strategy may need them, and the router
     # needs the strategy's framing
     channels = buildChannels(reactor, registry, broker, store, rules, authenticator)

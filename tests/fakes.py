@@ -88,6 +88,24 @@ class ManualBroker:
         return succeed({"channel": channel, "uids": {}, "connections": 0})
 
 
+class PassingSubscription:
+    """
+    What the registry indexes under a channel, writing everything it is
+    given: a test then sees what a broker delivers (duplicates and disorder
+    included), not what a real subscription
+    (L{realtime.core.subscription.Subscription}, which drops offsets it
+    already wrote) lets through.
+    """
+
+    def __init__(self, session: FakeSession, channel: str) -> None:
+        self.session = session
+        self.channel = channel
+        self.uid = session.uid
+
+    def sendPrepared(self, frame: Any) -> bool:
+        return self.session.sendPrepared(frame)
+
+
 @implementer(IMessageStore)
 class GatedStore:
     """

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.broker.redismessages import BadMessage, ChannelNames, RedisMessage, decode, encode
+from realtime.broker.redismessages import BadMessage, ChannelNames, RedisMessage, decode, encode, wrapHeader
 
 _tokens = st.text(alphabet="abcdef0123456789", min_size=1, max_size=16)
 
@@ -22,11 +22,22 @@ class CodecTests(SynchronousTestCase):
         """
         self.assertEqual(decode(encode(payload, isBinary, origin, offset, epoch)), RedisMessage(payload, isBinary, offset, epoch, origin))
 
+    @given(st.binary(), _tokens, st.integers(1, 2**63), _tokens)
+    def test_channelData(self, data: bytes, origin: str, offset: int, epoch: str) -> None:
+        """
+        What the store's publish script writes around a channel's data
+        (the header's two parts, the offset and epoch between them) decodes
+        as channel data to wrap, with its offset and epoch.
+        """
+        before, after = wrapHeader(origin)
+        message = decode(before + b"%d %s" % (offset, epoch.encode()) + after + data)
+        self.assertEqual(message, RedisMessage(data, False, offset, epoch, origin, wrap=True))
+
     def test_refusesOthers(self) -> None:
         """
         Someone else's PUBLISH on our channel is refused, not delivered.
         """
-        for data in (b"hello", b"R2 t - - n\nx", b"R1 x - - n\nx", b"R1 t x - n\nx", b"R1 t - -\nx", b""):
+        for data in (b"hello", b"R2 t - - n\nx", b"R1 x - - n\nx", b"R1 t x - n\nx", b"R1 t - -\nx", b"R1 c - - n\nx", b""):
             with self.assertRaises(BadMessage):
                 decode(data)
 

@@ -10,12 +10,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
 from realtime.api.lineproto import LinePushFactory
 from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.delivery.fanout import Frame
-from realtime.interfaces import IPublisher, IPushFraming, IRoutingStrategy
+from realtime.interfaces import IHistoryBroker, IPublisher, IPushFraming, IRoutingStrategy
 from realtime.ops.instrument import CountingStrategy, InstrumentedPublisher, LatencyHistogram, targetKind
 from realtime.ops.metrics import MAX_REASONS, ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.routing.channels import ChannelsStrategy
@@ -221,6 +222,18 @@ class CollectorTests(SynchronousTestCase):
         self.assertFalse(self.counters.snapshot()["brokerUp"])
         self.router.broker.problem = None  # type: ignore[misc]
         self.assertEqual(self.scrape()[("realtime_broker_up", (("broker", "memory"),))], 1)
+
+    def test_recoveredMessages(self) -> None:
+        """
+        A broker that keeps channel history (L{IHistoryBroker}: the Redis
+        broker on the Redis store, tested in tests/redis) has the messages
+        it recovered from the history scraped; another has no such counter.
+        """
+        self.assertNotIn(("realtime_broker_recovered_messages_total", ()), self.scrape())
+        broker = self.router.broker
+        alsoProvides(broker, IHistoryBroker)
+        broker.recovered = 3  # type: ignore[attr-defined]
+        self.assertEqual(self.scrape()[("realtime_broker_recovered_messages_total", ())], 3)
 
     def test_storeDown(self) -> None:
         """

@@ -13,6 +13,14 @@ to its own sessions the same way, when the message comes back from Redis, so
 every session gets each message exactly once and in the order Redis
 published them.
 
+Wired with the Redis store on the same Redis (L{keepHistoryIn}, as
+C{realtime.wiring} does for C{--broker} and C{--store} naming one URL), the
+broker is an L{IHistoryBroker}: a channel message is appended to the
+channel's history and published by one script, so every node receives a
+channel's messages in offset order whichever nodes published them, and a
+node that misses one on pub/sub notices and reads it from the history
+(L{realtime.broker.redisgaps}).
+
 Answers keep their meaning across the cluster.  A push to a uid counts the
 connections the uid holds on live nodes, read in the same pipeline right
 after the C{PUBLISH} (C{SPUBLISH} on a cluster, whose answer counts every
@@ -28,23 +36,26 @@ ids are this process's own, and no port addresses them.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from realtime.broker import BrokerUnavailable
 from realtime.broker.memory import MemoryBroker
-from realtime.broker.redismessages import BadMessage, ChannelNames, decode, encode
+from realtime.broker.redisgaps import ChannelGaps
+from realtime.broker.redismessages import BadMessage, ChannelNames, decode, encode, wrapHeader
 from realtime.broker.redispresence import PresenceKeys, RedisPresence
 from realtime.broker.redispubsub import PubSubLink
-from realtime.interfaces import IBroker, IRegistryObserver
+from realtime.core.channelwire import encodeMessage
+from realtime.interfaces import IBroker, IHistoryBroker, IRegistryObserver
 from realtime.redisio import Pipeliner, clientFor
-from realtime.values import Envelope, PushResult, ToAll, ToChannel, ToSessions, ToUids
+from realtime.store.redis import Publication
+from realtime.values import Envelope, PushResult, Retention, ToAll, ToChannel, ToSessions, ToUids
 
 __all__ = ["RedisBroker"]
 
@@ -95,6 +106,12 @@ class RedisBroker:
     ) -> None:
         self.node = node or secrets.token_hex(6)
         self.registry = registry
+        self._reactor = reactor
+        self._history: Any = None
+        self._watchHistory: Callable[[Deferred[Any]], Deferred[Any]] = lambda d: d
+        self._keepsHistory: Callable[[str], bool] = lambda channel: False
+        self._gaps: ChannelGaps | None = None
+        self._header = wrapHeader(self.node)
         self._local = MemoryBroker(registry, fanout)
         self._names = ChannelNames(prefix)
         self._presenceKeys = PresenceKeys(prefix)
@@ -129,6 +146,39 @@ class RedisBroker:
         """
         return cls(clientFor(url), reactor, registry, fanout, **kwargs)
 
+    def keepHistoryIn(
+        self,
+        store: Any,
+        watch: Callable[[Deferred[Any]], Deferred[Any]] | None = None,
+        keepsHistory: Callable[[str], bool] = lambda channel: True,
+        checkInterval: float = 2.0,
+    ) -> None:
+        """
+        Keep channel history in C{store}, a L{realtime.store.redis.RedisMessageStore}
+        on the same Redis: from now on this broker is an L{IHistoryBroker},
+        and follows the channels C{keepsHistory} names for gaps.  Call it
+        before L{start}.
+
+        @param watch: what reports the store's failures
+            (L{realtime.store.health.MonitoredStore.watch}).
+        @param checkInterval: seconds between the checks for a lost last
+            message (L{realtime.broker.redisgaps}).
+        """
+        self._history = store
+        if watch is not None:
+            self._watchHistory = watch
+        self._keepsHistory = keepsHistory
+        self._gaps = ChannelGaps(self._reactor, store, self._deliverChannel, interval=checkInterval)
+        alsoProvides(self, IHistoryBroker)
+
+    @property
+    def recovered(self) -> int:
+        """
+        Channel messages this node missed on pub/sub and delivered from the
+        history.
+        """
+        return 0 if self._gaps is None else self._gaps.recovered
+
     @property
     def problem(self) -> str | None:
         """
@@ -143,6 +193,8 @@ class RedisBroker:
         Subscribe to the channel every node hears and start the heartbeat.
         """
         self._link.want(self._names.everyone)
+        if self._gaps is not None:
+            self._gaps.start()
         return gatherResults([self._link.start(), self._presence.start()], consumeErrors=True).addCallback(
             lambda _: None
         )
@@ -151,6 +203,8 @@ class RedisBroker:
         """
         Leave the cluster cleanly: presence removed at once, pub/sub closed.
         """
+        if self._gaps is not None:
+            self._gaps.stop()
         return gatherResults([self._presence.stop(), self._link.stop()], consumeErrors=True).addCallback(
             lambda _: None
         )
@@ -174,6 +228,8 @@ class RedisBroker:
     def subscribed(self, subscription: Any, first: bool) -> None:
         if first:
             self._link.want(self._names.channel(subscription.channel))
+            if self._gaps is not None and self._keepsHistory(subscription.channel):
+                self._gaps.track(subscription.channel)
         self._presence.joined(subscription.channel, self._memberId(subscription), subscription.uid).addErrback(
             self._lost, "recording a subscription"
         )
@@ -181,6 +237,8 @@ class RedisBroker:
     def unsubscribed(self, subscription: Any, last: bool) -> None:
         if last:
             self._link.unwant(self._names.channel(subscription.channel))
+            if self._gaps is not None:
+                self._gaps.untrack(subscription.channel)
         self._presence.left(subscription.channel, self._memberId(subscription)).addErrback(
             self._lost, "recording an unsubscription"
         )
@@ -206,6 +264,13 @@ class RedisBroker:
             self.log.warn("ignored a message that is not ours on {channel}", channel=redisChannel)
             return
         kind, name = address
+        if message.wrap:
+            if kind == "channel" and message.offset is not None and message.epoch is not None:
+                if self._gaps is not None:
+                    self._gaps.received(name, message.offset, message.epoch, message.payload)
+                else:
+                    self._deliverChannel(name, message.offset, message.epoch, message.payload)
+            return
         if kind == "uid":
             target: Any = ToUids((name,))
         elif kind == "channel":
@@ -217,6 +282,38 @@ class RedisBroker:
         answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset, message.epoch))
         if isinstance(answer, Deferred):
             answer.addErrback(lambda f: self.log.failure("delivering a message from Redis", f))
+
+    def _deliverChannel(self, channel: str, offset: int, epoch: str, data: bytes) -> None:
+        """
+        Frame a channel's message for its subscribers here and write it.
+        """
+        wire = encodeMessage(channel, offset, epoch, data)
+        answer = self._local.publish(Envelope(ToChannel(channel), wire, False, offset, epoch))
+        if isinstance(answer, Deferred):
+            answer.addErrback(lambda f: self.log.failure("delivering a channel message from Redis", f))
+
+    # IHistoryBroker
+
+    def publishStored(self, channel: str, data: bytes, retention: Retention, now: float) -> Deferred[PushResult]:
+        """
+        Append C{data} to the channel's history and publish it, in one
+        script; answered with the channel's subscriptions cluster-wide if
+        any node received it (as L{publish} answers), with the offset and
+        epoch.
+        """
+        if self._history is None:
+            raise RuntimeError("publishStored needs keepHistoryIn first")
+        before, after = self._header
+        publication = Publication(
+            self.pubsub.publish, self._names.channel(channel), self._presenceKeys.members(channel), before, after
+        )
+
+        def answer(result: tuple[Any, int, int]) -> PushResult:
+            stored, receivers, members = result
+            return PushResult(members if receivers else 0, offset=stored.offset, epoch=stored.epoch)
+
+        appended = self._history.appendPublishing(channel, data, retention, now, publication)
+        return self._watchHistory(appended).addCallback(answer)
 
     # IBroker
 

@@ -9,7 +9,16 @@ its offset and epoch (so a subscriber catching up from history can tell a
 live copy from a new message, and a node can notice a gap).  The header is
 one line of ASCII words, then the payload as it is:
 
-    R1 <t|b> <offset|-> <epoch|-> <origin node>\\n<payload>
+    R1 <t|b|c> <offset|-> <epoch|-> <origin node>\\n<payload>
+
+The kind is C{t} for a text payload delivered as it is, C{b} for a binary
+one, and C{c} for a channel's data to wrap: the payload is the JSON text a
+backend or a client published, kept in history as it is, and the receiving
+node makes the client's frame of it
+(L{realtime.core.channelwire.encodeMessage} with the channel, offset and
+epoch), so the store's publish script, which writes this header
+(L{wrapHeader}), never formats JSON.  A C{c} message always has an offset
+and an epoch.
 
 A uid's and a channel's Redis channels carry the hash tag of that uid's or
 channel's keys, so on Redis Cluster the store's publish script may publish
@@ -24,7 +33,7 @@ from typing import NamedTuple
 
 from realtime.redisio import channelKey, uidKey
 
-__all__ = ["RedisMessage", "encode", "decode", "ChannelNames", "BadMessage"]
+__all__ = ["RedisMessage", "encode", "decode", "wrapHeader", "ChannelNames", "BadMessage"]
 
 _VERSION = b"R1"
 
@@ -42,6 +51,8 @@ class RedisMessage(NamedTuple):
     offset: int | None
     epoch: str | None
     origin: str
+    #: the payload is a channel's data for the receiver to wrap (kind C{c})
+    wrap: bool = False
 
 
 def encode(payload: bytes, isBinary: bool, origin: str, offset: int | None = None, epoch: str | None = None) -> bytes:
@@ -62,6 +73,17 @@ def encode(payload: bytes, isBinary: bool, origin: str, offset: int | None = Non
     return header + b"\n" + payload
 
 
+def wrapHeader(origin: str) -> tuple[bytes, bytes]:
+    """
+    The header of a channel's data to wrap (kind C{c}), around its offset
+    and epoch: C{before + b"%d %s" % (offset, epoch) + after + data} is the
+    message, which is how the store's publish script writes it
+    (L{realtime.store.redisscripts.APPEND_PUBLISH}) without knowing the
+    format.
+    """
+    return _VERSION + b" c ", b" " + origin.encode("ascii") + b"\n"
+
+
 def decode(data: bytes) -> RedisMessage:
     """
     The message in C{data}.
@@ -70,9 +92,12 @@ def decode(data: bytes) -> RedisMessage:
     """
     header, newline, payload = data.partition(b"\n")
     words = header.split(b" ")
-    if not newline or len(words) != 5 or words[0] != _VERSION or words[1] not in (b"t", b"b"):
+    if not newline or len(words) != 5 or words[0] != _VERSION or words[1] not in (b"t", b"b", b"c"):
         raise BadMessage(f"not a realtime message: {data[:40]!r}")
     _, kind, offset, epoch, origin = words
+    wrap = kind == b"c"
+    if wrap and (offset == b"-" or epoch == b"-"):
+        raise BadMessage(f"channel data without its offset and epoch: {data[:40]!r}")
     try:
         return RedisMessage(
             payload,
@@ -80,6 +105,7 @@ def decode(data: bytes) -> RedisMessage:
             None if offset == b"-" else int(offset),
             None if epoch == b"-" else epoch.decode("ascii"),
             origin.decode("ascii"),
+            wrap,
         )
     except (ValueError, UnicodeDecodeError) as e:
         raise BadMessage(f"not a realtime message: {data[:40]!r}") from e

@@ -20,7 +20,7 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 
 from realtime import __version__
-from realtime.interfaces import IBroker
+from realtime.interfaces import IBroker, IHistoryBroker
 from realtime.ops.instrument import CountingStrategy, LatencyHistogram
 
 #: distinct auth failure reasons reported; more are summed under "other", so
@@ -232,6 +232,13 @@ class RealtimeCollector(Collector):
         broker = GaugeMetricFamily("realtime_broker_up", "1 if the broker can deliver", labels=["broker"])
         broker.add_metric([c.brokerName], 1 if c.brokerUp() else 0)
         yield broker
+        history = IHistoryBroker(c.broker, None)
+        if history is not None:
+            yield CounterMetricFamily(
+                "realtime_broker_recovered_messages",
+                "Channel messages pub/sub lost on their way to this node, delivered from the history",
+                value=history.recovered,
+            )
         yield GaugeMetricFamily(
             "realtime_pending_deliveries", "Fan-outs waiting for a later reactor turn", value=c.fanout.pending
         )

@@ -24,7 +24,7 @@ from zope.interface import implementer
 from realtime.core import channelwire
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
-from realtime.interfaces import IBroker, IMessageStore, IPublisher, ISession
+from realtime.interfaces import IBroker, IHistoryBroker, IMessageStore, IPublisher, ISession
 from realtime.push.channels import MAX_SUBSCRIPTIONS, ChannelService, RequestError
 from realtime.push.offline import KeyedSerializer, OfflineQueues
 from realtime.values import Envelope, PushResult, ToChannel, ToUids
@@ -38,6 +38,10 @@ class ChannelPublisher:
     """
     A message to a channel: into its history if the channel keeps one (so
     it has an offset), then live to the subscribers with that offset.
+
+    A broker that does both in one step (L{IHistoryBroker}: the Redis
+    broker on the Redis store) is asked to: two steps would let another
+    node's message to the channel overtake between them.
 
     Shared by the router (backend publishes) and the channel service
     (clients' publishes), which is why it is neither of them: the channel
@@ -58,6 +62,9 @@ class ChannelPublisher:
         """
         options = self._rules.match(channel)
         if options.history and self._store is not None:
+            broker = self._broker
+            if IHistoryBroker.providedBy(broker):
+                return broker.publishStored(channel, data, options.retention, self._reactor.seconds())
             d = self._store.append(channel, data, False, options.retention, self._reactor.seconds())
             return d.addCallback(self._publishStored, channel, data)
         return self._publishStored(None, channel, data)

@@ -73,6 +73,15 @@ class MonitoredStore:
     def _watch(self, d: Deferred[Any], writes: bool) -> Deferred[Any]:
         return d.addCallbacks(self._worked, self._failed, callbackArgs=(writes,))
 
+    def watch(self, d: Deferred[Any], writes: bool = True) -> Deferred[Any]:
+        """
+        Count an operation C{inner} does for another part (the Redis
+        broker's publish that appends to history, C{realtime.wiring}) as one
+        of this store's: its failure is answered and reported as the
+        store's, not logged as a bug at every push.
+        """
+        return self._watch(d, writes)
+
     def _worked(self, result: Any, writes: bool) -> Any:
         if writes and self.problem is not None:
             self.log.info("message store working again (after {failures} failed operations)", failures=self.failures)

@@ -26,7 +26,7 @@ from realtime.redisio import Pipeliner, channelKey, clientFor, uidKey
 from realtime.store import redisscripts
 from realtime.values import History, OfflineLimits, Position, Retention, StoredMessage
 
-__all__ = ["RedisMessageStore", "Keys"]
+__all__ = ["RedisMessageStore", "Keys", "Publication"]
 
 #: how long a stream's epoch and top outlive its last append, in seconds: as
 #: long as a uid stays known, so a client back after a month of silence is
@@ -72,6 +72,27 @@ class Keys:
     def seen(self) -> str:
         """uid -> when it last connected."""
         return f"{self.prefix}:seen"
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """
+    How L{RedisMessageStore.appendPublishing} publishes what it appends:
+    the broker's choices (L{realtime.broker.redis.RedisBroker.publishStored}),
+    so that the store knows no channel name and no message format.
+
+    @ivar command: C{PUBLISH}, or C{SPUBLISH} for sharded pub/sub (the broker's L{realtime.redisio.pubsubCommands}).
+    @ivar channel: the Redis channel to publish on.
+    @ivar members: the key whose C{HLEN} is the answer's count.
+    @ivar before: the message's header before "OFFSET EPOCH".
+    @ivar after: and after it, before the payload.
+    """
+
+    command: str
+    channel: str
+    members: str
+    before: bytes
+    after: bytes
 
 
 def _text(value: Any) -> str:
@@ -121,7 +142,7 @@ class RedisMessageStore:
         self._keys = keys
         self._scripts = {
             name: AsyncScript(client, getattr(redisscripts, name))
-            for name in ("APPEND", "HISTORY", "PRUNE_STREAM", "QUEUE_OFFLINE", "TAKE_OFFLINE", "PRUNE_QUEUE")
+            for name in ("APPEND", "APPEND_PUBLISH", "HISTORY", "PRUNE_STREAM", "QUEUE_OFFLINE", "TAKE_OFFLINE", "PRUNE_QUEUE")
         }
 
     @classmethod
@@ -147,21 +168,78 @@ class RedisMessageStore:
         """
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             return fail(TypeError(f"payload must be bytes, not {type(payload).__name__}"))
+        return self._append(stream, bytes(payload), isBinary, retention, now, "APPEND", [], []).addCallback(
+            lambda answer: answer[0]
+        )
+
+    def appendPublishing(
+        self, stream: str, payload: bytes, retention: Retention, now: float, publication: Publication
+    ) -> Deferred[tuple[StoredMessage, int, int]]:
+        """
+        L{append} a text message and publish it in the same script, so that
+        messages reach pub/sub in offset order even when several nodes
+        publish to one stream (two steps would let another node's message
+        overtake between them).
+
+        @return: a Deferred firing with the stored message, how many
+            subscribers (nodes) Redis published it to, and the C{HLEN} of
+            C{publication.members}.
+        """
+        scriptKeys = [publication.channel, publication.members]
+        args = [publication.command, publication.before, publication.after]
+        return self._append(stream, payload, False, retention, now, "APPEND_PUBLISH", scriptKeys, args)
+
+    def _append(
+        self,
+        stream: str,
+        payload: bytes,
+        isBinary: bool,
+        retention: Retention,
+        now: float,
+        script: str,
+        moreKeys: list[str],
+        moreArgs: list[Any],
+    ) -> Deferred[tuple[StoredMessage, int, int]]:
         keys = self._keys
         args = [
-            secrets.token_hex(8), bytes(payload), b"1" if isBinary else b"0", _number(now),
-            retention.maxCount, _number(retention.ttl), KEEP_META,
+            secrets.token_hex(8), payload, b"1" if isBinary else b"0", _number(now),
+            retention.maxCount, _number(retention.ttl), KEEP_META, *moreArgs,
         ]
 
         def queue(pipe: Any) -> int:
-            self._script("APPEND", pipe, [keys.meta(stream), keys.stream(stream)], args)
+            self._script(script, pipe, [keys.meta(stream), keys.stream(stream), *moreKeys], args)
             pipe.sadd(keys.streams, stream)
             return 2
 
-        def finish(answers: list[Any]) -> StoredMessage:
-            offset, epoch, stamp = answers[0]
-            return StoredMessage(int(offset), bytes(payload), isBinary, float(stamp), _text(epoch))
+        def finish(answers: list[Any]) -> tuple[StoredMessage, int, int]:
+            offset, epoch, stamp, *counts = answers[0]
+            receivers, members = (int(counts[0]), int(counts[1])) if counts else (0, 0)
+            return StoredMessage(int(offset), payload, isBinary, float(stamp), _text(epoch)), receivers, members
 
+        return self._submit(queue, finish)
+
+    def positions(self, streams: Sequence[str]) -> Deferred[dict[str, Position | None]]:
+        """
+        Each stream's epoch and top offset, in one pipeline, C{None} for a
+        stream without a meta (never written, or lost): read, never made,
+        for the broker's periodic check that no message was missed
+        (L{realtime.broker.redisgaps}).
+        """
+        keys = self._keys
+
+        def queue(pipe: Any) -> int:
+            for stream in streams:
+                pipe.hmget(keys.meta(stream), "epoch", "top")
+            return len(streams)
+
+        def finish(answers: list[Any]) -> dict[str, Position | None]:
+            return {
+                stream: None if epoch is None else Position(_text(epoch), int(top or 0))
+                for stream, (epoch, top) in zip(streams, answers, strict=True)
+            }
+
+        if not streams:
+            return succeed({})
         return self._submit(queue, finish)
 
     def history(self, stream: str, since: Position | None, now: float) -> Deferred[History]:

@@ -17,7 +17,7 @@ silently changes meaning.
 """
 
 #: shared by the scripts that read or write a stream: the stream's meta,
-#: made with the epoch in ARGV[1] when it is missing
+#: made with the given epoch when it is missing
 _ENSURE_META = """
 local function ensureMeta(meta, stream, epoch)
   local have = redis.call('HMGET', meta, 'epoch', 'top', 'ttl', 'last')
@@ -30,18 +30,41 @@ local function ensureMeta(meta, stream, epoch)
 end
 """
 
-#: KEYS: meta, stream.  ARGV: newEpoch, payload, binary, now, maxCount, ttl,
-#: keepMeta (seconds).  Answers {offset, epoch, timestamp}.
-APPEND = _ENSURE_META + """
-local epoch, top, _, last = ensureMeta(KEYS[1], KEYS[2], ARGV[1])
-local stamp = ARGV[4]
-if last and tonumber(last) > tonumber(stamp) then stamp = last end
-top = top + 1
-redis.call('HSET', KEYS[1], 'top', top, 'ttl', ARGV[6], 'last', stamp)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], top .. '-0', 'p', ARGV[2], 'b', ARGV[3], 't', stamp)
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-return {top, epoch, stamp}
+#: one append, shared by the script that only appends and the one that also
+#: publishes: ARGV[1..7] are newEpoch, payload, binary, now, maxCount, ttl,
+#: keepMeta (seconds); answers offset, epoch, timestamp
+_APPEND = _ENSURE_META + """
+local function append(meta, stream)
+  local epoch, top, _, last = ensureMeta(meta, stream, ARGV[1])
+  local stamp = ARGV[4]
+  if last and tonumber(last) > tonumber(stamp) then stamp = last end
+  top = top + 1
+  redis.call('HSET', meta, 'top', top, 'ttl', ARGV[6], 'last', stamp)
+  redis.call('XADD', stream, 'MAXLEN', ARGV[5], top .. '-0', 'p', ARGV[2], 'b', ARGV[3], 't', stamp)
+  redis.call('EXPIRE', meta, ARGV[7])
+  redis.call('EXPIRE', stream, ARGV[7])
+  return top, epoch, stamp
+end
+"""
+
+#: KEYS: meta, stream.  ARGV: as L{_APPEND}.  Answers {offset, epoch,
+#: timestamp}.
+APPEND = _APPEND + """
+return {append(KEYS[1], KEYS[2])}
+"""
+
+#: KEYS: meta, stream, the Redis channel to publish on, the channel's
+#: members hash.  ARGV: as L{_APPEND}, then the publish command (C{PUBLISH}
+#: or C{SPUBLISH}: the broker's choice), and the message header's text
+#: before and after "OFFSET EPOCH" (L{realtime.broker.redismessages.wrapHeader}:
+#: the format stays in Python).  Appends, then publishes the header and the
+#: payload, in one step: messages reach the pub/sub wire in offset order
+#: whichever node published them.  Answers {offset, epoch, timestamp, nodes
+#: that received it, members}.
+APPEND_PUBLISH = _APPEND + """
+local top, epoch, stamp = append(KEYS[1], KEYS[2])
+local receivers = redis.call(ARGV[8], KEYS[3], ARGV[9] .. top .. ' ' .. epoch .. ARGV[10] .. ARGV[2])
+return {top, epoch, stamp, receivers, redis.call('HLEN', KEYS[4])}
 """
 
 #: the first kept offset whose message has not expired at ARGV now, scanning

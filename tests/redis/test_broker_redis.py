@@ -22,21 +22,8 @@ from realtime.interfaces import IBroker, IRegistryObserver
 from realtime.redisio import clientFor, loopOf, onLoop
 from realtime.testing import FakeSession
 from realtime.values import Envelope, ToAll, ToChannel, ToUids
+from tests.fakes import PassingSubscription
 from tests.redisserver import RedisServer, _words, sharedCluster, until
-
-
-class _Subscription:
-    """
-    What the registry indexes under a channel: a session's subscription.
-    """
-
-    def __init__(self, session: FakeSession, channel: str) -> None:
-        self.session = session
-        self.channel = channel
-        self.uid = session.uid
-
-    def sendPrepared(self, frame: Any) -> bool:
-        return self.session.sendPrepared(frame)
 
 
 class Node:
@@ -64,7 +51,7 @@ class Node:
         return session
 
     def subscribe(self, session: FakeSession, channel: str) -> None:
-        self.registry.subscribe(_Subscription(session, channel))
+        self.registry.subscribe(PassingSubscription(session, channel))
 
 
 class RedisBrokerTests(TestCase):
