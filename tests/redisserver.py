@@ -199,15 +199,41 @@ class RedisClusterServers:
 
         slot = key_slot(name.encode())
         for node in self.nodes:
-            for line in node.command("CLUSTER", "NODES").decode().splitlines():
-                fields = line.split()
-                if len(fields) < 8 or "myself" not in fields[2]:
-                    continue
-                for span in fields[8:]:
-                    low, _, high = span.partition("-")
-                    if low.isdigit() and int(low) <= slot <= int(high or low):
-                        return node
+            if self._owns(node, slot):
+                return node
         raise AssertionError(f"no master owns slot {slot}")
+
+    def moveSlot(self, slot: int, target: RedisServer) -> None:
+        """
+        Move an empty C{slot} to the master C{target}, as a resharding does
+        (IMPORTING, MIGRATING, then NODE on every master), and wait until
+        every master agrees.
+        """
+        source = next(n for n in self.nodes if n is not target and self._owns(n, slot))
+        targetId, sourceId = (n.command("CLUSTER", "MYID").split(b"\r\n")[1].decode() for n in (target, source))
+        target.command("CLUSTER", "SETSLOT", str(slot), "IMPORTING", sourceId)
+        source.command("CLUSTER", "SETSLOT", str(slot), "MIGRATING", targetId)
+        for node in [target, source, *(n for n in self.nodes if n not in (target, source))]:
+            node.command("CLUSTER", "SETSLOT", str(slot), "NODE", targetId)
+        deadline = time.monotonic() + 10
+        while not all(self._owns(n, slot) == (n is target) for n in self.nodes) or not all(
+            b"cluster_state:ok" in n.command("CLUSTER", "INFO") for n in self.nodes
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"slot {slot} did not move")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _owns(node: RedisServer, slot: int) -> bool:
+        for line in node.command("CLUSTER", "NODES").decode().splitlines():
+            fields = line.split()
+            if len(fields) < 8 or "myself" not in fields[2]:
+                continue
+            for span in fields[8:]:
+                low, _, high = span.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return True
+        return False
 
     def channels(self) -> set[bytes]:
         """

@@ -123,7 +123,7 @@ class WorkerCommandTests(SynchronousTestCase):
         command = workerCommand(["--workers", "2", "--broker", REDIS], None)
         self.assertEqual(
             command,
-            [sys.executable, "-m", "realtime.workers", "--nodaemon", "--pidfile=", "realtime", "--broker", REDIS],
+            [sys.executable, "-P", "-m", "realtime.workers", "--nodaemon", "--pidfile=", "realtime", "--broker", REDIS],
         )
 
     def test_twistdOptionsRepeated(self) -> None:
@@ -137,11 +137,24 @@ class WorkerCommandTests(SynchronousTestCase):
             ["--reactor", "asyncio", "--logfile", "x.log", "--umask", "0o22", "--nodaemon", "--pidfile="],
         )
 
+    def test_daemonLogFile(self) -> None:
+        """
+        A daemon's workers log where the daemon does by default
+        (C{twistd.log}), not to the daemon's closed output; in the
+        foreground, or to syslog, they log as the parent does.
+        """
+        self.assertEqual(twistdArguments({"nodaemon": False})[:2], ["--logfile", "twistd.log"])
+        self.assertEqual(twistdArguments({"nodaemon": True}), ["--nodaemon", "--pidfile="])
+        self.assertEqual(
+            twistdArguments({"nodaemon": False, "syslog": True, "prefix": "rt"}),
+            ["--syslog", "--prefix", "rt", "--nodaemon", "--pidfile="],
+        )
+
     def test_environment(self) -> None:
         """
         The handoff is in the environment, systemd's socket variables are
         not (they describe the parent's descriptors), and realtime's source
-        is first on the path.
+        is first on the path when it is not installed (a source tree, as here).
         """
         handoff = Handoff(1, 2, 0, {"port": (3, "inet")})
         env = workerEnvironment({"LISTEN_FDS": "1", "LISTEN_PID": "7", "HOME": "/h", "PYTHONPATH": "x"}, handoff)

@@ -38,13 +38,18 @@ from realtime.redisio import PubSubCommands, loopOf, onLoop
 __all__ = ["PubSubLink"]
 
 _ERRORS: tuple[type[BaseException], ...]
+#: a (un)subscription sent to a master that no longer owns its slot
+_MOVED: tuple[type[BaseException], ...]
 try:
+    from redis.exceptions import AskError, MovedError
     from redis.exceptions import ConnectionError as _RedisConnectionError
     from redis.exceptions import TimeoutError as _RedisTimeoutError
 
     _ERRORS = (_RedisConnectionError, _RedisTimeoutError, OSError, asyncio.TimeoutError)
+    _MOVED = (MovedError, AskError)
 except ImportError:  # pragma: no cover - redis is what this module is for
     _ERRORS = (OSError,)
+    _MOVED = ()
 
 
 #: what awaiting the cancelled reader may raise
@@ -118,6 +123,7 @@ class PubSubLink:
         self._probe.clock = reactor
         self._probeInterval = probeInterval
         self._started = False
+        self._rehoming = False
         self._subscribing: str | None = None
         #: how many times the link found a connection deaf and reconnected
         #: it, and why the last time
@@ -231,10 +237,30 @@ class PubSubLink:
 
     def _add(self, probes: dict[str, str]) -> None:
         for name, channel in probes.items():
-            probed = _Probed(name, channel, self._reactor.seconds())
-            self._probed[name] = probed
+            probed = self._probed.get(name)
+            if probed is not None:
+                # the same connection, probed on a channel of its master again
+                self._byChannel.pop(probed.channel, None)
+                probed.channel = channel
+            else:
+                probed = self._probed[name] = _Probed(name, channel, self._reactor.seconds())
+                probed.reader = self._loop.create_task(self._read(probed))
             self._byChannel[channel] = probed
-            probed.reader = self._loop.create_task(self._read(probed))
+
+    def _changed(self, changes: tuple[dict[str, str], set[str]]) -> None:
+        """
+        Follow the topology: probe the new or moved connections, forget the
+        masters gone.
+        """
+        probes, gone = changes
+        self._add(probes)
+        for name in gone:
+            probed = self._probed.pop(name, None)
+            if probed is None:
+                continue
+            self._byChannel.pop(probed.channel, None)
+            if probed.reader is not None:
+                probed.reader.cancel()
 
     def stop(self) -> Deferred[None]:
         """
@@ -268,12 +294,22 @@ class PubSubLink:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            except _MOVED:
+                # the answer to a (un)subscription that went to a slot's old
+                # master during a resharding: learn the new owners
+                self._rehome()
+                continue
             except Exception:
                 self.log.failure("reading Redis pub/sub")
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.05
-            if message is None or message.get("type") not in ("message", "smessage"):
+            if message is None:
+                continue
+            if message.get("type") == "sunsubscribe":
+                self._unsubscribedByRedis(message["channel"])
+                continue
+            if message.get("type") not in ("message", "smessage"):
                 continue
             channel = message["channel"]
             name = channel.decode() if isinstance(channel, bytes) else channel
@@ -287,6 +323,34 @@ class PubSubLink:
             except Exception:
                 self.log.failure("delivering a Redis message on {channel}", channel=name)
 
+    def _unsubscribedByRedis(self, channel: bytes | str) -> None:
+        """
+        A sharded channel's subscription ended: the link's own unsubscribe,
+        or Redis's when the channel's slot moved to another master.  For a
+        channel still wanted, learn the new owner, where redis-py then
+        subscribes it again.
+        """
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        if name in self._wanted or name in self._byChannel:
+            self._rehome()
+
+    def _rehome(self) -> None:
+        """
+        Read the cluster's slots again (once at a time), so redis-py moves
+        the subscriptions whose slot changed master.
+        """
+        if self._rehoming:
+            return
+        self._rehoming = True
+        self.log.info("Redis Cluster slots moved; following them")
+
+        def done(_: object) -> None:
+            self._rehoming = False
+
+        onLoop(self._loop, self._shards.rehome()).addErrback(
+            lambda f: self.log.warn("Redis topology: {why}", why=f.getErrorMessage())
+        ).addBoth(done)
+
     # the probes
 
     def _sendProbes(self) -> None:
@@ -298,8 +362,14 @@ class PubSubLink:
             sent = self._client.execute_command(self.commands.publish, probed.channel, probed.token)
             onLoop(self._loop, sent).addErrback(self._probeFailed, probed)
         # a resharding or failover may have added masters: probe them too
-        onLoop(self._loop, self._shards.newConnections(self.probeChannel)).addCallbacks(
-            self._add, lambda f: self.log.warn("Redis topology: {why}", why=f.getErrorMessage())
+        probes = {name: probed.channel for name, probed in self._probed.items()}
+
+        async def follow() -> tuple[dict[str, str], set[str]]:
+            async with self._commands:
+                return await self._shards.newConnections(probes, self.probeChannel)
+
+        onLoop(self._loop, follow()).addCallbacks(
+            self._changed, lambda f: self.log.warn("Redis topology: {why}", why=f.getErrorMessage())
         )
 
     def _probeFailed(self, reason: Any, probed: _Probed) -> None:

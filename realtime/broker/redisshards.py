@@ -48,11 +48,19 @@ class OneRedis:
         await self._pubsub.subscribe(probeChannel)
         return {"redis": probeChannel}
 
-    async def newConnections(self, probeChannel: str) -> dict[str, str]:
+    async def newConnections(self, probes: dict[str, str], probeChannel: str) -> tuple[dict[str, str], set[str]]:
         """
-        The connections the topology added since L{open}: none here.
+        What the topology changed since C{probes} ({connection: its probe
+        channel}) were made: the connections with a new probe channel, and
+        those gone.  Nothing, on one Redis.
         """
-        return {}
+        return {}, set()
+
+    async def rehome(self) -> None:
+        """
+        Redis unsubscribed the node from a channel it wants: learn where
+        that channel lives now (a single Redis does not do that).
+        """
 
     async def subscribe(self, channels: set[str]) -> None:
         await self._pubsub.subscribe(*channels)
@@ -102,22 +110,39 @@ class ClusterShards:
 
     async def open(self, probeChannel: str) -> dict[str, str]:
         await self._cluster.initialize()
-        return await self.newConnections(probeChannel)
+        return (await self.newConnections({}, probeChannel))[0]
 
-    async def newConnections(self, probeChannel: str) -> dict[str, str]:
+    async def newConnections(self, probes: dict[str, str], probeChannel: str) -> tuple[dict[str, str], set[str]]:
         """
         A probe channel on each master not probed yet (all of them at
-        first, then those a resharding or failover added).
+        first, then those a failover promoted), and a new one for each
+        master whose probe channel's slot moved to another (a resharding);
+        the masters gone are dropped.
         """
-        added: dict[str, str] = {}
-        for node in self._cluster.get_primaries():
-            if node.name in self._nodes:
+        primaries = {node.name: node for node in self._cluster.get_primaries()}
+        gone = set(self._nodes) - set(primaries)
+        for name in gone:
+            del self._nodes[name]
+        changed: dict[str, str] = {}
+        for name, node in primaries.items():
+            old = probes.get(name)
+            if old is not None and self._cluster.get_node_from_key(old).name == name:
                 continue
             channel = self.probeChannelOn(node, probeChannel)
             await self._pubsub.ssubscribe(channel)
-            self._nodes[node.name] = node
-            added[node.name] = channel
-        return added
+            if old is not None:
+                await self._pubsub.sunsubscribe(old)
+            self._nodes[name] = node
+            changed[name] = channel
+        return changed, gone
+
+    async def rehome(self) -> None:
+        """
+        Read the cluster's slots again: redis-py's C{ClusterPubSub} then moves
+        each subscription whose slot changed master to the new one (Redis
+        unsubscribes the subscribers of a slot that leaves a master).
+        """
+        await self._cluster.nodes_manager.initialize()
 
     def probeChannelOn(self, node: Any, probeChannel: str) -> str:
         """
@@ -139,14 +164,15 @@ class ClusterShards:
         await self._pubsub.sunsubscribe(*channels)
 
     async def read(self, name: str, timeout: float) -> dict[str, Any] | None:
-        node = self._nodes[name]
-        if name not in self._pubsub.node_pubsub_mapping:
-            # not connected to that master (yet): nothing to read
+        node = self._nodes.get(name)
+        if node is None or name not in self._pubsub.node_pubsub_mapping:
+            # not connected to that master (yet, or any more): nothing to read
             await asyncio.sleep(timeout)
             return None
-        message: dict[str, Any] | None = await self._pubsub.get_sharded_message(
-            ignore_subscribe_messages=True, timeout=timeout, target_node=node
-        )
+        message: dict[str, Any] | None = await self._pubsub.get_sharded_message(timeout=timeout, target_node=node)
+        if message is not None and message.get("type") == "ssubscribe":
+            return None
+        # a sunsubscribe is answered too: the link tells its own from Redis's
         return message
 
     def connection(self, name: str) -> Any:

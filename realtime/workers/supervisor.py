@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
+import site
 import sys
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -29,7 +30,7 @@ from typing import Any, Mapping, Sequence
 from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated, ReactorNotRunning
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -104,6 +105,10 @@ def twistdArguments(config: Mapping[str, Any] | None) -> list[str]:
             args += ["--reactor", str(config["reactor"])]
         if config.get("logfile"):
             args += ["--logfile", str(config["logfile"])]
+        elif not config.get("nodaemon") and not config.get("syslog"):
+            # a daemon logs to twistd.log by default; its workers, in the
+            # foreground, would log to the daemon's /dev/null
+            args += ["--logfile", "twistd.log"]
         if config.get("syslog"):
             args += ["--syslog", "--prefix", str(config.get("prefix") or "twisted")]
         if config.get("umask") is not None:
@@ -116,8 +121,12 @@ def workerCommand(realtimeArgs: Sequence[str], twistdConfig: Mapping[str, Any] |
     The command line of a worker: this interpreter, twistd (as
     C{python -m realtime.workers}), and the options the parent was given.
     """
+    # -P: the working directory is not put first on the path, so a
+    # realtime/ there cannot stand in for the parent's code (see
+    # workerEnvironment)
     return [
         sys.executable,
+        "-P",
         "-m",
         "realtime.workers",
         *twistdArguments(twistdConfig),
@@ -128,13 +137,16 @@ def workerCommand(realtimeArgs: Sequence[str], twistdConfig: Mapping[str, Any] |
 
 def workerEnvironment(environ: Mapping[str, str], handoff: Handoff) -> dict[str, str]:
     """
-    A worker's environment: the parent's, with this checkout of realtime
-    first on the path (a worker runs the parent's code) and without
-    systemd's socket variables (they describe the parent's descriptors).
+    A worker's environment: the parent's, with the parent's realtime first
+    on the path when it is not installed (a worker runs the parent's code,
+    from a source tree too) and without systemd's socket variables (they
+    describe the parent's descriptors).
     """
     env = {k: v for k, v in environ.items() if not k.startswith("LISTEN_")}
     source = os.path.dirname(os.path.dirname(os.path.abspath(realtime.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+    installed = {os.path.abspath(p) for p in (*site.getsitepackages(), site.getusersitepackages())}
+    if source not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
     env[ENVIRONMENT] = handoff.encode()
     return env
 
@@ -347,7 +359,13 @@ def exitCleanlyOnSignals(reactor: Any) -> None:
         log.info("{signal} received; stopping the workers", signal=signal.Signals(number).name)
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, signal.SIG_IGN)
-        reactor.callFromThread(reactor.stop)
+        reactor.callFromThread(stop)
+
+    def stop() -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass  # already stopping for another reason
 
     def install() -> None:
         for number in (signal.SIGTERM, signal.SIGINT):

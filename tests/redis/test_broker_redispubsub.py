@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.crc import key_slot
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.protocols import portforward
@@ -245,6 +246,59 @@ class ClusterPubSubLinkTests(PubSubLinkTests):
             node.command("PUBLISH", "{u:1}:push", "classic")
         self.assertEqual(await self.publish("{u:1}:push", b"sharded"), 1)
         await until(lambda: self.got == [("{u:1}:push", b"sharded")])
+
+    async def test_killedOnOneMaster(self) -> None:
+        """
+        Channels on every master, many slots each; one master closes the
+        node's pub/sub connection (C{CLIENT KILL TYPE pubsub}): that
+        connection is made again and subscribed again to all of its
+        channels, slot by slot, within the probe timeout, and every channel
+        on every master delivers.
+        """
+        link = self.link(probeInterval=0.2, probeTimeout=1.0)
+        await link.start()
+        channels = [f"{{u:{i}}}:push" for i in range(30)]
+        for channel in channels:
+            link.want(channel)
+        await until(lambda: {c.encode() for c in channels} <= self.channels())
+        master = self.redis.ownerOf(channels[0])
+        mine = [c for c in channels if self.redis.ownerOf(c) is master]
+        self.assertGreater(len({key_slot(c.encode()) for c in mine}), 1)
+        master.command("CLIENT", "KILL", "TYPE", "pubsub")
+        await until(lambda: {c.encode() for c in channels} <= self.channels(), timeout=1.0)
+        for channel in channels:
+            self.assertEqual(await self.publish(channel, channel.encode()), 1)
+        await until(lambda: sorted(self.got) == sorted((c, c.encode()) for c in channels))
+        await until(lambda: link.problem is None)
+
+    async def test_slotMoved(self) -> None:
+        """
+        A resharding moves the slot of a wanted channel, and of a probe
+        channel, to another master: Redis unsubscribes the node there, and
+        the node follows both to their new master, where the channel
+        delivers again and each master is still probed on its own.
+        """
+        client = self.client()
+        link = PubSubLink(client, client, reactor, lambda c, d: self.got.append((c, d)), probeChannel="probe:n1",
+                          probeInterval=0.2, probeTimeout=1.0)
+        self.addCleanup(link.stop)
+        await link.start()
+        channel = "{u:1}:push"
+        link.want(channel)
+        await until(lambda: channel.encode() in self.channels())
+        source = self.redis.ownerOf(channel)
+        target = next(n for n in self.redis.nodes if n is not source)
+        probe = next(c for c in link.probeChannels() if self.redis.ownerOf(c) is source)
+        for slot in {key_slot(channel.encode()), key_slot(probe.encode())}:
+            self.redis.moveSlot(slot, target)
+            self.addCleanup(self.redis.moveSlot, slot, source)
+        await until(lambda: channel.encode() in set(_words(target.command("PUBSUB", "SHARDCHANNELS"))))
+        self.assertEqual(await self.publish(channel, b"moved"), 1)
+        await until(lambda: (channel, b"moved") in self.got)
+        await until(lambda: probe not in link.probeChannels())
+        self.assertEqual({self.redis.ownerOf(c).port for c in link.probeChannels()}, {n.port for n in self.redis.nodes})
+        await task.deferLater(reactor, 1.5, lambda: None)
+        self.assertEqual((link.problem, link.reconnects), (None, 0))
 
     async def test_halfOpenOnOneMaster(self) -> None:
         """
