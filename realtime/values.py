@@ -202,7 +202,8 @@ class Envelope(NamedTuple):
     @ivar offset: the message's offset in its channel's history, so that a
         subscriber still catching up from history can tell a live copy of
         a message it already has from a new one.
-    @ivar epoch: the epoch of that offset: offsets start again in a new one.
+    @ivar epoch: the epoch of that offset, where known: a subscriber's
+        offsets start over when its channel's history does.
     """
 
     target: Target

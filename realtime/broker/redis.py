@@ -38,6 +38,7 @@ from __future__ import annotations
 import secrets
 from typing import Any, Callable
 
+from redis.exceptions import ClusterError, ReadOnlyError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -64,13 +65,17 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+#: what a Redis Cluster answers while a master is down or failing over
+_CLUSTER_TROUBLE = (ClusterError, SlotNotCoveredError, TryAgainError, ReadOnlyError)
+
+
 def _unavailable(failure: Failure) -> Failure:
     """
     Say a Redis that cannot be reached as L{BrokerUnavailable}, which the
     ports answer as such (HTTP 503, an C{error:} line) without logging a
     traceback per push; anything else stays what it is (a bug, logged).
     """
-    if failure.check(RedisConnectionError, RedisTimeoutError, OSError):
+    if failure.check(RedisConnectionError, RedisTimeoutError, OSError, *_CLUSTER_TROUBLE):
         return Failure(BrokerUnavailable(f"broker unavailable (Redis: {failure.getErrorMessage()})"))
     return failure
 

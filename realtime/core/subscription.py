@@ -8,10 +8,9 @@ arrives it is written first, then the held live messages, skipping any
 whose offset was already written: nothing published during a resume is lost
 or doubled.  Afterwards offsets only go up, so a late duplicate (the same
 message arriving twice through a broker) is dropped as well - within an
-epoch: a message of a new epoch (the channel's history was lost, as when a
-Redis without persistence restarts, and its offsets began again at 1) is
-written, and the offsets go up from its own; the client sees the new epoch
-in the message.
+epoch: a frame of another epoch than the last one written (the channel's
+history was lost, a Redis restarted without its data) starts the offsets
+over, or a subscriber would drop every new message up to its old offset.
 """
 
 from __future__ import annotations
@@ -30,13 +29,14 @@ class Subscription:
     as they come.
     """
 
-    __slots__ = ("session", "channel", "lastOffset", "lastEpoch", "_held")
+    __slots__ = ("session", "channel", "lastOffset", "epoch", "_held")
 
     def __init__(self, session: ISession, channel: str) -> None:
         self.session = session
         self.channel = channel
         self.lastOffset = 0
-        self.lastEpoch: str | None = None
+        #: the epoch of C{lastOffset}, once known
+        self.epoch: str | None = None
         self._held: list[Frame] | None = []
 
     @property
@@ -73,10 +73,10 @@ class Subscription:
         offset = frame.offset
         if offset is not None:
             epoch = frame.epoch
-            if epoch is not None and epoch != self.lastEpoch:
-                if self.lastEpoch is not None:
+            if epoch is not None and epoch != self.epoch:
+                if self.epoch is not None:
                     self.lastOffset = 0
-                self.lastEpoch = epoch
+                self.epoch = epoch
             if offset <= self.lastOffset:
                 return False
             self.lastOffset = offset
@@ -85,12 +85,12 @@ class Subscription:
     def release(self, position: int, history: Iterable[Frame] = (), epoch: str | None = None) -> None:
         """
         Go live: the subscriber has everything up to offset C{position} (of
-        C{epoch}, when known); write C{history} (the messages after it),
-        then what was held.
+        C{epoch}, if known); write C{history} (the messages after it), then
+        what was held.
         """
         held, self._held = self._held or [], None
         self.lastOffset = position
-        self.lastEpoch = epoch
+        self.epoch = epoch
         for frame in history:
             self._write(frame)
         for frame in held:

@@ -60,7 +60,8 @@ class Frame:
         messages in, and compressing once per connection is exactly the cost
         fan-out is avoiding).
     @ivar offset: the message's offset in its channel's history, if kept.
-    @ivar epoch: the epoch of that offset, when known.
+    @ivar epoch: and that history's epoch, where known (offsets start over
+        in a new one).
     """
 
     __slots__ = ("payload", "isBinary", "wire", "offset", "epoch")

@@ -173,11 +173,7 @@ class ChannelService:
         result: dict[str, Any] = {"channel": channel, "epoch": history.epoch}
         if request.since is not None and history.recovered:
             frames = [
-                Frame(
-                    channelwire.encodeMessage(channel, m.offset, history.epoch, m.payload),
-                    offset=m.offset,
-                    epoch=history.epoch,
-                )
+                Frame(channelwire.encodeMessage(channel, m.offset, history.epoch, m.payload), False, m.offset, history.epoch)
                 for m in history.messages
             ]
             subscription.release(request.since.offset, frames, history.epoch)
