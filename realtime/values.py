@@ -202,12 +202,15 @@ class Envelope(NamedTuple):
     @ivar offset: the message's offset in its channel's history, so that a
         subscriber still catching up from history can tell a live copy of
         a message it already has from a new one.
+    @ivar epoch: the epoch of that offset, where known: a subscriber's
+        offsets start over when its channel's history does.
     """
 
     target: Target
     payload: bytes
     isBinary: bool = False
     offset: int | None = None
+    epoch: str | None = None
 
 
 #: the uids of a result that names none (shared: it cannot be changed)

@@ -130,6 +130,12 @@ class RedisServer:
         """
         return self
 
+    def waitUntilReady(self) -> None:
+        """
+        Nothing to wait for: L{start} waits until the server answers (a
+        cluster's masters must also agree again).
+        """
+
     def stop(self) -> None:
         """
         Kill the server and wait for it.
@@ -169,9 +175,18 @@ class RedisClusterServers:
         ]
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes"], check=True, capture_output=True, timeout=60)
-        deadline = time.monotonic() + 20
-        # every node must see the whole cluster, or a client that asks one
-        # that does not yet is told CLUSTERDOWN
+        self.waitUntilReady()
+
+    def waitUntilReady(self, timeout: float = 20) -> None:
+        """
+        Wait until every master is up and sees the whole cluster (a client
+        that asks one that does not yet is told CLUSTERDOWN); a master
+        restarted keeps its slots (its nodes.conf is in its directory).
+        """
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            if node.process is None:
+                node.start()
         while not all(b"cluster_state:ok" in node.command("CLUSTER", "INFO") for node in self.nodes):
             if time.monotonic() > deadline:
                 raise RuntimeError("the Redis Cluster did not become ready")

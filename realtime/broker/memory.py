@@ -57,6 +57,7 @@ class MemoryBroker:
         frame = Frame(envelope.payload, envelope.isBinary)
         if type(target) is ToChannel:
             frame.offset = envelope.offset
+            frame.epoch = envelope.epoch
             sessions = registry.subscribersOf(target.name)
         elif type(target) is ToAll:
             sessions = registry.allSessions()

@@ -263,7 +263,7 @@ class RedisBroker:
             target = ToAll()
         else:
             return
-        answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset))
+        answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset, message.epoch))
         if isinstance(answer, Deferred):
             answer.addErrback(lambda f: self.log.failure("delivering a message from Redis", f))
 
@@ -272,7 +272,7 @@ class RedisBroker:
         Frame a channel's message for its subscribers here and write it.
         """
         wire = encodeMessage(channel, offset, epoch, data)
-        answer = self._local.publish(Envelope(ToChannel(channel), wire, False, offset))
+        answer = self._local.publish(Envelope(ToChannel(channel), wire, False, offset, epoch))
         if isinstance(answer, Deferred):
             answer.addErrback(lambda f: self.log.failure("delivering a channel message from Redis", f))
 
@@ -311,7 +311,7 @@ class RedisBroker:
             # session ids are this process's own: they are delivered here
             answer = self._local.publish(envelope)
             return answer if isinstance(answer, Deferred) else succeed(answer)
-        data = encode(envelope.payload, envelope.isBinary, self.node, envelope.offset)
+        data = encode(envelope.payload, envelope.isBinary, self.node, envelope.offset, envelope.epoch)
         if isinstance(target, ToUids):
             return self._publishToUids(tuple(dict.fromkeys(target.uids)), data)
         if isinstance(target, ToChannel):

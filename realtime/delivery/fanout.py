@@ -60,15 +60,20 @@ class Frame:
         messages in, and compressing once per connection is exactly the cost
         fan-out is avoiding).
     @ivar offset: the message's offset in its channel's history, if kept.
+    @ivar epoch: and that history's epoch, where known (offsets start over
+        in a new one).
     """
 
-    __slots__ = ("payload", "isBinary", "wire", "offset")
+    __slots__ = ("payload", "isBinary", "wire", "offset", "epoch")
 
-    def __init__(self, payload: bytes, isBinary: bool = False, offset: int | None = None) -> None:
+    def __init__(
+        self, payload: bytes, isBinary: bool = False, offset: int | None = None, epoch: str | None = None
+    ) -> None:
         self.payload = payload
         self.isBinary = isBinary
         self.wire = frameMessage(payload, isBinary)
         self.offset = offset
+        self.epoch = epoch
 
 
 class _Job:

@@ -173,15 +173,15 @@ class ChannelService:
         result: dict[str, Any] = {"channel": channel, "epoch": history.epoch}
         if request.since is not None and history.recovered:
             frames = [
-                Frame(channelwire.encodeMessage(channel, m.offset, history.epoch, m.payload), offset=m.offset)
+                Frame(channelwire.encodeMessage(channel, m.offset, history.epoch, m.payload), False, m.offset, history.epoch)
                 for m in history.messages
             ]
-            subscription.release(request.since.offset, frames)
+            subscription.release(request.since.offset, frames, history.epoch)
             result.update(offset=max(history.offset, request.since.offset), recovered=True, missed=len(frames))
         else:
             held = subscription.heldOffsets()
             position = min(held) - 1 if held else history.offset
-            subscription.release(position)
+            subscription.release(position, epoch=history.epoch)
             result["offset"] = position
             if request.since is not None:
                 result["recovered"] = False

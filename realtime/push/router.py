@@ -73,7 +73,7 @@ class ChannelPublisher:
         offset = stored.offset if stored is not None else None
         epoch = stored.epoch if stored is not None else None
         wire = channelwire.encodeMessage(channel, offset, epoch, data)
-        result = self._broker.publish(Envelope(ToChannel(channel), wire, False, offset))
+        result = self._broker.publish(Envelope(ToChannel(channel), wire, False, offset, epoch))
         if isinstance(result, Deferred):
             return result.addCallback(lambda r: PushResult(r.delivered, offset=offset, epoch=epoch))
         return succeed(PushResult(result.delivered, offset=offset, epoch=epoch))

@@ -23,6 +23,7 @@ from realtime.broker.memory import MemoryBroker
 from realtime.broker.redis import RedisBroker
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
 from realtime.core.registry import SessionRegistry
+from realtime.core.subscription import Subscription
 from realtime.delivery.fanout import Fanout
 from realtime.interfaces import IBroker, IHistoryBroker
 from realtime.push.router import ChannelPublisher
@@ -252,6 +253,25 @@ class HistoryBrokerTests(TestCase):
         self.assertEqual(result.offset, 1)
         await until(lambda: offsets(here) == [1, 2, 3, 1])
         self.assertEqual(json.loads(here.texts[-1])["epoch"], result.epoch)
+
+    async def test_epochChangeReachesSubscriptions(self) -> None:
+        """
+        A session's subscription (which drops offsets it already wrote)
+        takes the first messages of a new epoch too: offsets start over
+        when the history does.
+        """
+        (a,) = await self.nodes(1)
+        session = FakeSession("u")
+        a.registry.add(session)
+        subscription = Subscription(session, "room")
+        a.registry.subscribe(subscription)
+        subscription.release(0)
+        await until(lambda: self.subscribedTo("realtime:{ch:room}:pub", 1))
+        for i in range(3):
+            await a.publisher.publish("room", b"%d" % i)
+        self.command("realtime:{ch:room}:meta", "DEL")
+        await a.publisher.publish("room", b'"new"')
+        await until(lambda: offsets(session) == [1, 2, 3, 1])
 
     async def test_noHistoryNoTracking(self) -> None:
         """
