@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from realtime.broker.memory import MemoryBroker
@@ -311,8 +311,10 @@ class ClusterHistoryBrokerTests(HistoryBrokerTests):
         self.redis = sharedCluster()
         self.redis.flush()
 
-    async def test_redisDownFails(self) -> None:
-        raise SkipTest("the cluster is shared; a single Redis stops in HistoryBrokerTests.test_redisDownFails")
+    #: not run here: it stops its Redis, and the cluster is shared by the
+    #: Redis tests (HistoryBrokerTests runs it on a Redis of its own; a
+    #: loader leaves out a test name that is not callable)
+    test_redisDownFails = None  # type: ignore[assignment]
 
 
 class ShareHistoryTests(TestCase):

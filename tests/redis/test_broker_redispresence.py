@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor, task
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from realtime.broker.redispresence import RedisPresence
 from realtime.redisio import clientFor
@@ -211,8 +211,11 @@ class ClusterPresenceTests(PresenceTests):
         self.redis = sharedCluster()
         self.redis.flush()
 
-    def ownServer(self) -> RedisServer:
-        raise SkipTest("the cluster is shared by this module's tests")
+    #: not run here: they stop their Redis, and the cluster is shared by
+    #: this module's tests (PresenceTests runs them on a Redis of their own;
+    #: a loader leaves out a test name that is not callable)
+    test_heartbeatOutlivesAnOutage = None  # type: ignore[assignment]
+    test_changesDuringAnOutageWrittenAfter = None  # type: ignore[assignment]
 
     async def test_keysSpreadOverMasters(self) -> None:
         """
