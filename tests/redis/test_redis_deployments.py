@@ -208,3 +208,28 @@ class SentinelTests(TestCase):
         await eventually(pushAfter, timeout=30)
         await until(lambda: "after" in session.texts, timeout=10)
         self.assertEqual(session.texts[0], "before")
+
+
+class PasswordTests(TestCase):
+    """
+    C{redis://:PASSWORD@HOST:PORT/DB}: the password is sent, and a wrong
+    one is refused with the reason.
+    """
+
+    def setUp(self) -> None:
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.cleanup)
+        self.assertIn(b"+OK", self.redis.command("CONFIG", "SET", "requirepass", "s3cret"))
+
+    async def test_password(self) -> None:
+        store = RedisMessageStore.fromURL(f"redis://:s3cret@127.0.0.1:{self.redis.port}/0", reactor)
+        self.addCleanup(store.close)
+        stored = await store.append("news", b"1", False, KEEP, T0)
+        self.assertEqual(stored.offset, 1)
+
+    async def test_wrongPassword(self) -> None:
+        store = RedisMessageStore.fromURL(f"redis://:wrong@127.0.0.1:{self.redis.port}/0", reactor)
+        self.addCleanup(store.close)
+        with self.assertRaises(Exception) as caught:
+            await store.append("news", b"1", False, KEEP, T0)
+        self.assertIn("password", str(caught.exception).lower())
