@@ -27,14 +27,21 @@ def parse(*args: str) -> Options:
     return options
 
 
-class WorkersOptionTests(SynchronousTestCase):
+class InFreshDirectory(SynchronousTestCase):
+    """
+    Each test in a directory of its own: no ./plugins is found there, and no
+    store or key file one test makes is seen by the next.
+    """
+
     def setUp(self) -> None:
-        # no ./plugins here, and no store file is left behind
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
         cwd = os.getcwd()
         os.chdir(home)
         self.addCleanup(os.chdir, cwd)
+
+
+class WorkersOptionTests(InFreshDirectory):
 
     def test_defaultIsOne(self) -> None:
         """
@@ -195,17 +202,10 @@ class BackoffTests(SynchronousTestCase):
         self.assertEqual(backoff.delay(10_000), 30.0)
 
 
-class WorkerModeTests(SynchronousTestCase):
+class WorkerModeTests(InFreshDirectory):
     """
     What a worker's options do with the handoff its parent set.
     """
-
-    def setUp(self) -> None:
-        home = os.path.abspath(self.mktemp())
-        os.makedirs(home)
-        cwd = os.getcwd()
-        os.chdir(home)
-        self.addCleanup(os.chdir, cwd)
 
     def inWorker(self, handoff: str) -> None:
         os.environ[ENVIRONMENT] = handoff
