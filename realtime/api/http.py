@@ -161,6 +161,14 @@ class ApiCounters:
         self.requests = self.pushes = self.errors = 0
 
 
+#: what made the server refuse a request for a while, and the error code
+#: the backend is told (each a 503 with Retry-After)
+_UNAVAILABLE: dict[type[Exception], str] = {
+    ShuttingDown: "shutting_down",
+    StoreUnavailable: "store_unavailable",
+    BrokerUnavailable: "broker_unavailable",
+}
+
 class ApiResource(_Branch):
     """
     C{/api}: authenticates every request, then runs its endpoint.
@@ -265,11 +273,9 @@ class ApiResource(_Branch):
     def _ebAnswer(self, failure: Failure, request: IRequest) -> _Answer:
         if failure.check(ApiError):
             return self._errorAnswer(request, cast(ApiError, failure.value))
-        if failure.check(ShuttingDown, StoreUnavailable, BrokerUnavailable):
-            code = "shutting_down" if failure.check(ShuttingDown) else "store_unavailable"
-            if failure.check(BrokerUnavailable):
-                code = "broker_unavailable"
-            error = ApiError(503, code, str(failure.value), {b"Retry-After": RETRY_AFTER})
+        unavailable = failure.check(*_UNAVAILABLE)
+        if unavailable is not None:
+            error = ApiError(503, _UNAVAILABLE[unavailable], str(failure.value), {b"Retry-After": RETRY_AFTER})
             return self._errorAnswer(request, error)
         method, path = request.method.decode("latin-1"), request.path.decode("latin-1")
         self.log.failure("API request {method} {path} failed", failure, method=method, path=path)
