@@ -231,13 +231,25 @@ class Pipeliner:
 
     @param maxBatch: the most operations one pipeline takes, so one huge
         burst does not hold Redis (or its first caller) for long.
+    @param failing: what turns a failure into the one the operation fails
+        with (how its owner words an unreachable Redis), applied here rather
+        than as one more callback on every operation's Deferred.
     """
 
-    def __init__(self, client: Any, reactor: Any, maxBatch: int = 500) -> None:
+    def __init__(
+        self, client: Any, reactor: Any, maxBatch: int = 500, failing: Callable[[Failure], Failure] = lambda f: f
+    ) -> None:
         self._client = client
+        self._failing = failing
         self._reactor = reactor
         self._loop = loopOf(reactor)
         self._cluster = isCluster(client)
+        from realtime.redisraw import canPipelineRaw
+
+        #: read the replies in bulk (L{realtime.redisraw}), or through
+        #: redis-py's own pipeline (a cluster's, or without hiredis)
+        self._raw = canPipelineRaw(client)
+        self._timeout = float(client.connection_pool.connection_kwargs.get("socket_timeout") or 10.0) if self._raw else 0.0
         self._maxBatch = maxBatch
         self._pending: list[_Operation] = []
         self.flushing = False
@@ -284,7 +296,7 @@ class Pipeliner:
         if not batch:
             self.flushing = False
             return
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._pipeline()
         counts = []
         queued = []
         for operation in batch:
@@ -304,13 +316,20 @@ class Pipeliner:
             self._answer, self._failBatch, callbackArgs=(batch, counts), errbackArgs=(batch,)
         ).addBoth(lambda _: self._flush())
 
+    def _pipeline(self) -> Any:
+        if self._raw:
+            from realtime.redisraw import RawPipeline
+
+            return RawPipeline(self._client, self._timeout)
+        return self._client.pipeline(transaction=False)
+
     def _answer(self, results: list[Any], batch: list[_Operation], counts: list[int]) -> None:
         start = 0
         for operation, count in zip(batch, counts, strict=True):
             answers, start = results[start : start + count], start + count
             error = next((a for a in answers if isinstance(a, Exception)), None)
             if error is not None:
-                operation.done.errback(Failure(error))
+                operation.done.errback(self._failing(Failure(error)))
                 continue
             try:
                 result = operation.finish(answers)
@@ -320,6 +339,7 @@ class Pipeliner:
                 operation.done.callback(result)
 
     def _failBatch(self, reason: Failure, batch: list[_Operation]) -> None:
+        reason = self._failing(reason)
         for operation in batch:
             operation.done.errback(reason)
 

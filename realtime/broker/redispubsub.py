@@ -288,7 +288,7 @@ class PubSubLink:
         backoff = 0.05
         while not self._stopping:
             try:
-                message = await self._shards.read(probed.name, 1.0)
+                heard = await self._shards.read(probed.name, 1.0)
             except asyncio.CancelledError:
                 raise
             except _ERRORS as e:
@@ -308,24 +308,22 @@ class PubSubLink:
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.05
-            if message is None:
-                continue
-            if message.get("type") == "sunsubscribe":
-                self._unsubscribedByRedis(message["channel"])
-                continue
-            if message.get("type") not in ("message", "smessage"):
-                continue
-            channel = message["channel"]
-            name = channel.decode() if isinstance(channel, bytes) else channel
-            data = message["data"]
-            heard = self._byChannel.get(name)
-            if heard is not None:
-                self._heard(heard, data)
-                continue
-            try:
-                self._deliver(name, data)
-            except Exception:
-                self.log.failure("delivering a Redis message on {channel}", channel=name)
+            for kind, channel, data in heard:
+                self._hear(kind, channel, data)
+
+    def _hear(self, kind: str, channel: bytes | str, data: Any) -> None:
+        if kind == "sunsubscribe":
+            self._unsubscribedByRedis(channel)
+            return
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        heard = self._byChannel.get(name)
+        if heard is not None:
+            self._heard(heard, data)
+            return
+        try:
+            self._deliver(name, data)
+        except Exception:
+            self.log.failure("delivering a Redis message on {channel}", channel=name)
 
     def _unsubscribedByRedis(self, channel: bytes | str) -> None:
         """

@@ -22,7 +22,11 @@ from typing import Any
 
 from realtime.redisio import CLASSIC, SHARDED, PubSubCommands, isCluster
 
-__all__ = ["OneRedis", "ClusterShards", "shardsFor"]
+__all__ = ["OneRedis", "ClusterShards", "shardsFor", "Heard"]
+
+#: what a read hands the link: (C{"message"} or C{"sunsubscribe"}, the
+#: Redis channel, the data)
+Heard = tuple[str, Any, Any]
 
 
 class OneRedis:
@@ -34,7 +38,9 @@ class OneRedis:
     commands: PubSubCommands = CLASSIC
 
     def __init__(self, listener: Any) -> None:
-        self._pubsub = listener.pubsub()
+        from realtime.redisraw import quietPushes
+
+        self._pubsub = listener.pubsub(push_handler_func=quietPushes)
 
     def label(self, name: str) -> str:
         """How a problem of connection C{name} is introduced: not at all."""
@@ -68,12 +74,19 @@ class OneRedis:
     async def unsubscribe(self, channels: set[str]) -> None:
         await self._pubsub.unsubscribe(*channels)
 
-    async def read(self, name: str, timeout: float) -> dict[str, Any] | None:
+    async def read(self, name: str, timeout: float) -> list[Heard]:
         """
-        The next message of connection C{name}, or C{None} after C{timeout}.
+        The next messages of connection C{name}: the first to come (none
+        after C{timeout}) and every one already read behind it
+        (L{realtime.redisraw.drainMessages}).
         """
-        message: dict[str, Any] | None = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-        return message
+        from realtime.redisraw import drainMessages
+
+        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        # None too after a subscription's answer, which may have messages behind it
+        heard: list[Heard] = [("message", message["channel"], message["data"])] if message and _isData(message) else []
+        heard += [("message", channel, data) for channel, data in await drainMessages(self._pubsub)]
+        return heard
 
     def connection(self, name: str) -> Any:
         """
@@ -163,17 +176,24 @@ class ClusterShards:
     async def unsubscribe(self, channels: set[str]) -> None:
         await self._pubsub.sunsubscribe(*channels)
 
-    async def read(self, name: str, timeout: float) -> dict[str, Any] | None:
+    async def read(self, name: str, timeout: float) -> list[Heard]:
+        """
+        The next message of master C{name}'s connection, one at a time: a
+        sunsubscribe among buffered replies must go through the cluster
+        client's own bookkeeping, which only C{get_sharded_message} does.
+        """
         node = self._nodes.get(name)
         if node is None or name not in self._pubsub.node_pubsub_mapping:
             # not connected to that master (yet, or any more): nothing to read
             await asyncio.sleep(timeout)
-            return None
-        message: dict[str, Any] | None = await self._pubsub.get_sharded_message(timeout=timeout, target_node=node)
-        if message is not None and message.get("type") == "ssubscribe":
-            return None
-        # a sunsubscribe is answered too: the link tells its own from Redis's
-        return message
+            return []
+        message = await self._pubsub.get_sharded_message(timeout=timeout, target_node=node)
+        if message is None:
+            return []
+        if message.get("type") == "sunsubscribe":
+            # answered too: the link tells its own from Redis's
+            return [("sunsubscribe", message["channel"], None)]
+        return [("message", message["channel"], message["data"])] if _isData(message) else []
 
     def connection(self, name: str) -> Any:
         pubsub = self._pubsub.node_pubsub_mapping.get(name)
@@ -181,6 +201,10 @@ class ClusterShards:
 
     async def close(self) -> None:
         await self._pubsub.aclose()
+
+
+def _isData(message: dict[str, Any]) -> bool:
+    return message.get("type") in ("message", "smessage")
 
 
 def shardsFor(listener: Any) -> OneRedis | ClusterShards:
