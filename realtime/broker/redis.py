@@ -120,7 +120,7 @@ class RedisBroker:
         self._local = MemoryBroker(registry, fanout)
         self._names = ChannelNames(prefix)
         self._presenceKeys = PresenceKeys(prefix)
-        self._pipeliner = Pipeliner(client, reactor)
+        self._pipeliner = Pipeliner(client, reactor, failing=_unavailable)
         self._link = PubSubLink(
             client,
             listener or client,
@@ -333,15 +333,14 @@ class RedisBroker:
             answer = self._local.publish(envelope)
             return answer if isinstance(answer, Deferred) else succeed(answer)
         data = encode(envelope.payload, envelope.isBinary, self.node, envelope.offset, envelope.epoch)
+        # the pipeliner words an unreachable Redis (L{_unavailable}) itself
         if isinstance(target, ToUids):
-            published = self._publishToUids(tuple(dict.fromkeys(target.uids)), data)
-        elif isinstance(target, ToChannel):
-            published = self._publishToChannel(target.name, data)
-        elif isinstance(target, ToAll):
-            published = self._publishToAll(data)
-        else:
-            raise TypeError(f"unknown target {target!r}")
-        return published.addErrback(_unavailable)
+            return self._publishToUids(tuple(dict.fromkeys(target.uids)), data)
+        if isinstance(target, ToChannel):
+            return self._publishToChannel(target.name, data)
+        if isinstance(target, ToAll):
+            return self._publishToAll(data)
+        raise TypeError(f"unknown target {target!r}")
 
     def _publishToUids(self, uids: tuple[str, ...], data: bytes) -> Deferred[PushResult]:
         names, keys = self._names, self._presenceKeys
@@ -375,11 +374,16 @@ class RedisBroker:
         return self._pipeliner.submit(queue, lambda answers: PushResult(int(answers[1]) if answers[0] else 0))
 
     def _publishToAll(self, data: bytes) -> Deferred[PushResult]:
+        # the live nodes' totals are read in the same pipeline, right behind
+        # the PUBLISH: one round trip per broadcast
         everyone, publish = self._names.everyone, self.pubsub.publish
-        published = self._pipeliner.submit(lambda pipe: (pipe.execute_command(publish, everyone, data), 1)[1], lambda a: a[0])
-        return published.addCallback(lambda _: self._presence.stats()).addCallback(
-            lambda totals: PushResult(int(totals.get("connections", 0)))
-        )
+        queueTotals, totals = self._presence.statsOperation()
+
+        def queue(pipe: Any) -> int:
+            pipe.execute_command(publish, everyone, data)
+            return 1 + queueTotals(pipe)
+
+        return self._pipeliner.submit(queue, lambda a: PushResult(int(totals(a[1:]).get("connections", 0))))
 
     def connectionCount(self, uid: str) -> Deferred[int]:
         """

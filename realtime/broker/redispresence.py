@@ -24,7 +24,7 @@ connections there are.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from redis.commands.core import AsyncScript
 from twisted.internet.defer import Deferred, succeed
@@ -395,9 +395,18 @@ class RedisPresence:
         """
         The live nodes' totals, summed, with how many nodes there are.
         """
-        nodes = sorted(self.liveNodes)
-        if not nodes:
+        if not self.liveNodes:
             return succeed({"nodes": 0})
+        queue, total = self.statsOperation()
+        return self._pipeliner.submit(queue, total)
+
+    def statsOperation(self) -> tuple[Callable[[Any], int], Callable[[list[Any]], dict[str, Any]]]:
+        """
+        L{stats} as the two halves of a pipelined operation (what it queues,
+        what it makes of the answers), for a caller that reads the totals in
+        its own pipeline, behind its own commands.
+        """
+        nodes = sorted(self.liveNodes)
 
         def queue(pipe: Any) -> int:
             for node in nodes:
@@ -415,4 +424,4 @@ class RedisPresence:
                     summed[_text(name)] = summed.get(_text(name), 0) + number
             return summed
 
-        return self._pipeliner.submit(queue, total)
+        return queue, total
