@@ -443,6 +443,19 @@ class OrderingTests(SynchronousTestCase):
         self.assertEqual(answers(self.transport), [b"ok"])
         self.assertEqual(self.factory.errors, 1)
 
+    def test_unwordableAnswerStillAnswered(self) -> None:
+        """
+        A result the line port cannot word (a publisher's bug) is logged and
+        answered C{error: internal error} in its place, and the answers
+        behind it are not held back.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\n')
+        [(_, da), (_, db)] = self.broker.published
+        db.callback(PushResult(1))
+        da.callback(object())
+        self.assertEqual(answers(self.transport), [b"error: internal error", b"ok"])
+        self.assertEqual(len(self.flushLoggedErrors(AttributeError)), 1)
+
     def test_brokerRaises(self) -> None:
         """
         A broker that raises synchronously is answered like one that fails.

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory
@@ -256,8 +256,9 @@ class LinePushProtocol(LineReceiver):
                 self._pending.append(slot)
                 if len(self._pending) >= MAX_PENDING:
                     self._pauseReading("pending")
-                result.addCallbacks(self._answer, self._failed).addCallback(self._fill, slot)
-                result.addErrback(lambda f: self.log.failure("could not answer a line port request", f))
+                # one callback pair per push, not a chain: at tens of
+                # thousands of pushes a second each link of a chain shows
+                result.addCallbacks(self._answerLater, self._failLater, callbackArgs=(slot,), errbackArgs=(slot,))
                 return
             answer = self._answer(result)
         if self._pending:
@@ -307,7 +308,19 @@ class LinePushProtocol(LineReceiver):
         self._pending.append([answer])
         self._flush()
 
-    def _fill(self, answer: bytes, slot: list[bytes | None]) -> None:
+    def _answerLater(self, result: PushResult, slot: list[bytes | None]) -> None:
+        self._fill(self._answer, result, slot)
+
+    def _failLater(self, failure: Failure, slot: list[bytes | None]) -> None:
+        self._fill(self._failed, failure, slot)
+
+    def _fill(self, word: Callable[[Any], bytes], outcome: Any, slot: list[bytes | None]) -> None:
+        try:
+            answer = word(outcome)
+        except Exception:
+            # the line still gets its answer, or every later one would wait
+            self.log.failure("could not answer a line port request")
+            answer = _INTERNAL
         slot[0] = answer
         self._flush()
 
