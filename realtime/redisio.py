@@ -250,6 +250,7 @@ class Pipeliner:
         #: redis-py's own pipeline (a cluster's, or without hiredis)
         self._raw = canPipelineRaw(client)
         self._timeout = float(client.connection_pool.connection_kwargs.get("socket_timeout") or 10.0) if self._raw else 0.0
+        self._callbacks: dict[Any, Any] = {}
         self._maxBatch = maxBatch
         self._pending: list[_Operation] = []
         self.flushing = False
@@ -320,14 +321,19 @@ class Pipeliner:
         if self._raw:
             from realtime.redisraw import RawPipeline
 
-            return RawPipeline(self._client, self._timeout)
+            return RawPipeline(self._client, self._timeout, self._callbacks)
         return self._client.pipeline(transaction=False)
 
     def _answer(self, results: list[Any], batch: list[_Operation], counts: list[int]) -> None:
         start = 0
         for operation, count in zip(batch, counts, strict=True):
             answers, start = results[start : start + count], start + count
-            error = next((a for a in answers if isinstance(a, Exception)), None)
+            # a loop, not a generator: this runs once per push
+            error = None
+            for answer in answers:
+                if isinstance(answer, Exception):
+                    error = answer
+                    break
             if error is not None:
                 operation.done.errback(self._failing(Failure(error)))
                 continue

@@ -91,9 +91,15 @@ class RawPipeline(AsyncCoreCommands):
     #: queued here dispatches events
     _event_dispatcher: Any = None
 
-    def __init__(self, client: Any, timeout: float) -> None:
+    def __init__(self, client: Any, timeout: float, callbacks: dict[Any, Any] | None = None) -> None:
+        """
+        @param callbacks: a cache of the client's response callbacks by
+            command name, kept by the caller across pipelines (the client's
+            own table upper-cases every name it is asked for).
+        """
         self._client = client
         self._timeout = timeout
+        self._callbacks = {} if callbacks is None else callbacks
         self._commands: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         self.scripts: set[Any] = set()
 
@@ -134,7 +140,11 @@ class RawPipeline(AsyncCoreCommands):
     def _parse(self, reply: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         if isinstance(reply, ResponseError):
             return options["EMPTY_RESPONSE"] if "EMPTY_RESPONSE" in options else reply
-        callback = self._client.response_callbacks.get(args[0])
+        name = args[0]
+        try:
+            callback = self._callbacks[name]
+        except KeyError:
+            callback = self._callbacks[name] = self._client.response_callbacks.get(name)
         if callback is None:
             return reply
         return callback(reply, **{k: v for k, v in options.items() if k not in _NOT_FOR_CALLBACKS})
