@@ -2,6 +2,7 @@
 Tests for L{realtime.delivery.fanout}.
 """
 
+from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
 from hypothesis import given, settings
@@ -253,6 +254,8 @@ _OPERATIONS = st.one_of(
     st.tuples(st.just("deliver"), st.integers(0, 3)),
     st.tuples(st.just("each"), st.integers(0, 11)),
     st.tuples(st.just("turn"), st.just(0)),
+    # start a burst, or end the one under way (L{Fanout.burst})
+    st.tuples(st.just("burst"), st.just(0)),
 )
 
 
@@ -274,18 +277,31 @@ class FanoutOrderProperties(SynchronousTestCase):
         """
         Deliveries to the same snapshot, to another snapshot of the same
         sessions, to a part of them and to more of them, and L{Fanout.each}
-        steps, asked for in any order between reactor turns.
+        steps, asked for in any order between reactor turns, inside bursts
+        and outside.
         """
         clock = TurnClock()
         fanout = Fanout(clock, chunkSize=chunkSize)
+        # bursts sweep the 5-session part and everything bigger
+        fanout.SWEEP_FROM = 5
+        bursts = ExitStack()
         sessions = tuple(FakeSession(str(i)) for i in range(12))
         extra = FakeSession("extra")
         snapshots = [sessions, tuple(sessions), sessions[3:8], (*sessions, extra)]
         expected: dict[FakeSession, list[str]] = {s: [] for s in (*sessions, extra)}
         asked: list[tuple[Deferred[Any], int | None]] = []
+        inBurst = False
         for n, (kind, arg) in enumerate(operations):
             text = f"m{n}"
-            if kind == "turn":
+            if kind == "burst":
+                if inBurst:
+                    bursts.close()
+                else:
+                    bursts.enter_context(fanout.burst())
+                inBurst = not inBurst
+            elif kind == "turn":
+                bursts.close()
+                inBurst = False
                 clock.advance(0)
             elif kind == "deliver":
                 audience = snapshots[arg]
@@ -296,6 +312,7 @@ class FanoutOrderProperties(SynchronousTestCase):
                 target = sessions[arg]
                 expected[target].append(text)
                 asked.append((fanout.each([target], self.writer(fanout, Frame(text.encode()))), None))
+        bursts.close()
         for _ in range(1000):
             if not fanout.pending:
                 break
@@ -305,3 +322,89 @@ class FanoutOrderProperties(SynchronousTestCase):
             self.assertEqual(self.successResultOf(d), count)
         for session, texts in expected.items():
             self.assertEqual(session.texts, texts, session.uid)
+
+
+class _Logged(FakeSession):
+    """
+    A session that also writes down, in one list shared by all, which frame
+    it was given when.
+    """
+
+    def __init__(self, uid: str, log: list[tuple[str, bytes]]) -> None:
+        super().__init__(uid)
+        self.log = log
+
+    def sendPrepared(self, frame: Frame) -> bool:
+        self.log.append((self.uid, frame.payload))
+        return super().sendPrepared(frame)
+
+
+class BurstTests(SynchronousTestCase):
+    """
+    Messages that came together (L{Fanout.burst}) are swept together over
+    big audiences, at once, in order.
+    """
+
+    def setUp(self) -> None:
+        self.clock = TurnClock()
+        self.fanout = Fanout(self.clock, chunkSize=1000)
+        self.log: list[tuple[str, bytes]] = []
+        self.sessions = tuple(_Logged(str(i), self.log) for i in range(Fanout.SWEEP_FROM))
+
+    def publish(self, sessions: Sequence[FakeSession], text: bytes) -> Any:
+        """
+        What the memory broker does: at once if it can, else in turn.
+        """
+        frame = Frame(text)
+        n = self.fanout.deliverNow(sessions, frame)
+        return n if n is not None else self.fanout.deliver(sessions, frame)
+
+    def test_sweptTogetherAtOnce(self) -> None:
+        """
+        Two messages of a burst to one big audience visit each session once
+        for both, and are written when the burst ends, without waiting for
+        a reactor turn.
+        """
+        with self.fanout.burst():
+            first = self.publish(self.sessions, b"m1")
+            second = self.publish(self.sessions, b"m2")
+            self.assertEqual(self.log, [])
+        self.assertEqual((self.successResultOf(first), self.successResultOf(second)), (32, 32))
+        self.assertEqual(self.log[:4], [("0", b"m1"), ("0", b"m2"), ("1", b"m1"), ("1", b"m2")])
+        self.assertEqual(self.clock.calls, [])
+
+    def test_smallAudiencesAtOnce(self) -> None:
+        """
+        A push to a few sessions is written at once, burst or not (a Deferred
+        per unicast push would cost more than any sweep saves).
+        """
+        with self.fanout.burst():
+            self.assertEqual(self.publish(self.sessions[:3], b"u"), 3)
+
+    def test_orderKept(self) -> None:
+        """
+        A delivery behind a swept one waits for it, whatever its size: no
+        session sees a later message first.
+        """
+        one = self.sessions[5]
+        with self.fanout.burst():
+            self.publish([one], b"a")
+            self.publish(self.sessions, b"b")
+            self.publish([one], b"c")
+        self.assertEqual(one.texts, ["a", "b", "c"])
+        self.assertEqual(self.fanout.pending, 0)
+
+    def test_behindWaitingWork(self) -> None:
+        """
+        A burst that starts behind deliveries already waiting for their turn
+        does not take an extra chunk now: it waits behind them.
+        """
+        big = tuple(FakeSession(str(i)) for i in range(2500))
+        waiting = self.fanout.deliver(big, Frame(b"old"))
+        with self.fanout.burst():
+            self.publish(self.sessions, b"new")
+        self.assertEqual(self.log, [])
+        for _ in range(4):
+            self.clock.advance(0)
+        self.assertEqual(self.successResultOf(waiting), 2500)
+        self.assertEqual({s.texts[0] for s in self.sessions}, {"new"})

@@ -129,6 +129,7 @@ class RedisBroker:
             probeChannel=self._names.node(self.node),
             probeInterval=probeInterval,
             probeTimeout=probeTimeout,
+            burst=fanout.burst,
         )
         self._presence = RedisPresence(
             client,

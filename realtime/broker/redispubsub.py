@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
@@ -86,6 +86,8 @@ class PubSubLink:
         name (C{str}) and data (C{bytes}).
     @param probeChannel: this node's own channel; on a cluster, each master's
         connection is probed on this name with a hash tag of that master.
+    @param burst: what to deliver several messages read together inside
+        (L{realtime.delivery.fanout.Fanout.burst}), if anything.
     """
 
     log = Logger()
@@ -100,8 +102,10 @@ class PubSubLink:
         probeChannel: str,
         probeInterval: float = 2.0,
         probeTimeout: float = 6.0,
+        burst: Callable[[], ContextManager[None]] | None = None,
     ) -> None:
         self._client = client
+        self._burst = burst
         self._shards = shardsFor(listener)
         #: the commands this link's messages travel by (PUBLISH/SPUBLISH)
         self.commands: PubSubCommands = self._shards.commands
@@ -308,8 +312,13 @@ class PubSubLink:
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.05
-            for kind, channel, data in heard:
-                self._hear(kind, channel, data)
+            if len(heard) > 1 and self._burst is not None:
+                with self._burst():
+                    for kind, channel, data in heard:
+                        self._hear(kind, channel, data)
+            else:
+                for kind, channel, data in heard:
+                    self._hear(kind, channel, data)
 
     def _hear(self, kind: str, channel: bytes | str, data: Any) -> None:
         if kind == "sunsubscribe":

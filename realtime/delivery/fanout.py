@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from typing import Callable, Sequence, TypeVar, cast
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -135,11 +136,16 @@ class Fanout:
 
     log = Logger()
 
+    #: the smallest audience a burst (L{burst}) sweeps instead of writing
+    #: at once
+    SWEEP_FROM = 32
+
     def __init__(self, reactor: IReactorTime, chunkSize: int = 5000) -> None:
         self._reactor = reactor
         self.chunkSize = chunkSize
         self._jobs: deque[_Job | _Steps] = deque()
-        self._scheduled = False
+        self._scheduled: Any = None
+        self._bursting = False
         self.delivered = 0
         #: the audience being swept and the sweep's next position in it
         self._sweepSessions: Sequence[ISession] | None = None
@@ -171,7 +177,7 @@ class Fanout:
         Like L{deliver}, synchronously: the count, or C{None} (and nothing
         written) when the delivery would have to wait its turn or be chunked.
         """
-        if self._jobs or len(sessions) > self.chunkSize:
+        if self._jobs or len(sessions) > self.chunkSize or (self._bursting and len(sessions) >= self.SWEEP_FROM):
             return None
         # L{write}'s loop inlined: this is every unicast push's path, and a
         # call more per push shows in bench/inprocess.py
@@ -215,16 +221,41 @@ class Fanout:
         self._schedule()
         return job.deferred
 
+    @contextmanager
+    def burst(self) -> Iterator[None]:
+        """
+        Deliver several messages that came together (a burst read from
+        another node) as one: their deliveries to big audiences wait and
+        are swept together (L{_sweep}) when the burst ends, so each session
+        is visited once for all of them rather than once per message; a
+        delivery behind them waits too, which keeps every session's order.
+
+        Walking a 5,000-session audience once per message of a 50-message
+        burst cost 2.7x the CPU per delivery of sweeping it once
+        (bench/README.rst, The scale-out groups).  Nothing waits longer
+        than before: the first chunk runs as the burst ends, the rest in
+        the next reactor turns, as any chunked delivery does.
+        """
+        idle = not self._jobs
+        self._bursting = True
+        try:
+            yield
+        finally:
+            self._bursting = False
+            if idle and self._jobs:
+                if self._scheduled is not None:
+                    self._scheduled.cancel()
+                self._runChunk()
+
     def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self._reactor.callLater(0, self._runChunk)
+        if self._scheduled is None:
+            self._scheduled = self._reactor.callLater(0, self._runChunk)
 
     def _runChunk(self) -> None:
         """
         Do up to C{chunkSize} writes' worth of the waiting work, in order.
         """
-        self._scheduled = False
+        self._scheduled = None
         budget = self.chunkSize
         jobs = self._jobs
         while jobs and budget > 0:
