@@ -137,8 +137,9 @@ class Fanout:
     log = Logger()
 
     #: the smallest audience a burst (L{burst}) sweeps instead of writing
-    #: at once
-    SWEEP_FROM = 32
+    #: at once: a smaller one stays in the CPU's caches from one message to
+    #: the next, and at 500 sessions sweeping measured no better
+    SWEEP_FROM = 1000
 
     def __init__(self, reactor: IReactorTime, chunkSize: int = 5000) -> None:
         self._reactor = reactor
@@ -225,7 +226,8 @@ class Fanout:
     def burst(self) -> Iterator[None]:
         """
         Deliver several messages that came together (a burst read from
-        another node) as one: their deliveries to big audiences wait and
+        another node) as one: their deliveries to big audiences (from
+        C{SWEEP_FROM} sessions) wait and
         are swept together (L{_sweep}) when the burst ends, so each session
         is visited once for all of them rather than once per message; a
         delivery behind them waits too, which keeps every session's order.
