@@ -32,7 +32,7 @@ from redis._parsers.hiredis import _AsyncHiredisParser as _HiredisParser
 from redis.asyncio.client import Redis
 from redis.commands import AsyncCoreCommands
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
 
 try:
     #: what hiredis (3.2 and later) makes of a RESP3 push
@@ -125,6 +125,10 @@ class RawPipeline(AsyncCoreCommands):
                 packed = b"".join([pack_command(args) for args in loads + commands])
                 await connection.send_packed_command(packed, check_health=False)
                 replies = await _read(connection, len(loads) + len(commands))
+                if any(type(r) is ReadOnlyError for r in replies):
+                    # a master demoted under us (a failover): a new connection
+                    # finds the new one, as redis-py's own read does
+                    await connection.disconnect()
             except BaseException:
                 # a connection whose replies were not all read is out of step
                 await connection.disconnect()

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from realtime.broker.redisshards import OneRedis
 from realtime.redisio import loopOf, onLoop
 from realtime.redisraw import RawPipeline, canPipelineRaw, drainMessages
-from tests.redisserver import sharedServer
+from tests.redisserver import RedisServer, sharedServer
 
 
 def onTheLoop(test: Any) -> Any:
@@ -119,6 +119,28 @@ class RawPipelineTests(TestCase):
         pipe = RawPipeline(self.client, timeout=5.0)
         pipe.get("next")
         self.assertEqual(await pipe.execute(), [b"mine"])
+
+    @onTheLoop
+    async def test_demotedMaster(self) -> None:
+        """
+        A Redis that became a replica (a failover) answers writes READONLY:
+        the write fails in its place and the connection is dropped, so the
+        next pipeline connects again (to the new master, through Sentinel)
+        instead of writing to the replica for ever.
+        """
+        server = RedisServer()
+        self.addCleanup(server.cleanup)
+        client = aioredis.Redis.from_url(server.url, protocol=3)
+        first = await client.client_id()
+        server.command("REPLICAOF", "127.0.0.1", "1")
+        pipe = RawPipeline(client, timeout=5.0)
+        pipe.set("k", "v")
+        pipe.get("k")
+        [refused, read] = await pipe.execute()
+        self.assertIsInstance(refused, ReadOnlyError)
+        self.assertIsNone(read)
+        self.assertNotEqual(await client.client_id(), first)
+        await client.aclose()
 
     @onTheLoop
     async def test_connectingTimesOut(self) -> None:
