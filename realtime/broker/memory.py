@@ -45,14 +45,7 @@ class MemoryBroker:
         if type(target) is ToUids:
             uids = target.uids
             if len(uids) == 1:
-                # one uid (nearly every push): no intermediate collections
-                uid = uids[0]
-                sessions = registry.sessionsOf(uid)
-                frame = Frame(envelope.payload, envelope.isBinary)
-                n = fanout.deliverNow(sessions, frame)
-                if n is not None:
-                    return PushResult(n, {uid: n})
-                return fanout.deliver(sessions, frame).addCallback(lambda n: PushResult(n, {uid: n}))
+                return self.publishToUid(uids[0], envelope.payload, envelope.isBinary)
             return self._publishToUids(tuple(dict.fromkeys(uids)), Frame(envelope.payload, envelope.isBinary))
         frame = Frame(envelope.payload, envelope.isBinary)
         if type(target) is ToChannel:
@@ -69,6 +62,20 @@ class MemoryBroker:
         if n is not None:
             return PushResult(n)
         return fanout.deliver(sessions, frame).addCallback(PushResult)
+
+    def publishToUid(self, uid: str, payload: bytes, isBinary: bool = False) -> PushResult | Deferred[PushResult]:
+        """
+        L{publish} to one uid (nearly every push), without an envelope or
+        intermediate collections: also the path of every uid push another
+        node sends through Redis.
+        """
+        sessions = self.registry.sessionsOf(uid)
+        frame = Frame(payload, isBinary)
+        fanout = self.fanout
+        n = fanout.deliverNow(sessions, frame)
+        if n is not None:
+            return PushResult(n, {uid: n})
+        return fanout.deliver(sessions, frame).addCallback(lambda n: PushResult(n, {uid: n}))
 
     def _publishToUids(self, uids: tuple[str, ...], frame: Frame) -> PushResult | Deferred[PushResult]:
         """

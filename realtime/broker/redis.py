@@ -65,6 +65,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+#: how many Redis channel names' addresses a node keeps parsed (the
+#: uids and channels its sessions hold: parsed again after a clear)
+_ADDRESSES_KEPT = 100_000
+
 #: what a Redis Cluster answers while a master is down or failing over
 _CLUSTER_TROUBLE = (ClusterError, SlotNotCoveredError, TryAgainError, ReadOnlyError)
 
@@ -119,6 +123,8 @@ class RedisBroker:
         self._header = wrapHeader(self.node)
         self._local = MemoryBroker(registry, fanout)
         self._names = ChannelNames(prefix)
+        #: Redis channel name -> what it addresses, for the channels heard
+        self._addresses: dict[str, tuple[str, str]] = {}
         self._presenceKeys = PresenceKeys(prefix)
         self._pipeliner = Pipeliner(client, reactor, failing=_unavailable)
         self._link = PubSubLink(
@@ -261,9 +267,14 @@ class RedisBroker:
     # what comes from Redis
 
     def _received(self, redisChannel: str, data: bytes) -> None:
-        address = self._names.parse(redisChannel)
+        address = self._addresses.get(redisChannel)
         if address is None:
-            return
+            address = self._names.parse(redisChannel)
+            if address is None:
+                return
+            if len(self._addresses) >= _ADDRESSES_KEPT:
+                self._addresses.clear()
+            self._addresses[redisChannel] = address
         try:
             message = decode(data)
         except BadMessage:
@@ -278,14 +289,16 @@ class RedisBroker:
                     self._deliverChannel(name, message.offset, message.epoch, message.payload)
             return
         if kind == "uid":
-            target: Any = ToUids((name,))
-        elif kind == "channel":
-            target = ToChannel(name)
-        elif kind == "all":
-            target = ToAll()
+            # every unicast push from another node: no envelope on the way
+            answer = self._local.publishToUid(name, message.payload, message.isBinary)
         else:
-            return
-        answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset, message.epoch))
+            if kind == "channel":
+                target: Any = ToChannel(name)
+            elif kind == "all":
+                target = ToAll()
+            else:
+                return
+            answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset, message.epoch))
         if isinstance(answer, Deferred):
             answer.addErrback(lambda f: self.log.failure("delivering a message from Redis", f))
 
