@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.scaleout import NODE_REDIS_PEER, compared, comparisonTable, scaleoutPeers  # noqa: E402
+from bench.scaleout import NODE_REDIS_PEER, OursOnRedis, compared, comparisonTable, scaleoutPeers  # noqa: E402
 from bench.servers import (  # noqa: E402
     API_KEY,
     BENCH,
@@ -205,9 +205,11 @@ class Group:
         """
         if not self.peers:
             return [name for name in names if not known[name].scaleout]
+        # another revision's build of one of this group's peers (--baseline)
+        builds = [name for name in names if "@" in name and name.partition("@")[0] in self.peers and known[name].scaleout]
         if not explicit:
-            return list(self.peers)
-        return [name for name in names if name in self.peers or name in self.allowed]
+            return [*self.peers, *builds]
+        return [name for name in names if name in self.peers or name in self.allowed or name in builds]
 
 
 #: the groups a run without C{--groups} runs; C{--groups scaleout} is SCALEOUT_GROUPS
@@ -703,6 +705,11 @@ def main(argv: list[str] | None = None) -> int:
             name, tree = checkout(revision, trees)
             known[name] = Ours(name, tree)
             names.insert(names.index("ours") + 1 if "ours" in names else 0, name)
+            # and its two nodes on Redis, which the scale-out groups run
+            # beside this checkout's (their before/after rows)
+            redisName = name.replace("ours@", "ours-redis@")
+            known[redisName] = OursOnRedis(redisName, root=tree)
+            names.append(redisName)
         return compare(args, known, names, limit, niceness, stamp)
     finally:
         shutil.rmtree(trees, ignore_errors=True)

@@ -81,9 +81,19 @@ class OursOnRedis(Peer):
     scaleout = True
 
     def __init__(
-        self, name: str, nodes: int = 2, workers: int | None = None, cpus: int | tuple[int, ...] = SERVER_CPU
+        self,
+        name: str,
+        nodes: int = 2,
+        workers: int | None = None,
+        cpus: int | tuple[int, ...] = SERVER_CPU,
+        root: str | None = None,
     ) -> None:
+        """
+        @param root: the source tree to run (another revision's, for
+            C{run.py --baseline}), or this checkout.
+        """
         self.name = name
+        self.root = root
         self.nodes = nodes
         self.workers = workers
         self.cpus = cpus
@@ -96,7 +106,8 @@ class OursOnRedis(Peer):
     def start(self) -> Running:
         redis = startRedis(self.cpus)
         more = ("--workers", str(self.workers), "--store", redis.url) if self.workers is not None else ()
-        node = Ours(self.name, cpus=self.cpus, args=("--broker", redis.url, *more))
+        tree = {} if self.root is None else {"root": self.root}
+        node = Ours(self.name, cpus=self.cpus, args=("--broker", redis.url, *more), **tree)
         servers: list[Any] = []
 
         def stop() -> None:
@@ -347,13 +358,36 @@ COMPARISONS: list[Comparison] = [
 ]  # fmt: skip
 
 
+def beforeAfter(build: str) -> list[Comparison]:
+    """
+    The rows comparing this checkout's two nodes with C{build}'s
+    (C{ours-redis@<hash>}, from C{run.py --baseline}): the same-run
+    before/after of a change to the Redis path.
+    """
+    over = ("ours-redis", build)
+    return [
+        Comparison(f"this checkout / {build.partition('@')[2]}: 1,000 conns, windowed, CPU per delivery",
+                   "redis-fanout-1k", cpuPerMillion("fanout"), over, False, None, "s"),
+        Comparison("  1,000 conns, pipelined 50, CPU per delivery", "redis-fanout-1k",
+                   cpuPerMillion("fanout-pipelined"), over, False, None, "s"),
+        Comparison("  10,000 conns, windowed, CPU per delivery", "redis-fanout-10k", cpuPerMillion("fanout"),
+                   over, False, None, "s"),
+        Comparison("  10,000 conns, pipelined 50, CPU per delivery", "redis-fanout-10k",
+                   cpuPerMillion("fanout-pipelined"), over, False, None, "s"),
+        Comparison("  push to random uids, pushes/s", "redis-unicast", rate("unicast-max"), over),
+        Comparison("  push to random uids, CPU per push", "redis-unicast", cpuPerMillion("unicast-max"), over,
+                   False, None, "s"),
+    ]  # fmt: skip
+
+
 def compared(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     Every comparison with a figure for at least one of its peers: both
     medians over the valid runs, their ratio, and whether the target is met.
     """
     rows = []
-    for c in COMPARISONS:
+    builds = sorted({run["peer"] for run in runs if run["peer"].startswith("ours-redis@")})
+    for c in COMPARISONS + [row for build in builds for row in beforeAfter(build)]:
         medians: list[float | None] = []
         for peer in c.over:
             values = [

@@ -194,3 +194,31 @@ def test_groupsChoosePeers() -> None:
     assert groups["redis-unicast"].chosen(known, ["ours"], False) == ["ours-redis", "node-ioredis"]
     assert groups["redis-unicast"].chosen(known, ["ours-redis", "ours", "c-batched"], True) == ["ours-redis", "ours"]
     assert groups["fanout-1k"].chosen(known, ["ours", "ours-asyncio", "ours-redis"], True) == ["ours", "ours-asyncio"]
+
+
+def test_baselineBuildOnRedis() -> None:
+    """
+    C{--baseline REV} adds that build's two nodes (C{ours-redis@<hash>}):
+    the scale-out groups of this checkout's nodes run it too, the
+    single-process ones never, and the comparisons gain its before/after
+    rows.
+    """
+    known = {**allPeers(), "ours@abc1234": Ours("ours@abc1234"), "ours-redis@abc1234": OursOnRedis("ours-redis@abc1234")}
+    groups = {g.name: g for g in plan(True, 1000)}
+    names = ["ours", "ours@abc1234", "ours-redis@abc1234"]
+    assert groups["redis-unicast"].chosen(known, names, False) == ["ours-redis", "node-ioredis", "ours-redis@abc1234"]
+    assert groups["redis-fanout-1k"].chosen(known, ["ours", "ours-redis", "ours-redis@abc1234"], True) == [
+        "ours",
+        "ours-redis",
+        "ours-redis@abc1234",
+    ]
+    assert groups["workers"].chosen(known, names, False) == ["ours-workers1", "ours-workers2"]
+    assert groups["fanout-1k"].chosen(known, names, False) == ["ours", "ours@abc1234"]
+    runs = [
+        fake("ours-redis", "redis-unicast", "unicast-max", 30_000, 0.9, 0.1),
+        fake("ours-redis@abc1234", "redis-unicast", "unicast-max", 10_000, 0.9, 0.1),
+    ]
+    rows = {r["label"].strip(): r for r in compared(runs)}
+    assert rows["push to random uids, pushes/s"]["peers"] == ["ours-redis", "ours-redis@abc1234"]
+    assert rows["push to random uids, pushes/s"]["ratio"] == 3.0
+    assert round(rows["push to random uids, CPU per push"]["ratio"], 2) == 0.33
