@@ -191,7 +191,15 @@ class RedisPresence:
                     pipe.hdel(keys.members(channel), *members)
             return 2 + len(self._uids) + sum(1 for m in self._members.values() if m)
 
-        done = self._pipeliner.submit(queue, lambda answers: None)
+        def leftBehind(reason: Failure) -> None:
+            # a node stopping while Redis is unreachable still stops
+            self.log.warn(
+                "could not remove this node's presence from Redis ({why}); the other nodes stop counting it "
+                "when its heartbeat goes stale",
+                why=reason.getErrorMessage(),
+            )
+
+        done = self._pipeliner.submit(queue, lambda answers: None).addErrback(leftBehind)
         return done.addBoth(lambda result: self._pipeliner.close().addCallback(lambda _: result))
 
     # this node's changes

@@ -115,6 +115,21 @@ class PresenceTests(TestCase):
         self.assertEqual(await a.connectionCount("u1"), 0)
         self.assertNotIn("b", a.liveNodes)
 
+    async def test_stopWhileRedisIsDown(self) -> None:
+        """
+        A node stops while Redis is unreachable: it cannot remove its
+        fields, says so, and stops all the same (the others stop counting it
+        when its heartbeat goes stale) instead of failing its shutdown.
+        """
+        self.ownServer()
+        a = self.node("a")
+        await a.start()
+        await a.connected("u1")
+        self.redis.stop()
+        await a.stop()
+        self.assertTrue(a._pipeliner.closed)
+        self.assertFalse(a._beat.running)
+
     async def test_refreshRestoresLostData(self) -> None:
         """
         After Redis loses its data, each node's refresh writes its share back.
@@ -216,6 +231,7 @@ class ClusterPresenceTests(PresenceTests):
     #: a loader leaves out a test name that is not callable)
     test_heartbeatOutlivesAnOutage = None  # type: ignore[assignment]
     test_changesDuringAnOutageWrittenAfter = None  # type: ignore[assignment]
+    test_stopWhileRedisIsDown = None  # type: ignore[assignment]
 
     async def test_keysSpreadOverMasters(self) -> None:
         """
