@@ -122,6 +122,7 @@ class RawPipeline(AsyncCoreCommands):
         async with asyncio.timeout(self._timeout):
             connection = await pool.get_connection()
             try:
+                await _reconnectIfClosed(connection)
                 packed = b"".join([pack_command(args) for args in loads + commands])
                 await connection.send_packed_command(packed, check_health=False)
                 replies = await _read(connection, len(loads) + len(commands))
@@ -152,6 +153,23 @@ class RawPipeline(AsyncCoreCommands):
         if callback is None:
             return reply
         return callback(reply, **{k: v for k, v in options.items() if k not in _NOT_FOR_CALLBACKS})
+
+
+async def _reconnectIfClosed(connection: Any) -> None:
+    """
+    Connect C{connection} again if Redis closed it while it sat in the pool
+    (a restart, a failover, an idle timeout).
+
+    redis-py's pool checks that for it, except with RESP3 and maintenance
+    notifications on, where it leaves the check to its pipeline's retry;
+    these pipelines do not resend (a resent C{PUBLISH} can deliver twice),
+    so without this every pooled connection's first pipeline after a Redis
+    restart failed.
+    """
+    stream = getattr(connection, "_reader", None)
+    if stream is not None and stream.at_eof():
+        await connection.disconnect()
+        await connection.connect()
 
 
 async def _read(connection: Any, count: int) -> list[Any]:

@@ -121,6 +121,24 @@ class RawPipelineTests(TestCase):
         self.assertEqual(await pipe.execute(), [b"mine"])
 
     @onTheLoop
+    async def test_afterRestart(self) -> None:
+        """
+        The first pipeline after Redis restarted works: the pooled
+        connection Redis closed is connected again, not read from.
+        """
+        server = RedisServer()
+        self.addCleanup(server.cleanup)
+        client = aioredis.Redis.from_url(server.url, protocol=3)
+        for _ in range(3):
+            pipe = RawPipeline(client, timeout=5.0)
+            pipe.set("k", "v")
+            self.assertEqual(await pipe.execute(), [True])
+            server.stop()
+            server.start()
+            await asyncio.sleep(0.05)  # the reactor sees the old connection close
+        await client.aclose()
+
+    @onTheLoop
     async def test_demotedMaster(self) -> None:
         """
         A Redis that became a replica (a failover) answers writes READONLY:
