@@ -116,6 +116,8 @@ class PubSubLink:
         self._toSubscribe: set[str] = set()
         self._toUnsubscribe: set[str] = set()
         self._syncing = False
+        #: the retry of a (un)subscription that failed, until it runs
+        self._retry: Any = None
         # one subscription command at a time: redis-py's PubSub connects on
         # its first command, and two first commands at once would each make
         # a connection, the second orphaning what the first subscribed to
@@ -193,6 +195,10 @@ class PubSubLink:
             self._reactor.callLater(0, self._sync)
 
     def _sync(self) -> None:
+        self._retry = None
+        if self._stopping:
+            self._syncing = False
+            return
         subscribe, self._toSubscribe = self._toSubscribe, set()
         unsubscribe, self._toUnsubscribe = self._toUnsubscribe, set()
         if not subscribe and not unsubscribe:
@@ -217,7 +223,10 @@ class PubSubLink:
             self._toSubscribe |= {c for c in subscribe if c in self._wanted}
             self._toUnsubscribe |= {c for c in unsubscribe if c not in self._wanted}
             self._subscribing = f"subscribing failed: {reason.getErrorMessage()}"
-            self._reactor.callLater(0.5, self._sync)
+            if self._stopping:
+                self._syncing = False
+                return
+            self._retry = self._reactor.callLater(0.5, self._sync)
 
         onLoop(self._loop, apply()).addCallbacks(applied, failed)
 
@@ -273,6 +282,11 @@ class PubSubLink:
         Stop probing and reading, and close the pub/sub connections.
         """
         self._stopping = True
+        if self._retry is not None and self._retry.active():
+            # a subscription that failed is not tried again on a closed link
+            self._retry.cancel()
+            self._retry = None
+            self._syncing = False
         if self._probe.running:
             self._probe.stop()
 

@@ -161,6 +161,19 @@ class PubSubLinkTests(TestCase):
         await until(lambda: ("u:1", b"after") in self.got)
         await until(lambda: link.problem is None)
 
+    async def test_stoppedWhileSubscribingFails(self) -> None:
+        """
+        A link stopped while its subscriptions fail (Redis unreachable)
+        leaves no retry behind it.
+        """
+        link = self.link()
+        await link.start()
+        self.redis.stop()
+        link.want("u:1")
+        await until(lambda: (link.problem or "").find("subscribing failed") >= 0, timeout=10)
+        await link.stop()
+        self.assertEqual([c for c in reactor.getDelayedCalls() if "PubSubLink._sync" in repr(c)], [])
+
     async def test_clientKilled(self) -> None:
         """
         A pub/sub connection Redis closes (C{CLIENT KILL TYPE pubsub}) is
@@ -221,6 +234,10 @@ class ClusterPubSubLinkTests(PubSubLinkTests):
             return ("127.0.0.1", proxyPort) if address[1] == master.port else address
 
         return self.client(address_remap=remap)
+
+    #: not run here: it stops its Redis, and the cluster is shared by this
+    #: module's tests (PubSubLinkTests runs it on a Redis of its own)
+    test_stoppedWhileSubscribingFails = None  # type: ignore[assignment]
 
     async def test_redisRestarted(self) -> None:
         """
