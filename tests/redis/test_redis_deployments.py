@@ -19,6 +19,7 @@ from twisted.trial.unittest import TestCase
 from realtime.broker.redis import RedisBroker
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
+from realtime.redisio import loopOf, onLoop
 from realtime.store.redis import RedisMessageStore
 from realtime.testing import FakeSession
 from realtime.values import Envelope, Position, ToUids
@@ -101,6 +102,29 @@ async def eventually(operation: Callable[[], Awaitable[Any]], timeout: float = 2
             await until(lambda: True, step=0.2)
 
 
+async def held(broker: RedisBroker, uid: str = "u1", timeout: float = 20.0) -> None:
+    """
+    Until Redis has what a node holding C{uid} sends it: the subscription
+    to the uid's channel and the uid's connection count.  A push in the
+    node's first moments races them (and is answered C{fail}, rightly), so
+    a test of a push's answer waits for them first.
+    """
+    channel = broker._names.uid(uid)
+    client = broker._link._client
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            [(_, subscribers)] = await onLoop(loopOf(reactor), client.pubsub_numsub(channel))
+            if subscribers and await broker.connectionCount(uid) == 1:
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{uid}'s subscription and count never reached Redis")
+        await until(lambda: True, step=0.1)
+
+
 class TLSTests(TestCase):
     """
     C{rediss://} with the CA given in the URL (C{?ssl_ca_certs=PATH}).
@@ -132,6 +156,7 @@ class TLSTests(TestCase):
         """
         broker, session = brokerNode(self, self.url)
         await broker.start()
+        await held(broker)
         result = await eventually(lambda: broker.publish(Envelope(ToUids(("u1",)), b"over tls")))
         self.assertEqual(result.delivered, 1)
         await until(lambda: session.texts == ["over tls"])
@@ -195,6 +220,7 @@ class SentinelTests(TestCase):
         """
         broker, session = brokerNode(self, self.url)
         await broker.start()
+        await held(broker)
         result = await eventually(lambda: broker.publish(Envelope(ToUids(("u1",)), b"before")))
         self.assertEqual(result.delivered, 1)
         await self.failOver()
