@@ -21,6 +21,7 @@ from itertools import count
 from typing import Any
 
 from realtime.redisio import CLASSIC, SHARDED, PubSubCommands, isCluster
+from realtime.redisraw import drainMessages, quietPushes
 
 __all__ = ["OneRedis", "ClusterShards", "shardsFor", "Heard"]
 
@@ -38,8 +39,6 @@ class OneRedis:
     commands: PubSubCommands = CLASSIC
 
     def __init__(self, listener: Any) -> None:
-        from realtime.redisraw import quietPushes
-
         self._pubsub = listener.pubsub(push_handler_func=quietPushes)
 
     def label(self, name: str) -> str:
@@ -80,8 +79,6 @@ class OneRedis:
         after C{timeout}) and every one already read behind it
         (L{realtime.redisraw.drainMessages}).
         """
-        from realtime.redisraw import drainMessages
-
         message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
         # None too after a subscription's answer, which may have messages behind it
         heard: list[Heard] = [("message", message["channel"], message["data"])] if message and _isData(message) else []

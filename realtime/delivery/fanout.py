@@ -25,10 +25,10 @@ from __future__ import annotations
 import struct
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
+from typing import Callable, Iterator, Sequence, TypeVar, cast
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from realtime.interfaces import ISession
@@ -145,7 +145,7 @@ class Fanout:
         self._reactor = reactor
         self.chunkSize = chunkSize
         self._jobs: deque[_Job | _Steps] = deque()
-        self._scheduled: Any = None
+        self._scheduled: IDelayedCall | None = None
         self._bursting = False
         self.delivered = 0
         #: the audience being swept and the sweep's next position in it
