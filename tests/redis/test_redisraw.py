@@ -129,13 +129,19 @@ class RawPipelineTests(TestCase):
         server = RedisServer()
         self.addCleanup(server.cleanup)
         client = aioredis.Redis.from_url(server.url, protocol=3)
+        pool = client.connection_pool
         for _ in range(3):
             pipe = RawPipeline(client, timeout=5.0)
             pipe.set("k", "v")
             self.assertEqual(await pipe.execute(), [True])
             server.stop()
             server.start()
-            await asyncio.sleep(0.05)  # the reactor sees the old connection close
+            # until the reactor has seen Redis close the pooled connection
+            # (an asyncio task: poll on the loop, with a deadline)
+            for _ in range(200):
+                if all(c._reader is None or c._reader.at_eof() for c in pool._available_connections):
+                    break
+                await asyncio.sleep(0.01)
         await client.aclose()
 
     @onTheLoop
