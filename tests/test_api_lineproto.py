@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 
 from realtime.api.lineproto import (
     MAX_PENDING,
+    MAX_PENDING_BYTES,
     LineError,
     LinePushFactory,
     LinePushProtocol,
@@ -506,6 +507,27 @@ class FlowControlTests(SynchronousTestCase):
         for _, d in self.broker.published[MAX_PENDING // 2 :]:
             d.callback(PushResult(0))
         self.assertEqual(answers(self.transport), [b"ok"] * (MAX_PENDING // 2) + [b"fail"] * (MAX_PENDING // 2 + extra))
+
+    def test_tooManyPendingBytes(self) -> None:
+        """
+        Pushes awaiting their answers hold at most about
+        C{MAX_PENDING_BYTES} of lines, however few they are: past that the
+        connection is no longer read, and it is again once half those bytes
+        are answered.
+        """
+        line = b'{"uid":"u","x":"' + b"x" * 60000 + b'"}\n'
+        self.proto.dataReceived(line * (MAX_PENDING_BYTES // len(line) + 5))
+        held = len(self.broker.published)
+        self.assertEqual(held, -(-MAX_PENDING_BYTES // (len(line) - 1)))
+        self.assertLess(held, MAX_PENDING)
+        self.assertEqual(self.transport.producerState, "paused")
+        half = held - MAX_PENDING_BYTES // 2 // (len(line) - 1)
+        for _, d in self.broker.published[: half - 1]:
+            d.callback(PushResult(1))
+        self.assertEqual(self.transport.producerState, "paused")
+        self.broker.published[half - 1][1].callback(PushResult(1))
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertGreater(len(self.broker.published), held)
 
     def test_unreadAnswers(self) -> None:
         """
