@@ -47,6 +47,7 @@ __all__ = ["RawPipeline", "canPipelineRaw", "drainMessages", "quietPushes"]
 #: the options redis-py's command methods pass that are not for the
 #: response callback (what C{Redis.parse_response} removes)
 _NOT_FOR_CALLBACKS = ("keys", "NEVER_DECODE", "EMPTY_RESPONSE")
+_KEYS_ONLY = {"keys"}
 
 #: the pub/sub replies that carry a message (classic and sharded)
 _MESSAGES = (b"message", b"smessage")
@@ -152,6 +153,9 @@ class RawPipeline(AsyncCoreCommands):
             callback = self._callbacks[name] = self._client.response_callbacks.get(name)
         if callback is None:
             return reply
+        if not options or options.keys() == _KEYS_ONLY:
+            # nearly every command: no option a callback takes
+            return callback(reply)
         return callback(reply, **{k: v for k, v in options.items() if k not in _NOT_FOR_CALLBACKS})
 
 

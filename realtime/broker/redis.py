@@ -370,9 +370,13 @@ class RedisBroker:
             counts: dict[str, int] = {}
             for i, uid in enumerate(uids):
                 receivers, perNode = answers[2 * i], answers[2 * i + 1]
-                held = sum(int(n) for node, n in perNode.items() if _text(node) not in dead)
-                # delivered only where a node took it and holds the uid
-                counts[uid] = held if receivers else 0
+                if not receivers:
+                    # delivered only where a node took it and holds the uid
+                    counts[uid] = 0
+                elif dead:
+                    counts[uid] = sum(int(n) for node, n in perNode.items() if _text(node) not in dead)
+                else:
+                    counts[uid] = sum(map(int, perNode.values()))
             return PushResult(sum(counts.values()), counts)
 
         return self._pipeliner.submit(queue, count)

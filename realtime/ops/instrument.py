@@ -130,12 +130,12 @@ class InstrumentedPublisher:
         if isinstance(result, PushResult):
             self._observe(labels, seconds() - started)
             return result
+        return result.addBoth(self._observed, labels, started)
 
-        def observed(outcome: Any) -> Any:
-            self._observe(labels, seconds() - started)
-            return outcome
-
-        return result.addBoth(observed)
+    def _observed(self, outcome: Any, labels: tuple[str, str], started: float) -> Any:
+        # a method, not a closure made per push
+        self._observe(labels, self._seconds() - started)
+        return outcome
 
     def connectionCount(self, uid: str) -> Deferred[int]:
         """
