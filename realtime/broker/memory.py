@@ -66,8 +66,7 @@ class MemoryBroker:
     def publishToUid(self, uid: str, payload: bytes, isBinary: bool = False) -> PushResult | Deferred[PushResult]:
         """
         L{publish} to one uid (nearly every push), without an envelope or
-        intermediate collections: also the path of every uid push another
-        node sends through Redis.
+        intermediate collections.
         """
         sessions = self.registry.sessionsOf(uid)
         frame = Frame(payload, isBinary)
@@ -76,6 +75,18 @@ class MemoryBroker:
         if n is not None:
             return PushResult(n, {uid: n})
         return fanout.deliver(sessions, frame).addCallback(lambda n: PushResult(n, {uid: n}))
+
+    def deliverToUid(self, uid: str, payload: bytes, isBinary: bool = False) -> int | Deferred[int]:
+        """
+        Write to C{uid}'s sessions here and say to how many, with no answer
+        made for a backend: the path of every uid push another node sends
+        through Redis, whose answer that node gave already.
+        """
+        fanout = self.fanout
+        frame = Frame(payload, isBinary)
+        sessions = self.registry.sessionsOf(uid)
+        n = fanout.deliverNow(sessions, frame)
+        return fanout.deliver(sessions, frame) if n is None else n
 
     def _publishToUids(self, uids: tuple[str, ...], frame: Frame) -> PushResult | Deferred[PushResult]:
         """

@@ -288,9 +288,10 @@ class RedisBroker:
                 else:
                     self._deliverChannel(name, message.offset, message.epoch, message.payload)
             return
+        answer: Any
         if kind == "uid":
             # every unicast push from another node: no envelope on the way
-            answer = self._local.publishToUid(name, message.payload, message.isBinary)
+            answer = self._local.deliverToUid(name, message.payload, message.isBinary)
         else:
             if kind == "channel":
                 target: Any = ToChannel(name)
@@ -299,7 +300,8 @@ class RedisBroker:
             else:
                 return
             answer = self._local.publish(Envelope(target, message.payload, message.isBinary, message.offset, message.epoch))
-        if isinstance(answer, Deferred):
+        # not isinstance(answer, Deferred): an ABC's check, once per message
+        if not isinstance(answer, (int, PushResult)):
             answer.addErrback(lambda f: self.log.failure("delivering a message from Redis", f))
 
     def _deliverChannel(self, channel: str, offset: int, epoch: str, data: bytes) -> None:
@@ -308,7 +310,7 @@ class RedisBroker:
         """
         wire = encodeMessage(channel, offset, epoch, data)
         answer = self._local.publish(Envelope(ToChannel(channel), wire, False, offset, epoch))
-        if isinstance(answer, Deferred):
+        if not isinstance(answer, PushResult):
             answer.addErrback(lambda f: self.log.failure("delivering a channel message from Redis", f))
 
     # IHistoryBroker
