@@ -91,8 +91,8 @@ __all__ = [
 MAX_PENDING = 1024
 
 #: how many bytes of pushes awaiting their answers one connection may hold
-#: before it is no longer read from, whatever their number: 1,024 pushes of
-#: 64 KiB would be 64 MiB
+#: before it is no longer read from, whatever their number: 1,024 lines of
+#: the server's 1 MiB limit would be a gigabyte
 MAX_PENDING_BYTES = 1 << 20
 
 _OK = b"ok"
