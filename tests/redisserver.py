@@ -164,18 +164,52 @@ def _words(raw: bytes) -> list[bytes]:
 class RedisClusterServers:
     """
     A Redis Cluster of three masters, each a L{RedisServer} with cluster
-    mode on, joined with C{redis-cli --cluster create}.
+    mode on, joined with C{redis-cli --cluster create}; with C{replicas},
+    that many replicas of each master too (all in L{nodes}: a replica owns
+    no slot, so L{ownerOf} never names one until it is promoted).
     """
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 3, replicas: int = 0) -> None:
         cli = requireRedis("redis-cli")
         self.nodes = [
             RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
-            for _ in range(size)
+            for _ in range(size * (1 + replicas))
         ]
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         self.waitUntilReady()
+        if replicas:
+            self.waitUntilReplicated(size * replicas)
+
+    def waitUntilReplicated(self, count: int, timeout: float = 20) -> None:
+        """
+        Wait until C{count} replicas have finished their first sync with
+        their masters (a replica still loading cannot take over).
+        """
+        deadline = time.monotonic() + timeout
+        while sum(b"master_link_status:up" in node.command("INFO", "replication") for node in self.nodes) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster's replicas did not sync")
+            time.sleep(0.1)
+
+    def replicaOf(self, master: RedisServer) -> RedisServer:
+        """
+        A replica of C{master}.
+        """
+        masterId = master.command("CLUSTER", "MYID").split(b"\r\n")[1]
+        for node in self.nodes:
+            if node is master or node.process is None:
+                continue
+            for line in node.command("CLUSTER", "NODES").split(b"\n"):
+                fields = line.split()
+                if len(fields) > 3 and b"myself" in fields[2] and fields[3] == masterId:
+                    return node
+        raise AssertionError(f"no replica of the master on port {master.port}")
 
     def waitUntilReady(self, timeout: float = 20) -> None:
         """
@@ -214,7 +248,7 @@ class RedisClusterServers:
 
         slot = key_slot(name.encode())
         for node in self.nodes:
-            if self._owns(node, slot):
+            if node.process is not None and self._owns(node, slot):
                 return node
         raise AssertionError(f"no master owns slot {slot}")
 

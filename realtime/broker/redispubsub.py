@@ -255,7 +255,7 @@ class PubSubLink:
             probed = self._probed.get(name)
             if probed is not None:
                 # the same connection, probed on a channel of its master again
-                self._byChannel.pop(probed.channel, None)
+                self._forgetChannel(probed)
                 probed.channel = channel
             else:
                 probed = self._probed[name] = _Probed(name, channel, self._reactor.seconds())
@@ -268,14 +268,24 @@ class PubSubLink:
         masters gone.
         """
         probes, gone = changes
-        self._add(probes)
+        # the masters gone first: a replica promoted in a dead master's place
+        # owns its slots, so its probe channel is the dead master's own
         for name in gone:
             probed = self._probed.pop(name, None)
             if probed is None:
                 continue
-            self._byChannel.pop(probed.channel, None)
+            self._forgetChannel(probed)
             if probed.reader is not None:
                 probed.reader.cancel()
+        self._add(probes)
+
+    def _forgetChannel(self, probed: _Probed) -> None:
+        """
+        Stop routing C{probed}'s probe channel to it, unless the channel is
+        another connection's now.
+        """
+        if self._byChannel.get(probed.channel) is probed:
+            del self._byChannel[probed.channel]
 
     def stop(self) -> Deferred[None]:
         """
