@@ -29,9 +29,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.run import LOADGEN, allPeers, build, installNodePeer  # noqa: E402
+from bench.run import allPeers, build, installNodePeer, startGenerator  # noqa: E402
 from bench.scaleout import NODE_REDIS_PEER  # noqa: E402
-from bench.servers import API_KEY, LOADGEN_CPU  # noqa: E402
 
 #: the system calls counted, by their tracepoint's name
 SYSCALLS = ("sendto", "sendmsg", "write", "writev", "recvfrom", "read", "epoll_wait", "epoll_pwait")
@@ -88,18 +87,7 @@ def measure(
     running = peer.start()
     try:
         servers, aux = running.allPids(), list(running.auxPids)
-        command = [
-            "taskset", "-c", str(LOADGEN_CPU), LOADGEN,
-            "--port", ",".join(str(p) for p in running.allPorts()), "--push-port", str(running.pushPort),
-            "--stats-port", str(running.statsPort), "--key", API_KEY, "--pid", ",".join(map(str, servers)),
-            "-n", str(connections), "--scenarios", scenario, "--warmup", str(warmup), "--duration", str(settle + window + 3),
-            "--drain-timeout", "30",
-        ]  # fmt: skip
-        generator = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert generator.stderr is not None
-        for line in generator.stderr:
-            if "scenario" in line:
-                break
+        generator = startGenerator(running, connections, scenario, warmup, settle + window + 3, "--drain-timeout", "30")
         time.sleep(settle)
         before, started = {pid: cpuTicks(pid) for pid in servers + aux}, time.monotonic()
         counters = countSyscalls(servers, window)

@@ -57,6 +57,7 @@ from bench.servers import (  # noqa: E402
     CommandPeer,
     Ours,
     Peer,
+    Running,
     busyCpuSeconds,
     processCpu,
 )
@@ -602,6 +603,29 @@ def collapsedSummary(path: str, top: int = 22) -> str:
     return "\n".join(out)
 
 
+def startGenerator(
+    running: Running, connections: int, scenario: str, warmup: float, duration: float, *extra: str
+) -> subprocess.Popen[str]:
+    """
+    The generator running C{scenario} against C{running} (every port and
+    process of it), once it has connected and started the scenario; its
+    report is on its standard output when it ends.
+    """
+    command = [
+        "taskset", "-c", str(LOADGEN_CPU), LOADGEN,
+        "--port", ",".join(str(port) for port in running.allPorts()), "--push-port", str(running.pushPort),
+        "--stats-port", str(running.statsPort), "--key", API_KEY,
+        "--pid", ",".join(str(pid) for pid in running.allPids()),
+        "-n", str(connections), "--scenarios", scenario, "--warmup", str(warmup), "--duration", str(duration), *extra,
+    ]  # fmt: skip
+    generator = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert generator.stderr is not None
+    for line in generator.stderr:
+        if "scenario" in line:
+            break
+    return generator
+
+
 def profile(
     duration: float, stamp: str, scenarios: tuple[str, ...] = ("fanout", "unicast-max"), results: str = RESULTS
 ) -> None:
@@ -616,18 +640,7 @@ def profile(
     for scenario in scenarios:
         running = Ours().start()
         try:
-            window = 2 * duration + 4
-            command = [
-                "taskset", "-c", str(LOADGEN_CPU), LOADGEN,
-                "--port", str(running.wsPort), "--push-port", str(running.pushPort),
-                "--stats-port", str(running.statsPort), "--key", API_KEY, "--pid", str(running.pid),
-                "-n", "10000", "--scenarios", scenario, "--warmup", "2", "--duration", str(window),
-            ]  # fmt: skip
-            generator = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            assert generator.stderr is not None
-            for line in generator.stderr:
-                if "scenario" in line:
-                    break
+            generator = startGenerator(running, 10000, scenario, 2.0, 2 * duration + 4)
             time.sleep(2)
             base = os.path.join(results, f"profile-{stamp}-{scenario}")
             spy = ["taskset", "-c", str(LOADGEN_CPU), pyspy, "record", "--pid", str(running.pid),
