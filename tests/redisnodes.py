@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from websockets.sync.client import ClientConnection, connect
 
+from realtime.broker.redismessages import ChannelNames
 from tests.serverprocess import ServerProcess, api, waitUntil
 
 __all__ = ["NODE_ARGS", "startNodes", "ChannelClient", "PubSubSilencer", "readiness", "metric", "push", "online"]
@@ -165,6 +166,18 @@ def online(node: ServerProcess, uid: str) -> int:
     """
     count: int = api(node, "GET", f"/api/online?uid={uid}")[1]["online"][uid]
     return count
+
+
+def held(redis: Any, node: ServerProcess, uid: str, connections: int = 1) -> bool:
+    """
+    Whether Redis has both things a node holding C{uid} sends it: the
+    connection count C{node} reads, and a subscription to the uid's channel
+    (on a cluster, on the master of its slot).  The node writes them side
+    by side, so a push between the two is answered as reaching nobody, as
+    it did; a test that checks a push's answer waits for both.
+    """
+    channel = ChannelNames().uid(uid)
+    return online(node, uid) == connections and redis.subscribers(channel)[channel] > 0
 
 
 def readiness(node: ServerProcess) -> tuple[int, dict[str, Any]]:

@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.redisnodes import (
     ChannelClient,
     PubSubSilencer,
+    held,
     metric,
     online,
     push,
@@ -157,7 +158,7 @@ class HalfOpenPubSubTests(SynchronousTestCase):
         self.addCleanup(node.stop)
         client = ChannelClient(node)
         self.addCleanup(client.close)
-        waitUntil(lambda: online(node, client.uid) == 1, timeout=20)
+        waitUntil(lambda: held(redis, node, client.uid), timeout=20)
         self.assertEqual(push(node, client.uid, {"n": 1})[1]["status"], "delivered")
         client.waitFor(lambda f: f.get("type") == "push")
 

@@ -14,6 +14,7 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 from websockets.sync.client import connect
 
+from tests.redisnodes import held
 from tests.redisserver import RedisServer
 from tests.serverprocess import ServerProcess, api, environment, linePush, run, twistdCommand, waitUntil
 
@@ -51,7 +52,7 @@ class TwoNodesTests(SynchronousTestCase):
         a, b = self.nodes
         with connect(b.url("/")) as ws:
             ws.send("alice")
-            waitUntil(lambda: self.online(a, "alice") == 1, timeout=10)
+            waitUntil(lambda: held(self.redis, a, "alice"), timeout=10)
             self.assertEqual(linePush(a.ports["push-port"], b'{"uid":"alice","percent":"88%"}\n'), [b"ok"])
             self.assertEqual(json.loads(ws.recv(timeout=10)), {"uid": "alice", "percent": "88%"})
         self.assertEqual(linePush(a.ports["push-port"], b'{"uid":"nobody","x":1}\n'), [b"fail"])

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.redisnodes import ChannelClient, online, push, startNodes
+from tests.redisnodes import ChannelClient, held, push, startNodes
 from tests.redisserver import RedisClusterServers, RedisServer
 from tests.serverprocess import ServerProcess, linePush, publish, waitUntil
 
@@ -51,7 +51,8 @@ class ThreeNodesMixin:
     def clients(self) -> list[ChannelClient]:
         """
         Two clients on each node, each subscribed to the channel, each known
-        online to every node before the test pushes.
+        online to every node and its uid subscribed in Redis before the test
+        pushes.
         """
         clients = [ChannelClient(node) for node in self.nodes for _ in range(2)]
         for client in clients:
@@ -59,7 +60,7 @@ class ThreeNodesMixin:
             assert client.request("subscribe", channel=CHANNEL)["ok"]
         for node in self.nodes:
             for client in clients:
-                waitUntil(lambda node=node, uid=client.uid: online(node, uid) == 1, timeout=20)
+                waitUntil(lambda node=node, uid=client.uid: held(self.redis, node, uid), timeout=20)
         return clients
 
     def test_everyMessageOnceInOrder(self) -> None:
