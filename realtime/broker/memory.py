@@ -68,13 +68,10 @@ class MemoryBroker:
         L{publish} to one uid (nearly every push), without an envelope or
         intermediate collections.
         """
-        sessions = self.registry.sessionsOf(uid)
-        frame = Frame(payload, isBinary)
-        fanout = self.fanout
-        n = fanout.deliverNow(sessions, frame)
-        if n is not None:
+        n = self.deliverToUid(uid, payload, isBinary)
+        if isinstance(n, int):
             return PushResult(n, {uid: n})
-        return fanout.deliver(sessions, frame).addCallback(lambda n: PushResult(n, {uid: n}))
+        return n.addCallback(lambda n: PushResult(n, {uid: n}))
 
     def deliverToUid(self, uid: str, payload: bytes, isBinary: bool = False) -> int | Deferred[int]:
         """
