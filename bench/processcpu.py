@@ -31,18 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.run import allPeers, build, installNodePeer, startGenerator  # noqa: E402
 from bench.scaleout import NODE_REDIS_PEER  # noqa: E402
+from bench.servers import processCpuTimes  # noqa: E402
 
 #: the system calls counted, by their tracepoint's name
 SYSCALLS = ("sendto", "sendmsg", "write", "writev", "recvfrom", "read", "epoll_wait", "epoll_pwait")
-
-
-def cpuTicks(pid: int) -> tuple[int, int]:
-    """
-    The user and system clock ticks C{pid} has used.
-    """
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
 
 
 def countSyscalls(pids: list[int], seconds: float) -> list[subprocess.Popen[str]] | None:
@@ -89,20 +81,19 @@ def measure(
         servers, aux = running.allPids(), list(running.auxPids)
         generator = startGenerator(running, connections, scenario, warmup, settle + window + 3, "--drain-timeout", "30")
         time.sleep(settle)
-        before, started = {pid: cpuTicks(pid) for pid in servers + aux}, time.monotonic()
+        before, started = {pid: processCpuTimes(pid) for pid in servers + aux}, time.monotonic()
         counters = countSyscalls(servers, window)
         time.sleep(window)
-        after, took = {pid: cpuTicks(pid) for pid in servers + aux}, time.monotonic() - started
+        after, took = {pid: processCpuTimes(pid) for pid in servers + aux}, time.monotonic() - started
         counted = [perfCounts(c.communicate()[1]) for c in counters] if counters else [{} for _ in servers]
         out, _ = generator.communicate(timeout=120)
     finally:
         running.stop()
     report = json.loads(out)["scenarios"][scenario]
     perSecond = report["deliveriesPerSec"] if scenario.startswith("fanout") else report["pushesPerSec"]
-    tick = os.sysconf("SC_CLK_TCK")
     processes = []
     for i, pid in enumerate(servers + aux):
-        user, system = ((after[pid][k] - before[pid][k]) / tick / took for k in (0, 1))
+        user, system = ((after[pid][k] - before[pid][k]) / took for k in (0, 1))
         row: dict[str, Any] = {
             "process": f"server {i}" if pid in servers else "redis-server",
             "userUs": 1e6 * user / perSecond,

@@ -49,16 +49,24 @@ def pinnedTo(cpus: int | Iterable[int]) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def processCpu(pid: int) -> float:
+def processCpuTimes(pid: int) -> tuple[float, float]:
     """
-    CPU seconds used so far by process C{pid} (all its threads), or 0 if gone.
+    User and system CPU seconds used so far by process C{pid} (all its
+    threads), or zeros if it is gone.
     """
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return 0.0, 0.0
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def processCpu(pid: int) -> float:
+    """
+    CPU seconds used so far by process C{pid} (all its threads), or 0 if gone.
+    """
+    return sum(processCpuTimes(pid))
 
 
 def busyCpuSeconds() -> float:
