@@ -54,6 +54,19 @@ class Node:
         self.registry.subscribe(PassingSubscription(session, channel))
 
 
+async def startedNodes(test: TestCase, url: str, count: int, **kwargs: Any) -> list[Node]:
+    """
+    C{count} nodes on the Redis at C{url}, started, each counted live by
+    the others (one heartbeat each).
+    """
+    nodes = [Node(test, url, **kwargs) for _ in range(count)]
+    for node in nodes:
+        await node.broker.start()
+    for node in nodes:
+        await node.broker._presence.heartbeat()
+    return nodes
+
+
 class RedisBrokerTests(TestCase):
     """
     Nodes on a single Redis of the test's own (one test stops it).
@@ -66,12 +79,7 @@ class RedisBrokerTests(TestCase):
         self.addCleanup(self.redis.cleanup)
 
     async def nodes(self, count: int = 2, **kwargs: Any) -> list[Node]:
-        nodes = [Node(self, self.redis.url, **kwargs) for _ in range(count)]
-        for node in nodes:
-            await node.broker.start()
-        for node in nodes:
-            await node.broker._presence.heartbeat()
-        return nodes
+        return await startedNodes(self, self.redis.url, count, **kwargs)
 
     async def eventually(self, operation: Any, attempts: int = 5) -> Any:
         """

@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 from realtime.broker import BrokerUnavailable
 from realtime.broker.redismessages import ChannelNames
 from realtime.values import Envelope, PushResult, ToChannel, ToUids
-from tests.redis.test_broker_redis import Node
+from tests.redis.test_broker_redis import Node, startedNodes
 from tests.redisserver import RedisClusterServers, until
 
 _cluster: RedisClusterServers | None = None
@@ -42,14 +42,6 @@ class ClusterFailoverTests(TestCase):
         self.redis = _cluster
         self.redis.waitUntilReady()
         self.redis.flush()
-
-    async def nodes(self, count: int = 2) -> list[Node]:
-        nodes = [Node(self, self.redis.url, probeInterval=0.2, probeTimeout=1.0) for _ in range(count)]
-        for node in nodes:
-            await node.broker.start()
-        for node in nodes:
-            await node.broker._presence.heartbeat()
-        return nodes
 
     async def push(self, node: Node, uid: str, data: bytes) -> PushResult | None:
         """
@@ -102,7 +94,7 @@ class ClusterFailoverTests(TestCase):
         self.redis.waitUntilReplicated(3)
 
     async def check(self, forced: bool) -> None:
-        a, b = await self.nodes()
+        a, b = await startedNodes(self, self.redis.url, 2, probeInterval=0.2, probeTimeout=1.0)
         session = b.session("u1")
         watcher = b.session("w")
         b.subscribe(watcher, "news")
