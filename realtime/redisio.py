@@ -296,12 +296,13 @@ class Pipeliner:
         counts = []
         queued = []
         for operation in batch:
+            queue, _, done = operation
             # an operation that cannot even be queued fails alone, and the
             # pipeliner goes on (it would otherwise stay "flushing" forever)
             try:
-                counts.append(operation[0](pipe))
+                counts.append(queue(pipe))
             except Exception:
-                operation[2].errback(Failure())
+                done.errback(Failure())
             else:
                 queued.append(operation)
         batch = queued
