@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 from realtime.broker.redismessages import ChannelNames
 from tests.serverprocess import ServerProcess, api, waitUntil
 
-__all__ = ["NODE_ARGS", "startNodes", "ChannelClient", "PubSubSilencer", "readiness", "metric", "push", "online"]
+__all__ = ["NODE_ARGS", "startNodes", "ChannelClient", "PubSubSilencer", "readiness", "metric", "push", "online", "held"]
 
 #: channels with history, and one with presence, that every client may use
 NODE_ARGS = (
