@@ -377,6 +377,28 @@ class IBroker(Interface):
         """
 
 
+class IBatchBroker(IBroker):
+    """
+    A broker whose answers come later (a networked one) and that can take
+    the pushes of one read of the line port as one operation: one Deferred
+    for the lot, where each push would otherwise pay for its own and its
+    callbacks.  Optional: the router batches through it when its broker
+    provides it and publishes one by one otherwise.
+    """
+
+    def publishBatch(envelopes):
+        """
+        Deliver each of C{envelopes}, in order, as L{IBroker.publish} would.
+
+        @param envelopes: a sequence of C{realtime.values.Envelope}.
+        @return: a Deferred firing with one outcome per envelope, in order:
+            its C{PushResult}, or the C{Failure} that envelope alone met (a
+            failure is a value in the list, so one push refused does not
+            fail the others); failing as a whole only when none could be
+            sent (the broker's server unreachable).
+        """
+
+
 class IHistoryBroker(IBroker):
     """
     A broker that keeps a channel message in the channel's history and
@@ -441,6 +463,23 @@ class IPublisher(Interface):
     def presence(channel):
         """
         @return: a Deferred firing with who is subscribed to C{channel}.
+        """
+
+
+class IBatchPublisher(IPublisher):
+    """
+    A publisher that can take several pushes as one operation
+    (L{IBatchBroker}): the line port hands it each read's pushes when its
+    broker answers later, so a Redis node pays one Deferred per read, not
+    one per push.
+    """
+
+    def publishBatch(envelopes):
+        """
+        Push each of C{envelopes}, in order, as L{IPublisher.publish} would.
+
+        @return: a Deferred firing with one C{PushResult} or C{Failure} per
+            envelope, in order, as L{IBatchBroker.publishBatch}.
         """
 
 

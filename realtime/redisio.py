@@ -204,11 +204,13 @@ def pubsubCommands(client: Any) -> PubSubCommands:
     return SHARDED if isCluster(client) else CLASSIC
 
 
-#: one operation waiting for the next pipeline, as (queue, finish, done):
-#: C{queue} adds its commands and says how many, C{finish} turns their
-#: answers into the result C{done} fires with.  A tuple: one is made per
-#: push, and a class's constructor costs seven times as much
-_Operation = tuple[Callable[[Any], int], Callable[[list[Any]], Any], Deferred[Any]]
+#: one operation waiting for the next pipeline, as (queue, finish, done,
+#: checked): C{queue} adds its commands and says how many, C{finish} turns
+#: their answers into the result C{done} fires with; C{checked}: the
+#: operation fails with the first command that failed, before C{finish}
+#: sees the answers.  A tuple: one is made per push, and a class's
+#: constructor costs seven times as much
+_Operation = tuple[Callable[[Any], int], Callable[[list[Any]], Any], Deferred[Any], bool]
 
 
 class Pipeliner:
@@ -251,14 +253,21 @@ class Pipeliner:
         self.flushing = False
         self.closed = False
 
-    def submit(self, queue: Callable[[Any], int], finish: Callable[[list[Any]], Any]) -> Deferred[Any]:
+    def submit(
+        self, queue: Callable[[Any], int], finish: Callable[[list[Any]], Any], checked: bool = True
+    ) -> Deferred[Any]:
         """
         Ask for an operation; its Deferred fires with C{finish}'s result.
+
+        @param checked: whether a command that failed fails the operation
+            (its first error, as C{failing} words it); unchecked, C{finish}
+            is given the errors among the answers and words them itself (a
+            batch of pushes, each failing alone).
         """
         if self.closed:
             return fail(RuntimeError("the Redis client is closed"))
         done: Deferred[Any] = Deferred()
-        self._pending.append((queue, finish, done))
+        self._pending.append((queue, finish, done, checked))
         if not self.flushing:
             self.flushing = True
             self._reactor.callLater(0, self._flush)
@@ -296,7 +305,7 @@ class Pipeliner:
         counts = []
         queued = []
         for operation in batch:
-            queue, _, done = operation
+            queue, _, done, _ = operation
             # an operation that cannot even be queued fails alone, and the
             # pipeliner goes on (it would otherwise stay "flushing" forever)
             try:
@@ -322,17 +331,18 @@ class Pipeliner:
 
     def _answer(self, results: list[Any], batch: list[_Operation], counts: list[int]) -> None:
         start = 0
-        for (_, finish, done), count in zip(batch, counts, strict=True):
+        for (_, finish, done, checked), count in zip(batch, counts, strict=True):
             answers, start = results[start : start + count], start + count
-            # a loop, not a generator: this runs once per push
-            error = None
-            for answer in answers:
-                if isinstance(answer, Exception):
-                    error = answer
-                    break
-            if error is not None:
-                done.errback(self._failing(Failure(error)))
-                continue
+            if checked:
+                # a loop, not a generator: this runs once per push
+                error = None
+                for answer in answers:
+                    if isinstance(answer, Exception):
+                        error = answer
+                        break
+                if error is not None:
+                    done.errback(self._failing(Failure(error)))
+                    continue
             try:
                 result = finish(answers)
             except Exception:
@@ -342,7 +352,7 @@ class Pipeliner:
 
     def _failBatch(self, reason: Failure, batch: list[_Operation]) -> None:
         reason = self._failing(reason)
-        for _, _, done in batch:
+        for _, _, done, _ in batch:
             done.errback(reason)
 
     def close(self) -> Deferred[None]:

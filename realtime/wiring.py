@@ -43,6 +43,7 @@ from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import (
     IAuthenticator,
     IBackupSource,
+    IBatchBroker,
     IBroker,
     IMessageStore,
     IPushFraming,
@@ -341,6 +342,7 @@ def buildCore(options: Options, reactor: IReactorTime) -> Core:
             options["max-message-size"],
             factory.writer,
             options["max-uids-per-push"],
+            batched=IBatchBroker.providedBy(broker),
         )
         line.noisy = False
     apiCounts = ApiCounters() if options["api-port"] != "none" else None

@@ -11,7 +11,7 @@ collaborators (brokers, stores), which no plugin sees.
 from __future__ import annotations
 
 import tempfile
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
@@ -20,7 +20,16 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
-from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore, IPublisher
+from realtime.interfaces import (
+    IBackupSource,
+    IBatchBroker,
+    IBatchPublisher,
+    IBroker,
+    IFirstMessageAuthenticator,
+    IMessageStore,
+    IPublisher,
+)
+from realtime.push.batch import oneByOne
 from realtime.store.memory import MemoryMessageStore
 from realtime.testing import FakeSession
 from realtime.values import Envelope, HandshakeRequest, PushResult
@@ -86,6 +95,60 @@ class ManualBroker:
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         return succeed({"channel": channel, "uids": {}, "connections": 0})
+
+
+@implementer(IBatchPublisher)
+class ManualBatchPublisher(ManualBroker):
+    """
+    A publisher with a batch path whose batches' Deferreds the test fires
+    by hand; a single publish is L{ManualBroker}'s.
+
+    @ivar batches: C{(envelopes, deferred)} for each batch, in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[tuple[list[Envelope], Deferred[list[Any]]]] = []
+
+    def publishBatch(self, envelopes: Sequence[Envelope]) -> Deferred[list[Any]]:
+        d: Deferred[list[Any]] = Deferred()
+        self.batches.append((list(envelopes), d))
+        return d
+
+
+@implementer(IBatchBroker)
+class BatchingBroker:
+    """
+    A broker with a batch path over a real one (each batch published one
+    push at a time through it), recording the batches it was given: what
+    the router does with a broker like Redis's, without Redis.
+
+    @ivar batches: the envelopes of each batch, in order.
+    """
+
+    def __init__(self, inner: IBroker) -> None:
+        self.inner = inner
+        self.batches: list[list[Envelope]] = []
+
+    @property
+    def problem(self) -> str | None:
+        return self.inner.problem
+
+    def publish(self, envelope: Envelope) -> Any:
+        return self.inner.publish(envelope)
+
+    def publishBatch(self, envelopes: Sequence[Envelope]) -> Deferred[list[Any]]:
+        self.batches.append(list(envelopes))
+        return oneByOne(self.inner.publish, envelopes)
+
+    def connectionCount(self, uid: str) -> Deferred[int]:
+        return self.inner.connectionCount(uid)
+
+    def stats(self) -> Deferred[dict[str, Any]]:
+        return self.inner.stats()
+
+    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
+        return self.inner.presence(channel)
 
 
 class PassingSubscription:

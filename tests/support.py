@@ -151,11 +151,12 @@ def buildRouter(reactor: Any, store: Any = None, rules: NamespaceRules | None = 
     as C{buildCore} wires it.
 
     @param kw: C{offline} (L{OfflineLimits} or C{None}), C{authorizer},
-        C{framePush}.
+        C{framePush}; C{wrapBroker}: what turns the memory broker into the
+        one the router holds.
     """
     registry = SessionRegistry()
     fanout = Fanout(reactor)
-    broker = MemoryBroker(registry, fanout)
+    broker = kw.pop("wrapBroker", lambda b: b)(MemoryBroker(registry, fanout))
     return wiring.buildRouter(
         reactor,
         registry,

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -22,13 +23,14 @@ from realtime.api.lineproto import (
     LinePushProtocol,
     parseLine,
 )
+from realtime.broker import BrokerUnavailable
 from realtime.broker.memory import MemoryBroker
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
 from realtime.delivery.writer import TurnWriter
 from realtime.interfaces import IBroker, IPublisher
 from realtime.values import Envelope, PushResult, ToAll, ToUids
-from tests.fakes import FakeSession, ManualBroker
+from tests.fakes import FakeSession, ManualBatchPublisher, ManualBroker
 
 
 @implementer(IBroker)
@@ -683,3 +685,113 @@ class TurnWriterTests(SynchronousTestCase):
         proto.connectionLost(None)
         self.clock.advance(0)
         self.assertEqual(transport.value(), b"")
+
+
+class BatchedTests(SynchronousTestCase):
+    """
+    A factory that batches (a broker that answers later: Redis) publishes
+    the pushes of each read as one batch and answers each in its place.
+    """
+
+    def setUp(self) -> None:
+        self.publisher = ManualBatchPublisher()
+        self.factory = LinePushFactory(self.publisher, batched=True)
+        self.proto = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+
+    def test_oneBatchPerRead(self) -> None:
+        """
+        The lines of one read are one batch, in order, and nothing goes
+        through the publisher one push at a time; a malformed line among
+        them is answered in its place without joining the batch.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n{"uid":\n{"uid":["b","c"]}\n{"broadcast":true}\n')
+        self.proto.dataReceived(b'{"uid":"d"}\n')
+        self.assertEqual(self.publisher.published, [])
+        [(first, d1), (second, d2)] = self.publisher.batches
+        self.assertEqual([e.target for e in first], [ToUids(("a",)), ToUids(("b", "c")), ToAll()])
+        self.assertEqual(first[0].payload, b'{"uid":"a"}')
+        self.assertEqual([e.target for e in second], [ToUids(("d",))])
+        d2.callback([PushResult(1)])
+        self.assertEqual(answers(self.transport), [])
+        d1.callback([PushResult(1), PushResult(0), PushResult(0, queued=("x",))])
+        self.assertEqual(
+            answers(self.transport), [b"ok", b"error: invalid JSON (Expecting value at column 8)", b"fail", b"queued", b"ok"]
+        )
+        self.assertEqual((self.factory.delivered, self.factory.undelivered, self.factory.queued), (2, 1, 1))
+
+    def test_onePushFails(self) -> None:
+        """
+        A push of a batch that failed alone is answered as failed; the
+        others as they came out.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\n')
+        self.publisher.batches[0][1].callback([Failure(BrokerUnavailable("broker unavailable (Redis: x)")), PushResult(1)])
+        self.assertEqual(answers(self.transport), [b"error: broker unavailable (Redis: x)", b"ok"])
+        self.assertEqual(self.factory.errors, 1)
+
+    def test_batchFails(self) -> None:
+        """
+        A batch that failed as a whole answers every push of it as failed.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\n')
+        self.publisher.batches[0][1].errback(BrokerUnavailable("broker unavailable (Redis: down)"))
+        self.assertEqual(answers(self.transport), [b"error: broker unavailable (Redis: down)"] * 2)
+
+    def test_publishBatchRaises(self) -> None:
+        """
+        A publisher whose batch path raises is logged and every push of the
+        batch answered C{error: internal error}.
+        """
+        self.publisher.publishBatch = lambda envelopes: 1 / 0  # type: ignore[assignment,method-assign]
+        factory = LinePushFactory(self.publisher, batched=True)
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\n')
+        self.assertEqual(answers(transport), [b"error: internal error"] * 2)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
+
+    def test_pausedMidRead(self) -> None:
+        """
+        A read with more than C{MAX_PENDING} pushes is published up to the
+        limit; the rest is read, as its own batch, once half are answered.
+        """
+        extra = 5
+        self.proto.dataReceived(b"".join(b'{"uid":"u%d"}\n' % i for i in range(MAX_PENDING + extra)))
+        [(first, d1)] = self.publisher.batches
+        self.assertEqual(len(first), MAX_PENDING)
+        self.assertEqual(self.transport.producerState, "paused")
+        d1.callback([PushResult(1)] * MAX_PENDING)
+        self.assertEqual(self.transport.producerState, "producing")
+        [_, (second, d2)] = self.publisher.batches
+        self.assertEqual([e.target for e in second], [ToUids((f"u{i}",)) for i in range(MAX_PENDING, MAX_PENDING + extra)])
+        d2.callback([PushResult(0)] * extra)
+        self.assertEqual(answers(self.transport), [b"ok"] * MAX_PENDING + [b"fail"] * extra)
+
+    def test_answeredAtOnce(self) -> None:
+        """
+        A batch answered at once (a publisher publishing it one by one)
+        is answered at once, and reading goes on.
+        """
+        self.publisher.publishBatch = lambda envelopes: succeed(  # type: ignore[assignment,method-assign]
+            [PushResult(1) for _ in envelopes]
+        )
+        factory = LinePushFactory(self.publisher, batched=True)
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\n{"uid"')
+        proto.dataReceived(b':"c"}\n')
+        self.assertEqual(answers(transport), [b"ok"] * 3)
+
+    def test_notBatchedByDefault(self) -> None:
+        """
+        Without C{batched}, a publisher with a batch path is still asked
+        one push at a time (a broker that answers at once costs no
+        Deferred that way).
+        """
+        factory, proto, transport = connect(self.publisher)
+        proto.dataReceived(b'{"uid":"a"}\n{"uid":"b"}\n')
+        self.assertEqual((len(self.publisher.published), self.publisher.batches), (2, []))

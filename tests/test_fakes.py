@@ -7,14 +7,25 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from realtime.interfaces import IBackupSource, IBroker, IFirstMessageAuthenticator, IMessageStore, IPublisher, ISession
+from realtime.interfaces import (
+    IBackupSource,
+    IBatchBroker,
+    IBatchPublisher,
+    IBroker,
+    IFirstMessageAuthenticator,
+    IMessageStore,
+    IPublisher,
+    ISession,
+)
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Accept, Identity
 from tests.fakes import (
+    BatchingBroker,
     FakeSession,
     FaultyStore,
     GatedStore,
     ManualBackupStore,
+    ManualBatchPublisher,
     ManualBroker,
     ProcessClock,
     ScriptedAuthenticator,
@@ -37,6 +48,8 @@ class FakesTests(SynchronousTestCase):
         self.assertTrue(verifyObject(ISession, FakeSession("u")))
         self.assertTrue(verifyObject(IBroker, ManualBroker()))
         self.assertTrue(verifyObject(IPublisher, ManualBroker()))
+        self.assertTrue(verifyObject(IBatchPublisher, ManualBatchPublisher()))
+        self.assertTrue(verifyObject(IBatchBroker, BatchingBroker(ManualBroker())))
         self.assertTrue(verifyObject(IMessageStore, GatedStore(MemoryMessageStore())))
         self.assertTrue(verifyObject(IMessageStore, FaultyStore(MemoryMessageStore())))
         self.assertTrue(verifyObject(IMessageStore, ManualBackupStore()))

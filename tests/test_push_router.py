@@ -11,19 +11,21 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from realtime.core.channelwire import Request, encodePush
 from realtime.core.namespaces import NamespaceRules, parseNamespaceSpec
-from realtime.interfaces import IBroker, IChannelAuthorizer, IChannelService, IPublisher, ISession
+from realtime.interfaces import IBatchPublisher, IBroker, IChannelAuthorizer, IChannelService, IPublisher, ISession
 from realtime.push.channels import MAX_SUBSCRIPTIONS, RequestError
 from realtime.push.offline import KeyedSerializer
 from realtime.push.router import Router
+from realtime.store.health import StoreUnavailable
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, Identity, OfflineLimits, Position, PushResult, ToAll, ToChannel, ToUids
-from tests.fakes import FakeSession, GatedStore
+from tests.fakes import BatchingBroker, FakeSession, FaultyStore, GatedStore
 from tests.support import buildRouter, publishing
 
 LIMITS = OfflineLimits(maxCount=3, ttl=60)
@@ -692,3 +694,78 @@ class SynchronousAnswerTests(RouterTestCase):
         self.assertEqual(self.successResultOf(small).delivered, 1)  # type: ignore[arg-type]
         self.assertEqual(self.router.publish(Envelope(ToUids(("u0",)), b"again")), PushResult(1, {"u0": 1}))
         self.assertEqual(sessions[0].texts, ["big", "small", "again"])
+
+
+class BatchTests(RouterTestCase):
+    """
+    A batch of pushes (the line port's read, on a broker that answers
+    later) is one operation of a broker that has a batch path, with each
+    push's outcome what a publish of it alone would have answered.
+    """
+
+    def outcomes(self, *envelopes: Envelope) -> list[Any]:
+        return self.successResultOf(self.router.publishBatch(envelopes))
+
+    def test_interface(self) -> None:
+        """
+        The router has a batch path (L{IBatchPublisher}).
+        """
+        self.assertTrue(verifyObject(IBatchPublisher, self.build()))
+
+    def test_oneBatchOfTheBroker(self) -> None:
+        """
+        Pushes to uids go to the broker as one batch; a uid without a
+        connection has its push queued, as a single push's would be, and
+        gets it when it connects.
+        """
+        self.build(wrapBroker=BatchingBroker)
+        self.known("off")
+        online = self.connect("on")
+        a, b, c = (Envelope(ToUids(uids), text) for uids, text in (
+            (("on",), b"m1"), (("off",), b"m2"), (("on", "off"), b"m3"),
+        ))  # fmt: skip
+        outcomes = self.outcomes(a, b, c)
+        self.assertEqual(self.router.broker.batches, [[a, b, c]])
+        self.assertEqual(
+            [(o.delivered, o.queued) for o in outcomes], [(1, ()), (0, ("off",)), (1, ("off",))]
+        )
+        self.assertEqual(online.texts, ["m1", "m3"])
+        self.assertEqual(self.connect("off").texts, ["m2", "m3"])
+
+    def test_aChannelOneByOne(self) -> None:
+        """
+        A batch with a channel message in it is published one push at a
+        time: a channel's message goes through its history first.
+        """
+        self.build("news:*:history=10:public=true", wrapBroker=BatchingBroker)
+        session = self.connect("on")
+        self.successResultOf(self.call(session, "subscribe", "news:a"))
+        outcomes = self.outcomes(Envelope(ToUids(("on",)), b"m1"), Envelope(ToChannel("news:a"), b'{"x":1}'))
+        self.assertEqual(self.router.broker.batches, [])
+        self.assertEqual([o.delivered for o in outcomes], [1, 1])
+        self.assertEqual(outcomes[1].offset, 1)
+
+    def test_brokerWithoutBatches(self) -> None:
+        """
+        Over a broker without a batch path (the memory broker), a batch is
+        published one push at a time, with the same outcomes.
+        """
+        self.build()
+        self.connect("on")
+        outcomes = self.outcomes(Envelope(ToUids(("on",)), b"m1"), Envelope(ToUids(("nobody",)), b"m2"))
+        self.assertEqual([(o.delivered, o.queued) for o in outcomes], [(1, ()), (0, ())])
+
+    def test_queueingFailsAlone(self) -> None:
+        """
+        A push whose queueing failed (the store is down) fails alone in
+        its place; the others are answered.
+        """
+        self.known("off")
+        self.store = FaultyStore(self.store)  # type: ignore[assignment]
+        self.build(wrapBroker=BatchingBroker)
+        self.connect("on")
+        self.store.fault = StoreUnavailable("disk full")  # type: ignore[attr-defined]
+        outcomes = self.outcomes(Envelope(ToUids(("off",)), b"m1"), Envelope(ToUids(("on",)), b"m2"))
+        self.assertIsInstance(outcomes[0], Failure)
+        self.assertTrue(outcomes[0].check(StoreUnavailable))
+        self.assertEqual(outcomes[1].delivered, 1)

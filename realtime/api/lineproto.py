@@ -58,6 +58,7 @@ import re
 from collections import deque
 from typing import Any, Callable
 
+from twisted.internet.defer import fail
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -68,7 +69,7 @@ from zope.interface import implementer
 from realtime.api.targets import LineError, TooManyUids, parseLine, targetUids
 from realtime.broker import BrokerUnavailable
 from realtime.delivery.writer import TurnWriter, sendNow
-from realtime.interfaces import IPublisher
+from realtime.interfaces import IBatchPublisher, IPublisher
 from realtime.store.health import ShuttingDown, StoreUnavailable
 from realtime.values import Envelope, PushResult
 
@@ -135,6 +136,10 @@ class LinePushProtocol(LineReceiver):
         #: of its push]
         self._pending: deque[list[Any]] = deque()
         self._pendingBytes = 0
+        #: this read's pushes and their answers' places, while the factory
+        #: batches (L{LinePushFactory.publishBatch})
+        self._batch: list[Envelope] = []
+        self._batchSlots: list[list[Any]] = []
         self._pausedBy: set[str] = set()
         self._discarding = False
         self._lost = False
@@ -217,6 +222,10 @@ class LinePushProtocol(LineReceiver):
                 self._unread = rest
         finally:
             self._receiving = False
+            if self._batch:
+                # after reading is marked over: a batch answered at once may
+                # resume reading, which reads what is left from the start
+                self._publishBatch()
 
     #: bytes read and not yet split into lines; C{dataReceived} is running
     #: (our own names: C{LineReceiver}'s are private to it)
@@ -265,6 +274,11 @@ class LinePushProtocol(LineReceiver):
             return
         factory = self.factory
         factory.pushes += 1
+        if factory.publishBatch is not None and self._receiving:
+            # published with the rest of this read, when it is split
+            self._batch.append(Envelope(target, line, False))
+            self._batchSlots.append(self._awaitAnswer(len(line)))
+            return
         try:
             result = factory.publish(Envelope(target, line, False))
         except Exception:
@@ -272,11 +286,7 @@ class LinePushProtocol(LineReceiver):
         else:
             # PushResult, not Deferred (an ABC, slower to check): the hot path
             if not isinstance(result, PushResult):
-                slot: list[Any] = [None, len(line)]
-                self._pending.append(slot)
-                self._pendingBytes += len(line)
-                if len(self._pending) >= MAX_PENDING or self._pendingBytes >= MAX_PENDING_BYTES:
-                    self._pauseReading("pending")
+                slot = self._awaitAnswer(len(line))
                 # one callback pair per push, not a chain: at tens of
                 # thousands of pushes a second each link of a chain shows
                 result.addCallbacks(self._answerLater, self._failLater, callbackArgs=(slot,), errbackArgs=(slot,))
@@ -289,6 +299,42 @@ class LinePushProtocol(LineReceiver):
         else:
             # the common case: answered at once, no Deferred per push
             self.sendLine(answer)
+
+    def _awaitAnswer(self, size: int) -> list[Any]:
+        """
+        A place for the answer of a push of C{size} bytes, behind every
+        answer awaited; reading stops while too many are.
+        """
+        slot: list[Any] = [None, size]
+        self._pending.append(slot)
+        self._pendingBytes += size
+        if len(self._pending) >= MAX_PENDING or self._pendingBytes >= MAX_PENDING_BYTES:
+            self._pauseReading("pending")
+        return slot
+
+    def _publishBatch(self) -> None:
+        """
+        Publish the pushes of one read as one batch: one Deferred for all of
+        them, where each would otherwise cost its own and its callbacks.
+        """
+        envelopes, slots = self._batch, self._batchSlots
+        self._batch, self._batchSlots = [], []
+        try:
+            published = self.factory.publishBatch(envelopes)  # type: ignore[misc]
+        except Exception:
+            published = fail()
+        published.addCallbacks(self._answerBatch, self._failBatch, callbackArgs=(slots,), errbackArgs=(slots,))
+
+    def _answerBatch(self, outcomes: list[Any], slots: list[list[Any]]) -> None:
+        for outcome, slot in zip(outcomes, slots, strict=True):
+            word = self._failed if isinstance(outcome, Failure) else self._answer
+            slot[0] = self._worded(word, outcome)
+        self._flush()
+
+    def _failBatch(self, failure: Failure, slots: list[list[Any]]) -> None:
+        for slot in slots:
+            slot[0] = self._worded(self._failed, failure)
+        self._flush()
 
     def _answer(self, result: PushResult) -> bytes:
         """
@@ -336,14 +382,16 @@ class LinePushProtocol(LineReceiver):
         self._fill(self._failed, failure, slot)
 
     def _fill(self, word: Callable[[Any], bytes], outcome: Any, slot: list[Any]) -> None:
+        slot[0] = self._worded(word, outcome)
+        self._flush()
+
+    def _worded(self, word: Callable[[Any], bytes], outcome: Any) -> bytes:
         try:
-            answer = word(outcome)
+            return word(outcome)
         except Exception:
             # the line still gets its answer, or every later one would wait
             self.log.failure("could not answer a line port request")
-            answer = _INTERNAL
-        slot[0] = answer
-        self._flush()
+            return _INTERNAL
 
     def _flush(self) -> None:
         pending = self._pending
@@ -432,7 +480,12 @@ class LinePushFactory(Factory[LinePushProtocol]):
     protocol = LinePushProtocol
 
     def __init__(
-        self, publisher: IPublisher, maxLineLength: int = 65536, writer: TurnWriter | None = None, maxUids: int | None = None
+        self,
+        publisher: IPublisher,
+        maxLineLength: int = 65536,
+        writer: TurnWriter | None = None,
+        maxUids: int | None = None,
+        batched: bool = False,
     ) -> None:
         """
         @param publisher: where pushes go (the router, or its instrumented
@@ -443,10 +496,15 @@ class LinePushFactory(Factory[LinePushProtocol]):
             is answered with an error and pushes nothing.
         @param writer: if given, the answers of one reactor turn leave in one
             C{send()} (L{realtime.delivery.writer}), as the pushes they answer do.
+        @param batched: publish the pushes of each read as one batch
+            (C{publisher} must provide L{IBatchPublisher}): worth it when its
+            broker answers later (Redis), where each push would otherwise
+            cost a Deferred; a broker that answers at once costs none.
         """
         self.publisher = publisher
         #: bound once: every line calls it
         self.publish = publisher.publish
+        self.publishBatch = IBatchPublisher(publisher).publishBatch if batched else None
         self.writer = writer
         self.maxLineLength = maxLineLength
         self.maxUids = maxUids

@@ -36,7 +36,8 @@ ids are this process's own, and no port addresses them.
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, Sequence
 
 from redis.exceptions import ClusterError, ReadOnlyError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -53,7 +54,8 @@ from realtime.broker.redismessages import BadMessage, ChannelNames, decode, enco
 from realtime.broker.redispresence import PresenceKeys, RedisPresence
 from realtime.broker.redispubsub import PubSubLink
 from realtime.core.channelwire import encodeMessage
-from realtime.interfaces import IBroker, IHistoryBroker, IRegistryObserver
+from realtime.interfaces import IBatchBroker, IHistoryBroker, IRegistryObserver
+from realtime.push.batch import Outcome, oneByOne
 from realtime.redisio import Pipeliner, clientFor
 from realtime.store.redis import Publication
 from realtime.values import Envelope, PushResult, Retention, ToAll, ToChannel, ToSessions, ToUids
@@ -84,7 +86,7 @@ def _unavailable(failure: Failure) -> Failure:
     return failure
 
 
-@implementer(IBroker, IRegistryObserver)
+@implementer(IBatchBroker, IRegistryObserver)
 class RedisBroker:
     """
     An L{IBroker} over Redis pub/sub, watching C{registry} for what this
@@ -358,30 +360,62 @@ class RedisBroker:
             return self._publishToAll(data)
         raise TypeError(f"unknown target {target!r}")
 
-    def _publishToUids(self, uids: tuple[str, ...], data: bytes) -> Deferred[PushResult]:
-        names, keys = self._names, self._presenceKeys
+    def publishBatch(self, envelopes: Sequence[Envelope]) -> Deferred[list[Outcome]]:
+        """
+        Publish pushes to uids as one pipeline operation, each push
+        answered as L{publish} answers it (a command Redis refused fails
+        that push alone); a batch with any other target, one by one.
+        """
+        node = self.node
+        pushes = []
+        for e in envelopes:
+            target = e.target
+            if not isinstance(target, ToUids):
+                return oneByOne(self.publish, envelopes)
+            pushes.append((tuple(dict.fromkeys(target.uids)), encode(e.payload, e.isBinary, node, e.offset, e.epoch)))
+        queueOne, countOne = self._queueToUids, self._countUids
 
         def queue(pipe: Any) -> int:
-            for uid in uids:
-                pipe.execute_command(self.pubsub.publish, names.uid(uid), data)
-                pipe.hgetall(keys.connections(uid))
-            return 2 * len(uids)
+            return sum([queueOne(pipe, uids, data) for uids, data in pushes])
 
-        def count(answers: list[Any]) -> PushResult:
-            dead = self._presence.deadNodes
-            counts: dict[str, int] = {}
-            for i, uid in enumerate(uids):
-                receivers, perNode = answers[2 * i], answers[2 * i + 1]
-                if not receivers:
-                    # delivered only where a node took it and holds the uid
-                    counts[uid] = 0
-                elif dead:
-                    counts[uid] = sum(int(n) for node, n in perNode.items() if _text(node) not in dead)
-                else:
-                    counts[uid] = sum(map(int, perNode.values()))
-            return PushResult(sum(counts.values()), counts)
+        def finish(answers: list[Any]) -> list[Outcome]:
+            outcomes: list[Outcome] = []
+            start = 0
+            for uids, _ in pushes:
+                end = start + 2 * len(uids)
+                mine, start = answers[start:end], end
+                error = next((answer for answer in mine if isinstance(answer, Exception)), None)
+                outcomes.append(countOne(uids, mine) if error is None else _unavailable(Failure(error)))
+            return outcomes
 
-        return self._pipeliner.submit(queue, count)
+        return self._pipeliner.submit(queue, finish, checked=False)
+
+    def _publishToUids(self, uids: tuple[str, ...], data: bytes) -> Deferred[PushResult]:
+        queueOne = self._queueToUids
+        return self._pipeliner.submit(lambda pipe: queueOne(pipe, uids, data), partial(self._countUids, uids))
+
+    def _queueToUids(self, pipe: Any, uids: tuple[str, ...], data: bytes) -> int:
+        # each uid's PUBLISH, then the connections it holds on each node:
+        # the answer counts only what a node received and holds
+        publish, names, keys = self.pubsub.publish, self._names, self._presenceKeys
+        for uid in uids:
+            pipe.execute_command(publish, names.uid(uid), data)
+            pipe.hgetall(keys.connections(uid))
+        return 2 * len(uids)
+
+    def _countUids(self, uids: tuple[str, ...], answers: list[Any]) -> PushResult:
+        dead = self._presence.deadNodes
+        counts: dict[str, int] = {}
+        for i, uid in enumerate(uids):
+            receivers, perNode = answers[2 * i], answers[2 * i + 1]
+            if not receivers:
+                # delivered only where a node took it and holds the uid
+                counts[uid] = 0
+            elif dead:
+                counts[uid] = sum(int(n) for node, n in perNode.items() if _text(node) not in dead)
+            else:
+                counts[uid] = sum(map(int, perNode.values()))
+        return PushResult(sum(counts.values()), counts)
 
     def _publishToChannel(self, channel: str, data: bytes) -> Deferred[PushResult]:
         redisChannel, members = self._names.channel(channel), self._presenceKeys.members(channel)

@@ -15,16 +15,18 @@ broker: it holds one, and its parts are given to it built
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from realtime.core import channelwire
 from realtime.core.namespaces import NamespaceRules
 from realtime.core.registry import SessionRegistry
-from realtime.interfaces import IBroker, IHistoryBroker, IMessageStore, IPublisher, ISession
+from realtime.interfaces import IBatchBroker, IBatchPublisher, IBroker, IHistoryBroker, IMessageStore, ISession
+from realtime.push.batch import Outcome, gathered, oneByOne
 from realtime.push.channels import MAX_SUBSCRIPTIONS, ChannelService, RequestError
 from realtime.push.offline import KeyedSerializer, OfflineQueues
 from realtime.values import Envelope, PushResult, ToChannel, ToUids
@@ -79,7 +81,7 @@ class ChannelPublisher:
         return succeed(PushResult(result.delivered, offset=offset, epoch=epoch))
 
 
-@implementer(IPublisher)
+@implementer(IBatchPublisher)
 class Router:
     """
     Offline queues, channel history and framing over a broker
@@ -177,6 +179,40 @@ class Router:
                 return result
             return offline.queueMissing(result, envelope.payload, envelope.isBinary)
         return result.addCallback(offline.queueMissing, envelope.payload, envelope.isBinary)
+
+    def publishBatch(self, envelopes: Sequence[Envelope]) -> Deferred[list[Outcome]]:
+        """
+        Several pushes as one operation of the broker when it has one
+        (L{IBatchBroker}) and none is to a channel (a channel's message goes
+        through its history first); one by one otherwise.  Each push's
+        outcome is what L{publish} would have answered for it.
+        """
+        broker = self.broker
+        if not IBatchBroker.providedBy(broker) or any(type(e.target) is ToChannel for e in envelopes):
+            return oneByOne(self.publish, envelopes)
+        framePush = self._framePush
+        outgoing = (
+            envelopes
+            if framePush is None
+            else [Envelope(e.target, *framePush(e.payload, e.isBinary)) for e in envelopes]
+        )
+        published = broker.publishBatch(outgoing)
+        if self.offline is None:
+            return published
+        return published.addCallback(self._queueMissingIn, envelopes)
+
+    def _queueMissingIn(self, outcomes: list[Any], envelopes: Sequence[Envelope]) -> Deferred[list[Outcome]]:
+        queueMissing = self.offline.queueMissing if self.offline is not None else None
+        for i, outcome in enumerate(outcomes):
+            envelope = envelopes[i]
+            if type(envelope.target) is not ToUids or not isinstance(outcome, PushResult):
+                continue
+            if queueMissing is not None and 0 in outcome.uids.values():
+                try:
+                    outcomes[i] = queueMissing(outcome, envelope.payload, envelope.isBinary)
+                except Exception:
+                    outcomes[i] = Failure()
+        return gathered(outcomes)
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """

@@ -10,6 +10,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
@@ -18,7 +19,7 @@ from realtime.broker.redis import RedisBroker
 from realtime.broker.redismessages import ChannelNames
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
-from realtime.interfaces import IBroker, IRegistryObserver
+from realtime.interfaces import IBatchBroker, IBroker, IRegistryObserver
 from realtime.redisio import clientFor, loopOf, onLoop
 from realtime.testing import FakeSession
 from realtime.values import Envelope, ToAll, ToChannel, ToUids
@@ -104,6 +105,7 @@ class RedisBrokerTests(TestCase):
         """
         (node,) = await self.nodes(1)
         self.assertTrue(verifyObject(IBroker, node.broker))
+        self.assertTrue(verifyObject(IBatchBroker, node.broker))
         self.assertTrue(verifyObject(IRegistryObserver, node.broker))
 
     async def test_pushToAUidOnAnotherNode(self) -> None:
@@ -128,6 +130,62 @@ class RedisBrokerTests(TestCase):
         a, b = await self.nodes()
         result = await a.broker.publish(Envelope(ToUids(("nobody",)), b"x"))
         self.assertEqual((result.delivered, dict(result.uids)), (0, {"nobody": 0}))
+
+    async def test_batchAnsweredPerPush(self) -> None:
+        """
+        A batch of pushes (one read of the line port) is answered push by
+        push as single pushes are, and delivered in order, once.
+        """
+        a, b = await self.nodes()
+        alice = b.session("alice")
+        await until(lambda: self.subscribedTo("realtime:{u:alice}:push"))
+        await b.broker._presence.heartbeat()
+        outcomes = await a.broker.publishBatch(
+            [Envelope(ToUids(uids), text) for uids, text in (
+                (("alice",), b"1"), (("nobody",), b"2"), (("alice", "nobody", "alice"), b"3"),
+            )]  # fmt: skip
+        )
+        self.assertEqual(
+            [(o.delivered, dict(o.uids)) for o in outcomes],
+            [(1, {"alice": 1}), (0, {"nobody": 0}), (1, {"alice": 1, "nobody": 0})],
+        )
+        await until(lambda: alice.texts == ["1", "3"])
+
+    async def test_batchWithOtherTargets(self) -> None:
+        """
+        A batch with a broadcast in it is published one push at a time,
+        each answered as it would be alone.
+        """
+        a, b = await self.nodes()
+        alice = b.session("alice")
+        await until(lambda: self.subscribedTo("realtime:{u:alice}:push"))
+        await b.broker._presence.heartbeat()
+        outcomes = await a.broker.publishBatch([Envelope(ToUids(("alice",)), b"1"), Envelope(ToAll(), b"2")])
+        self.assertEqual([o.delivered for o in outcomes], [1, 1])
+        await until(lambda: alice.texts == ["1", "2"])
+
+    async def test_batchWhileRedisDown(self) -> None:
+        """
+        While Redis is unreachable, every push of a batch fails with the
+        reason: never a false ok.
+        """
+        a, b = await self.nodes(probeInterval=0.2, probeTimeout=1.0)
+        b.session("u1")
+        await until(lambda: self.subscribedTo("realtime:{u:u1}:push"))
+        holder = self.redis.ownerOf("realtime:{u:u1}:push")
+        holder.stop()
+        self.addCleanup(self.redis.waitUntilReady)
+        self.addCleanup(holder.start)
+        batch = [Envelope(ToUids(("u1",)), b"lost"), Envelope(ToUids(("u1",)), b"lost too")]
+        try:
+            outcomes = await a.broker.publishBatch(batch)
+        except BrokerUnavailable:
+            # the pipeline could not be sent at all
+            return
+        # a cluster's pipeline may fail command by command
+        for outcome in outcomes:
+            self.assertIsInstance(outcome, Failure)
+            self.assertTrue(outcome.check(BrokerUnavailable))
 
     async def test_exactlyOnceOnThePublishingNode(self) -> None:
         """
