@@ -29,6 +29,7 @@ __all__ = [
     "isCluster",
     "SCHEMES",
     "Pipeliner",
+    "firstError",
     "checkURL",
     "uidKey",
     "channelKey",
@@ -213,6 +214,18 @@ def pubsubCommands(client: Any) -> PubSubCommands:
 _Operation = tuple[Callable[[Any], int], Callable[[list[Any]], Any], Deferred[Any], bool]
 
 
+def firstError(answers: list[Any]) -> Exception | None:
+    """
+    The first of a pipeline's C{answers} that is an error (Redis refused
+    that command), or None.
+    """
+    # a loop, not a generator: this runs once per push
+    for answer in answers:
+        if isinstance(answer, Exception):
+            return answer
+    return None
+
+
 class Pipeliner:
     """
     Sends the operations asked for in one reactor turn - and any asked for
@@ -334,12 +347,7 @@ class Pipeliner:
         for (_, finish, done, checked), count in zip(batch, counts, strict=True):
             answers, start = results[start : start + count], start + count
             if checked:
-                # a loop, not a generator: this runs once per push
-                error = None
-                for answer in answers:
-                    if isinstance(answer, Exception):
-                        error = answer
-                        break
+                error = firstError(answers)
                 if error is not None:
                     done.errback(self._failing(Failure(error)))
                     continue

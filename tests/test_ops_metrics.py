@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from realtime.api.lineproto import LinePushFactory
 from realtime.auth.anonymous import AnonymousAuthenticator
 from realtime.delivery.fanout import Frame
-from realtime.interfaces import IHistoryBroker, IPublisher, IPushFraming, IRoutingStrategy
+from realtime.interfaces import IBatchPublisher, IHistoryBroker, IPublisher, IPushFraming, IRoutingStrategy
 from realtime.ops.instrument import CountingStrategy, InstrumentedPublisher, LatencyHistogram, targetKind
 from realtime.ops.metrics import MAX_REASONS, ReactorLag, ServerCounters, buildMetricsRegistry
 from realtime.routing.channels import ChannelsStrategy
@@ -24,7 +24,7 @@ from realtime.routing.chat import ChatStrategy
 from realtime.store.health import MonitoredStore
 from realtime.store.memory import MemoryMessageStore
 from realtime.values import Envelope, OfflineLimits, PushResult, ToAll, ToChannel, ToSessions, ToUids
-from tests.fakes import FakeSession, ManualBroker
+from tests.fakes import FakeSession, ManualBatchPublisher, ManualBroker
 from tests.support import buildFactory, buildRouter
 
 
@@ -83,6 +83,27 @@ class InstrumentedPublisherTests(SynchronousTestCase):
         inner.published[0][1].errback(RuntimeError("down"))
         self.failureResultOf(d, RuntimeError)
         self.assertEqual(h.count(("http", "broadcast")), 1)
+
+    def test_batchTimed(self) -> None:
+        """
+        A batch is timed until it is answered, each push under its own
+        target kind; a publisher without a batch path gets it one push at
+        a time.
+        """
+        clock, inner, h = Clock(), ManualBatchPublisher(), LatencyHistogram()
+        publisher = InstrumentedPublisher(inner, "line", h, clock)
+        self.assertTrue(verifyObject(IBatchPublisher, publisher))
+        d = publisher.publishBatch([Envelope(ToUids(("u1",)), b"x"), Envelope(ToAll(), b"y")])
+        clock.advance(0.003)
+        inner.batches[0][1].callback([PushResult(1), PushResult(2)])
+        self.assertEqual(self.successResultOf(d), [PushResult(1), PushResult(2)])
+        self.assertEqual((h.count(("line", "uid")), h.count(("line", "broadcast"))), (1, 1))
+        self.assertAlmostEqual(h.series()[0][2], 0.003)
+        plain = ManualBroker()
+        d = InstrumentedPublisher(plain, "line", h, clock).publishBatch([Envelope(ToUids(("u2",)), b"z")])
+        plain.published[0][1].callback(PushResult(0))
+        self.assertEqual(self.successResultOf(d), [PushResult(0)])
+        self.assertEqual(h.count(("line", "uid")), 2)
 
     def test_statsExtended(self) -> None:
         """

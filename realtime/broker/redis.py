@@ -56,7 +56,7 @@ from realtime.broker.redispubsub import PubSubLink
 from realtime.core.channelwire import encodeMessage
 from realtime.interfaces import IBatchBroker, IHistoryBroker, IRegistryObserver
 from realtime.push.batch import Outcome, oneByOne
-from realtime.redisio import Pipeliner, clientFor
+from realtime.redisio import Pipeliner, clientFor, firstError
 from realtime.store.redis import Publication
 from realtime.values import Envelope, PushResult, Retention, ToAll, ToChannel, ToSessions, ToUids
 
@@ -384,7 +384,7 @@ class RedisBroker:
             for uids, _ in pushes:
                 end = start + 2 * len(uids)
                 mine, start = answers[start:end], end
-                error = next((answer for answer in mine if isinstance(answer, Exception)), None)
+                error = firstError(mine)
                 outcomes.append(countOne(uids, mine) if error is None else _unavailable(Failure(error)))
             return outcomes
 
