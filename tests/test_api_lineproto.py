@@ -706,20 +706,36 @@ class BatchedTests(SynchronousTestCase):
         through the publisher one push at a time; a malformed line among
         them is answered in its place without joining the batch.
         """
-        self.proto.dataReceived(b'{"uid":"a"}\n{"uid":\n{"uid":["b","c"]}\n{"broadcast":true}\n')
+        self.proto.dataReceived(b'{"uid":"a"}\n{"uid":\n{"uid":["b","c"]}\n')
         self.proto.dataReceived(b'{"uid":"d"}\n')
         self.assertEqual(self.publisher.published, [])
         [(first, d1), (second, d2)] = self.publisher.batches
-        self.assertEqual([e.target for e in first], [ToUids(("a",)), ToUids(("b", "c")), ToAll()])
+        self.assertEqual([e.target for e in first], [ToUids(("a",)), ToUids(("b", "c"))])
         self.assertEqual(first[0].payload, b'{"uid":"a"}')
         self.assertEqual([e.target for e in second], [ToUids(("d",))])
         d2.callback([PushResult(1)])
         self.assertEqual(answers(self.transport), [])
-        d1.callback([PushResult(1), PushResult(0), PushResult(0, queued=("x",))])
+        d1.callback([PushResult(1), PushResult(0, queued=("x",))])
         self.assertEqual(
-            answers(self.transport), [b"ok", b"error: invalid JSON (Expecting value at column 8)", b"fail", b"queued", b"ok"]
+            answers(self.transport), [b"ok", b"error: invalid JSON (Expecting value at column 8)", b"queued", b"ok"]
         )
-        self.assertEqual((self.factory.delivered, self.factory.undelivered, self.factory.queued), (2, 1, 1))
+        self.assertEqual((self.factory.delivered, self.factory.undelivered, self.factory.queued), (2, 0, 1))
+
+    def test_broadcastAlone(self) -> None:
+        """
+        A broadcast is published alone, after the pushes read before it
+        (their batch goes first) and before those after it.
+        """
+        self.proto.dataReceived(b'{"uid":"a"}\n{"broadcast":true}\n{"uid":"b"}\n')
+        [(first, d1), (second, d2)] = self.publisher.batches
+        self.assertEqual([e.target for e in first], [ToUids(("a",))])
+        [(broadcast, d)] = self.publisher.published
+        self.assertEqual(broadcast.target, ToAll())
+        self.assertEqual([e.target for e in second], [ToUids(("b",))])
+        d2.callback([PushResult(1)])
+        d.callback(PushResult(0))
+        d1.callback([PushResult(1)])
+        self.assertEqual(answers(self.transport), [b"ok", b"fail", b"ok"])
 
     def test_onePushFails(self) -> None:
         """

@@ -71,7 +71,7 @@ from realtime.broker import BrokerUnavailable
 from realtime.delivery.writer import TurnWriter, sendNow
 from realtime.interfaces import IBatchPublisher, IPublisher
 from realtime.store.health import ShuttingDown, StoreUnavailable
-from realtime.values import Envelope, PushResult
+from realtime.values import Envelope, PushResult, ToUids
 
 __all__ = [
     "LinePushFactory",
@@ -275,10 +275,15 @@ class LinePushProtocol(LineReceiver):
         factory = self.factory
         factory.pushes += 1
         if factory.publishBatch is not None and self._receiving:
-            # published with the rest of this read, when it is split
-            self._batch.append(Envelope(target, line, False))
-            self._batchSlots.append(self._awaitAnswer(len(line)))
-            return
+            if type(target) is ToUids:
+                # published with the rest of this read, when it is split
+                self._batch.append(Envelope(target, line, False))
+                self._batchSlots.append(self._awaitAnswer(len(line)))
+                return
+            if self._batch:
+                # a broadcast alone (a batch would gain nothing on one push to
+                # everyone), after the pushes read before it
+                self._publishBatch()
         try:
             result = factory.publish(Envelope(target, line, False))
         except Exception:
