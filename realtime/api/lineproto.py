@@ -111,8 +111,9 @@ class LinePushProtocol(LineReceiver):
     """
     One backend connection to the line port.
 
-    Requests are published as soon as they arrive, but answered strictly in
-    the order they came: a push the router answers at once (nearly every
+    Requests are published as soon as they arrive (on a broker that answers
+    later, the pushes to uids of one read together, as one batch), but
+    answered strictly in the order they came: a push the router answers at once (nearly every
     one) is answered at once unless earlier answers are still awaited;
     otherwise it takes a place in C{_pending}, and answers leave from its
     head only.  The
