@@ -325,8 +325,11 @@ class LinePushProtocol(LineReceiver):
         """
         envelopes, slots = self._batch, self._batchSlots
         self._batch, self._batchSlots = [], []
+        publishBatch = self.factory.publishBatch
         try:
-            published = self.factory.publishBatch(envelopes)  # type: ignore[misc]
+            if publishBatch is None:
+                raise RuntimeError("the line port factory does not batch")
+            published = publishBatch(envelopes)
         except Exception:
             published = fail()
         published.addCallbacks(self._answerBatch, self._failBatch, callbackArgs=(slots,), errbackArgs=(slots,))
