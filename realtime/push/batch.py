@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.python.failure import Failure
 
 from realtime.values import Envelope, PushResult
@@ -24,36 +24,22 @@ __all__ = ["Outcome", "gathered", "oneByOne"]
 Outcome = PushResult | Failure
 
 
-class _Waiting:
-    """
-    The outcomes of a batch whose later parts are Deferreds, filled in as
-    they fire; C{done} fires once the last has.
-    """
-
-    def __init__(self, outcomes: list[Any], later: list[int]) -> None:
-        self._outcomes = outcomes
-        self._remaining = len(later)
-        self.done: Deferred[list[Outcome]] = Deferred()
-        for i in later:
-            outcomes[i].addBoth(self._settled, i)
-
-    def _settled(self, outcome: Any, i: int) -> None:
-        # a Failure is kept as the value: consumed here, not logged as unhandled
-        self._outcomes[i] = outcome
-        self._remaining -= 1
-        if self._remaining == 0:
-            self.done.callback(self._outcomes)
-
-
 def gathered(outcomes: list[Any]) -> Deferred[list[Outcome]]:
     """
     C{outcomes} (results, failures or Deferreds of either) once none is a
-    Deferred any more; the list is filled in place.
+    Deferred any more; the list is filled in place, a failure kept as the
+    value in its place (consumed: not logged as unhandled).
     """
     later = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Deferred)]
     if not later:
         return succeed(outcomes)
-    return _Waiting(outcomes, later).done
+
+    def fill(results: list[tuple[bool, Any]]) -> list[Outcome]:
+        for i, (_, value) in zip(later, results, strict=True):
+            outcomes[i] = value
+        return outcomes
+
+    return DeferredList([outcomes[i] for i in later], consumeErrors=True).addCallback(fill)
 
 
 def oneByOne(

@@ -199,17 +199,17 @@ class Router:
         published = broker.publishBatch(outgoing)
         if self.offline is None:
             return published
-        return published.addCallback(self._queueMissingIn, envelopes)
+        return published.addCallback(self._queueMissingIn, envelopes, self.offline)
 
-    def _queueMissingIn(self, outcomes: list[Any], envelopes: Sequence[Envelope]) -> Deferred[list[Outcome]]:
-        queueMissing = self.offline.queueMissing if self.offline is not None else None
-        for i, outcome in enumerate(outcomes):
-            envelope = envelopes[i]
-            if type(envelope.target) is not ToUids or not isinstance(outcome, PushResult):
-                continue
-            if queueMissing is not None and 0 in outcome.uids.values():
+    @staticmethod
+    def _queueMissingIn(
+        outcomes: list[Any], envelopes: Sequence[Envelope], offline: OfflineQueues
+    ) -> Deferred[list[Outcome]]:
+        # queueMissing answers a push that reached every uid as it is
+        for i, (outcome, envelope) in enumerate(zip(outcomes, envelopes, strict=True)):
+            if type(envelope.target) is ToUids and isinstance(outcome, PushResult):
                 try:
-                    outcomes[i] = queueMissing(outcome, envelope.payload, envelope.isBinary)
+                    outcomes[i] = offline.queueMissing(outcome, envelope.payload, envelope.isBinary)
                 except Exception:
                     outcomes[i] = Failure()
         return gathered(outcomes)
