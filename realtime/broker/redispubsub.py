@@ -33,6 +33,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from realtime.broker.redisshards import shardsFor
+from realtime.broker.redisslots import SlotFollower
 from realtime.redisio import PubSubCommands, loopOf, onLoop
 
 __all__ = ["PubSubLink"]
@@ -131,7 +132,9 @@ class PubSubLink:
         self._probe.clock = reactor
         self._probeInterval = probeInterval
         self._started = False
-        self._rehoming = False
+        self._slots = SlotFollower(
+            self._shards, reactor, self._loop, self._isWanted, self._reconnect, lambda: self._stopping
+        )
         self._subscribing: str | None = None
         #: how many times the link found a connection deaf and reconnected
         #: it, and why the last time
@@ -297,6 +300,7 @@ class PubSubLink:
             self._retry.cancel()
             self._retry = None
             self._syncing = False
+        self._slots.cancel()
         if self._probe.running:
             self._probe.stop()
 
@@ -329,7 +333,7 @@ class PubSubLink:
             except _MOVED:
                 # the answer to a (un)subscription that went to a slot's old
                 # master during a resharding: learn the new owners
-                self._rehome()
+                self._slots.follow()
                 continue
             except Exception:
                 self.log.failure("reading Redis pub/sub")
@@ -339,14 +343,14 @@ class PubSubLink:
             if len(heard) > 1 and self._burst is not None:
                 with self._burst():
                     for kind, channel, data in heard:
-                        self._hear(kind, channel, data)
+                        self._hear(probed.name, kind, channel, data)
             else:
                 for kind, channel, data in heard:
-                    self._hear(kind, channel, data)
+                    self._hear(probed.name, kind, channel, data)
 
-    def _hear(self, kind: str, channel: bytes | str, data: Any) -> None:
+    def _hear(self, source: str, kind: str, channel: bytes | str, data: Any) -> None:
         if kind == "sunsubscribe":
-            self._unsubscribedByRedis(channel)
+            self._unsubscribedByRedis(channel, source)
             return
         name = channel.decode() if isinstance(channel, bytes) else channel
         heard = self._byChannel.get(name)
@@ -358,33 +362,18 @@ class PubSubLink:
         except Exception:
             self.log.failure("delivering a Redis message on {channel}", channel=name)
 
-    def _unsubscribedByRedis(self, channel: bytes | str) -> None:
+    def _unsubscribedByRedis(self, channel: bytes | str, source: str) -> None:
         """
-        A sharded channel's subscription ended: the link's own unsubscribe,
-        or Redis's when the channel's slot moved to another master.  For a
-        channel still wanted, learn the new owner, where redis-py then
-        subscribes it again.
+        A sharded channel's subscription ended on connection C{source}: the
+        link's own unsubscribe, or Redis's when the channel's slot moved to
+        another master (a resharding, a failover).  For a channel still
+        wanted, learn the new owner, where redis-py then subscribes it
+        again.
         """
-        name = channel.decode() if isinstance(channel, bytes) else channel
-        if name in self._wanted or name in self._byChannel:
-            self._rehome()
+        self._slots.unsubscribed(channel.decode() if isinstance(channel, bytes) else channel, source)
 
-    def _rehome(self) -> None:
-        """
-        Read the cluster's slots again (once at a time), so redis-py moves
-        the subscriptions whose slot changed master.
-        """
-        if self._rehoming:
-            return
-        self._rehoming = True
-        self.log.info("Redis Cluster slots moved; following them")
-
-        def done(_: object) -> None:
-            self._rehoming = False
-
-        onLoop(self._loop, self._shards.rehome()).addErrback(
-            lambda f: self.log.warn("Redis topology: {why}", why=f.getErrorMessage())
-        ).addBoth(done)
+    def _isWanted(self, channel: str) -> bool:
+        return channel in self._wanted or channel in self._byChannel
 
     # the probes
 
@@ -430,6 +419,13 @@ class PubSubLink:
         self.reconnects += 1
         self.lastDeafness = probed.problem
         probed.heardAt = self._reactor.seconds()
-        connection = self._shards.connection(probed.name)
+        self._reconnect(probed.name)
+
+    def _reconnect(self, name: str) -> None:
+        """
+        Drop connection C{name}: redis-py makes a new one at the next read
+        and subscribes again to everything it held.
+        """
+        connection = self._shards.connection(name)
         if connection is not None:
             onLoop(self._loop, connection.disconnect()).addErrback(lambda f: None)

@@ -20,6 +20,8 @@ import asyncio
 from itertools import count
 from typing import Any
 
+from redis.exceptions import SlotNotCoveredError
+
 from realtime.redisio import CLASSIC, SHARDED, PubSubCommands, isCluster
 from realtime.redisraw import drainMessages, quietPushes
 
@@ -90,6 +92,10 @@ class OneRedis:
         The redis-py connection under C{name}, to drop when it is deaf.
         """
         return self._pubsub.connection
+
+    def owner(self, channel: str) -> str | None:
+        """The connection C{channel} is subscribed on: the one."""
+        return "redis"
 
     async def close(self) -> None:
         await self._pubsub.aclose()
@@ -195,6 +201,16 @@ class ClusterShards:
     def connection(self, name: str) -> Any:
         pubsub = self._pubsub.node_pubsub_mapping.get(name)
         return None if pubsub is None else pubsub.connection
+
+    def owner(self, channel: str) -> str | None:
+        """
+        The master that owns C{channel}'s slot in the slots last read, or
+        C{None} while none does (a slot between owners).
+        """
+        try:
+            return str(self._cluster.get_node_from_key(channel).name)
+        except SlotNotCoveredError:
+            return None
 
     async def close(self) -> None:
         await self._pubsub.aclose()

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.protocols import portforward
 from twisted.trial.unittest import TestCase
 
+from realtime.broker import redisslots
 from realtime.broker.redispubsub import PubSubLink
 from realtime.redisio import clientFor, loopOf, onLoop, pubsubCommands
 from tests.redisserver import RedisServer, _words, sharedCluster, until
@@ -368,6 +369,75 @@ class ClusterPubSubLinkTests(PubSubLinkTests):
         self.assertEqual({self.redis.ownerOf(c).port for c in link.probeChannels()}, {n.port for n in self.redis.nodes})
         await task.deferLater(reactor, 1.5, lambda: None)
         self.assertEqual((link.problem, link.reconnects), (None, 0))
+
+    async def test_movedWhileTopologyStale(self) -> None:
+        """
+        Redis unsubscribes the node from a wanted channel whose slot moved,
+        but the first slots read after that still names the old master (the
+        node asked has not heard of the move yet, as after C{CLUSTER
+        FAILOVER}): the link reads again until the channel has a new owner,
+        and follows it there, instead of staying unsubscribed.
+        """
+        client = self.client()
+        link = PubSubLink(client, client, reactor, lambda c, d: self.got.append((c, d)), probeChannel="probe:n1",
+                          probeInterval=0.2, probeTimeout=1.0)
+        self.addCleanup(link.stop)
+        await link.start()
+        channel = "{u:1}:push"
+        link.want(channel)
+        await until(lambda: channel.encode() in self.channels())
+        source = self.redis.ownerOf(channel)
+        target = next(n for n in self.redis.nodes if n is not source)
+        shards = link._shards
+        reads = shards.rehome
+        stale = [True]
+
+        async def staleOnce() -> None:
+            if stale:
+                stale.pop()
+                return
+            await reads()
+
+        self.patch(shards, "rehome", staleOnce)
+        slot = key_slot(channel.encode())
+        self.redis.moveSlot(slot, target)
+        self.addCleanup(self.redis.moveSlot, slot, source)
+        await until(lambda: channel.encode() in set(_words(target.command("PUBSUB", "SHARDCHANNELS"))), timeout=5)
+        self.assertEqual(stale, [])
+        self.assertEqual(await self.publish(channel, b"moved"), 1)
+        await until(lambda: (channel, b"moved") in self.got)
+
+    async def test_movedAwayAndBack(self) -> None:
+        """
+        A wanted channel's slot moved to another master and straight back:
+        Redis unsubscribed the node, and whether the link follows the move
+        or reads the slots only once they are back home, where redis-py
+        still believes it holds the subscription, the channel is subscribed
+        again on its master and delivers.
+        """
+        self.patch(redisslots, "_REHOME_TRIES", 2)
+        client = self.client()
+        link = PubSubLink(client, client, reactor, lambda c, d: self.got.append((c, d)), probeChannel="probe:n1",
+                          probeInterval=0.2, probeTimeout=1.0)
+        self.addCleanup(link.stop)
+        await link.start()
+        channel = "{u:1}:push"
+        link.want(channel)
+        await until(lambda: channel.encode() in self.channels())
+        source = self.redis.ownerOf(channel)
+        target = next(n for n in self.redis.nodes if n is not source)
+        slot = key_slot(channel.encode())
+        self.redis.moveSlot(slot, target)
+        self.redis.moveSlot(slot, source)
+
+        async def delivers() -> bool:
+            return bool(await self.publish(channel, b"home"))
+
+        deadline = reactor.seconds() + 5
+        while not await delivers():
+            self.assertLess(reactor.seconds(), deadline, "the channel was not subscribed again")
+            await task.deferLater(reactor, 0.1, lambda: None)
+        await until(lambda: (channel, b"home") in self.got)
 
     async def test_halfOpenOnOneMaster(self) -> None:
         """
