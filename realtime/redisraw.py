@@ -42,7 +42,12 @@ try:
 except ImportError:  # pragma: no cover - an older hiredis answers lists
     _PUSHES = ()
 
-__all__ = ["RawPipeline", "canPipelineRaw", "drainMessages", "quietPushes"]
+__all__ = ["RawPipeline", "canPipelineRaw", "drainMessages", "quietPushes", "Heard"]
+
+#: what a pub/sub read hands on: (C{"message"}, C{"subscribe"} for a
+#: subscription Redis confirmed, or C{"sunsubscribe"}), the Redis channel,
+#: the data (C{None} but for a message)
+Heard = tuple[str, Any, Any]
 
 #: the options redis-py's command methods pass that are not for the
 #: response callback (what C{Redis.parse_response} removes)
@@ -51,6 +56,8 @@ _KEYS_ONLY = {"keys"}
 
 #: the pub/sub replies that carry a message (classic and sharded)
 _MESSAGES = (b"message", b"smessage")
+#: the confirmations of a subscription (classic and sharded)
+SUBSCRIBED = ("subscribe", "ssubscribe")
 
 
 def canPipelineRaw(client: Any) -> bool:
@@ -195,11 +202,11 @@ async def _read(connection: Any, count: int) -> list[Any]:
     return replies
 
 
-async def drainMessages(pubsub: Any) -> list[tuple[Any, Any]]:
+async def drainMessages(pubsub: Any) -> list[Heard]:
     """
     The pub/sub messages already read from C{pubsub}'s connection and not
-    handed out yet, as (channel, data), without waiting; any other reply
-    among them (an unsubscription's answer) goes through redis-py's
+    handed out yet, and the subscriptions confirmed among them, without
+    waiting; any reply but a message goes through redis-py's
     C{handle_message}, which keeps its subscription state.
 
     Handing a burst out at once is also what lets the node write it to each
@@ -210,16 +217,19 @@ async def drainMessages(pubsub: Any) -> list[tuple[Any, Any]]:
     reader = getattr(parser, "_reader", None)
     if reader is None:
         return []
-    messages: list[tuple[Any, Any]] = []
+    messages: list[Heard] = []
     while (reply := reader.gets()) is not _INCOMPLETE:
         if isinstance(reply, Exception):
             # an error answered on a pub/sub connection (to nothing this
             # node sends there): the messages around it still count
             continue
         if isinstance(reply, list) and len(reply) == 3 and reply[0] in _MESSAGES:
-            messages.append((reply[1], reply[2]))
+            messages.append(("message", reply[1], reply[2]))
             continue
-        handled = await pubsub.handle_message(reply, ignore_subscribe_messages=True)
-        if handled is not None and handled.get("type") in ("message", "smessage"):
-            messages.append((handled["channel"], handled["data"]))
+        handled = await pubsub.handle_message(reply, ignore_subscribe_messages=False)
+        kind = None if handled is None else handled.get("type")
+        if kind in ("message", "smessage"):
+            messages.append(("message", handled["channel"], handled["data"]))
+        elif kind in SUBSCRIBED:
+            messages.append(("subscribe", handled["channel"], None))
     return messages

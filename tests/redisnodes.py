@@ -170,14 +170,17 @@ def online(node: ServerProcess, uid: str) -> int:
 
 def held(redis: Any, node: ServerProcess, uid: str, connections: int = 1) -> bool:
     """
-    Whether Redis has both things a node holding C{uid} sends it: the
-    connection count C{node} reads, and a subscription to the uid's channel
-    (on a cluster, on the master of its slot).  The node writes them side
-    by side, so a push between the two is answered as reaching nobody, as
-    it did; a test that checks a push's answer waits for both.
+    Whether C{node} counts C{connections} connections of C{uid}, and Redis
+    holds the subscription to the uid's channel (on a cluster, on the master
+    of its slot).  A node counts a connection only once Redis confirmed
+    that subscription, so the second holds whenever the first does: the
+    check says so when it does not.
     """
+    if online(node, uid) != connections:
+        return False
     channel = ChannelNames().uid(uid)
-    return online(node, uid) == connections and redis.subscribers(channel)[channel] > 0
+    assert redis.subscribers(channel)[channel] > 0, f"{uid} counted online before its subscription"
+    return True
 
 
 def readiness(node: ServerProcess) -> tuple[int, dict[str, Any]]:

@@ -128,6 +128,9 @@ class RedisBroker:
         #: Redis channel name -> what it addresses, for the channels heard
         self._addresses: dict[str, tuple[str, str]] = {}
         self._presenceKeys = PresenceKeys(prefix)
+        #: per uid, the connection count changes waiting for a
+        #: subscription: their chain, and how many are on it
+        self._counting: dict[str, tuple[Deferred[Any], int]] = {}
         self._pipeliner = Pipeliner(client, reactor, failing=_unavailable)
         self._link = PubSubLink(
             client,
@@ -230,14 +233,45 @@ class RedisBroker:
     # IRegistryObserver: what this node needs
 
     def sessionAdded(self, session: Any, first: bool) -> None:
+        uid = session.uid
+        channel = self._names.uid(uid)
         if first:
-            self._link.want(self._names.uid(session.uid))
-        self._presence.connected(session.uid).addErrback(self._lost, "counting a connection")
+            self._link.want(channel)
+        # counted once subscribed: a uid any node reads as online is one a
+        # push reaches, never answered as reaching nobody
+        self._count(uid, self._link.subscribedTo(channel), self._presence.connected, "counting a connection")
 
     def sessionRemoved(self, session: Any, last: bool) -> None:
         if last:
             self._link.unwant(self._names.uid(session.uid))
-        self._presence.disconnected(session.uid).addErrback(self._lost, "counting a disconnection")
+        self._count(session.uid, None, self._presence.disconnected, "counting a disconnection")
+
+    def _count(self, uid: str, after: Deferred[None] | None, change: Callable[[str], Deferred[int]], doing: str) -> None:
+        """
+        Change C{uid}'s connection count in Redis once C{after} has fired,
+        behind the changes still waiting for theirs, so that they land in
+        the order the sessions came and went.
+        """
+        waiting = self._counting.get(uid)
+        if waiting is None and (after is None or after.called):
+            change(uid).addErrback(self._lost, doing)
+            return
+        if waiting is None:
+            chain, pending = after, 0
+        else:
+            chain, pending = waiting
+            if after is not None:
+                chain.addCallback(lambda _: after)
+        assert chain is not None
+        self._counting[uid] = (chain, pending + 1)
+        chain.addCallback(lambda _: change(uid).addErrback(self._lost, doing)).addBoth(self._counted, uid)
+
+    def _counted(self, result: object, uid: str) -> None:
+        chain, pending = self._counting[uid]
+        if pending == 1:
+            del self._counting[uid]
+        else:
+            self._counting[uid] = (chain, pending - 1)
 
     def subscribed(self, subscription: Any, first: bool) -> None:
         if first:

@@ -28,7 +28,7 @@ import asyncio
 import secrets
 from typing import Any, Callable, ContextManager
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -114,6 +114,10 @@ class PubSubLink:
         self._loop = loopOf(reactor)
         self._deliver = deliver
         self._wanted: dict[str, int] = {}
+        #: the wanted channels Redis confirmed subscribing this node to
+        self._confirmed: set[str] = set()
+        #: what waits for a wanted channel's confirmation
+        self._waiting: dict[str, list[Deferred[None]]] = {}
         self._toSubscribe: set[str] = set()
         self._toUnsubscribe: set[str] = set()
         self._syncing = False
@@ -175,6 +179,25 @@ class PubSubLink:
             self._toSubscribe.add(channel)
             self._scheduleSync()
 
+    def subscribedTo(self, channel: str) -> Deferred[None]:
+        """
+        Fires once Redis has confirmed this node's subscription to
+        C{channel} (at once if it has, or if C{channel} is not wanted):
+        what the node writes after it, such as the uid's connection count,
+        is never seen by a publisher before the subscription is.
+        """
+        if channel in self._confirmed or channel not in self._wanted:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiting.setdefault(channel, []).append(waiter)
+        return waiter
+
+    def _confirm(self, channel: str) -> None:
+        if channel in self._wanted:
+            self._confirmed.add(channel)
+        for waiter in self._waiting.pop(channel, ()):
+            waiter.callback(None)
+
     def unwant(self, channel: str) -> None:
         """
         One local need for C{channel} fewer; the last unsubscribes.
@@ -182,6 +205,9 @@ class PubSubLink:
         count = self._wanted.get(channel, 0)
         if count <= 1:
             self._wanted.pop(channel, None)
+            self._confirmed.discard(channel)
+            # nothing left to wait for
+            self._confirm(channel)
             self._toSubscribe.discard(channel)
             if count == 1:
                 self._toUnsubscribe.add(channel)
@@ -353,6 +379,9 @@ class PubSubLink:
             self._unsubscribedByRedis(channel, source)
             return
         name = channel.decode() if isinstance(channel, bytes) else channel
+        if kind == "subscribe":
+            self._confirm(name)
+            return
         heard = self._byChannel.get(name)
         if heard is not None:
             self._heard(heard, data)
@@ -370,7 +399,9 @@ class PubSubLink:
         wanted, learn the new owner, where redis-py then subscribes it
         again.
         """
-        self._slots.unsubscribed(channel.decode() if isinstance(channel, bytes) else channel, source)
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        self._confirmed.discard(name)
+        self._slots.unsubscribed(name, source)
 
     def _isWanted(self, channel: str) -> bool:
         return channel in self._wanted or channel in self._byChannel

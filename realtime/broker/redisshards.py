@@ -23,13 +23,9 @@ from typing import Any
 from redis.exceptions import SlotNotCoveredError
 
 from realtime.redisio import CLASSIC, SHARDED, PubSubCommands, isCluster
-from realtime.redisraw import drainMessages, quietPushes
+from realtime.redisraw import SUBSCRIBED, Heard, drainMessages, quietPushes
 
 __all__ = ["OneRedis", "ClusterShards", "shardsFor", "Heard"]
-
-#: what a read hands the link: (C{"message"} or C{"sunsubscribe"}, the
-#: Redis channel, the data)
-Heard = tuple[str, Any, Any]
 
 
 class OneRedis:
@@ -81,10 +77,10 @@ class OneRedis:
         after C{timeout}) and every one already read behind it
         (L{realtime.redisraw.drainMessages}).
         """
-        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-        # None too after a subscription's answer, which may have messages behind it
-        heard: list[Heard] = [("message", message["channel"], message["data"])] if message and _isData(message) else []
-        heard += [("message", channel, data) for channel, data in await drainMessages(self._pubsub)]
+        message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=timeout)
+        # None too after an unsubscription's answer, which may have messages behind it
+        heard = _heard(message) if message else []
+        heard += await drainMessages(self._pubsub)
         return heard
 
     def connection(self, name: str) -> Any:
@@ -196,7 +192,7 @@ class ClusterShards:
         if message.get("type") == "sunsubscribe":
             # answered too: the link tells its own from Redis's
             return [("sunsubscribe", message["channel"], None)]
-        return [("message", message["channel"], message["data"])] if _isData(message) else []
+        return _heard(message)
 
     def connection(self, name: str) -> Any:
         pubsub = self._pubsub.node_pubsub_mapping.get(name)
@@ -216,8 +212,17 @@ class ClusterShards:
         await self._pubsub.aclose()
 
 
-def _isData(message: dict[str, Any]) -> bool:
-    return message.get("type") in ("message", "smessage")
+def _heard(message: dict[str, Any]) -> list[Heard]:
+    """
+    A message or a confirmed subscription as the link hears it; nothing
+    for any other reply (an unsubscription's answer).
+    """
+    kind = message.get("type")
+    if kind in ("message", "smessage"):
+        return [("message", message["channel"], message["data"])]
+    if kind in SUBSCRIBED:
+        return [("subscribe", message["channel"], None)]
+    return []
 
 
 def shardsFor(listener: Any) -> OneRedis | ClusterShards:

@@ -23,6 +23,7 @@ from realtime.redisio import clientFor, loopOf, onLoop
 from realtime.testing import FakeSession
 from realtime.values import Envelope, ToAll, ToChannel, ToUids
 from tests.fakes import PassingSubscription
+from tests.redis.test_broker_redispubsub import SilenceableProxy
 from tests.redisserver import RedisServer, _words, sharedCluster, until
 
 
@@ -270,6 +271,54 @@ class RedisBrokerTests(TestCase):
         stats = await a.broker.stats()
         self.assertEqual((stats["nodes"], stats["connections"], stats["uids"]), (2, 2, 2))
 
+    def listenerThrough(self, proxyPort: int, master: Any) -> Any:
+        """
+        A listener whose pub/sub connection to C{master} goes through the
+        proxy on C{proxyPort}.
+        """
+        client = clientFor(f"redis://127.0.0.1:{proxyPort}/0")
+        self.addCleanup(lambda: onLoop(loopOf(reactor), client.aclose()))
+        return client
+
+    async def test_countedOnceSubscribed(self) -> None:
+        """
+        A uid is counted online only once Redis has confirmed the node's
+        subscription to it: while the node's pub/sub connection forwards
+        nothing, its new session is not counted, and a push to it is
+        answered as reaching nobody, truly; once the link has replaced the
+        deaf connection, the session is counted, and a push is answered
+        delivered and arrives.
+        """
+        channel = self.names.uid("u1")
+        master = self.redis.ownerOf(channel)
+        proxy = SilenceableProxy(master.port)
+        port = reactor.listenTCP(0, proxy, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        listener = self.listenerThrough(port.getHost().port, master)
+        a = Node(self, self.redis.url)
+        b = Node(self, self.redis.url, listener=listener, probeInterval=0.2, probeTimeout=1.0)
+        for node in (a, b):
+            await node.broker.start()
+        for node in (a, b):
+            await node.broker._presence.heartbeat()
+        proxy.silenceExisting()
+        session = b.session("u1")
+        await task.deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(await a.broker.connectionCount("u1"), 0)
+        self.assertEqual((await a.broker.publish(Envelope(ToUids(("u1",)), b"nobody"))).delivered, 0)
+        counted: list[int] = []
+
+        async def count() -> None:
+            counted.append(await a.broker.connectionCount("u1"))
+
+        while not counted or counted[-1] == 0:
+            self.assertLess(len(counted), 100, "never counted")
+            await count()
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertGreater(b.broker._link.reconnects, 0)
+        self.assertEqual((await a.broker.publish(Envelope(ToUids(("u1",)), b"reached"))).delivered, 1)
+        await until(lambda: session.texts == ["reached"])
+
     async def test_redisDown(self) -> None:
         """
         While Redis (on a cluster: the uid's master) is unreachable a push
@@ -314,6 +363,16 @@ class RedisClusterBrokerTests(RedisBrokerTests):
     #: not run here: it leaves a master of the shared cluster down until its
     #: cleanup (test_redisDown covers a master down, and restarts it at once)
     test_batchWhileRedisDown = None  # type: ignore[assignment]
+
+    def listenerThrough(self, proxyPort: int, master: Any) -> Any:
+        # the cluster names its masters' addresses: redis-py's address_remap
+        # sends the connections to this one master through the proxy
+        def remap(address: tuple[str, int]) -> tuple[str, int]:
+            return ("127.0.0.1", proxyPort) if address[1] == master.port else address
+
+        client = clientFor(self.redis.url, address_remap=remap)
+        self.addCleanup(lambda: onLoop(loopOf(reactor), client.aclose()))
+        return client
 
     async def test_shardedOnTheOwningMaster(self) -> None:
         """

@@ -133,6 +133,26 @@ class PubSubLinkTests(TestCase):
         link.unwant("u:1")
         await until(lambda: self.channels() == self.subscribed(link))
 
+    async def test_subscribedToOnceConfirmed(self) -> None:
+        """
+        C{subscribedTo} fires once Redis has confirmed the subscription (at
+        once after that, and at once for a channel not wanted), and for a
+        channel no longer wanted before its confirmation came.
+        """
+        link = self.link()
+        await link.start()
+        self.assertTrue(link.subscribedTo("{u:9}:push").called)
+        link.want("{u:1}:push")
+        first = link.subscribedTo("{u:1}:push")
+        self.assertFalse(first.called)
+        await first
+        self.assertIn(b"{u:1}:push", self.channels())
+        self.assertTrue(link.subscribedTo("{u:1}:push").called)
+        link.want("{u:2}:push")
+        dropped = link.subscribedTo("{u:2}:push")
+        link.unwant("{u:2}:push")
+        self.assertTrue(dropped.called)
+
     async def test_delivers(self) -> None:
         """
         A message on a wanted channel is delivered with its channel name.

@@ -243,6 +243,28 @@ class DrainTests(TestCase):
         await shards.close()
 
     @onTheLoop
+    async def test_subscriptionsConfirmed(self) -> None:
+        """
+        Redis's confirmations of subscriptions are handed out too, named
+        by channel, whether first in a read or among the messages behind.
+        """
+        shards = OneRedis(self.client)
+        await shards.open("probe")
+        await shards.subscribe({"a"})
+        await self._published(("a", b"1"))
+        await shards.subscribe({"b"})
+        await self._published(("a", b"2"))
+        heard: list[Any] = []
+        while len(heard) < 5:
+            heard += await shards.read("redis", 1.0)
+        self.assertEqual(
+            heard,
+            [("subscribe", b"probe", None), ("subscribe", b"a", None), ("message", b"a", b"1"),
+             ("subscribe", b"b", None), ("message", b"a", b"2")],
+        )
+        await shards.close()
+
+    @onTheLoop
     async def test_unsubscriptionAmongMessages(self) -> None:
         """
         An unsubscription's answer among the buffered messages goes through
@@ -258,6 +280,6 @@ class DrainTests(TestCase):
         while first is None:
             first = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
         self.assertEqual(first["data"], b"1")
-        self.assertEqual(await drainMessages(pubsub), [(b"a", b"2"), (b"a", b"3")])
+        self.assertEqual(await drainMessages(pubsub), [("message", b"a", b"2"), ("message", b"a", b"3")])
         self.assertEqual(set(pubsub.channels), {b"a"})
         await pubsub.aclose()
