@@ -39,7 +39,7 @@ import secrets
 from functools import partial
 from typing import Any, Callable, Sequence
 
-from redis.exceptions import ClusterError, ReadOnlyError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import ClusterError, ReadOnlyError, RedisClusterException, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -81,9 +81,20 @@ def _unavailable(failure: Failure) -> Failure:
     ports answer as such (HTTP 503, an C{error:} line) without logging a
     traceback per push; anything else stays what it is (a bug, logged).
     """
-    if failure.check(RedisConnectionError, RedisTimeoutError, OSError, *_CLUSTER_TROUBLE):
+    if failure.value is not None and _unreachable(failure.value):
         return Failure(BrokerUnavailable(f"broker unavailable (Redis: {failure.getErrorMessage()})"))
     return failure
+
+
+def _unreachable(error: BaseException) -> bool:
+    if isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError, *_CLUSTER_TROUBLE)):
+        return True
+    # redis-py's cluster client with no node reachable ("Redis Cluster
+    # cannot be connected") raises this from the last connection error; its
+    # other RedisClusterExceptions are a caller's mistakes (keys of several
+    # slots), bugs to log
+    cause = error.__cause__
+    return isinstance(error, RedisClusterException) and cause is not None and _unreachable(cause)
 
 
 @implementer(IBatchBroker, IRegistryObserver)

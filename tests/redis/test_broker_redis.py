@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from realtime.broker import BrokerUnavailable
-from realtime.broker.redis import RedisBroker
+from realtime.broker.redis import RedisBroker, _unavailable
 from realtime.broker.redismessages import ChannelNames
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
@@ -66,6 +68,36 @@ async def startedNodes(test: TestCase, url: str, count: int, **kwargs: Any) -> l
     for node in nodes:
         await node.broker._presence.heartbeat()
     return nodes
+
+
+class UnavailableTests(TestCase):
+    """
+    Which failures of redis-py a push is refused with as the broker being
+    unavailable (HTTP 503), and which stay bugs.
+    """
+
+    def test_noClusterNodeReachable(self) -> None:
+        """
+        redis-py's cluster client, with no node reachable, raises a
+        C{RedisClusterException} from the last connection error: Redis is
+        unreachable, said so.
+        """
+        try:
+            try:
+                raise RedisConnectionError("Error 111 connecting")
+            except RedisConnectionError as e:
+                raise RedisClusterException("Redis Cluster cannot be connected") from e
+        except RedisClusterException:
+            failure = Failure()
+        self.assertIsInstance(_unavailable(failure).value, BrokerUnavailable)
+
+    def test_clusterMistake(self) -> None:
+        """
+        Any other C{RedisClusterException} (keys of several slots in one
+        command) is a bug, kept as it is.
+        """
+        failure = Failure(RedisClusterException("Keys in request don't hash to the same slot"))
+        self.assertIs(_unavailable(failure), failure)
 
 
 class RedisBrokerTests(TestCase):

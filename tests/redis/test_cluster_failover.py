@@ -156,3 +156,38 @@ class ClusterFailoverTests(TestCase):
         node timeout; meanwhile pushes are refused, then delivered again.
         """
         await self.check(forced=True)
+
+    async def test_wholeClusterDown(self) -> None:
+        """
+        Every server of the cluster down at once: pushes are refused (never
+        a false ok) and each node names its trouble, the sessions stay; once
+        the cluster is back, empty, the nodes find it by themselves, write
+        their presence back and deliver again, once each.
+        """
+        a, b = await startedNodes(self, self.redis.url, 2, probeInterval=0.2, probeTimeout=1.0)
+        session = b.session("u1")
+        await until(lambda: self.heldOn(self.redis.ownerOf(self.names.uid("u1")), "u1"))
+        await b.broker._presence.heartbeat()
+        for server in self.redis.nodes:
+            server.stop()
+        self.addCleanup(self._rejoinAll)
+        with self.assertRaises(BrokerUnavailable):
+            await a.broker.publish(Envelope(ToUids(("u1",)), b"lost"))
+        await until(lambda: a.broker.problem is not None and b.broker.problem is not None)
+        self._rejoinAll()
+        self.assertTrue(session.open)
+        answers = await self.deliveredAgain(a, "u1", self.redis.ownerOf(self.names.uid("u1")))
+        last = f"after {len(answers) - 1}"
+        await until(lambda: session.texts[-1:] == [last])
+        after = [int(text.split()[1]) for text in session.texts]
+        self.assertEqual(after, sorted(set(after)), session.texts)
+        self.assertEqual([i for i in after if answers[i] == (0, True)], [], answers)
+        try:
+            await until(lambda: a.broker.problem is None and b.broker.problem is None, timeout=15)
+        except AssertionError:
+            raise AssertionError(f"problems: {a.broker.problem!r} {b.broker.problem!r}")
+
+    def _rejoinAll(self) -> None:
+        # each server back with its nodes.conf: the same masters and replicas
+        self.redis.waitUntilReady()
+        self.redis.waitUntilReplicated(3)
