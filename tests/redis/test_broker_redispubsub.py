@@ -361,6 +361,20 @@ class ClusterPubSubLinkTests(PubSubLinkTests):
         await until(lambda: sorted(self.got) == sorted((c, c.encode()) for c in channels))
         await until(lambda: link.problem is None)
 
+    async def linkWanting(self, channel: str) -> PubSubLink:
+        """
+        A link on one client for commands and pub/sub alike (as a node
+        has), started, subscribed to C{channel}.
+        """
+        client = self.client()
+        link = PubSubLink(client, client, reactor, lambda c, d: self.got.append((c, d)), probeChannel="probe:n1",
+                          probeInterval=0.2, probeTimeout=1.0)
+        self.addCleanup(link.stop)
+        await link.start()
+        link.want(channel)
+        await until(lambda: channel.encode() in self.channels())
+        return link
+
     async def test_slotMoved(self) -> None:
         """
         A resharding moves the slot of a wanted channel, and of a probe
@@ -368,14 +382,8 @@ class ClusterPubSubLinkTests(PubSubLinkTests):
         the node follows both to their new master, where the channel
         delivers again and each master is still probed on its own.
         """
-        client = self.client()
-        link = PubSubLink(client, client, reactor, lambda c, d: self.got.append((c, d)), probeChannel="probe:n1",
-                          probeInterval=0.2, probeTimeout=1.0)
-        self.addCleanup(link.stop)
-        await link.start()
         channel = "{u:1}:push"
-        link.want(channel)
-        await until(lambda: channel.encode() in self.channels())
+        link = await self.linkWanting(channel)
         source = self.redis.ownerOf(channel)
         target = next(n for n in self.redis.nodes if n is not source)
         probe = next(c for c in link.probeChannels() if self.redis.ownerOf(c) is source)
@@ -398,14 +406,8 @@ class ClusterPubSubLinkTests(PubSubLinkTests):
         FAILOVER}): the link reads again until the channel has a new owner,
         and follows it there, instead of staying unsubscribed.
         """
-        client = self.client()
-        link = PubSubLink(client, client, reactor, lambda c, d: self.got.append((c, d)), probeChannel="probe:n1",
-                          probeInterval=0.2, probeTimeout=1.0)
-        self.addCleanup(link.stop)
-        await link.start()
         channel = "{u:1}:push"
-        link.want(channel)
-        await until(lambda: channel.encode() in self.channels())
+        link = await self.linkWanting(channel)
         source = self.redis.ownerOf(channel)
         target = next(n for n in self.redis.nodes if n is not source)
         shards = link._shards
@@ -436,14 +438,8 @@ class ClusterPubSubLinkTests(PubSubLinkTests):
         again on its master and delivers.
         """
         self.patch(redisslots, "_REHOME_TRIES", 2)
-        client = self.client()
-        link = PubSubLink(client, client, reactor, lambda c, d: self.got.append((c, d)), probeChannel="probe:n1",
-                          probeInterval=0.2, probeTimeout=1.0)
-        self.addCleanup(link.stop)
-        await link.start()
         channel = "{u:1}:push"
-        link.want(channel)
-        await until(lambda: channel.encode() in self.channels())
+        await self.linkWanting(channel)
         source = self.redis.ownerOf(channel)
         target = next(n for n in self.redis.nodes if n is not source)
         slot = key_slot(channel.encode())

@@ -74,6 +74,27 @@ class ClusterFailoverTests(TestCase):
             await task.deferLater(reactor, 0.05, lambda: None)
         raise AssertionError(f"no push delivered after the failover: {answers}")
 
+    async def deliveredOnce(self, session: Any, answers: list[tuple[int | None, bool]], *nodes: Node, earlier: int) -> None:
+        """
+        The pushes of L{deliveredAgain} reached C{session} (after its
+        C{earlier} texts) once each and in order: the last, answered
+        delivered, surely; one answered as reaching nobody once a node was
+        subscribed on the new master, never; a refused one maybe (a PUBLISH
+        cut off after Redis ran it).  Before the nodes follow, the old
+        master may relay a push in the instant it turns replica, uncounted
+        by the new master (Redis's own race, not the nodes').  Then every
+        node's problem clears.
+        """
+        last = f"after {len(answers) - 1}"
+        await until(lambda: session.texts[-1:] == [last])
+        after = [int(text.split()[1]) for text in session.texts[earlier:]]
+        self.assertEqual(after, sorted(set(after)), session.texts)
+        self.assertEqual([i for i in after if answers[i] == (0, True)], [], answers)
+        try:
+            await until(lambda: all(node.broker.problem is None for node in nodes), timeout=15)
+        except AssertionError:
+            raise AssertionError(f"problems: {[node.broker.problem for node in nodes]!r}")
+
     async def failover(self, uid: str, forced: bool) -> Any:
         """
         Replace the master of C{uid}'s channel by its replica; answers the
@@ -117,24 +138,11 @@ class ClusterFailoverTests(TestCase):
         master = await self.failover("u1", forced)
         promotedAt = reactor.seconds()
         answers = await self.deliveredAgain(a, "u1", master)
-        last = f"after {len(answers) - 1}"
-        await until(lambda: session.texts[-1:] == [last])
         # node B follows the uid to its new master at once
         await until(lambda: self.heldOn(master, "u1"), timeout=5)
         self.assertLess(reactor.seconds() - promotedAt, 5, answers)
-        # a push answered as reaching nobody once node B had followed
-        # reached nobody; a refused one may have arrived (a PUBLISH cut off
-        # after Redis ran it), but once and in order.  Before B follows,
-        # the old master may relay a push in the instant it turns replica,
-        # uncounted by the new master (Redis's own race, not the nodes')
         self.assertEqual(session.texts[0], "before")
-        after = [int(text.split()[1]) for text in session.texts[1:]]
-        self.assertEqual(after, sorted(set(after)), session.texts)
-        self.assertEqual([i for i in after if answers[i] == (0, True)], [], answers)
-        try:
-            await until(lambda: a.broker.problem is None and b.broker.problem is None, timeout=15)
-        except AssertionError:
-            raise AssertionError(f"problems: {a.broker.problem!r} {b.broker.problem!r}")
+        await self.deliveredOnce(session, answers, a, b, earlier=1)
 
         # channels deliver too, whichever master holds them
         result = await a.broker.publish(Envelope(ToChannel("news"), b"still"))
@@ -177,15 +185,7 @@ class ClusterFailoverTests(TestCase):
         self._rejoinAll()
         self.assertTrue(session.open)
         answers = await self.deliveredAgain(a, "u1", self.redis.ownerOf(self.names.uid("u1")))
-        last = f"after {len(answers) - 1}"
-        await until(lambda: session.texts[-1:] == [last])
-        after = [int(text.split()[1]) for text in session.texts]
-        self.assertEqual(after, sorted(set(after)), session.texts)
-        self.assertEqual([i for i in after if answers[i] == (0, True)], [], answers)
-        try:
-            await until(lambda: a.broker.problem is None and b.broker.problem is None, timeout=15)
-        except AssertionError:
-            raise AssertionError(f"problems: {a.broker.problem!r} {b.broker.problem!r}")
+        await self.deliveredOnce(session, answers, a, b, earlier=0)
 
     def _rejoinAll(self) -> None:
         # each server back with its nodes.conf: the same masters and replicas
