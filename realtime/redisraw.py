@@ -42,7 +42,7 @@ try:
 except ImportError:  # pragma: no cover - an older hiredis answers lists
     _PUSHES = ()
 
-__all__ = ["RawPipeline", "canPipelineRaw", "drainMessages", "quietPushes", "Heard"]
+__all__ = ["RawPipeline", "canPipelineRaw", "drainMessages", "quietPushes", "Heard", "heardOf"]
 
 #: what a pub/sub read hands on: (C{"message"}, C{"subscribe"} for a
 #: subscription Redis confirmed, or C{"sunsubscribe"}), the Redis channel,
@@ -57,7 +57,21 @@ _KEYS_ONLY = {"keys"}
 #: the pub/sub replies that carry a message (classic and sharded)
 _MESSAGES = (b"message", b"smessage")
 #: the confirmations of a subscription (classic and sharded)
-SUBSCRIBED = ("subscribe", "ssubscribe")
+_SUBSCRIBED = ("subscribe", "ssubscribe")
+
+
+def heardOf(message: dict[str, Any]) -> list[Heard]:
+    """
+    A message redis-py handled (a C{dict} of its C{handle_message}) as the
+    link hears it: a message, a confirmed subscription, or nothing for any
+    other reply (an unsubscription's answer).
+    """
+    kind = message.get("type")
+    if kind in ("message", "smessage"):
+        return [("message", message["channel"], message["data"])]
+    if kind in _SUBSCRIBED:
+        return [("subscribe", message["channel"], None)]
+    return []
 
 
 def canPipelineRaw(client: Any) -> bool:
@@ -227,9 +241,6 @@ async def drainMessages(pubsub: Any) -> list[Heard]:
             messages.append(("message", reply[1], reply[2]))
             continue
         handled = await pubsub.handle_message(reply, ignore_subscribe_messages=False)
-        kind = None if handled is None else handled.get("type")
-        if kind in ("message", "smessage"):
-            messages.append(("message", handled["channel"], handled["data"]))
-        elif kind in SUBSCRIBED:
-            messages.append(("subscribe", handled["channel"], None))
+        if handled is not None:
+            messages += heardOf(handled)
     return messages

@@ -264,16 +264,15 @@ class RedisBroker:
         the order the sessions came and went.
         """
         waiting = self._counting.get(uid)
-        if waiting is None and (after is None or after.called):
-            change(uid).addErrback(self._lost, doing)
-            return
         if waiting is None:
+            if after is None or after.called:
+                change(uid).addErrback(self._lost, doing)
+                return
             chain, pending = after, 0
         else:
             chain, pending = waiting
             if after is not None:
                 chain.addCallback(lambda _: after)
-        assert chain is not None
         self._counting[uid] = (chain, pending + 1)
         chain.addCallback(lambda _: change(uid).addErrback(self._lost, doing)).addBoth(self._counted, uid)
 

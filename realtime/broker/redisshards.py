@@ -23,7 +23,7 @@ from typing import Any
 from redis.exceptions import SlotNotCoveredError
 
 from realtime.redisio import CLASSIC, SHARDED, PubSubCommands, isCluster
-from realtime.redisraw import SUBSCRIBED, Heard, drainMessages, quietPushes
+from realtime.redisraw import Heard, drainMessages, heardOf, quietPushes
 
 __all__ = ["OneRedis", "ClusterShards", "shardsFor", "Heard"]
 
@@ -79,7 +79,7 @@ class OneRedis:
         """
         message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=timeout)
         # None too after an unsubscription's answer, which may have messages behind it
-        heard = _heard(message) if message else []
+        heard = heardOf(message) if message else []
         heard += await drainMessages(self._pubsub)
         return heard
 
@@ -192,7 +192,7 @@ class ClusterShards:
         if message.get("type") == "sunsubscribe":
             # answered too: the link tells its own from Redis's
             return [("sunsubscribe", message["channel"], None)]
-        return _heard(message)
+        return heardOf(message)
 
     def connection(self, name: str) -> Any:
         pubsub = self._pubsub.node_pubsub_mapping.get(name)
@@ -210,19 +210,6 @@ class ClusterShards:
 
     async def close(self) -> None:
         await self._pubsub.aclose()
-
-
-def _heard(message: dict[str, Any]) -> list[Heard]:
-    """
-    A message or a confirmed subscription as the link hears it; nothing
-    for any other reply (an unsubscription's answer).
-    """
-    kind = message.get("type")
-    if kind in ("message", "smessage"):
-        return [("message", message["channel"], message["data"])]
-    if kind in SUBSCRIBED:
-        return [("subscribe", message["channel"], None)]
-    return []
 
 
 def shardsFor(listener: Any) -> OneRedis | ClusterShards:
