@@ -33,6 +33,7 @@ from realtime.config.options import DEFAULTS
 from tests.certificates import issuedThroughIntermediate
 from tests.nginxprocess import DEPLOY, Nginx, get, guideFile, require
 from tests.serverprocess import ServerProcess, freePorts, run, twistdCommand
+from tests.tlsclient import connectTLS
 
 LOOPBACK_PORTS = ["--api-port", "tcp:0:interface=127.0.0.1", "--push-port", "tcp:0:interface=127.0.0.1"]
 
@@ -216,7 +217,7 @@ def test_pushThroughNginx(deployment: Deployment) -> None:
     gets a backend's push.
     """
     url = f"wss://127.0.0.1:{deployment.https}/"
-    with connect(url, ssl=deployment.tls, open_timeout=10) as ws:
+    with connectTLS(url, deployment.tls) as ws:
         ws.send("u1")
         pushUntilDelivered(deployment.server.ports["push-port"], b'{"uid":"u1","via":"nginx"}')
         assert ws.recv(timeout=10) == '{"uid":"u1","via":"nginx"}'

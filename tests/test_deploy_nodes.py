@@ -22,12 +22,13 @@ from typing import Iterator
 
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from tests.certificates import issuedThroughIntermediate
 from tests.nginxprocess import Nginx, guideFile
 from tests.redisserver import RedisServer
 from tests.serverprocess import ServerProcess, freePorts, linePush, waitUntil
+from tests.tlsclient import connectTLS
 
 
 class Nodes:
@@ -44,9 +45,22 @@ class Nodes:
         """
         A client of uid C{uid}, connected through nginx (uid first packet).
         """
-        ws = self._clients.enter_context(connect(f"wss://127.0.0.1:{self.https}/", ssl=self.tls, open_timeout=10))
+        try:
+            ws = connectTLS(f"wss://127.0.0.1:{self.https}/", self.tls)
+        except (OSError, TimeoutError, ConnectionClosed) as e:
+            raise AssertionError(f"{uid} could not connect through nginx: {e!r}\n{self.story()}") from e
+        self._clients.enter_context(ws)
         ws.send(uid)
         return ws
+
+    def story(self) -> str:
+        """
+        What nginx and the nodes logged, for a failure's message.
+        """
+        with open(self.nginx.path("access.log")) as f:
+            access = f.read()
+        nodes = "".join(f"\n--- node {i}:\n" + node.output[-6000:] for i, node in enumerate(self.nodes))
+        return f"--- nginx errors:\n{self.nginx.errors()}\n--- nginx access:\n{access}{nodes}"
 
 
 def localConnections(node: ServerProcess) -> int:

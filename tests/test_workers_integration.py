@@ -26,6 +26,7 @@ from realtime.broker.redispresence import PresenceKeys
 from tests.certificates import selfSigned, sslEndpoint
 from tests.redisserver import RedisServer
 from tests.serverprocess import ServerProcess, api, run, waitUntil
+from tests.tlsclient import connectTLS
 
 STARTED = re.compile(r"worker (\d+) of (\d+) started \(pid (\d+)\)")
 
@@ -192,7 +193,7 @@ class TLSWorkersTests(WorkersTestCase):
         behind: each sees the parent's pipe close and stops.
         """
         context = ssl.create_default_context(cafile=self.certPath)
-        with connect(f"wss://127.0.0.1:{self.server.ports['port']}/", ssl=context) as ws:
+        with connectTLS(f"wss://127.0.0.1:{self.server.ports['port']}/", context) as ws:
             ws.send("tls-user")
             waitUntil(lambda: api(self.server, "GET", "/api/online?uid=tls-user")[1]["online"]["tls-user"] == 1, 20)
             api(self.server, "POST", "/api/push", b'{"uid":"tls-user","data":"over tls"}')
