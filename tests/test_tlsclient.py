@@ -39,10 +39,18 @@ class SerializedTLSSocketTests(SynchronousTestCase):
         with connectTLS(self.url(), self.context) as ws:
             self.assertIsInstance(ws.socket, SerializedTLSSocket)
             ws.send("tls-client")
+            port = self.server.ports["push-port"]
+            ready = json.dumps({"uid": "tls-client", "data": "ready"}).encode() + b"\n"
+            # pushed until the session holds the uid (one may be queued first)
+            waitUntil(lambda: linePush(port, ready) == [b"ok"], 10)
             lines = [json.dumps({"uid": "tls-client", "data": data}).encode() + b"\n" for data in big]
-            waitUntil(lambda: linePush(self.server.ports["push-port"], lines[0]) == [b"ok"], 10)
-            self.assertEqual(linePush(self.server.ports["push-port"], *lines[1:]), [b"ok", b"ok"])
-            self.assertEqual([json.loads(ws.recv(timeout=10))["data"] for _ in big], big)
+            self.assertEqual(linePush(port, *lines), [b"ok"] * len(big))
+            received: list[str] = []
+            while len(received) < len(big):
+                data = json.loads(ws.recv(timeout=10))["data"]
+                if data != "ready":
+                    received.append(data)
+            self.assertEqual(received, big)
 
     def test_closeIsClean(self) -> None:
         """
