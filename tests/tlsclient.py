@@ -40,26 +40,37 @@ class SerializedTLSSocket:
         self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self._session = context.wrap_bio(self._incoming, self._outgoing, server_hostname=hostname)
         self._lock = threading.Lock()  # the session's
-        self._sending = threading.Lock()  # keeps records in the order they were made
+        self._sending = threading.Lock()  # held while the records written are sent
         self._ended = False
         while not self._step(self._session.do_handshake)[0]:
             self._feed()
 
     def _step(self, operation: Any, *args: Any) -> tuple[bool, Any]:
         """
-        Run one session operation and send what it wrote: whether it ran to
-        the end (not waiting for the server's bytes), and its result.
+        Run one session operation, and send what it wrote: whether it ran
+        to the end (not waiting for the server's bytes), and its result.
+        """
+        with self._lock:
+            try:
+                done, result = True, operation(*args)
+            except ssl.SSLWantReadError:
+                done, result = False, None
+            owed = self._outgoing.pending
+        if owed:
+            self._flush()
+        return done, result
+
+    def _flush(self) -> None:
+        """
+        Send what the session wrote. Whoever flushes takes all of it, in
+        the order it was written, so the reader (answering the server) and
+        the writer never put records on the wire out of order.
         """
         with self._sending:
             with self._lock:
-                try:
-                    done, result = True, operation(*args)
-                except ssl.SSLWantReadError:
-                    done, result = False, None
                 data = self._outgoing.read()
             if data:
                 self._raw.sendall(data)
-        return done, result
 
     def _feed(self) -> bool:
         """
