@@ -201,6 +201,26 @@ class FanoutTests(SynchronousTestCase):
         self.assertTrue(all(sum(turn) == 13 for turn in turns), turns)
         self.assertEqual([s.texts for s in sessions], [[str(n) for n in range(17)]] * 25)
 
+    def test_sessionsPerTurn(self) -> None:
+        """
+        A turn visits at most C{sessionsPerTurn} sessions, however few
+        frames that writes; a broadcast asked for between two turns goes
+        out with the first in the same turn to every session not yet
+        visited, so the short turns are what lets it join.
+        """
+        fanout = Fanout(self.clock, chunkSize=8, sessionsPerTurn=4)
+        sessions = tuple(FakeSession(str(i)) for i in range(10))
+        first = fanout.deliver(sessions, Frame(b"first"))
+        self.clock.advance(0)
+        self.assertEqual([len(s.sent) for s in sessions], [1] * 4 + [0] * 6)
+        second = fanout.deliver(sessions, Frame(b"second"))
+        turns = self.runTurns([first, second], sessions)
+        self.assertEqual([sum(1 for n in turn if n) for turn in turns], [4, 4, 2])
+        self.assertEqual(turns[0][4:8] + turns[1][8:], [2] * 6)
+        self.assertEqual((self.successResultOf(first), self.successResultOf(second)), (10, 10))
+        for session in sessions:
+            self.assertEqual(session.texts, ["first", "second"])
+
     def test_eachAtOnce(self) -> None:
         """
         Steps that fit in one chunk, with nothing waiting, run at once.
@@ -272,8 +292,8 @@ class FanoutOrderProperties(SynchronousTestCase):
         return lambda session: fanout.write([session], frame) + 1
 
     @settings(max_examples=150, deadline=None)
-    @given(st.integers(1, 9), st.lists(_OPERATIONS, max_size=40))
-    def test_orderAndCounts(self, chunkSize: int, operations: list[tuple[str, int]]) -> None:
+    @given(st.integers(1, 9), st.integers(1, 13), st.lists(_OPERATIONS, max_size=40))
+    def test_orderAndCounts(self, chunkSize: int, sessionsPerTurn: int, operations: list[tuple[str, int]]) -> None:
         """
         Deliveries to the same snapshot, to another snapshot of the same
         sessions, to a part of them and to more of them, and L{Fanout.each}
@@ -281,7 +301,7 @@ class FanoutOrderProperties(SynchronousTestCase):
         and outside.
         """
         clock = TurnClock()
-        fanout = Fanout(clock, chunkSize=chunkSize)
+        fanout = Fanout(clock, chunkSize=chunkSize, sessionsPerTurn=sessionsPerTurn)
         # bursts sweep the 5-session part and everything bigger
         fanout.SWEEP_FROM = 5
         bursts = ExitStack()
@@ -348,7 +368,7 @@ class BurstTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = TurnClock()
         # room in one chunk for a sweep of a few messages over the audience
-        self.fanout = Fanout(self.clock, chunkSize=4 * Fanout.SWEEP_FROM)
+        self.fanout = Fanout(self.clock, chunkSize=4 * Fanout.SWEEP_FROM, sessionsPerTurn=4 * Fanout.SWEEP_FROM)
         self.log: list[tuple[str, bytes]] = []
         self.sessions = tuple(_Logged(str(i), self.log) for i in range(Fanout.SWEEP_FROM))
 
