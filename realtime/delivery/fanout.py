@@ -249,9 +249,9 @@ class Fanout:
 
         Walking a 5,000-session audience once per message of a 50-message
         burst cost 2.7x the CPU per delivery of sweeping it once
-        (bench/README.rst, The scale-out groups).  Nothing waits longer
-        than before: the first chunk runs as the burst ends, the rest in
-        the next reactor turns, as any chunked delivery does.
+        (bench/README.rst, The scale-out groups).  The first turn's worth
+        (L{sessionsPerTurn} sessions) is written as the burst ends, the
+        rest in the next reactor turns, as any chunked delivery is.
         """
         idle = not self._jobs
         self._bursting = True
