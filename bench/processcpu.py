@@ -11,6 +11,7 @@ spends preempted inside C{send()} as its own.
 
     .venv/bin/python bench/processcpu.py --peer ours-redis --scenario unicast-max
     .venv/bin/python bench/processcpu.py --peer ours --scenario fanout -n 1000
+    .venv/bin/python bench/processcpu.py --peer ours --scenario fanout-pipelined -n 1000 --beside 8
 
 C{perf} is optional (the counts are left out without it, or when the kernel
 refuses them).
@@ -31,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.run import allPeers, build, installNodePeer, startGenerator  # noqa: E402
 from bench.scaleout import NODE_REDIS_PEER  # noqa: E402
-from bench.servers import processCpuTimes  # noqa: E402
+from bench.servers import SERVER_CPU, processCpuTimes  # noqa: E402
 
 #: the system calls counted, by their tracepoint's name
 SYSCALLS = ("sendto", "sendmsg", "write", "writev", "recvfrom", "read", "epoll_wait", "epoll_pwait")
@@ -68,15 +69,43 @@ def perfCounts(output: str) -> dict[str, int]:
     return counts
 
 
+#: a process that reads its C{argv[1]} megabytes at random, for ever
+NEIGHBOUR = """
+import array, random, sys
+table = array.array("q", range(int(sys.argv[1]) * 131072))
+where = [random.randrange(len(table)) for _ in range(100000)]
+while True:
+    total = sum(table[i] for i in where)
+"""
+
+
+def neighbour(megabytes: int) -> subprocess.Popen[bytes]:
+    """
+    A busy process on the server's core that keeps C{megabytes} in its
+    caches: what a server pays for sharing its core with another process
+    (as two nodes on one core do), measured on the single process.
+    """
+    command = ["taskset", "-c", str(SERVER_CPU), sys.executable, "-c", NEIGHBOUR, str(megabytes)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+
 def measure(
-    peerName: str, scenario: str, connections: int, window: float, warmup: float = 2.0, settle: float = 3.0
+    peerName: str,
+    scenario: str,
+    connections: int,
+    window: float,
+    warmup: float = 2.0,
+    settle: float = 3.0,
+    beside: int | None = None,
 ) -> dict[str, Any]:
     """
     Run C{scenario} against C{peerName} and measure each process over
-    C{window} seconds, C{settle} seconds after the generator's warm-up.
+    C{window} seconds, C{settle} seconds after the generator's warm-up,
+    with a L{neighbour} of C{beside} megabytes on the server's core.
     """
     peer = allPeers()[peerName]
     running = peer.start()
+    busy = None if beside is None else neighbour(beside)
     try:
         servers, aux = running.allPids(), list(running.auxPids)
         generator = startGenerator(running, connections, scenario, warmup, settle + window + 3, "--drain-timeout", "30")
@@ -88,6 +117,9 @@ def measure(
         counted = [perfCounts(c.communicate()[1]) for c in counters] if counters else [{} for _ in servers]
         out, _ = generator.communicate(timeout=120)
     finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
         running.stop()
     report = json.loads(out)["scenarios"][scenario]
     perSecond = report["deliveriesPerSec"] if scenario.startswith("fanout") else report["pushesPerSec"]
@@ -124,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=10000, help="connections")
     parser.add_argument("--window", type=float, default=8.0, help="seconds measured")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--beside", type=int, metavar="MB", help="a busy process reading MB megabytes on the server's core, meanwhile"
+    )
     args = parser.parse_args(argv)
     build()
     if args.peer == "node-ioredis":
         installNodePeer(NODE_REDIS_PEER, "ioredis")
-    result = measure(args.peer, args.scenario, args.n, args.window)
+    result = measure(args.peer, args.scenario, args.n, args.window, beside=args.beside)
     print(json.dumps(result, indent=1) if args.json else show(result))
     return 0
 

@@ -237,9 +237,10 @@ def plan(quick: bool, capacity: int) -> list[Group]:
         ),
         Group("idle", capacity, "idle", ["--baseline-after", "2000", *sources]),
         # the scale-out groups (bench/README.rst, The scale-out groups)
-        Group("redis-fanout-1k", 1000, "fanout,fanout-pipelined", [], ("ours", "ours-redis"), ("node-ioredis",)),
+        Group("redis-fanout-1k", 1000, "fanout,fanout-pipelined", [], ("ours", "ours-redis", "ours-redis1"),
+              ("node-ioredis",)),
         Group("redis-fanout-10k", 10000, "fanout,fanout-pipelined", ["--drain-timeout", "30"],
-              ("ours", "ours-redis"), ("node-ioredis",)),
+              ("ours", "ours-redis", "ours-redis1"), ("node-ioredis",)),
         Group("redis-unicast", 10000, "unicast-rate,unicast-max", ["--drain-timeout", "30"],
               ("ours-redis", "node-ioredis"), ("ours", "node-ws")),
         Group("workers", 10000, "unicast-max,fanout", ["--drain-timeout", "30"], ("ours-workers1", "ours-workers2")),

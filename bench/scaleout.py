@@ -212,6 +212,9 @@ def scaleoutPeers() -> dict[str, Peer]:
     return {
         "ours-asyncio": Ours("ours-asyncio", reactor="asyncio"),
         "ours-redis": OursOnRedis("ours-redis"),
+        # the whole audience on one node of the broker: the Redis hop
+        # without the split over two processes
+        "ours-redis1": OursOnRedis("ours-redis1", nodes=1),
         "node-ioredis": NodeOnRedis(),
         "ours-workers1": OursOnRedis("ours-workers1", nodes=1, workers=1, cpus=both),
         "ours-workers2": OursOnRedis("ours-workers2", nodes=1, workers=2, cpus=both),
@@ -317,6 +320,14 @@ def _fanoutRows(group: str, audience: str) -> list[Comparison]:
                 "s",
             ),  # fmt: skip
             Comparison("  servers + redis-server", group, cpuPerMillion(scenario, "all"), over, False, None, "s"),
+            # the first row's ratio, as the product of these two
+            *(
+                Comparison(label, group, cpuPerMillion(scenario), pair, False, None, "s")
+                for label, pair in (
+                    ("  of which the Redis hop (1 node on Redis / memory broker)", ("ours-redis1", "ours")),
+                    ("  and the split (2 nodes / 1 node, both on Redis)", ("ours-redis", "ours-redis1")),
+                )
+            ),
         ]
     return rows
 

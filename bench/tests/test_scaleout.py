@@ -183,6 +183,27 @@ def test_comparisons() -> None:
     assert summarize(runs, ["ours"])["medians"]["ours"]["fanout10k"] is None, "scale-out groups stay out of the table"
 
 
+def test_hopAndSplit() -> None:
+    """
+    The fan-out ratio against the memory broker is split in two rows of
+    real runs whose product it is: one node on Redis against the memory
+    broker (the hop), and two nodes against one (the split).
+    """
+    runs = [
+        fake("ours", "redis-fanout-1k", "fanout-pipelined", 1_000_000, 0.8),
+        fake("ours-redis1", "redis-fanout-1k", "fanout-pipelined", 1_000_000, 0.84),
+        fake("ours-redis", "redis-fanout-1k", "fanout-pipelined", 800_000, 0.84),
+    ]
+    rows = {r["label"].strip(): r for r in compared(runs)}
+    both = rows["server CPU s / million deliveries (both nodes)"]["ratio"]
+    hop = rows["of which the Redis hop (1 node on Redis / memory broker)"]
+    split = rows["and the split (2 nodes / 1 node, both on Redis)"]
+    assert (hop["peers"], split["peers"]) == (["ours-redis1", "ours"], ["ours-redis", "ours-redis1"])
+    assert round(hop["ratio"], 2) == 1.05 and round(split["ratio"], 2) == 1.25
+    assert round(hop["ratio"] * split["ratio"], 6) == round(both, 6)
+    assert hop["met"] is None and split["met"] is None
+
+
 def test_groupsChoosePeers() -> None:
     """
     Without C{--peers} a scale-out group runs its own peers; with it, the
