@@ -527,6 +527,16 @@ class ServerTests(TestCase):
         self.assertEqual((lost, statuses.count("open"), statuses.count("closed")), ([], 2, 1))
 
 
+#: ``realtime-push`` as a terminal starts it, where ^C interrupts: a
+#: suite run as a background job ignores SIGINT, its children would too
+#: (Python and Twisted leave an ignored SIGINT ignored), and the tests
+#: that stop the command with SIGINT would wait on it in vain
+COMMAND = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from realtime.client.cli import main; sys.exit(main())"
+)
+
+
 class CommandTests(SynchronousTestCase):
     """
     ``realtime-push subscribe`` as a subprocess.
@@ -536,9 +546,8 @@ class CommandTests(SynchronousTestCase):
         """
         Start ``realtime-push subscribe ARGS`` in C{server}'s directory.
         """
-        code = "import sys; from realtime.client.cli import main; sys.exit(main())"
         process = subprocess.Popen(
-            [sys.executable, "-c", code, "subscribe", *args],
+            [sys.executable, "-c", COMMAND, "subscribe", *args],
             env=environment(),
             cwd=server.cwd,
             stdout=subprocess.PIPE,
@@ -579,7 +588,7 @@ class CommandTests(SynchronousTestCase):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from realtime.client.cli import main; sys.exit(main())", "subscribe",
+            [sys.executable, "-c", COMMAND, "subscribe",
              "x", "--url", f"ws://127.0.0.1:{silent.getsockname()[1]}/ws"],
             env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
