@@ -542,14 +542,15 @@ class CommandTests(SynchronousTestCase):
     ``realtime-push subscribe`` as a subprocess.
     """
 
-    def command(self, server: ServerProcess, *args: str) -> subprocess.Popen[str]:
+    def command(self, server: ServerProcess | None, *args: str) -> subprocess.Popen[str]:
         """
-        Start ``realtime-push subscribe ARGS`` in C{server}'s directory.
+        Start ``realtime-push subscribe ARGS`` in C{server}'s directory
+        (without a server, in this one).
         """
         process = subprocess.Popen(
             [sys.executable, "-c", COMMAND, "subscribe", *args],
             env=environment(),
-            cwd=server.cwd,
+            cwd=None if server is None else server.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -587,12 +588,7 @@ class CommandTests(SynchronousTestCase):
         self.addCleanup(silent.close)
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        process = subprocess.Popen(
-            [sys.executable, "-c", COMMAND, "subscribe",
-             "x", "--url", f"ws://127.0.0.1:{silent.getsockname()[1]}/ws"],
-            env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.addCleanup(process.kill)
+        process = self.command(None, "x", "--url", f"ws://127.0.0.1:{silent.getsockname()[1]}/ws")
         silent.settimeout(120)
         accepted, _ = silent.accept()  # the command is connecting: its reactor runs
         self.addCleanup(accepted.close)
