@@ -257,9 +257,10 @@ class Pipeliner:
         from realtime.redisraw import canPipelineRaw
 
         #: read the replies in bulk (L{realtime.redisraw}), or through
-        #: redis-py's own pipeline (a cluster's, or without hiredis)
-        self._raw = canPipelineRaw(client)
-        self._timeout = float(client.connection_pool.connection_kwargs.get("socket_timeout") or 10.0) if self._raw else 0.0
+        #: redis-py's own pipeline (a cluster's, or without hiredis); raw
+        #: pipelines also take C{bare()}, a command without its method
+        self.raw = canPipelineRaw(client)
+        self._timeout = float(client.connection_pool.connection_kwargs.get("socket_timeout") or 10.0) if self.raw else 0.0
         self._callbacks: dict[Any, Any] = {}
         self._maxBatch = maxBatch
         self._pending: list[_Operation] = []
@@ -336,7 +337,7 @@ class Pipeliner:
         ).addBoth(lambda _: self._flush())
 
     def _pipeline(self) -> Any:
-        if self._raw:
+        if self.raw:
             from realtime.redisraw import RawPipeline
 
             return RawPipeline(self._client, self._timeout, self._callbacks)

@@ -122,11 +122,20 @@ class RawPipeline(AsyncCoreCommands):
         self._client = client
         self._timeout = timeout
         self._callbacks = {} if callbacks is None else callbacks
-        self._commands: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self._commands: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = []
         self.scripts: set[Any] = set()
 
     def execute_command(self, *args: Any, **options: Any) -> None:
         self._commands.append((args, options))
+
+    def bare(self, *args: Any) -> None:
+        """
+        Queue a command whose reply is answered as Redis sent it (RESP3: a
+        map is a C{dict}), without a command method and a response callback
+        around it: for the commands a node sends for every push, where those
+        two cost as much as the rest of the round trip (see C{bench/README.rst}).
+        """
+        self._commands.append((args, None))
 
     def __len__(self) -> int:
         return len(self._commands)
@@ -162,7 +171,8 @@ class RawPipeline(AsyncCoreCommands):
         if failed is not None:
             raise failed
         answers = zip(replies[len(loads) :], self._commands, strict=True)
-        return [self._parse(reply, args, options) for reply, (args, options) in answers]
+        parse = self._parse
+        return [reply if options is None else parse(reply, args, options) for reply, (args, options) in answers]
 
     def _parse(self, reply: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         if isinstance(reply, ResponseError):

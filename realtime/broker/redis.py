@@ -442,9 +442,17 @@ class RedisBroker:
         # each uid's PUBLISH, then the connections it holds on each node:
         # the answer counts only what a node received and holds
         publish, names, keys = self.pubsub.publish, self._names, self._presenceKeys
-        for uid in uids:
-            pipe.execute_command(publish, names.uid(uid), data)
-            pipe.hgetall(keys.connections(uid))
+        if self._pipeliner.raw:
+            # the same commands without redis-py's layers (RESP3's HGETALL
+            # reply is the map it answers): half of a push's Python here
+            bare = pipe.bare
+            for uid in uids:
+                bare(publish, names.uid(uid), data)
+                bare("HGETALL", keys.connections(uid))
+        else:
+            for uid in uids:
+                pipe.execute_command(publish, names.uid(uid), data)
+                pipe.hgetall(keys.connections(uid))
         return 2 * len(uids)
 
     def _countUids(self, uids: tuple[str, ...], answers: list[Any]) -> PushResult:

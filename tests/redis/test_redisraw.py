@@ -88,6 +88,27 @@ class RawPipelineTests(TestCase):
         self.assertEqual(answers[:-2] + answers[-1:], expected[:-2] + expected[-1:])
 
     @onTheLoop
+    async def test_bareCommands(self) -> None:
+        """
+        A bare command answers what Redis sent, in its place among commands
+        with their methods: RESP3's map as the C{dict} C{hgetall} answers,
+        a reply error as the exception.
+        """
+        await self.client.hset("h", mapping={"node1": 2, "node2": 1})
+        pipe = RawPipeline(self.client, timeout=5.0)
+        pipe.bare("PUBLISH", "nobody", b"data")
+        pipe.hgetall("h")
+        pipe.bare("HGETALL", "h")
+        pipe.bare("HGETALL", "missing")
+        pipe.bare("INCR", "h")
+        pipe.hlen("h")
+        self.assertEqual(len(pipe), 6)
+        answers = await pipe.execute()
+        self.assertIsInstance(answers[4], ResponseError)
+        held = {b"node1": b"2", b"node2": b"1"}
+        self.assertEqual(answers[:4] + answers[5:], [0, held, held, {}, 2])
+
+    @onTheLoop
     async def test_scriptsAfterRedisLostThem(self) -> None:
         """
         A script runs even after Redis forgot every script (a restart, a
