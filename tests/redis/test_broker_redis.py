@@ -183,6 +183,27 @@ class RedisBrokerTests(TestCase):
         )
         await until(lambda: alice.texts == ["1", "3"])
 
+    async def test_batchWithARefusedCommand(self) -> None:
+        """
+        A push whose command Redis refuses fails alone; the pushes around
+        it are answered and delivered.
+        """
+        a, b = await self.nodes()
+        alice = b.session("alice")
+        await until(lambda: self.subscribedTo("realtime:{u:alice}:push"))
+        await b.broker._presence.heartbeat()
+        # a key of the wrong type where mallory's connections would be
+        self.redis.ownerOf("realtime:{u:mallory}:conns").command("SET", "realtime:{u:mallory}:conns", "x")
+        outcomes = await a.broker.publishBatch(
+            [Envelope(ToUids(uids), text) for uids, text in (
+                (("alice",), b"1"), (("alice", "mallory"), b"2"), (("alice",), b"3"),
+            )]  # fmt: skip
+        )
+        self.assertEqual((outcomes[0].delivered, outcomes[2].delivered), (1, 1))
+        self.assertIsInstance(outcomes[1], Failure)
+        self.assertIn("WRONGTYPE", outcomes[1].getErrorMessage())
+        await until(lambda: alice.texts == ["1", "2", "3"])
+
     async def test_batchWithOtherTargets(self) -> None:
         """
         A batch with a broadcast in it is published one push at a time,
