@@ -4,7 +4,8 @@ The Redis client's two hot paths, read through redis-py and read in bulk
 C{redis-server} (a free port, nothing on disk):
 
 - a push's pipelined C{PUBLISH} + C{HGETALL}, in pipelines of 200 pushes:
-  redis-py's C{Pipeline.execute} against L{realtime.redisraw.RawPipeline};
+  redis-py's C{Pipeline.execute} against L{realtime.redisraw.RawPipeline},
+  with redis-py's command methods and as the broker queues them, bare;
 - pub/sub messages of 100 bytes published in bursts of 5,000: redis-py's
   C{get_message} per message against L{realtime.broker.redisshards.OneRedis.read}.
 
@@ -31,22 +32,27 @@ PUSHES = 200
 BURST = 5000
 
 
-def _queuePushes(pipe: Any) -> None:
+def _queuePushes(pipe: Any, bare: bool) -> None:
     for i in range(PUSHES):
-        pipe.execute_command("PUBLISH", f"realtime:{{u:{i}}}:u", b"x" * 100)
-        pipe.hgetall(f"realtime:{{u:{i}}}:conns")
+        if bare:
+            pipe.bare("PUBLISH", f"realtime:{{u:{i}}}:u", b"x" * 100)
+            pipe.bare("HGETALL", f"realtime:{{u:{i}}}:conns")
+        else:
+            pipe.execute_command("PUBLISH", f"realtime:{{u:{i}}}:u", b"x" * 100)
+            pipe.hgetall(f"realtime:{{u:{i}}}:conns")
 
 
-async def pipelines(client: Any, raw: bool, batches: int = 50) -> float:
+async def pipelines(client: Any, way: str, batches: int = 50) -> float:
     """
-    CPU microseconds per push through C{batches} pipelines.
+    CPU microseconds per push through C{batches} pipelines, C{way}
+    C{"pipeline"} (redis-py's), C{"raw"} or C{"bare"}.
     """
     from realtime.redisraw import RawPipeline
 
     started = time.process_time()
     for _ in range(batches):
-        pipe = RawPipeline(client, 10.0) if raw else client.pipeline(transaction=False)
-        _queuePushes(pipe)
+        pipe = client.pipeline(transaction=False) if way == "pipeline" else RawPipeline(client, 10.0)
+        _queuePushes(pipe, way == "bare")
         await pipe.execute(raise_on_error=False)
     return 1e6 * (time.process_time() - started) / (batches * PUSHES)
 
@@ -85,12 +91,13 @@ async def measure(url: str, rounds: int) -> dict[str, list[float]]:
 
     client = aioredis.Redis.from_url(url, protocol=3)
     publisher = aioredis.Redis.from_url(url, protocol=3)
-    results: dict[str, list[float]] = {k: [] for k in ("pipeline", "raw", "get_message", "drained")}
-    await pipelines(client, True, 5)  # warm both paths up
-    await pipelines(client, False, 5)
+    ways = ("pipeline", "raw", "bare")
+    results: dict[str, list[float]] = {k: [] for k in (*ways, "get_message", "drained")}
+    for way in ways:  # warm every path up
+        await pipelines(client, way, 5)
     for _ in range(rounds):
-        results["pipeline"].append(await pipelines(client, False))
-        results["raw"].append(await pipelines(client, True))
+        for way in ways:
+            results[way].append(await pipelines(client, way))
         results["get_message"].append(await messages(client, publisher, False))
         results["drained"].append(await messages(client, publisher, True))
     await client.aclose()
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU us per push (PUBLISH + HGETALL, pipelines of {PUSHES}), median of {args.rounds} rounds:")
     print(f"  redis-py Pipeline.execute   {m['pipeline']:6.2f}")
     print(f"  RawPipeline                 {m['raw']:6.2f}   ({m['pipeline'] / m['raw']:.1f}x less)")
+    print(f"  RawPipeline, bare commands  {m['bare']:6.2f}   ({m['raw'] / m['bare']:.1f}x less than with methods)")
     print(f"CPU us per pub/sub message (bursts of {BURST}):")
     print(f"  redis-py get_message        {m['get_message']:6.2f}")
     print(f"  OneRedis.read (drained)     {m['drained']:6.2f}   ({m['get_message'] / m['drained']:.1f}x less)")
