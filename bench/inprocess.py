@@ -146,6 +146,21 @@ def handshakes(rounds: int, profile: cProfile.Profile | None) -> None:
         print(f"us per connection: handshake {us[0]:.1f}, first message {us[1]:.1f}, close {us[2]:.1f}")
 
 
+def pushBatches(uids: int, count: int, size: int = 256) -> list[bytes]:
+    """
+    C{count} reads of the line port, C{size} pushes each to random uids
+    C{u0}...: the same every run (a fixed seed).
+    """
+    rnd = random.Random(1)
+    return [
+        b"".join(
+            b'{"uid":"u%d","seq":%d,"t":1234567890123,"pad":"xxxxxxxxxx"}\n' % (rnd.randrange(uids), i)
+            for i in range(size)
+        )
+        for _ in range(count)
+    ]
+
+
 def unicast(rounds: int, profile: cProfile.Profile | None) -> None:
     factory = serverFactory()
     front = SharedPortFactory(factory, None, factory.wheel)
@@ -157,14 +172,7 @@ def unicast(rounds: int, profile: cProfile.Profile | None) -> None:
     ).buildProtocol(None)
     backend = StringTransport()
     line.makeConnection(backend)
-    rnd = random.Random(1)
-    batches = [
-        b"".join(
-            b'{"uid":"u%d","seq":%d,"t":1234567890123,"pad":"xxxxxxxxxx"}\n' % (rnd.randrange(CONNECTIONS), i)
-            for i in range(256)
-        )
-        for _ in range(200)
-    ]
+    batches = pushBatches(CONNECTIONS, 200)
     for _ in range(rounds):
         if profile is not None:
             profile.enable()

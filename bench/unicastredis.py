@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import random
 import statistics
 import sys
 import time
@@ -46,6 +45,7 @@ from twisted.internet import reactor  # noqa: E402
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
 
+from bench.inprocess import pushBatches  # noqa: E402
 from bench.servers import processCpuTimes  # noqa: E402
 from realtime import wiring  # noqa: E402
 from realtime.api.lineproto import LinePushFactory  # noqa: E402
@@ -107,14 +107,7 @@ async def measure(redis: RedisServer, pushes: int, uids: int) -> tuple[float, fl
     ).buildProtocol(None)
     backend = Backend()
     line.makeConnection(backend)
-    rnd = random.Random(1)
-    batches = [
-        b"".join(
-            b'{"uid":"u%d","seq":%d,"t":1234567890123,"pad":"xxxxxxxxxx"}\n' % (rnd.randrange(uids), i)
-            for i in range(BATCH)
-        )
-        for _ in range(pushes // BATCH)
-    ]
+    batches = pushBatches(uids, pushes // BATCH, BATCH)
     server = redis.process.pid  # type: ignore[union-attr]
     ours, theirs = time.process_time(), cpu(server)
     for batch in batches:
