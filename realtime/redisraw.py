@@ -133,7 +133,7 @@ class RawPipeline(AsyncCoreCommands):
         Queue a command whose reply is answered as Redis sent it (RESP3: a
         map is a C{dict}), without a command method and a response callback
         around it: for the commands a node sends for every push, where those
-        two cost as much as the rest of the round trip (see C{bench/README.rst}).
+        two are a tenth of the round trip's Python (C{bench/redisclient.py}).
         """
         self._commands.append((args, None))
 
