@@ -36,6 +36,8 @@ setup(
         "zope.interface>=6.0",
         "pyjwt>=2.8",
         "prometheus-client>=0.20",
+        # the line port's JSON (realtime.core.jsoncodec.decodeQuickly)
+        "orjson>=3.10,<4",
     ],
     extras_require={
         # redis-py's asyncio client with the hiredis parser: --store redis://

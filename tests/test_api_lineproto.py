@@ -149,6 +149,16 @@ class ParseLineTests(SynchronousTestCase):
                 parseLine(line)
             self.assertEqual(str(caught.exception), message)
 
+    def test_integerUidBeyond64Bits(self) -> None:
+        """
+        An integer uid too long for 64 bits keeps every digit: orjson, which
+        reads most lines, would make it a float, so such a line is read by
+        the standard library's parser.
+        """
+        digits = "123456789012345678901234567890"
+        self.assertEqual(parseLine(b'{"uid": ' + digits.encode() + b"}"), ToUids((digits,)))
+        self.assertEqual(parseLine(b'{"uid": [' + digits.encode() + b', "a"]}'), ToUids((digits, "a")))
+
     def test_hugeInteger(self) -> None:
         """
         An integer too long for Python to convert is invalid JSON, not a

@@ -9,7 +9,7 @@ the line port (C{realtime.api.lineproto}).
 
 from __future__ import annotations
 
-from realtime.core.jsoncodec import JSONError, decode
+from realtime.core.jsoncodec import JSONError, decode, decodeQuickly
 from realtime.core.uids import checkUid
 from realtime.values import Target, ToAll, ToUids
 
@@ -87,6 +87,16 @@ def parseLine(line: bytes, maxUids: int | None = None) -> Target:
     @param maxUids: the most uids one line may name (C{None}: any).
     @raise LineError: naming what is wrong with it.
     """
+    request = decodeQuickly(line)
+    if type(request) is dict:
+        uid = request.get("uid")
+        if type(uid) is str and uid and not request.get("broadcast"):
+            # nearly every line: one uid, read by orjson (decodeQuickly says
+            # why only a string field is taken from it)
+            try:
+                return ToUids((checkUid(uid, '"uid"'),))
+            except ValueError as e:
+                raise LineError(str(e)) from None
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:

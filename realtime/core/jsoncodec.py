@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["JSONError", "decode", "encode"]
+import orjson
+
+__all__ = ["JSONError", "decode", "decodeQuickly", "encode"]
 
 
 class JSONError(ValueError):
@@ -99,6 +101,25 @@ def decode(text: str) -> Any:
     except ValueError as e:
         # an integer longer than Python's conversion limit
         raise JSONError(str(e)) from None
+
+
+def decodeQuickly(data: bytes) -> Any:
+    """
+    The value of the UTF-8 JSON text C{data} as orjson reads it, or C{None}
+    where orjson refuses it: for the line port, where this reads a push's
+    line in 0.5 us against L{decode}'s 1.4 (bench/README.rst).
+
+    orjson refuses all L{decode} refuses but nesting between the
+    interpreter's depth and its own (1,024 levels), and it reads an integer
+    beyond 64 bits as a float where L{decode} keeps the C{int}.  So a caller
+    takes from the value only fields of a type that cannot differ (a
+    string, a truth value), and on C{None}, or a field of another type,
+    asks L{decode}, whose answer or error is then the one given.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def encode(value: object) -> bytes:

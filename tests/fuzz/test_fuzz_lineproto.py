@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from realtime.api import targets
 from realtime.api.targets import LineError, parseLine
 from realtime.broker.memory import MemoryBroker
+from realtime.core.jsoncodec import decodeQuickly
 from realtime.core.registry import SessionRegistry
 from realtime.delivery.fanout import Fanout
 from realtime.values import ToAll, ToUids
@@ -43,6 +45,30 @@ class LinePortFuzzTests(SynchronousTestCase):
         # past the first line, which alone is checked for an HTTP request line
         self.proto.dataReceived(b'{"uid":"u1"}\n')
         self.assertEqual(answers(self.transport), [b"ok"])
+
+    @fuzz
+    @given(lines)
+    def test_quickReadingAgrees(self, line: bytes) -> None:
+        """
+        L{parseLine} answers every line as it does when orjson is not asked
+        (L{realtime.core.jsoncodec.decodeQuickly} refusing all): the same
+        target or the same error.
+        """
+
+        def outcome() -> object:
+            try:
+                return parseLine(line)
+            except LineError as e:
+                return ("error", str(e))
+
+        quick = outcome()
+        # by hand, not self.patch: that one undoes only after every example
+        targets.decodeQuickly = lambda data: None
+        try:
+            slow = outcome()
+        finally:
+            targets.decodeQuickly = decodeQuickly
+        self.assertEqual(slow, quick)
 
     @fuzz
     @given(lines)
