@@ -26,6 +26,10 @@ class FrameTests(SynchronousTestCase):
         self.assertEqual(frameMessage(b"hello"), b"\x81\x05hello")
         self.assertEqual(frameMessage(b"\x00\x01", True), b"\x82\x02\x00\x01")
         self.assertEqual(frameMessage(b""), b"\x81\x00")
+        for n in range(126):
+            payload = bytes(range(n))
+            self.assertEqual(frameMessage(payload), bytes((0x81, n)) + payload)
+            self.assertEqual(frameMessage(payload, True), bytes((0x82, n)) + payload)
 
     def test_medium(self) -> None:
         """
