@@ -404,11 +404,16 @@ class LinePushProtocol(LineReceiver):
 
     def _flush(self) -> None:
         pending = self._pending
+        ready = []
         while pending and pending[0][0] is not None:
             answer, size = pending.popleft()
             self._pendingBytes -= size
-            if not self._lost:
-                self.sendLine(answer)
+            ready.append(answer)
+        if ready and not self._lost:
+            # the answers ready, queued as one write (a batch's are all
+            # ready at once)
+            ready.append(b"")
+            self._queueWrite(b"\n".join(ready))
         if len(pending) <= MAX_PENDING // 2 and self._pendingBytes <= MAX_PENDING_BYTES // 2:
             self._resumeReading("pending")
         if self._readClosed and not pending and not self._lost:
@@ -423,11 +428,14 @@ class LinePushProtocol(LineReceiver):
         """
         Queue an answer for the end of this reactor turn, with the others.
         """
+        self._queueWrite(line + b"\n")
+
+    def _queueWrite(self, data: bytes) -> None:
         writer = self.factory.writer
         if writer is None:
-            self.transport.write(line + b"\n")
+            self.transport.write(data)
         else:
-            writer.write(self, line + b"\n")
+            writer.write(self, data)
 
     def flushOutgoing(self) -> None:
         """
