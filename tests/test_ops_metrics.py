@@ -93,17 +93,22 @@ class InstrumentedPublisherTests(SynchronousTestCase):
         clock, inner, h = Clock(), ManualBatchPublisher(), LatencyHistogram()
         publisher = InstrumentedPublisher(inner, "line", h, clock)
         self.assertTrue(verifyObject(IBatchPublisher, publisher))
-        d = publisher.publishBatch([Envelope(ToUids(("u1",)), b"x"), Envelope(ToAll(), b"y")])
+        d = publisher.publishBatch(
+            [Envelope(ToUids(("u1",)), b"x"), Envelope(ToAll(), b"y"), Envelope(ToUids(("u3",)), b"w")]
+        )
         clock.advance(0.003)
-        inner.batches[0][1].callback([PushResult(1), PushResult(2)])
-        self.assertEqual(self.successResultOf(d), [PushResult(1), PushResult(2)])
-        self.assertEqual((h.count(("line", "uid")), h.count(("line", "broadcast"))), (1, 1))
-        self.assertAlmostEqual(h.series()[0][2], 0.003)
+        inner.batches[0][1].callback([PushResult(1), PushResult(2), PushResult(1)])
+        self.assertEqual(self.successResultOf(d), [PushResult(1), PushResult(2), PushResult(1)])
+        self.assertEqual((h.count(("line", "uid")), h.count(("line", "broadcast"))), (2, 1))
+        series = {labels: (dict(buckets), total) for labels, buckets, total in h.series()}
+        self.assertEqual(series[("line", "uid")][0]["0.005"], 2)
+        self.assertAlmostEqual(series[("line", "uid")][1], 0.006)
+        self.assertAlmostEqual(series[("line", "broadcast")][1], 0.003)
         plain = ManualBroker()
         d = InstrumentedPublisher(plain, "line", h, clock).publishBatch([Envelope(ToUids(("u2",)), b"z")])
         plain.published[0][1].callback(PushResult(0))
         self.assertEqual(self.successResultOf(d), [PushResult(0)])
-        self.assertEqual(h.count(("line", "uid")), 2)
+        self.assertEqual(h.count(("line", "uid")), 3)
 
     def test_statsExtended(self) -> None:
         """

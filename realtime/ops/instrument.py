@@ -12,6 +12,7 @@ keep (C{realtime.ops.metrics}).
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from typing import Any, Callable, Iterable, Sequence, cast
 
 from twisted.internet.defer import Deferred
@@ -42,15 +43,16 @@ class LatencyHistogram:
         # labels -> [counts per bucket (+Inf last), sum]
         self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
 
-    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+    def observe(self, labels: tuple[str, ...], seconds: float, count: int = 1) -> None:
         """
-        Record one duration under C{labels}.
+        Record C{count} durations of C{seconds} under C{labels}: a batch's
+        pushes, which all took as long as their batch, in one call.
         """
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = ([0] * (len(self.buckets) + 1), [0.0])
-        series[0][bisect_left(self.buckets, seconds)] += 1
-        series[1][0] += seconds
+        series[0][bisect_left(self.buckets, seconds)] += count
+        series[1][0] += seconds * count
 
     def series(self) -> list[tuple[tuple[str, ...], list[tuple[str, int]], float]]:
         """
@@ -153,8 +155,9 @@ class InstrumentedPublisher:
 
     def _observedBatch(self, outcome: Any, envelopes: Sequence[Envelope], started: float) -> Any:
         took, observe, labelsOf = self._seconds() - started, self._observe, self._labels.get
-        for envelope in envelopes:
-            observe(labelsOf(type(envelope.target)) or (self.source, "other"), took)
+        kinds = Counter([type(envelope.target) for envelope in envelopes])
+        for kind, count in kinds.items():
+            observe(labelsOf(kind) or (self.source, "other"), took, count)
         return outcome
 
     def connectionCount(self, uid: str) -> Deferred[int]:
