@@ -441,6 +441,12 @@ class RedisBroker:
         def finish(answers: list[Any]) -> list[Outcome]:
             outcomes: list[Outcome] = []
             start = 0
+            if firstError(answers) is None:
+                # nearly every batch: no push's answers to look through
+                for uids, _ in pushes:
+                    outcomes.append(countOne(uids, answers, start))
+                    start += 2 * len(uids)
+                return outcomes
             for uids, _ in pushes:
                 end = start + 2 * len(uids)
                 mine, start = answers[start:end], end
@@ -472,10 +478,14 @@ class RedisBroker:
                 pipe.hgetall(keys.connections(uid))
         return 2 * len(uids)
 
-    def _countUids(self, uids: tuple[str, ...], answers: list[Any]) -> PushResult:
+    def _countUids(self, uids: tuple[str, ...], answers: list[Any], start: int = 0) -> PushResult:
+        """
+        The result of a push to C{uids} from its commands' answers, which
+        begin at C{start}.
+        """
         dead = self._presence.deadNodes
         counts: dict[str, int] = {}
-        for i, uid in enumerate(uids):
+        for i, uid in enumerate(uids, start // 2):
             receivers, perNode = answers[2 * i], answers[2 * i + 1]
             if not receivers:
                 # delivered only where a node took it and holds the uid

@@ -175,13 +175,14 @@ class RedisBrokerTests(TestCase):
         outcomes = await a.broker.publishBatch(
             [Envelope(ToUids(uids), text) for uids, text in (
                 (("alice",), b"1"), (("nobody",), b"2"), (("alice", "nobody", "alice"), b"3"),
+                (("nobody",), b"4"), (("alice",), b"5"),
             )]  # fmt: skip
         )
         self.assertEqual(
             [(o.delivered, dict(o.uids)) for o in outcomes],
-            [(1, {"alice": 1}), (0, {"nobody": 0}), (1, {"alice": 1, "nobody": 0})],
+            [(1, {"alice": 1}), (0, {"nobody": 0}), (1, {"alice": 1, "nobody": 0}), (0, {"nobody": 0}), (1, {"alice": 1})],
         )
-        await until(lambda: alice.texts == ["1", "3"])
+        await until(lambda: alice.texts == ["1", "3", "5"])
 
     async def test_batchWithARefusedCommand(self) -> None:
         """
