@@ -97,6 +97,9 @@ def parseLine(line: bytes, maxUids: int | None = None) -> Target:
                 return ToUids((checkUid(uid, '"uid"'),))
             except ValueError as e:
                 raise LineError(str(e)) from None
+        if uid is None and "uid" not in request and request.get("broadcast"):
+            # a truth value reads the same in both parsers
+            return ToAll()
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
