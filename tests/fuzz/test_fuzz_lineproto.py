@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -48,6 +48,10 @@ class LinePortFuzzTests(SynchronousTestCase):
 
     @fuzz
     @given(lines)
+    @example(b'{"uid": null, "broadcast": true}')
+    @example(b'{"uid": "a", "broadcast": 1}')
+    @example(b'{"broadcast": 123456789012345678901234567890}')
+    @example(b'{"uid": 123456789012345678901234567890}')
     def test_quickReadingAgrees(self, line: bytes) -> None:
         """
         L{parseLine} answers every line as it does when orjson is not asked
