@@ -15,8 +15,9 @@ The suite's C{redis-unicast} group (C{run.py}) judges the target, over two
 nodes against Node's peer; on a shared 2-core machine its ratios move by
 15% between runs, and so do this script's times.  Instructions do not:
 under callgrind the difference of two runs is a push's own count, the
-setup's cancelling out, to within 1% (two runs of one tree: 124.8k and
-125.1k instructions per push).  To compare two commits, run it in
+setup's cancelling out, to within 3% (runs of one tree: 124.8k to 129.0k
+instructions per push; how pub/sub messages group into reads still
+depends on timing).  To compare two commits, run it in
 each tree (C{git worktree add /tmp/before COMMIT}, this file copied in if
 it is older), both at once on the two cores::
 
