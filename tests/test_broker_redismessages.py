@@ -4,19 +4,11 @@ Tests for L{realtime.broker.redismessages}: what nodes say to each other.
 
 from __future__ import annotations
 
-from hypothesis import example, given
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from realtime.broker.redismessages import (
-    BadMessage,
-    ChannelNames,
-    RedisMessage,
-    decode,
-    decodePush,
-    encode,
-    wrapHeader,
-)
+from realtime.broker.redismessages import BadMessage, ChannelNames, RedisMessage, decode, encode, wrapHeader
 
 _tokens = st.text(alphabet="abcdef0123456789", min_size=1, max_size=16)
 
@@ -48,40 +40,6 @@ class CodecTests(SynchronousTestCase):
         for data in (b"hello", b"R2 t - - n\nx", b"R1 x - - n\nx", b"R1 t x - n\nx", b"R1 t - -\nx", b"R1 c - - n\nx", b""):
             with self.assertRaises(BadMessage):
                 decode(data)
-
-
-    @given(
-        st.one_of(
-            st.builds(
-                encode,
-                st.binary(),
-                st.booleans(),
-                st.text(alphabet="abc-_:.", max_size=8),
-                st.one_of(st.none(), st.integers(0, 99)),
-                st.one_of(st.none(), _tokens),
-            ),
-            st.builds(lambda head, rest: head + rest, st.sampled_from([b"R1 t - - ", b"R1 b - - ", b""]), st.binary()),
-        )
-    )
-    @example(b"R1 t - - \xff\nx")
-    @example(b"R1 b - - a b\nx")
-    @example(b"R1 t - - n")
-    @example(b"R1 t - - \nx")
-    def test_pushesAsDecodeReadsThem(self, data: bytes) -> None:
-        """
-        L{decodePush} reads a message with no offset and no epoch as
-        L{decode} does, and leaves every other, and every message L{decode}
-        refuses, to L{decode}.
-        """
-        try:
-            message = decode(data)
-        except BadMessage:
-            self.assertIsNone(decodePush(data))
-            return
-        if message.offset is None and message.epoch is None and not message.wrap:
-            self.assertEqual(decodePush(data), (message.payload, message.isBinary))
-        else:
-            self.assertIsNone(decodePush(data))
 
 
 class ChannelNamesTests(SynchronousTestCase):

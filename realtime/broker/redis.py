@@ -50,7 +50,7 @@ from zope.interface import alsoProvides, implementer
 from realtime.broker import BrokerUnavailable
 from realtime.broker.memory import MemoryBroker
 from realtime.broker.redisgaps import ChannelGaps
-from realtime.broker.redismessages import BadMessage, ChannelNames, decode, decodePush, encode, wrapHeader
+from realtime.broker.redismessages import BadMessage, ChannelNames, decode, encode, wrapHeader
 from realtime.broker.redispresence import PresenceKeys, RedisPresence
 from realtime.broker.redispubsub import PubSubLink
 from realtime.core.channelwire import encodeMessage
@@ -324,28 +324,23 @@ class RedisBroker:
             if len(self._addresses) >= _ADDRESSES_KEPT:
                 self._addresses.clear()
             self._addresses[redisChannel] = address
+        try:
+            message = decode(data)
+        except BadMessage:
+            self.log.warn("ignored a message that is not ours on {channel}", channel=redisChannel)
+            return
         kind, name = address
-        # every unicast push from another node is read by decodePush
-        push = decodePush(data) if kind == "uid" else None
-        if push is None:
-            try:
-                message = decode(data)
-            except BadMessage:
-                self.log.warn("ignored a message that is not ours on {channel}", channel=redisChannel)
-                return
-            if message.wrap:
-                if kind == "channel" and message.offset is not None and message.epoch is not None:
-                    if self._gaps is not None:
-                        self._gaps.received(name, message.offset, message.epoch, message.payload)
-                    else:
-                        self._deliverChannel(name, message.offset, message.epoch, message.payload)
-                return
-            push = (message.payload, message.isBinary)
+        if message.wrap:
+            if kind == "channel" and message.offset is not None and message.epoch is not None:
+                if self._gaps is not None:
+                    self._gaps.received(name, message.offset, message.epoch, message.payload)
+                else:
+                    self._deliverChannel(name, message.offset, message.epoch, message.payload)
+            return
         answer: Any
         if kind == "uid":
-            # no envelope on the way, and no answer: the node that took the
-            # push gave it
-            answer = self._local.deliverToUid(name, *push)
+            # every unicast push from another node: no envelope on the way
+            answer = self._local.deliverToUid(name, message.payload, message.isBinary)
         else:
             if kind == "channel":
                 target: Any = ToChannel(name)
