@@ -107,7 +107,7 @@ def decodeQuickly(data: bytes) -> Any:
     """
     The value of the UTF-8 JSON text C{data} as orjson reads it, or C{None}
     where orjson refuses it: for the line port, where this reads a push's
-    line in 0.5 us against L{decode}'s 1.4 (bench/README.rst).
+    line in 0.42 us against L{decode}'s 1.23 (timeit, a 60-byte line).
 
     orjson refuses all L{decode} refuses but nesting between the
     interpreter's depth and its own (1,024 levels), and it reads an integer
