@@ -97,6 +97,14 @@ class OneRedis:
         await self._pubsub.aclose()
 
 
+#: the longest one read of a master's connection waits: redis-py (from 8.2)
+#: holds that connection's lock over a bounded read, and an C{SSUBSCRIBE} to
+#: the same master waits for the lock, so a long read would hold back every
+#: new subscription (a session's uid, counted only once confirmed) by up to
+#: its timeout.  Idle, each master costs 1 / POLL_SLICE wakeups a second.
+POLL_SLICE = 0.05
+
+
 class ClusterShards:
     """
     One sharded pub/sub connection per master of a Redis Cluster, each
@@ -186,7 +194,7 @@ class ClusterShards:
             # not connected to that master (yet, or any more): nothing to read
             await asyncio.sleep(timeout)
             return []
-        message = await self._pubsub.get_sharded_message(timeout=timeout, target_node=node)
+        message = await self._pubsub.get_sharded_message(timeout=min(timeout, POLL_SLICE), target_node=node)
         if message is None:
             return []
         if message.get("type") == "sunsubscribe":
