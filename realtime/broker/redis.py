@@ -142,9 +142,9 @@ class RedisBroker:
         #: Redis channel name -> what it addresses, for the channels heard
         self._addresses: dict[str, tuple[str, str]] = {}
         self._presenceKeys = PresenceKeys(prefix)
-        #: per uid, the connection count changes waiting for a
+        #: per uid and per channel, the presence changes waiting for a
         #: subscription: their chain, and how many are on it
-        self._counting: dict[str, tuple[Deferred[Any], int]] = {}
+        self._waitingChanges: dict[tuple[str, str], tuple[Deferred[Any], int]] = {}
         self._pipeliner = Pipeliner(client, reactor, failing=_unavailable)
         self._link = PubSubLink(
             client,
@@ -223,12 +223,14 @@ class RedisBroker:
         """
         Subscribe to the channel every node hears and start the heartbeat.
         """
-        self._link.want(self._names.everyone)
+        everyone = self._names.everyone
+        self._link.want(everyone)
         if self._gaps is not None:
             self._gaps.start()
-        return gatherResults([self._link.start(), self._presence.start()], consumeErrors=True).addCallback(
-            lambda _: None
-        )
+        # started means hearing broadcasts: the subscription every node needs
+        # is confirmed, not only sent
+        started = self._link.start().addCallback(lambda _: self._link.subscribedTo(everyone))
+        return gatherResults([started, self._presence.start()], consumeErrors=True).addCallback(lambda _: None)
 
     def stop(self) -> Deferred[None]:
         """
@@ -253,56 +255,69 @@ class RedisBroker:
             self._link.want(channel)
         # counted once subscribed: a uid any node reads as online is one a
         # push reaches, never answered as reaching nobody
-        self._count(uid, self._link.subscribedTo(channel), self._presence.connected, "counting a connection")
+        connected = self._presence.connected
+        self._inOrder(("uid", uid), self._link.subscribedTo(channel), lambda: connected(uid), "counting a connection")
 
     def sessionRemoved(self, session: Any, last: bool) -> None:
+        uid = session.uid
         if last:
-            self._link.unwant(self._names.uid(session.uid))
-        self._count(session.uid, None, self._presence.disconnected, "counting a disconnection")
+            self._link.unwant(self._names.uid(uid))
+        disconnected = self._presence.disconnected
+        self._inOrder(("uid", uid), None, lambda: disconnected(uid), "counting a disconnection")
 
-    def _count(self, uid: str, after: Deferred[None] | None, change: Callable[[str], Deferred[int]], doing: str) -> None:
+    def _inOrder(
+        self, key: tuple[str, str], after: Deferred[None] | None, change: Callable[[], Deferred[Any]], doing: str
+    ) -> None:
         """
-        Change C{uid}'s connection count in Redis once C{after} has fired,
-        behind the changes still waiting for theirs, so that they land in
-        the order the sessions came and went.
+        Make C{change} in Redis once C{after} has fired, behind the changes
+        of C{key} still waiting for theirs, so that they land in the order
+        the sessions and subscriptions came and went.
         """
-        waiting = self._counting.get(uid)
+        waiting = self._waitingChanges.get(key)
         if waiting is None:
             if after is None or after.called:
-                change(uid).addErrback(self._lost, doing)
+                change().addErrback(self._lost, doing)
                 return
             chain, pending = after, 0
         else:
             chain, pending = waiting
             if after is not None:
                 chain.addCallback(lambda _: after)
-        self._counting[uid] = (chain, pending + 1)
-        chain.addCallback(lambda _: change(uid).addErrback(self._lost, doing)).addBoth(self._counted, uid)
+        self._waitingChanges[key] = (chain, pending + 1)
+        chain.addCallback(lambda _: change().addErrback(self._lost, doing)).addBoth(self._changed, key)
 
-    def _counted(self, result: object, uid: str) -> None:
-        chain, pending = self._counting[uid]
+    def _changed(self, result: object, key: tuple[str, str]) -> None:
+        chain, pending = self._waitingChanges[key]
         if pending == 1:
-            del self._counting[uid]
+            del self._waitingChanges[key]
         else:
-            self._counting[uid] = (chain, pending - 1)
+            self._waitingChanges[key] = (chain, pending - 1)
 
     def subscribed(self, subscription: Any, first: bool) -> None:
+        channel = subscription.channel
+        redisChannel = self._names.channel(channel)
         if first:
-            self._link.want(self._names.channel(subscription.channel))
-            if self._gaps is not None and self._keepsHistory(subscription.channel):
-                self._gaps.track(subscription.channel)
-        self._presence.joined(subscription.channel, self._memberId(subscription), subscription.uid).addErrback(
-            self._lost, "recording a subscription"
+            self._link.want(redisChannel)
+            if self._gaps is not None and self._keepsHistory(channel):
+                self._gaps.track(channel)
+        # a member once subscribed, as a connection is counted: a publish
+        # that counts the member is one its node hears
+        joined, member, uid = self._presence.joined, self._memberId(subscription), subscription.uid
+        self._inOrder(
+            ("channel", channel),
+            self._link.subscribedTo(redisChannel),
+            lambda: joined(channel, member, uid),
+            "recording a subscription",
         )
 
     def unsubscribed(self, subscription: Any, last: bool) -> None:
+        channel = subscription.channel
         if last:
-            self._link.unwant(self._names.channel(subscription.channel))
+            self._link.unwant(self._names.channel(channel))
             if self._gaps is not None:
-                self._gaps.untrack(subscription.channel)
-        self._presence.left(subscription.channel, self._memberId(subscription)).addErrback(
-            self._lost, "recording an unsubscription"
-        )
+                self._gaps.untrack(channel)
+        left, member = self._presence.left, self._memberId(subscription)
+        self._inOrder(("channel", channel), None, lambda: left(channel, member), "recording an unsubscription")
 
     @staticmethod
     def _memberId(subscription: Any) -> str:
