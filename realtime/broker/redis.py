@@ -155,6 +155,7 @@ class RedisBroker:
             probeInterval=probeInterval,
             probeTimeout=probeTimeout,
             burst=fanout.burst,
+            resubscribed=self._resubscribed,
         )
         self._presence = RedisPresence(
             client,
@@ -164,6 +165,7 @@ class RedisBroker:
             keys=self._presenceKeys,
             heartbeatInterval=heartbeatInterval,
             staleAfter=staleAfter,
+            settled=self._link.settled,
         )
         #: the pub/sub commands this broker's messages travel by (classic on
         #: one Redis, sharded on a cluster: L{realtime.redisio.pubsubCommands})
@@ -240,6 +242,18 @@ class RedisBroker:
             self._gaps.stop()
         return gatherResults([self._presence.stop(), self._link.stop()], consumeErrors=True).addCallback(
             lambda _: None
+        )
+
+    def _resubscribed(self) -> None:
+        """
+        Redis subscribed this node again after a lost connection: if Redis
+        lost its data as well, this node's counts are gone and every push to
+        its sessions would be answered as reaching nobody until the next
+        heartbeat noticed; write them back now (a rewrite of what is there
+        changes nothing).
+        """
+        self._presence.refresh().addErrback(
+            lambda f: self.log.warn("rewriting this node's presence failed: {why}", why=f.getErrorMessage())
         )
 
     def _totals(self) -> dict[str, int]:

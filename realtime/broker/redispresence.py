@@ -16,7 +16,10 @@ sessions until its next refresh).  Keys no live node holds expire by themselves:
 fields with a fresh expiry every C{refreshInterval}.  What Redis lost or
 missed is written back sooner, at the first heartbeat Redis answers after a
 write of this node failed (Redis unreachable) or after the heartbeat found
-the node gone from Redis (restarted without its data): until then the
+the node gone from Redis (restarted without its data), and as soon as
+Redis has subscribed the node again after a lost pub/sub connection (the
+broker asks); never before that, since a count ahead of its subscription
+answers a push delivered that nobody hears.  Until then the
 presence has a C{problem}, which the broker reports (C{/readyz} is 503),
 because a push meanwhile would count the connections Redis has, not the
 connections there are.
@@ -105,6 +108,10 @@ class RedisPresence:
     @param totals: called at each heartbeat for this node's counters
         (C{connections}, C{uids}, C{channels}, ...), published for
         L{stats}.
+    @param settled: what a rewrite of this node's fields waits for: the
+        pub/sub link's L{realtime.broker.redispubsub.PubSubLink.settled},
+        so a count comes back to Redis only once the node hears its uid
+        again (never a push answered delivered to a node still deaf to it).
     """
 
     log = Logger()
@@ -121,11 +128,13 @@ class RedisPresence:
         staleAfter: float = 7.0,
         refreshInterval: float = 20.0,
         keyExpiry: int = 60,
+        settled: Callable[[], Deferred[None]] = lambda: succeed(None),
     ) -> None:
         self.node = node
         self._pipeliner = Pipeliner(client, reactor)
         self._keys = keys or PresenceKeys()
         self._totals = totals
+        self._settled = settled
         self._staleMs = int(staleAfter * 1000)
         self._expiry = keyExpiry
         self._heartbeat = AsyncScript(client, _HEARTBEAT)
@@ -319,9 +328,13 @@ class RedisPresence:
 
     def refresh(self) -> Deferred[None]:
         """
-        Rewrite this node's fields with a fresh expiry: keys no live node
-        refreshes expire, and what Redis lost comes back.
+        Rewrite this node's fields with a fresh expiry, once the pub/sub
+        link has settled: keys no live node refreshes expire (a node that
+        stays deaf stops being counted), and what Redis lost comes back.
         """
+        return self._settled().addCallback(lambda _: self._rewrite())
+
+    def _rewrite(self) -> Deferred[None]:
         keys = self._keys
         uids, members = dict(self._uids), {c: dict(m) for c, m in self._members.items()}
         goneUids = self._owedUids - set(uids)

@@ -89,6 +89,10 @@ class PubSubLink:
         connection is probed on this name with a hash tag of that master.
     @param burst: what to deliver several messages read together inside
         (L{realtime.delivery.fanout.Fanout.burst}), if anything.
+    @param resubscribed: called (once a reactor turn at most) when Redis
+        confirmed again subscriptions a connection lost: Redis may have lost
+        what the node wrote about its sessions too (a restart without its
+        data), and now is the earliest moment to write it back.
     """
 
     log = Logger()
@@ -104,6 +108,7 @@ class PubSubLink:
         probeInterval: float = 2.0,
         probeTimeout: float = 6.0,
         burst: Callable[[], ContextManager[None]] | None = None,
+        resubscribed: Callable[[], object] | None = None,
     ) -> None:
         self._client = client
         self._burst = burst
@@ -118,6 +123,13 @@ class PubSubLink:
         self._confirmed: set[str] = set()
         #: what waits for a wanted channel's confirmation
         self._waiting: dict[str, list[Deferred[None]]] = {}
+        #: the confirmed channels a dropped connection took away, until
+        #: Redis confirms them again (redis-py subscribes again as it
+        #: reconnects), and what waits for that
+        self._lost: set[str] = set()
+        self._settling: list[Deferred[None]] = []
+        self._resubscribed = resubscribed
+        self._resubscribedSoon = False
         self._toSubscribe: set[str] = set()
         self._toUnsubscribe: set[str] = set()
         self._syncing = False
@@ -156,6 +168,8 @@ class PubSubLink:
         problems = [self._shards.label(p.name) + p.problem for p in self._probed.values() if p.problem]
         if self._subscribing:
             problems.append(self._subscribing)
+        if self._lost:
+            problems.append(f"subscriptions not confirmed again since a reconnect: {len(self._lost)}")
         return "; ".join(problems) or None
 
     def probeChannels(self) -> frozenset[str]:
@@ -192,11 +206,56 @@ class PubSubLink:
         self._waiting.setdefault(channel, []).append(waiter)
         return waiter
 
+    def settled(self) -> Deferred[None]:
+        """
+        Fires once Redis has confirmed again every subscription that dropped
+        connections took away (at once if none is missing): what the node
+        writes back about its sessions must not reach Redis before the
+        subscriptions that deliver to them, or a push meanwhile would be
+        answered delivered and be lost.
+        """
+        if not self._lost:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._settling.append(waiter)
+        return waiter
+
     def _confirm(self, channel: str) -> None:
+        again = channel in self._confirmed
         if channel in self._wanted:
             self._confirmed.add(channel)
         for waiter in self._waiting.pop(channel, ()):
             waiter.callback(None)
+        if channel in self._lost:
+            self._lost.discard(channel)
+            if not self._lost:
+                for waiter in self._settling:
+                    waiter.callback(None)
+                self._settling = []
+                self._scheduleResubscribed()
+        elif again:
+            # confirmed twice: redis-py reconnected and subscribed again
+            # without the read failing first
+            self._scheduleResubscribed()
+
+    def _scheduleResubscribed(self) -> None:
+        if self._resubscribed is not None and not self._resubscribedSoon:
+            self._resubscribedSoon = True
+            self._reactor.callLater(0, self._callResubscribed)
+
+    def _callResubscribed(self) -> None:
+        self._resubscribedSoon = False
+        if self._resubscribed is not None and not self._stopping:
+            self._resubscribed()
+
+    def _dropped(self, name: str) -> None:
+        """
+        Connection C{name} is gone, and with it the subscriptions on it:
+        they are not confirmed until Redis confirms them again.
+        """
+        lost = {channel for channel in self._confirmed if self._shards.owner(channel) == name}
+        self._confirmed -= lost
+        self._lost |= lost
 
     def unwant(self, channel: str) -> None:
         """
@@ -350,6 +409,7 @@ class PubSubLink:
             except asyncio.CancelledError:
                 raise
             except _ERRORS as e:
+                self._dropped(probed.name)
                 if not probed.replacing:
                     # else the drop is the link's own: the reason stays the deafness
                     probed.problem = f"Redis pub/sub connection lost: {e}"
@@ -457,6 +517,7 @@ class PubSubLink:
         Drop connection C{name}: redis-py makes a new one at the next read
         and subscribes again to everything it held.
         """
+        self._dropped(name)
         connection = self._shards.connection(name)
         if connection is not None:
             onLoop(self._loop, connection.disconnect()).addErrback(lambda f: None)

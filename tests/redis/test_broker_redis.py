@@ -449,6 +449,25 @@ class RedisBrokerTests(TestCase):
         await until(lambda: a.broker.problem is None)
 
 
+    async def test_countedAgainOnceSubscribedAgain(self) -> None:
+        """
+        Redis (on a cluster: the uid's master) restarted without its data:
+        once it has subscribed the node again, the node writes its counts
+        back at once, not at its next heartbeat, so pushes to its sessions
+        are answered delivered again.
+        """
+        a, b = await self.nodes(heartbeatInterval=60.0)
+        session = b.session("u1")
+        await until(lambda: self.counted("u1", b))
+        holder = self.redis.ownerOf("realtime:{u:u1}:push")
+        holder.restart()
+        self.redis.waitUntilReady()
+        await until(lambda: self.counted("u1", b), timeout=5)
+        result = await self.eventually(lambda: a.broker.publish(Envelope(ToUids(("u1",)), b"back")))
+        self.assertEqual(result.delivered, 1)
+        await until(lambda: session.texts == ["back"])
+
+
 class RedisClusterBrokerTests(RedisBrokerTests):
     """
     The same nodes on a Redis Cluster of three masters, shared by this

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from realtime.broker.redispresence import RedisPresence
@@ -143,6 +144,25 @@ class PresenceTests(TestCase):
         await a.refresh()
         self.assertEqual(await a.connectionCount("u1"), 1)
         self.assertEqual((await a.presence("room"))["uids"], {"alice": 1})
+
+    async def test_rewriteWaitsUntilSettled(self) -> None:
+        """
+        A rewrite of the node's share waits until the pub/sub link has
+        settled (subscribed again after a reconnect): a count back in Redis
+        before the node hears its uid would answer a push delivered that
+        nobody receives.
+        """
+        settled: Deferred[None] = Deferred()
+        a = self.node("a", settled=lambda: settled)
+        await a.connected("u1")
+        self.redis.flush()
+        rewritten = a.refresh()
+        await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertFalse(rewritten.called)
+        self.assertEqual(await a.connectionCount("u1"), 0)
+        settled.callback(None)
+        await rewritten
+        self.assertEqual(await a.connectionCount("u1"), 1)
 
     async def test_heartbeatOutlivesAnOutage(self) -> None:
         """

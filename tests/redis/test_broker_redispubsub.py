@@ -182,6 +182,35 @@ class PubSubLinkTests(TestCase):
         await until(lambda: ("u:1", b"after") in self.got)
         await until(lambda: link.problem is None)
 
+    async def test_unconfirmedUntilSubscribedAgain(self) -> None:
+        """
+        Once its connection is lost (on a cluster: to the channel's master),
+        the link no longer says it is subscribed to what it was (a uid's
+        count waits on that) until Redis confirms the subscription again; the link says what it waits for
+        meanwhile, and calls C{resubscribed} after.
+        """
+        calls: list[None] = []
+        link = self.link(probeInterval=0.2, probeTimeout=1.0, resubscribed=lambda: calls.append(None))
+        await link.start()
+        link.want("u:1")
+        await link.subscribedTo("u:1")
+        server = self.redis.ownerOf("u:1")
+        server.stop()
+        self.addCleanup(self.redis.waitUntilReady)
+        await until(lambda: "connection lost" in (link.problem or ""))
+        subscribed, settled = link.subscribedTo("u:1"), link.settled()
+        self.assertFalse(subscribed.called)
+        self.assertFalse(settled.called)
+        self.assertIn("subscriptions not confirmed again since a reconnect: 1", link.problem or "")
+        self.assertEqual(calls, [])
+        server.start()
+        self.redis.waitUntilReady()
+        await subscribed
+        await settled
+        self.assertIn(b"u:1", self.channels())
+        await until(lambda: calls != [])
+        await until(lambda: link.problem is None)
+
     async def test_stoppedWhileSubscribingFails(self) -> None:
         """
         A link stopped while its subscriptions fail (Redis unreachable)

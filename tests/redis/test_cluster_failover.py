@@ -16,6 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from realtime.broker import BrokerUnavailable
 from realtime.broker.redismessages import ChannelNames
+from realtime.broker.redispresence import PresenceKeys
 from realtime.values import Envelope, PushResult, ToChannel, ToUids
 from tests.redis.test_broker_redis import Node, startedNodes
 from tests.redisserver import RedisClusterServers, _words, until
@@ -53,15 +54,22 @@ class ClusterFailoverTests(TestCase):
             return None
 
     def heldOn(self, master: Any, uid: str) -> bool:
-        """Whether a node is subscribed to C{uid}'s channel on C{master}."""
+        """
+        Whether a node is subscribed to C{uid}'s channel on C{master}, and
+        counted there as holding C{uid} (its count, in the same slot, may
+        come back a moment after its subscription when Redis lost both).
+        """
         words = _words(master.command("PUBSUB", "SHARDNUMSUB", self.names.uid(uid)))
-        return int(words[1]) > 0
+        counted = master.command("HLEN", PresenceKeys().connections(uid))
+        # an error (MOVED, from a master not yet promoted) counts nobody
+        return int(words[1]) > 0 and counted[:1] == b":" and int(counted[1:]) > 0
 
     async def deliveredAgain(self, node: Node, uid: str, master: Any, timeout: float = 30.0) -> list[tuple[int | None, bool]]:
         """
         Push C{b"after N"} to C{uid} until one is answered delivered; the
         answers, in order (C{None} for a refused push), each with whether a
-        node was subscribed to the uid on C{master} before it was sent.
+        node was subscribed to the uid on C{master}, and counted, before it
+        was sent.
         """
         answers: list[tuple[int | None, bool]] = []
         deadline = reactor.seconds() + timeout
@@ -79,7 +87,7 @@ class ClusterFailoverTests(TestCase):
         The pushes of L{deliveredAgain} reached C{session} (after its
         C{earlier} texts) once each and in order: the last, answered
         delivered, surely; one answered as reaching nobody once a node was
-        subscribed on the new master, never; a refused one maybe (a PUBLISH
+        subscribed on the new master and counted there, never; a refused one maybe (a PUBLISH
         cut off after Redis ran it).  Before the nodes follow, the old
         master may relay a push in the instant it turns replica, uncounted
         by the new master (Redis's own race, not the nodes').  Then every
