@@ -244,16 +244,19 @@ class RedisBroker:
             lambda _: None
         )
 
-    def _resubscribed(self) -> None:
+    def _resubscribed(self, afterLoss: bool) -> None:
         """
-        Redis subscribed this node again after a lost connection: if Redis
-        lost its data as well, this node's counts are gone and every push to
-        its sessions would be answered as reaching nobody until the next
-        heartbeat noticed; write them back now (a rewrite of what is there
-        changes nothing).
+        Redis subscribed this node again after a reconnect: if Redis lost
+        its data as well, this node's counts are gone and every push to its
+        sessions would be answered as reaching nobody until the next
+        heartbeat noticed.  After a connection the link saw fail, rewrite
+        them now (whichever master lost them; a rewrite of what is there
+        changes nothing).  After a channel only confirmed twice, heartbeat
+        instead: one command, which rewrites them if Redis lost this node.
         """
-        self._presence.refresh().addErrback(
-            lambda f: self.log.warn("rewriting this node's presence failed: {why}", why=f.getErrorMessage())
+        renewal = self._presence.refresh() if afterLoss else self._presence.heartbeat()
+        renewal.addErrback(
+            lambda f: self.log.warn("renewing this node's presence failed: {why}", why=f.getErrorMessage())
         )
 
     def _totals(self) -> dict[str, int]:

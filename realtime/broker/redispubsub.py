@@ -90,9 +90,14 @@ class PubSubLink:
     @param burst: what to deliver several messages read together inside
         (L{realtime.delivery.fanout.Fanout.burst}), if anything.
     @param resubscribed: called (once a reactor turn at most) when Redis
-        confirmed again subscriptions a connection lost: Redis may have lost
+        subscribed the node again after a reconnect: Redis may have lost
         what the node wrote about its sessions too (a restart without its
-        data), and now is the earliest moment to write it back.
+        data), and now is the earliest moment to write it back.  Its
+        argument says whether the link saw the connection fail and waited
+        for every subscription it held (C{True}), or only heard a channel
+        confirmed twice (C{False}): redis-py reconnects inside a read when
+        the listener has retries, and a subscription retried after a
+        failure may be one redis-py made again as it reconnected.
     """
 
     log = Logger()
@@ -108,7 +113,7 @@ class PubSubLink:
         probeInterval: float = 2.0,
         probeTimeout: float = 6.0,
         burst: Callable[[], ContextManager[None]] | None = None,
-        resubscribed: Callable[[], object] | None = None,
+        resubscribed: Callable[[bool], object] | None = None,
     ) -> None:
         self._client = client
         self._burst = burst
@@ -129,7 +134,9 @@ class PubSubLink:
         self._lost: set[str] = set()
         self._settling: list[Deferred[None]] = []
         self._resubscribed = resubscribed
+        #: whether a call of C{resubscribed} is due this turn, and its argument
         self._resubscribedSoon = False
+        self._afterLoss = False
         self._toSubscribe: set[str] = set()
         self._toUnsubscribe: set[str] = set()
         self._syncing = False
@@ -232,21 +239,20 @@ class PubSubLink:
                 for waiter in self._settling:
                     waiter.callback(None)
                 self._settling = []
-                self._scheduleResubscribed()
+                self._scheduleResubscribed(True)
         elif again:
-            # confirmed twice: redis-py reconnected and subscribed again
-            # without the read failing first
-            self._scheduleResubscribed()
+            self._scheduleResubscribed(False)
 
-    def _scheduleResubscribed(self) -> None:
+    def _scheduleResubscribed(self, afterLoss: bool) -> None:
+        self._afterLoss |= afterLoss
         if self._resubscribed is not None and not self._resubscribedSoon:
             self._resubscribedSoon = True
             self._reactor.callLater(0, self._callResubscribed)
 
     def _callResubscribed(self) -> None:
-        self._resubscribedSoon = False
+        afterLoss, self._afterLoss, self._resubscribedSoon = self._afterLoss, False, False
         if self._resubscribed is not None and not self._stopping:
-            self._resubscribed()
+            self._resubscribed(afterLoss)
 
     def _dropped(self, name: str) -> None:
         """
