@@ -133,6 +133,8 @@ class PubSubLink:
         #: reconnects), and what waits for that
         self._lost: set[str] = set()
         self._settling: list[Deferred[None]] = []
+        #: the connections dropped and not heard confirming anything since
+        self._dropping: set[str] = set()
         self._resubscribed = resubscribed
         #: whether a call of C{resubscribed} is due this turn, and its argument
         self._resubscribedSoon = False
@@ -228,20 +230,32 @@ class PubSubLink:
         return waiter
 
     def _confirm(self, channel: str) -> None:
-        again = channel in self._confirmed
+        """
+        Redis confirmed this node's subscription to C{channel}.
+        """
+        again, wasLost = channel in self._confirmed, channel in self._lost
         if channel in self._wanted:
             self._confirmed.add(channel)
+        self._release(channel)
+        if wasLost and not self._lost:
+            self._scheduleResubscribed(True)
+        elif again:
+            self._scheduleResubscribed(False)
+
+    def _release(self, channel: str) -> None:
+        """
+        Nothing waits for C{channel} any more (confirmed, or no longer
+        wanted): what waited goes on, and the link has settled once no lost
+        channel is left.
+        """
         for waiter in self._waiting.pop(channel, ()):
             waiter.callback(None)
         if channel in self._lost:
             self._lost.discard(channel)
             if not self._lost:
-                for waiter in self._settling:
+                settling, self._settling = self._settling, []
+                for waiter in settling:
                     waiter.callback(None)
-                self._settling = []
-                self._scheduleResubscribed(True)
-        elif again:
-            self._scheduleResubscribed(False)
 
     def _scheduleResubscribed(self, afterLoss: bool) -> None:
         self._afterLoss |= afterLoss
@@ -257,8 +271,13 @@ class PubSubLink:
     def _dropped(self, name: str) -> None:
         """
         Connection C{name} is gone, and with it the subscriptions on it:
-        they are not confirmed until Redis confirms them again.
+        they are not confirmed until Redis confirms them again.  Looked for
+        once a failure, not at each failed read of an outage: nothing on
+        C{name} is confirmed again before Redis answers on it.
         """
+        if name in self._dropping:
+            return
+        self._dropping.add(name)
         lost = {channel for channel in self._confirmed if self._shards.owner(channel) == name}
         self._confirmed -= lost
         self._lost |= lost
@@ -272,7 +291,7 @@ class PubSubLink:
             self._wanted.pop(channel, None)
             self._confirmed.discard(channel)
             # nothing left to wait for
-            self._confirm(channel)
+            self._release(channel)
             self._toSubscribe.discard(channel)
             if count == 1:
                 self._toUnsubscribe.add(channel)
@@ -446,6 +465,7 @@ class PubSubLink:
             return
         name = channel.decode() if isinstance(channel, bytes) else channel
         if kind == "subscribe":
+            self._dropping.discard(source)
             self._confirm(name)
             return
         heard = self._byChannel.get(name)

@@ -214,6 +214,30 @@ class PubSubLinkTests(TestCase):
         await until(lambda: calls == [True])
         await until(lambda: link.problem is None)
 
+    async def test_unwantedWhileLost(self) -> None:
+        """
+        A lost channel no session wants any more is not waited for: the
+        link settles without it, and does not call C{resubscribed}, since
+        Redis subscribed nothing again.
+        """
+        calls: list[bool] = []
+        link = self.link(probeInterval=0.2, probeTimeout=1.0, resubscribed=calls.append)
+        await link.start()
+        link.want("u:1")
+        await link.subscribedTo("u:1")
+        server = self.redis.ownerOf("u:1")
+        server.stop()
+        self.addCleanup(self.redis.waitUntilReady)
+        await until(lambda: "connection lost" in (link.problem or ""))
+        settled = link.settled()
+        link.unwant("u:1")
+        self.assertTrue(settled.called)
+        await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(calls, [])
+        server.start()
+        self.redis.waitUntilReady()
+        await until(lambda: link.problem is None)
+
     async def test_stoppedWhileSubscribingFails(self) -> None:
         """
         A link stopped while its subscriptions fail (Redis unreachable)
