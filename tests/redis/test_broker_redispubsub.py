@@ -185,22 +185,32 @@ class PubSubLinkTests(TestCase):
         await until(lambda: ("u:1", b"after") in self.got)
         await until(lambda: link.problem is None)
 
-    async def test_unconfirmedUntilSubscribedAgain(self) -> None:
+    async def lostLink(self, channel: str) -> tuple[PubSubLink, list[bool], Any]:
         """
-        Once its connection is lost (on a cluster: to the channel's master),
-        the link no longer says it is subscribed to what it was (a uid's
-        count waits on that) until Redis confirms the subscription again; the link says what it waits for
-        meanwhile, and calls C{resubscribed} after.
+        A link subscribed to C{channel}, once it has seen its connection to
+        the server holding C{channel} fail (the server stopped); with the
+        list its C{resubscribed} calls go to, and the server, to start.
         """
         calls: list[bool] = []
         link = self.link(probeInterval=0.2, probeTimeout=1.0, resubscribed=calls.append)
         await link.start()
-        link.want("u:1")
-        await link.subscribedTo("u:1")
-        server = self.redis.ownerOf("u:1")
+        link.want(channel)
+        await link.subscribedTo(channel)
+        server = self.redis.ownerOf(channel)
         server.stop()
         self.addCleanup(self.redis.waitUntilReady)
         await until(lambda: "connection lost" in (link.problem or ""))
+        return link, calls, server
+
+    async def test_unconfirmedUntilSubscribedAgain(self) -> None:
+        """
+        Once its connection is lost (on a cluster: to the channel's master),
+        the link no longer says it is subscribed to what it was (a uid's
+        count waits on that) until Redis confirms the subscription again;
+        the link says what it waits for meanwhile, and calls
+        C{resubscribed} after.
+        """
+        link, calls, server = await self.lostLink("u:1")
         subscribed, settled = link.subscribedTo("u:1"), link.settled()
         self.assertFalse(subscribed.called)
         self.assertFalse(settled.called)
@@ -220,15 +230,7 @@ class PubSubLinkTests(TestCase):
         link settles without it, and does not call C{resubscribed}, since
         Redis subscribed nothing again.
         """
-        calls: list[bool] = []
-        link = self.link(probeInterval=0.2, probeTimeout=1.0, resubscribed=calls.append)
-        await link.start()
-        link.want("u:1")
-        await link.subscribedTo("u:1")
-        server = self.redis.ownerOf("u:1")
-        server.stop()
-        self.addCleanup(self.redis.waitUntilReady)
-        await until(lambda: "connection lost" in (link.problem or ""))
+        link, calls, server = await self.lostLink("u:1")
         settled = link.settled()
         link.unwant("u:1")
         self.assertTrue(settled.called)
