@@ -130,8 +130,8 @@ class PubSubLink:
         self._waiting: dict[str, list[Deferred[None]]] = {}
         #: the confirmed channels a dropped connection took away, until
         #: Redis confirms them again (redis-py subscribes again as it
-        #: reconnects), and what waits for that
-        self._lost: set[str] = set()
+        #: reconnects), each with when; and what waits for that
+        self._lost: dict[str, float] = {}
         self._settling: list[Deferred[None]] = []
         #: the connections dropped and not heard confirming anything since
         self._dropping: set[str] = set()
@@ -236,26 +236,29 @@ class PubSubLink:
         again, wasLost = channel in self._confirmed, channel in self._lost
         if channel in self._wanted:
             self._confirmed.add(channel)
-        self._release(channel)
-        if wasLost and not self._lost:
+        if self._release(channel):
             self._scheduleResubscribed(True)
-        elif again:
+        elif again and not wasLost:
             self._scheduleResubscribed(False)
 
-    def _release(self, channel: str) -> None:
+    def _release(self, channel: str) -> bool:
         """
         Nothing waits for C{channel} any more (confirmed, or no longer
         wanted): what waited goes on, and the link has settled once no lost
-        channel is left.
+        channel is left; whether this settled it.  The state is changed
+        before anything waiting runs, since that may change it again.
         """
-        for waiter in self._waiting.pop(channel, ()):
-            waiter.callback(None)
+        waiters: list[Deferred[None]] = self._waiting.pop(channel, [])
+        settled = False
         if channel in self._lost:
-            self._lost.discard(channel)
+            del self._lost[channel]
             if not self._lost:
-                settling, self._settling = self._settling, []
-                for waiter in settling:
-                    waiter.callback(None)
+                settled = True
+                waiters += self._settling
+                self._settling = []
+        for waiter in waiters:
+            waiter.callback(None)
+        return settled
 
     def _scheduleResubscribed(self, afterLoss: bool) -> None:
         self._afterLoss |= afterLoss
@@ -280,7 +283,8 @@ class PubSubLink:
         self._dropping.add(name)
         lost = {channel for channel in self._confirmed if self._shards.owner(channel) == name}
         self._confirmed -= lost
-        self._lost |= lost
+        now = self._reactor.seconds()
+        self._lost.update((channel, now) for channel in lost)
 
     def unwant(self, channel: str) -> None:
         """
@@ -524,6 +528,28 @@ class PubSubLink:
             probed.heardAt = self._reactor.seconds()
             probed.problem = None
             probed.replacing = False
+            if self._lost:
+                self._subscribeMissed(probed)
+
+    def _subscribeMissed(self, probed: _Probed) -> None:
+        """
+        A probe came back on C{probed}'s connection: redis-py subscribes
+        again to all it held before anything else when it reconnects, so the
+        probe's message comes after every confirmation of that, and a
+        channel of this connection lost before and still unconfirmed is one
+        it missed.  Subscribe to it again, rather than stay deaf to it.
+        """
+        missed = {
+            channel
+            for channel, since in self._lost.items()
+            if since < probed.heardAt and self._shards.owner(channel) == probed.name and channel in self._wanted
+        }
+        if missed:
+            self.log.warn("Redis did not subscribe this node again to {count} channels; subscribing", count=len(missed))
+            for channel in missed:
+                self._lost[channel] = probed.heardAt
+            self._toSubscribe |= missed
+            self._scheduleSync()
 
     def _deaf(self, probed: _Probed, silentFor: float) -> None:
         """

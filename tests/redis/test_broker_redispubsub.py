@@ -224,6 +224,29 @@ class PubSubLinkTests(TestCase):
         await until(lambda: calls == [True])
         await until(lambda: link.problem is None)
 
+    async def test_missedResubscriptionMadeAgain(self) -> None:
+        """
+        A lost channel still unconfirmed when its connection's probe comes
+        back is one redis-py did not subscribe again: the link subscribes to
+        it itself, rather than stay deaf to it, and settles.  (The link is
+        told of a drop that did not happen, so nothing resubscribes.)
+        """
+        link = self.link(probeInterval=0.2, probeTimeout=1.0)
+        await link.start()
+        link.want("u:1")
+        await link.subscribedTo("u:1")
+        # out of the confirmation's turn, where the test would run inside it
+        await task.deferLater(reactor, 0, lambda: None)
+        link._dropped(link._shards.owner("u:1") or "")
+        print("LOST", link._lost, link._dropping)
+        settled = link.settled()
+        self.assertFalse(settled.called)
+        await until(lambda: settled.called, timeout=5)
+        print("AFTER", link._lost)
+        self.assertIsNone(link.problem)
+        await self.publish("u:1", b"heard")
+        await until(lambda: ("u:1", b"heard") in self.got)
+
     async def test_unwantedWhileLost(self) -> None:
         """
         A lost channel no session wants any more is not waited for: the
