@@ -542,7 +542,7 @@ class PubSubLink:
         missed = {
             channel
             for channel, since in self._lost.items()
-            if since < probed.heardAt and self._shards.owner(channel) == probed.name and channel in self._wanted
+            if since < probed.heardAt and self._shards.owner(channel) == probed.name
         }
         if missed:
             self.log.warn("Redis did not subscribe this node again to {count} channels; subscribing", count=len(missed))
