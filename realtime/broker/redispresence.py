@@ -27,6 +27,7 @@ connections there are.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Callable, Iterable
 
 from redis.commands.core import AsyncScript
@@ -35,6 +36,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from realtime.broker import redissteps as steps
 from realtime.redisio import Pipeliner, channelKey, uidKey
 
 __all__ = ["RedisPresence", "PresenceKeys"]
@@ -189,16 +191,13 @@ class RedisPresence:
             if loop.running:
                 loop.stop()
         keys = self._keys
-
-        def queue(pipe: Any) -> int:
-            pipe.zrem(keys.nodes, self.node)
-            pipe.delete(keys.totals(self.node))
-            for uid in self._uids:
-                pipe.hdel(keys.connections(uid), self.node)
-            for channel, members in self._members.items():
-                if members:
-                    pipe.hdel(keys.members(channel), *members)
-            return 2 + len(self._uids) + sum(1 for m in self._members.values() if m)
+        # the node out of the live set first, so the others stop counting
+        # it at once; then its fields, a step at a time
+        commands = chain(
+            [("ZREM", keys.nodes, self.node), ("DEL", keys.totals(self.node))],
+            steps.removedCounts(keys, self.node, list(self._uids)),
+            steps.removedMembers(keys, {channel: list(fields) for channel, fields in self._members.items()}),
+        )
 
         def leftBehind(reason: Failure) -> None:
             # a node stopping while Redis is unreachable still stops
@@ -208,7 +207,7 @@ class RedisPresence:
                 why=reason.getErrorMessage(),
             )
 
-        done = self._pipeliner.submit(queue, lambda answers: None).addErrback(leftBehind)
+        done = steps.inSteps(self._pipeliner, commands).addErrback(leftBehind)
         return done.addBoth(lambda result: self._pipeliner.close().addCallback(lambda _: result))
 
     # this node's changes
@@ -335,34 +334,27 @@ class RedisPresence:
         return self._settled().addCallback(lambda _: self._rewrite())
 
     def _rewrite(self) -> Deferred[None]:
-        keys = self._keys
-        uids, members = dict(self._uids), {c: dict(m) for c, m in self._members.items()}
-        goneUids = self._owedUids - set(uids)
-        goneMembers = {c: sorted(f - set(members.get(c, ()))) for c, f in self._owedMembers.items()}
-        goneMembers = {c: f for c, f in goneMembers.items() if f}
+        # a step at a time (realtime.broker.redissteps): a big node's share
+        # is too much for one reactor turn and one pipeline
+        keys, held, heldMembers = self._keys, self._uids, self._members
+        goneUids = [uid for uid in self._owedUids if uid not in held]
+        goneMembers = {c: [f for f in owed if f not in heldMembers.get(c, {})] for c, owed in self._owedMembers.items()}
         self._owedUids, self._owedMembers = set(), {}
-
-        def queue(pipe: Any) -> int:
-            for uid, count in uids.items():
-                pipe.hset(keys.connections(uid), self.node, count)
-                pipe.expire(keys.connections(uid), self._expiry)
-            for channel, fields in members.items():
-                pipe.hset(keys.members(channel), mapping=fields)
-                pipe.expire(keys.members(channel), self._expiry)
-            for uid in goneUids:
-                pipe.hdel(keys.connections(uid), self.node)
-            for channel, gone in goneMembers.items():
-                pipe.hdel(keys.members(channel), *gone)
-            return 2 * (len(uids) + len(members)) + len(goneUids) + len(goneMembers)
+        commands = chain(
+            steps.counts(keys, self.node, self._expiry, held),
+            steps.members(keys, self._expiry, heldMembers),
+            steps.removedCounts(keys, self.node, goneUids, held),
+            steps.removedMembers(keys, goneMembers, heldMembers),
+        )
 
         def failed(reason: Failure) -> Failure:
             # still owed: the next repair or refresh tries again
-            self._owedUids |= goneUids
+            self._owedUids.update(goneUids)
             for channel, gone in goneMembers.items():
                 self._owedMembers.setdefault(channel, set()).update(gone)
             return reason
 
-        return self._pipeliner.submit(queue, lambda answers: None).addErrback(failed)
+        return steps.inSteps(self._pipeliner, commands).addErrback(failed)
 
     # the cluster's view
 

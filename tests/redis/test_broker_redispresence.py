@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from realtime.broker.redispresence import RedisPresence
@@ -234,6 +234,87 @@ class PresenceTests(TestCase):
         self.assertEqual(await a.connectionCount("gone"), 0)
         self.assertEqual(await a.connectionCount("new"), 1)
         self.assertEqual((await a.presence("room"))["uids"], {})
+
+    def commandsPerPipeline(self, presence: RedisPresence) -> list[int]:
+        """
+        The commands each pipeline of C{presence} carries from now on, one
+        entry per pipeline (queued in one reactor turn).
+        """
+        pipeliner, counts = presence._pipeliner, []
+        flush, submit = pipeliner._flush, pipeliner.submit
+
+        def counted(queue: Any, finish: Any, checked: bool = True) -> Deferred[Any]:
+            def queueCounted(pipe: Any) -> int:
+                queued: int = queue(pipe)
+                counts[-1] += queued
+                return queued
+
+            return submit(queueCounted, finish, checked)
+
+        def flushCounted() -> None:
+            counts.append(0)
+            flush()
+
+        pipeliner.submit, pipeliner._flush = counted, flushCounted  # type: ignore[method-assign]
+        return counts
+
+    async def test_rewriteInSteps(self) -> None:
+        """
+        A node's share is rewritten a step at a time, a few hundred uids or
+        members a pipeline, so neither a reactor turn nor Redis is held for
+        all of a big node's sessions at once; all of it is written back.
+        """
+        a = self.node("a")
+        await a.start()
+        await gatherResults([a.connected(f"u{i}") for i in range(2500)])
+        await gatherResults([a.joined("big", f"s{i}", f"u{i}") for i in range(1200)])
+        await a.joined("small", "s1", "u1")
+        self.redis.flush()
+        perPipeline = self.commandsPerPipeline(a)
+        await a.refresh()
+        self.assertLessEqual(max(perPipeline), 1000)
+        self.assertEqual([await a.connectionCount(u) for u in ("u0", "u1", "u2499")], [1, 1, 1])
+        self.assertEqual((await a.presence("big"))["connections"], 1200)
+        self.assertEqual((await a.presence("small"))["uids"], {"u1": 1})
+
+    async def test_stopInSteps(self) -> None:
+        """
+        A clean stop removes a big node's fields a step at a time too, the
+        node leaving the live set first.
+        """
+        a, b = self.node("a"), self.node("b")
+        await a.start()
+        await b.start()
+        await gatherResults([b.connected(f"u{i}") for i in range(2500)])
+        await gatherResults([b.joined("big", f"s{i}", f"u{i}") for i in range(600)])
+        perPipeline = self.commandsPerPipeline(b)
+        await b.stop()
+        self.assertLessEqual(max(perPipeline), 1000)
+        await a.heartbeat()
+        self.assertNotIn("b", a.liveNodes)
+        self.assertEqual(self.redis.command("HLEN", "realtime:{u:u2499}:conns"), b":0\r\n")
+        self.assertEqual((await a.presence("big"))["connections"], 0)
+
+    async def test_changesDuringARewrite(self) -> None:
+        """
+        What changes while a rewrite goes on step by step is counted once:
+        a uid gone before its step is not written back, one that came
+        again is not counted twice, a member gone is not listed.
+        """
+        a = self.node("a")
+        await a.start()
+        await gatherResults([a.connected(f"u{i}") for i in range(1500)])
+        await gatherResults([a.joined("big", f"s{i}", f"u{i}") for i in range(1500)])
+        self.redis.flush()
+        rewritten = a.refresh()
+        await gatherResults(
+            [a.disconnected("u1499"), a.connected("u1498"), a.left("big", "s1499"), a.connected("new")]
+        )
+        await rewritten
+        counts = [await a.connectionCount(u) for u in ("u0", "u1498", "u1499", "new")]
+        self.assertEqual(counts, [1, 2, 0, 1])
+        self.assertEqual((await a.presence("big"))["connections"], 1499)
+
 
 class ClusterPresenceTests(PresenceTests):
     """
