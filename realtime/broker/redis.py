@@ -71,6 +71,10 @@ def _text(value: Any) -> str:
 #: uids and channels its sessions hold: parsed again after a clear)
 _ADDRESSES_KEPT = 100_000
 
+#: how many uids' names a node keeps made for the pushes it takes (made
+#: again after a clear; some 5 MB when full)
+_PUSH_NAMES_KEPT = 20_000
+
 #: what a Redis Cluster answers while a master is down or failing over
 _CLUSTER_TROUBLE = (ClusterError, SlotNotCoveredError, TryAgainError, ReadOnlyError)
 
@@ -141,6 +145,9 @@ class RedisBroker:
         self._names = ChannelNames(prefix)
         #: Redis channel name -> what it addresses, for the channels heard
         self._addresses: dict[str, tuple[str, str]] = {}
+        #: uid -> its pushes' Redis channel and its counts' key, for the
+        #: uids pushed to
+        self._pushNames: dict[str, tuple[str, str]] = {}
         self._presenceKeys = PresenceKeys(prefix)
         #: per uid and per channel, the presence changes waiting for a
         #: subscription: their chain, and how many are on it
@@ -490,20 +497,33 @@ class RedisBroker:
     def _queueToUids(self, pipe: Any, uids: tuple[str, ...], data: bytes) -> int:
         # each uid's PUBLISH, then the connections it holds on each node:
         # the answer counts only what a node received and holds
-        publish, names, keys = self.pubsub.publish, self._names, self._presenceKeys
+        publish, named, nameOf = self.pubsub.publish, self._pushNames, self._pushNamesOf
         if self._pipeliner.raw:
             # the same commands without redis-py's layers (RESP3's HGETALL
             # reply is the map hgetall answers): 0.5 us a push less
             # (bench/redisclient.py)
             bare = pipe.bare
             for uid in uids:
-                bare(publish, names.uid(uid), data)
-                bare("HGETALL", keys.connections(uid))
+                channel, counts = named.get(uid) or nameOf(uid)
+                bare(publish, channel, data)
+                bare("HGETALL", counts)
         else:
             for uid in uids:
-                pipe.execute_command(publish, names.uid(uid), data)
-                pipe.hgetall(keys.connections(uid))
+                channel, counts = named.get(uid) or nameOf(uid)
+                pipe.execute_command(publish, channel, data)
+                pipe.hgetall(counts)
         return 2 * len(uids)
+
+    def _pushNamesOf(self, uid: str) -> tuple[str, str]:
+        """
+        The Redis channel of C{uid}'s pushes and the key of its counts,
+        kept for the next push to it (two names made per push cost more
+        than a dictionary's lookup).
+        """
+        if len(self._pushNames) >= _PUSH_NAMES_KEPT:
+            self._pushNames.clear()
+        names = self._pushNames[uid] = (self._names.uid(uid), self._presenceKeys.connections(uid))
+        return names
 
     def _countUids(self, uids: tuple[str, ...], answers: list[Any], start: int = 0) -> PushResult:
         """
@@ -511,6 +531,10 @@ class RedisBroker:
         begin at C{start}.
         """
         dead = self._presence.deadNodes
+        if len(uids) == 1 and not dead:
+            # nearly every push: one uid, every node alive
+            n = sum(map(int, answers[start + 1].values())) if answers[start] else 0
+            return PushResult(n, {uids[0]: n})
         counts: dict[str, int] = {}
         for i, uid in enumerate(uids, start // 2):
             receivers, perNode = answers[2 * i], answers[2 * i + 1]

@@ -188,7 +188,7 @@ class Router:
         outcome is what L{publish} would have answered for it.
         """
         broker = self.broker
-        if not IBatchBroker.providedBy(broker) or any(type(e.target) is ToChannel for e in envelopes):
+        if not IBatchBroker.providedBy(broker) or ToChannel in {type(e.target) for e in envelopes}:
             return oneByOne(self.publish, envelopes)
         framePush = self._framePush
         outgoing = (
@@ -207,6 +207,9 @@ class Router:
     ) -> Deferred[list[Outcome]]:
         # queueMissing answers a push that reached every uid as it is
         for i, (outcome, envelope) in enumerate(zip(outcomes, envelopes, strict=True)):
+            if type(outcome) is PushResult and 0 not in outcome.uids.values():
+                # every uid reached (nearly every push): nothing to queue
+                continue
             if type(envelope.target) is ToUids and isinstance(outcome, PushResult):
                 try:
                     outcomes[i] = offline.queueMissing(outcome, envelope.payload, envelope.isBinary)

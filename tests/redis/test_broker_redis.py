@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from realtime.broker import BrokerUnavailable
+from realtime.broker import redis as redisbroker
 from realtime.broker.redis import RedisBroker, _unavailable
 from realtime.broker.redismessages import ChannelNames
 from realtime.core.registry import SessionRegistry
@@ -200,6 +201,22 @@ class RedisBrokerTests(TestCase):
             [(1, {"alice": 1}), (0, {"nobody": 0}), (1, {"alice": 1, "nobody": 0}), (0, {"nobody": 0}), (1, {"alice": 1})],
         )
         await until(lambda: alice.texts == ["1", "3", "5"])
+
+    async def test_pushNamesKeptBounded(self) -> None:
+        """
+        The names a node makes for the uids it pushes to are kept for the
+        next push, up to a bound: past it they are made again, and every
+        push still reaches its uid.
+        """
+        self.patch(redisbroker, "_PUSH_NAMES_KEPT", 2)
+        a, b = await self.nodes()
+        sessions = [b.session(f"u{i}") for i in range(3)]
+        await until(lambda: all(self.counted(f"u{i}", b) for i in range(3)))
+        for text in (b"1", b"2"):
+            outcomes = await a.broker.publishBatch([Envelope(ToUids((f"u{i}",)), text) for i in range(3)])
+            self.assertEqual([o.delivered for o in outcomes], [1, 1, 1])
+            self.assertLessEqual(len(a.broker._pushNames), 2)
+        await until(lambda: [s.texts for s in sessions] == [["1", "2"]] * 3)
 
     async def test_batchWithARefusedCommand(self) -> None:
         """
