@@ -281,10 +281,11 @@ class PubSubLink:
         if name in self._dropping:
             return
         self._dropping.add(name)
-        lost = {channel for channel in self._confirmed if self._shards.owner(channel) == name}
+        # on one Redis, every channel: copied and marked in C, 100,000 of
+        # them in a few ms where a test per channel took tens
+        lost = self._shards.heldOn(name, self._confirmed)
         self._confirmed -= lost
-        now = self._reactor.seconds()
-        self._lost.update((channel, now) for channel in lost)
+        self._lost.update(dict.fromkeys(lost, self._reactor.seconds()))
 
     def unwant(self, channel: str) -> None:
         """
