@@ -335,16 +335,14 @@ class LinePushProtocol(LineReceiver):
         published.addCallbacks(self._answerBatch, self._failBatch, callbackArgs=(slots,), errbackArgs=(slots,))
 
     def _answerBatch(self, outcomes: list[Any], slots: list[list[Any]]) -> None:
-        delivered = 0
         for outcome, slot in zip(outcomes, slots, strict=True):
-            if type(outcome) is PushResult and outcome.delivered > 0:
-                # nearly every push: what _answer words it, without its call
-                slot[0] = _OK
-                delivered += 1
+            if type(outcome) is PushResult:
+                # nearly every push: _answer cannot fail on a PushResult, so
+                # without _worded's guard around it
+                slot[0] = self._answer(outcome)
                 continue
             word = self._failed if isinstance(outcome, Failure) else self._answer
             slot[0] = self._worded(word, outcome)
-        self.factory.delivered += delivered
         self._flush()
 
     def _failBatch(self, failure: Failure, slots: list[list[Any]]) -> None:

@@ -196,7 +196,7 @@ class RedisPresence:
         commands = chain(
             [("ZREM", keys.nodes, self.node), ("DEL", keys.totals(self.node))],
             steps.removedCounts(keys, self.node, list(self._uids)),
-            steps.removedMembers(keys, {channel: list(fields) for channel, fields in self._members.items()}),
+            steps.removedMembers(keys, dict(self._members)),
         )
 
         def leftBehind(reason: Failure) -> None:

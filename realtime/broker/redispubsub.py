@@ -281,8 +281,8 @@ class PubSubLink:
         if name in self._dropping:
             return
         self._dropping.add(name)
-        # on one Redis, every channel: copied and marked in C, 100,000 of
-        # them in a few ms where a test per channel took tens
+        # on one Redis, every channel: copied and marked in C (0.3x the
+        # time of a test per channel, at 100,000 channels)
         lost = self._shards.heldOn(name, self._confirmed)
         self._confirmed -= lost
         self._lost.update(dict.fromkeys(lost, self._reactor.seconds()))

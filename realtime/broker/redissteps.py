@@ -9,7 +9,8 @@ cost some microseconds each: a second and more without a push read or
 answered) and one pipeline that held Redis as long.  Here a step carries
 at most L{STEP} arguments, and the next one is made only once Redis has
 answered the one before, so pushes, heartbeats and other nodes' commands
-pass between the steps.
+pass between the steps.  (A step takes commands until they reach L{STEP}
+arguments, so its last command may carry it past by one command's worth.)
 
 What a step writes is read from the node's state when the step is made,
 not when the rewrite began.  Every change made before that (a session
@@ -29,8 +30,8 @@ from realtime.redisio import Pipeliner
 
 __all__ = ["STEP", "Command", "counts", "members", "removedCounts", "removedMembers", "inSteps"]
 
-#: the most arguments one step's commands carry: 200 uids' counts (with
-#: their expiries), or 500 members of a channel
+#: the arguments a step's commands reach before it is sent: 200 uids'
+#: counts (with their expiries), or about 500 members of a channel
 STEP = 1000
 
 #: one Redis command: its name, then its arguments

@@ -207,9 +207,6 @@ class Router:
     ) -> Deferred[list[Outcome]]:
         # queueMissing answers a push that reached every uid as it is
         for i, (outcome, envelope) in enumerate(zip(outcomes, envelopes, strict=True)):
-            if type(outcome) is PushResult and 0 not in outcome.uids.values():
-                # every uid reached (nearly every push): nothing to queue
-                continue
             if type(envelope.target) is ToUids and isinstance(outcome, PushResult):
                 try:
                     outcomes[i] = offline.queueMissing(outcome, envelope.payload, envelope.isBinary)
