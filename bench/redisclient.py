@@ -5,7 +5,8 @@ C{redis-server} (a free port, nothing on disk):
 
 - a push's pipelined C{PUBLISH} + C{HGETALL}, in pipelines of 200 pushes:
   redis-py's C{Pipeline.execute} against L{realtime.redisraw.RawPipeline},
-  with redis-py's command methods and as the broker queues them, bare;
+  with redis-py's command methods, bare, and packed (the uid's parts
+  made once, as the broker keeps them, joined with the payload);
 - pub/sub messages of 100 bytes published in bursts of 5,000: redis-py's
   C{get_message} per message against L{realtime.broker.redisshards.OneRedis.read}.
 
@@ -32,27 +33,36 @@ PUSHES = 200
 BURST = 5000
 
 
-def _queuePushes(pipe: Any, bare: bool) -> None:
+def _queuePushes(pipe: Any, way: str, heads: list[tuple[bytes, bytes]]) -> None:
+    data = b"x" * 100
     for i in range(PUSHES):
-        if bare:
-            pipe.bare("PUBLISH", f"realtime:{{u:{i}}}:u", b"x" * 100)
+        if way == "packed":
+            head, counts = heads[i]
+            pipe.packed(b"%s$%d\r\n%s\r\n%s" % (head, len(data), data, counts), 2)
+        elif way == "bare":
+            pipe.bare("PUBLISH", f"realtime:{{u:{i}}}:u", data)
             pipe.bare("HGETALL", f"realtime:{{u:{i}}}:conns")
         else:
-            pipe.execute_command("PUBLISH", f"realtime:{{u:{i}}}:u", b"x" * 100)
+            pipe.execute_command("PUBLISH", f"realtime:{{u:{i}}}:u", data)
             pipe.hgetall(f"realtime:{{u:{i}}}:conns")
 
 
 async def pipelines(client: Any, way: str, batches: int = 50) -> float:
     """
     CPU microseconds per push through C{batches} pipelines, C{way}
-    C{"pipeline"} (redis-py's), C{"raw"} or C{"bare"}.
+    C{"pipeline"} (redis-py's), C{"raw"}, C{"bare"} or C{"packed"}.
     """
-    from realtime.redisraw import RawPipeline
+    from realtime.redisraw import RawPipeline, commandBytes, commandHead
+
+    heads = [
+        (commandHead("PUBLISH", f"realtime:{{u:{i}}}:u"), commandBytes("HGETALL", f"realtime:{{u:{i}}}:conns"))
+        for i in range(PUSHES)
+    ]
 
     started = time.process_time()
     for _ in range(batches):
         pipe = client.pipeline(transaction=False) if way == "pipeline" else RawPipeline(client, 10.0)
-        _queuePushes(pipe, way == "bare")
+        _queuePushes(pipe, way, heads)
         await pipe.execute(raise_on_error=False)
     return 1e6 * (time.process_time() - started) / (batches * PUSHES)
 
@@ -91,7 +101,7 @@ async def measure(url: str, rounds: int) -> dict[str, list[float]]:
 
     client = aioredis.Redis.from_url(url, protocol=3)
     publisher = aioredis.Redis.from_url(url, protocol=3)
-    ways = ("pipeline", "raw", "bare")
+    ways = ("pipeline", "raw", "bare", "packed")
     results: dict[str, list[float]] = {k: [] for k in (*ways, "get_message", "drained")}
     for way in ways:  # warm every path up
         await pipelines(client, way, 5)
@@ -121,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  redis-py Pipeline.execute   {m['pipeline']:6.2f}")
     print(f"  RawPipeline                 {m['raw']:6.2f}   ({m['pipeline'] / m['raw']:.1f}x less)")
     print(f"  RawPipeline, bare commands  {m['bare']:6.2f}   ({m['raw'] / m['bare']:.1f}x less than with methods)")
+    print(f"  RawPipeline, packed         {m['packed']:6.2f}   ({m['bare'] / m['packed']:.1f}x less than bare)")
     print(f"CPU us per pub/sub message (bursts of {BURST}):")
     print(f"  redis-py get_message        {m['get_message']:6.2f}")
     print(f"  OneRedis.read (drained)     {m['drained']:6.2f}   ({m['get_message'] / m['drained']:.1f}x less)")

@@ -57,6 +57,7 @@ from realtime.core.channelwire import encodeMessage
 from realtime.interfaces import IBatchBroker, IHistoryBroker, IRegistryObserver
 from realtime.push.batch import Outcome, oneByOne
 from realtime.redisio import Pipeliner, clientFor, firstError
+from realtime.redisraw import commandBytes, commandHead
 from realtime.store.redis import Publication
 from realtime.values import Envelope, PushResult, Retention, ToAll, ToChannel, ToSessions, ToUids
 
@@ -145,9 +146,9 @@ class RedisBroker:
         self._names = ChannelNames(prefix)
         #: Redis channel name -> what it addresses, for the channels heard
         self._addresses: dict[str, tuple[str, str]] = {}
-        #: uid -> its pushes' Redis channel and its counts' key, for the
-        #: uids pushed to
-        self._pushNames: dict[str, tuple[str, str]] = {}
+        #: uid -> its pushes' Redis channel and its counts' key (packed,
+        #: L{_pushNamesOf}), for the uids pushed to
+        self._pushNames: dict[str, tuple[Any, Any]] = {}
         self._presenceKeys = PresenceKeys(prefix)
         #: per uid and per channel, the presence changes waiting for a
         #: subscription: their chain, and how many are on it
@@ -497,32 +498,38 @@ class RedisBroker:
     def _queueToUids(self, pipe: Any, uids: tuple[str, ...], data: bytes) -> int:
         # each uid's PUBLISH, then the connections it holds on each node:
         # the answer counts only what a node received and holds
-        publish, named, nameOf = self.pubsub.publish, self._pushNames, self._pushNamesOf
+        named, nameOf = self._pushNames, self._pushNamesOf
         if self._pipeliner.raw:
-            # the same commands without redis-py's layers (RESP3's HGETALL
-            # reply is the map hgetall answers): 0.5 us a push less
-            # (bench/redisclient.py)
-            bare = pipe.bare
+            # the two commands packed of the uid's parts and the payload,
+            # without redis-py's layers (RESP3's HGETALL reply is the map
+            # hgetall answers): bench/redisclient.py
+            packed = pipe.packed
             for uid in uids:
-                channel, counts = named.get(uid) or nameOf(uid)
-                bare(publish, channel, data)
-                bare("HGETALL", counts)
+                head, counts = named.get(uid) or nameOf(uid)
+                packed(b"%s$%d\r\n%s\r\n%s" % (head, len(data), data, counts), 2)
         else:
+            publish = self.pubsub.publish
             for uid in uids:
                 channel, counts = named.get(uid) or nameOf(uid)
                 pipe.execute_command(publish, channel, data)
                 pipe.hgetall(counts)
         return 2 * len(uids)
 
-    def _pushNamesOf(self, uid: str) -> tuple[str, str]:
+    def _pushNamesOf(self, uid: str) -> tuple[Any, Any]:
         """
-        The Redis channel of C{uid}'s pushes and the key of its counts,
-        kept for the next push to it (two names made per push cost more
-        than a dictionary's lookup).
+        The Redis channel of C{uid}'s pushes and the key of its counts
+        (packed for a raw pipeline: the C{PUBLISH} up to its payload, the
+        whole C{HGETALL}), kept for the next push to it: made per push,
+        they cost more than a dictionary's lookup.
         """
         if len(self._pushNames) >= _PUSH_NAMES_KEPT:
             self._pushNames.clear()
-        names = self._pushNames[uid] = (self._names.uid(uid), self._presenceKeys.connections(uid))
+        channel, counts = self._names.uid(uid), self._presenceKeys.connections(uid)
+        if self._pipeliner.raw:
+            names: tuple[Any, Any] = (commandHead(self.pubsub.publish, channel), commandBytes("HGETALL", counts))
+        else:
+            names = (channel, counts)
+        self._pushNames[uid] = names
         return names
 
     def _countUids(self, uids: tuple[str, ...], answers: list[Any], start: int = 0) -> PushResult:

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from realtime.broker.redisshards import OneRedis
 from realtime.redisio import loopOf, onLoop
-from realtime.redisraw import RawPipeline, canPipelineRaw, drainMessages
+from realtime.redisraw import RawPipeline, canPipelineRaw, commandBytes, commandHead, drainMessages
 from tests.redisserver import RedisServer, sharedServer
 
 
@@ -107,6 +107,30 @@ class RawPipelineTests(TestCase):
         self.assertIsInstance(answers[4], ResponseError)
         held = {b"node1": b"2", b"node2": b"1"}
         self.assertEqual(answers[:4] + answers[5:], [0, held, held, {}, 2])
+
+    @onTheLoop
+    async def test_packedCommands(self) -> None:
+        """
+        Commands queued packed (a command's head and its last argument
+        joined, as a node makes a push) run as those commands and answer in
+        their place among the others, whatever bytes the last argument
+        holds.
+        """
+        await self.client.hset("h", mapping={"node1": 2})
+        pubsub = self.client.pubsub()
+        await pubsub.subscribe("ch$an\r\nnel")
+        await pubsub.get_message(timeout=1.0)
+        self.addCleanup(lambda: onLoop(loopOf(reactor), pubsub.aclose()))
+        payload = b"$3\r\n*1\x00\xff" * 10
+        head = commandHead("PUBLISH", "ch$an\r\nnel")
+        pipe = RawPipeline(self.client, timeout=5.0)
+        pipe.bare("INCR", "n")
+        pipe.packed(b"%s$%d\r\n%s\r\n%s" % (head, len(payload), payload, commandBytes("HGETALL", "h")), 2)
+        pipe.hlen("h")
+        self.assertEqual(len(pipe), 4)
+        self.assertEqual(await pipe.execute(), [1, 1, {b"node1": b"2"}, 1])
+        message = await pubsub.get_message(timeout=1.0)
+        self.assertEqual((message or {}).get("data"), payload)
 
     @onTheLoop
     async def test_scriptsAfterRedisLostThem(self) -> None:
