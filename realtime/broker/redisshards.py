@@ -93,10 +93,6 @@ class OneRedis:
         """The connection C{channel} is subscribed on: the one."""
         return "redis"
 
-    def heldOn(self, name: str, channels: set[str]) -> set[str]:
-        """Which of C{channels} connection C{name} holds: all (a copy)."""
-        return set(channels)
-
     async def close(self) -> None:
         await self._pubsub.aclose()
 
@@ -219,14 +215,6 @@ class ClusterShards:
             return str(self._cluster.get_node_from_key(channel).name)
         except SlotNotCoveredError:
             return None
-
-    def heldOn(self, name: str, channels: set[str]) -> set[str]:
-        """
-        Which of C{channels} connection C{name} holds: those whose slot its
-        master owns.
-        """
-        owner = self.owner
-        return {channel for channel in channels if owner(channel) == name}
 
     async def close(self) -> None:
         await self._pubsub.aclose()
