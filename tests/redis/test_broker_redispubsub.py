@@ -245,6 +245,36 @@ class PubSubLinkTests(TestCase):
         await self.publish("u:1", b"heard")
         await until(lambda: ("u:1", b"heard") in self.got)
 
+    async def test_missedFoundWithoutSlots(self) -> None:
+        """
+        The channels a connection's probe finds missed are those lost with
+        that connection, known without the slot of each lost channel (on a
+        Cluster with a master down, every probe of the other masters
+        computed it), and the link still subscribes them again.  (The link
+        is told of a drop that did not happen, so nothing resubscribes.)
+        """
+        link = self.link(probeInterval=0.2, probeTimeout=1.0)
+        await link.start()
+        wanted = [f"u:{i}" for i in range(50)]
+        for channel in wanted:
+            link.want(channel)
+        for channel in wanted:
+            await link.subscribedTo(channel)
+        await task.deferLater(reactor, 0, lambda: None)
+        shards: Any = link._shards
+        owner = shards.owner
+        name = owner("u:1") or ""
+        computed: list[str] = []
+        self.patch(shards, "owner", lambda channel: computed.append(channel) or owner(channel))
+        link._dropped(name)
+        settled = link.settled()
+        self.assertFalse(settled.called)
+        await until(lambda: settled.called, timeout=5)
+        self.assertEqual([channel for channel in computed if channel in wanted], [])
+        self.assertIsNone(link.problem)
+        await self.publish("u:1", b"heard")
+        await until(lambda: ("u:1", b"heard") in self.got)
+
     async def test_droppedTakesWhatItConfirmed(self) -> None:
         """
         A connection that drops takes away the channels it confirmed, and
