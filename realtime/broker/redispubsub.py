@@ -32,6 +32,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from realtime.broker.redisconfirms import Confirmations
 from realtime.broker.redisshards import shardsFor
 from realtime.broker.redisslots import SlotFollower
 from realtime.redisio import PubSubCommands, loopOf, onLoop
@@ -124,24 +125,10 @@ class PubSubLink:
         self._loop = loopOf(reactor)
         self._deliver = deliver
         self._wanted: dict[str, int] = {}
-        #: the wanted channels Redis confirmed subscribing this node to
-        self._confirmed: set[str] = set()
-        #: and by the connection that confirmed them (a Cluster's master):
-        #: what a connection that drops takes away, known without a test
-        #: of each channel's slot
-        self._confirmedOn: dict[str, set[str]] = {}
-        #: what waits for a wanted channel's confirmation
-        self._waiting: dict[str, list[Deferred[None]]] = {}
-        #: the confirmed channels a dropped connection took away, until
-        #: Redis confirms them again (redis-py subscribes again as it
-        #: reconnects), each with when; and what waits for that
-        self._lost: dict[str, float] = {}
-        #: and by the connection they were lost with (some may be confirmed
-        #: again since: L{_lost} says which are still lost)
-        self._lostFrom: dict[str, set[str]] = {}
-        self._settling: list[Deferred[None]] = []
-        #: the connections dropped and not heard confirming anything since
-        self._dropping: set[str] = set()
+        #: what Redis confirmed of the wanted channels, and what dropped
+        #: connections took away until it confirms them again (redis-py
+        #: subscribes again as it reconnects)
+        self._confirms = Confirmations(reactor.seconds)
         self._resubscribed = resubscribed
         #: whether a call of C{resubscribed} is due this turn, and its argument
         self._resubscribedSoon = False
@@ -184,8 +171,8 @@ class PubSubLink:
         problems = [self._shards.label(p.name) + p.problem for p in self._probed.values() if p.problem]
         if self._subscribing:
             problems.append(self._subscribing)
-        if self._lost:
-            problems.append(f"subscriptions not confirmed again since a reconnect: {len(self._lost)}")
+        if self._confirms.lost:
+            problems.append(f"subscriptions not confirmed again since a reconnect: {len(self._confirms.lost)}")
         return "; ".join(problems) or None
 
     def probeChannels(self) -> frozenset[str]:
@@ -216,11 +203,9 @@ class PubSubLink:
         what the node writes after it, such as the uid's connection count,
         is never seen by a publisher before the subscription is.
         """
-        if channel in self._confirmed or channel not in self._wanted:
+        if channel not in self._wanted:
             return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._waiting.setdefault(channel, []).append(waiter)
-        return waiter
+        return self._confirms.waitFor(channel)
 
     def settled(self) -> Deferred[None]:
         """
@@ -230,48 +215,18 @@ class PubSubLink:
         subscriptions that deliver to them, or a push meanwhile would be
         answered delivered and be lost.
         """
-        if not self._lost:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._settling.append(waiter)
-        return waiter
+        return self._confirms.settled()
 
     def _confirm(self, channel: str, source: str) -> None:
         """
         Redis confirmed this node's subscription to C{channel}, on
         connection C{source}.
         """
-        again, wasLost = channel in self._confirmed, channel in self._lost
-        if channel in self._wanted:
-            self._confirmed.add(channel)
-            held = self._confirmedOn.get(source)
-            if held is None:
-                held = self._confirmedOn[source] = set()
-            held.add(channel)
-        if self._release(channel):
+        settled, again = self._confirms.confirm(channel, source, channel in self._wanted)
+        if settled:
             self._scheduleResubscribed(True)
-        elif again and not wasLost:
+        elif again:
             self._scheduleResubscribed(False)
-
-    def _release(self, channel: str) -> bool:
-        """
-        Nothing waits for C{channel} any more (confirmed, or no longer
-        wanted): what waited goes on, and the link has settled once no lost
-        channel is left; whether this settled it.  The state is changed
-        before anything waiting runs, since that may change it again.
-        """
-        waiters: list[Deferred[None]] = self._waiting.pop(channel, [])
-        settled = False
-        if channel in self._lost:
-            del self._lost[channel]
-            if not self._lost:
-                self._lostFrom.clear()
-                settled = True
-                waiters += self._settling
-                self._settling = []
-        for waiter in waiters:
-            waiter.callback(None)
-        return settled
 
     def _scheduleResubscribed(self, afterLoss: bool) -> None:
         self._afterLoss |= afterLoss
@@ -286,22 +241,9 @@ class PubSubLink:
 
     def _dropped(self, name: str) -> None:
         """
-        Connection C{name} is gone, and with it the subscriptions on it:
-        they are not confirmed until Redis confirms them again.  Looked for
-        once a failure, not at each failed read of an outage: nothing on
-        C{name} is confirmed again before Redis answers on it.
+        Connection C{name} is gone, and with it the subscriptions on it.
         """
-        if name in self._dropping:
-            return
-        self._dropping.add(name)
-        # set operations in C, proportional to what the connection held
-        # (on one Redis, every channel: 0.3x the time of a test per
-        # channel at 100,000; on a Cluster, no slot computed per channel)
-        lost = self._confirmedOn.pop(name, set()) & self._confirmed
-        self._confirmed -= lost
-        self._lost.update(dict.fromkeys(lost, self._reactor.seconds()))
-        if lost:
-            self._lostFrom.setdefault(name, set()).update(lost)
+        self._confirms.dropped(name)
 
     def unwant(self, channel: str) -> None:
         """
@@ -310,9 +252,9 @@ class PubSubLink:
         count = self._wanted.get(channel, 0)
         if count <= 1:
             self._wanted.pop(channel, None)
-            self._unconfirm(channel)
+            self._confirms.unconfirm(channel)
             # nothing left to wait for
-            self._release(channel)
+            self._confirms.release(channel)
             self._toSubscribe.discard(channel)
             if count == 1:
                 self._toUnsubscribe.add(channel)
@@ -486,7 +428,6 @@ class PubSubLink:
             return
         name = channel.decode() if isinstance(channel, bytes) else channel
         if kind == "subscribe":
-            self._dropping.discard(source)
             self._confirm(name, source)
             return
         heard = self._byChannel.get(name)
@@ -507,16 +448,8 @@ class PubSubLink:
         again.
         """
         name = channel.decode() if isinstance(channel, bytes) else channel
-        self._unconfirm(name)
+        self._confirms.unconfirm(name)
         self._slots.unsubscribed(name, source)
-
-    def _unconfirm(self, channel: str) -> None:
-        """
-        C{channel} is no longer confirmed, on any connection.
-        """
-        self._confirmed.discard(channel)
-        for held in self._confirmedOn.values():
-            held.discard(channel)
 
     def _isWanted(self, channel: str) -> bool:
         return channel in self._wanted or channel in self._byChannel
@@ -553,35 +486,18 @@ class PubSubLink:
             probed.heardAt = self._reactor.seconds()
             probed.problem = None
             probed.replacing = False
-            if self._lost:
+            if self._confirms.lost:
                 self._subscribeMissed(probed)
 
     def _subscribeMissed(self, probed: _Probed) -> None:
         """
-        A probe came back on C{probed}'s connection: redis-py subscribes
-        again to all it held before anything else when it reconnects, so the
-        probe's message comes after every confirmation of that, and a
-        channel lost with this connection before and still unconfirmed is
-        one it missed.  Subscribe to it again (to wherever its slot is now),
-        rather than stay deaf to it.
-
-        The channels lost with this connection are known, so while a
-        Cluster's master is down, each probe of the others costs nothing
-        per channel it took away (a slot computed per lost channel costs
-        some 1.4 us: 46 ms a probe at 33,000).  Only those lost with a
-        master gone since (failed over) are found by their slot's owner
-        now.
+        A probe came back on C{probed}'s connection: subscribe again (to
+        wherever their slots are now) to the lost channels it missed
+        (L{Confirmations.missed}), rather than stay deaf to them.
         """
-        lost, heardAt, name = self._lost, probed.heardAt, probed.name
-        missed = {channel for channel in self._lostFrom.get(name, ()) if lost.get(channel, heardAt) < heardAt}
-        owner = self._shards.owner
-        for source, channels in self._lostFrom.items():
-            if source != name and source not in self._probed:
-                missed.update(c for c in channels if lost.get(c, heardAt) < heardAt and owner(c) == name)
+        missed = self._confirms.missed(probed.name, probed.heardAt, self._probed, self._shards.owner)
         if missed:
             self.log.warn("Redis did not subscribe this node again to {count} channels; subscribing", count=len(missed))
-            for channel in missed:
-                self._lost[channel] = heardAt
             self._toSubscribe |= missed
             self._scheduleSync()
 

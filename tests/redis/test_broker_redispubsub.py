@@ -299,7 +299,7 @@ class PubSubLinkTests(TestCase):
         self.patch(shards, "owner", lambda channel: computed.append(channel) or owner(channel))
         link._dropped(name)
         self.assertEqual(computed, [])
-        self.assertEqual(set(link._lost), {c for c in wanted[1:] if owner(c) == name})
+        self.assertEqual(set(link._confirms.lost), {c for c in wanted[1:] if owner(c) == name})
 
     async def test_unwantedWhileLost(self) -> None:
         """
