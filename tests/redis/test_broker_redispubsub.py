@@ -5,7 +5,7 @@ node's needs, and a link that heals itself, against a real C{redis-server}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -245,6 +245,32 @@ class PubSubLinkTests(TestCase):
         await self.publish("u:1", b"heard")
         await until(lambda: ("u:1", b"heard") in self.got)
 
+    async def droppedHolding(
+        self, link: PubSubLink, wanted: list[str], kept: set[str]
+    ) -> tuple[str, Callable[[str], str | None], list[str]]:
+        """
+        Start C{link} wanting C{wanted}, once confirmed keep only C{kept},
+        then tell it the connection holding C{u:1} dropped (it did not).
+
+        @return: that connection's name, the shards' C{owner}, and the
+            channels whose owner was asked for from the drop on.
+        """
+        await link.start()
+        for channel in wanted:
+            link.want(channel)
+        for channel in wanted:
+            await link.subscribedTo(channel)
+        for channel in set(wanted) - kept:
+            link.unwant(channel)
+        await task.deferLater(reactor, 0, lambda: None)
+        shards: Any = link._shards
+        owner = shards.owner
+        name = owner("u:1") or ""
+        computed: list[str] = []
+        self.patch(shards, "owner", lambda channel: computed.append(channel) or owner(channel))
+        link._dropped(name)
+        return name, owner, computed
+
     async def test_missedFoundWithoutSlots(self) -> None:
         """
         The channels a connection's probe finds missed are those lost with
@@ -254,19 +280,8 @@ class PubSubLinkTests(TestCase):
         is told of a drop that did not happen, so nothing resubscribes.)
         """
         link = self.link(probeInterval=0.2, probeTimeout=1.0)
-        await link.start()
         wanted = [f"u:{i}" for i in range(50)]
-        for channel in wanted:
-            link.want(channel)
-        for channel in wanted:
-            await link.subscribedTo(channel)
-        await task.deferLater(reactor, 0, lambda: None)
-        shards: Any = link._shards
-        owner = shards.owner
-        name = owner("u:1") or ""
-        computed: list[str] = []
-        self.patch(shards, "owner", lambda channel: computed.append(channel) or owner(channel))
-        link._dropped(name)
+        name, owner, computed = await self.droppedHolding(link, wanted, set(wanted))
         settled = link.settled()
         self.assertFalse(settled.called)
         await until(lambda: settled.called, timeout=5)
@@ -284,20 +299,8 @@ class PubSubLinkTests(TestCase):
         a drop that did not happen.)
         """
         link = self.link()
-        await link.start()
         wanted = [f"u:{i}" for i in range(300)]
-        for channel in wanted:
-            link.want(channel)
-        for channel in wanted:
-            await link.subscribedTo(channel)
-        link.unwant("u:0")
-        await task.deferLater(reactor, 0, lambda: None)
-        shards: Any = link._shards
-        owner = shards.owner
-        name = owner("u:1") or ""
-        computed: list[str] = []
-        self.patch(shards, "owner", lambda channel: computed.append(channel) or owner(channel))
-        link._dropped(name)
+        name, owner, computed = await self.droppedHolding(link, wanted, set(wanted[1:]))
         self.assertEqual(computed, [])
         self.assertEqual(set(link._confirms.lost), {c for c in wanted[1:] if owner(c) == name})
 
