@@ -38,7 +38,7 @@ def _queuePushes(pipe: Any, way: str, heads: list[tuple[bytes, bytes]]) -> None:
     for i in range(PUSHES):
         if way == "packed":
             head, counts = heads[i]
-            pipe.packed(b"%s$%d\r\n%s\r\n%s" % (head, len(data), data, counts), 2)
+            pipe.packed(head, data, counts, 2)
         elif way == "bare":
             pipe.bare("PUBLISH", f"realtime:{{u:{i}}}:u", data)
             pipe.bare("HGETALL", f"realtime:{{u:{i}}}:conns")

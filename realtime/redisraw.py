@@ -98,10 +98,9 @@ def commandBytes(*args: Any) -> bytes:
 
 def commandHead(*args: Any) -> bytes:
     """
-    A command packed up to the argument that follows C{args}, its last:
-    C{head + b"$%d\\r\\n%s\\r\\n" % (len(last), last)} is the whole command,
-    for L{RawPipeline.packed}.  A node pushing to a uid packs only the
-    payload this way; the rest is the uid's, made once.
+    A command packed up to the argument that follows C{args}, its last,
+    which L{RawPipeline.packed} adds: a node pushing to a uid packs only
+    the payload; the rest is the uid's, made once.
     """
     packed = pack_command((*args, b""))
     assert packed.endswith(_EMPTY_LAST)
@@ -178,15 +177,17 @@ class RawPipeline(AsyncCoreCommands):
         self._commands.append((args, None))
         self._wire.append(args)
 
-    def packed(self, commands: bytes, count: int) -> None:
+    def packed(self, head: bytes, last: bytes, after: bytes, count: int) -> None:
         """
-        Queue C{count} commands already packed (RESP), answered as L{bare}
-        answers: a push's C{PUBLISH} and C{HGETALL}, made of the uid's
-        parts (L{commandHead}) and the payload, at a quarter of what packing
-        the two from their arguments costs.
+        Queue C{count} commands made of parts packed once: a command's
+        C{head} (L{commandHead}) with its C{last} argument, then C{after},
+        commands packed whole (L{commandBytes}); answered as L{bare} answers.
+        A push's C{PUBLISH} and C{HGETALL} made this way, of the uid's parts
+        and the payload, cost a quarter of packing the two from their
+        arguments.
         """
         self._commands += [_BARE] * count
-        self._wire.append(commands)
+        self._wire.append(b"%s$%d\r\n%s\r\n%s" % (head, len(last), last, after))
 
     def __len__(self) -> int:
         return len(self._commands)

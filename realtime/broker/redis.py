@@ -506,7 +506,7 @@ class RedisBroker:
             packed = pipe.packed
             for uid in uids:
                 head, counts = named.get(uid) or nameOf(uid)
-                packed(b"%s$%d\r\n%s\r\n%s" % (head, len(data), data, counts), 2)
+                packed(head, data, counts, 2)
         else:
             publish = self.pubsub.publish
             for uid in uids:

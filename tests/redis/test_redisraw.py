@@ -125,7 +125,7 @@ class RawPipelineTests(TestCase):
         head = commandHead("PUBLISH", "ch$an\r\nnel")
         pipe = RawPipeline(self.client, timeout=5.0)
         pipe.bare("INCR", "n")
-        pipe.packed(b"%s$%d\r\n%s\r\n%s" % (head, len(payload), payload, commandBytes("HGETALL", "h")), 2)
+        pipe.packed(head, payload, commandBytes("HGETALL", "h"), 2)
         pipe.hlen("h")
         self.assertEqual(len(pipe), 4)
         self.assertEqual(await pipe.execute(), [1, 1, {b"node1": b"2"}, 1])
